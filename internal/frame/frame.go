@@ -1,0 +1,160 @@
+// Package frame builds Ethernet frames for tests, the CLI and the demo:
+// VLAN tags, IPv4 with options and fragments, IPv6 with extension headers,
+// TCP and UDP. Checksums are left zero: nothing on the steering path reads
+// them.
+package frame
+
+import (
+	"encoding/binary"
+	"net/netip"
+)
+
+// IP protocol numbers used by Spec.Proto.
+const (
+	ProtoTCP  = 6
+	ProtoUDP  = 17
+	ProtoICMP = 1
+)
+
+// ExtHeader is one IPv6 extension header. Data is its content after the
+// next-header and length bytes; Build pads it to the header's unit size.
+type ExtHeader struct {
+	Type uint8 // 0, 43, 44, 51, 60, 135, ...
+	Data []byte
+}
+
+// HomeAddressOption returns a destination options header carrying a Home
+// Address option (type 0xC9) for addr.
+func HomeAddressOption(addr netip.Addr) ExtHeader {
+	a := addr.As16()
+	// PadN of 2 bytes aligns the address to 8n+6 as RFC 6275 asks.
+	d := append([]byte{1, 2, 0, 0, 0xc9, 16}, a[:]...)
+	return ExtHeader{Type: 60, Data: d}
+}
+
+// RoutingType2 returns a type 2 routing header for addr with segmentsLeft.
+func RoutingType2(addr netip.Addr, segmentsLeft uint8) ExtHeader {
+	a := addr.As16()
+	d := append([]byte{2, segmentsLeft, 0, 0, 0, 0}, a[:]...)
+	return ExtHeader{Type: 43, Data: d}
+}
+
+// FragmentHeader returns an IPv6 fragment header.
+func FragmentHeader(offset uint16, more bool) ExtHeader {
+	v := offset << 3
+	if more {
+		v |= 1
+	}
+	return ExtHeader{Type: 44, Data: []byte{0, byte(v >> 8), byte(v), 0, 0, 0, 1}}
+}
+
+// Spec describes a frame.
+type Spec struct {
+	VLANs      []uint16 // TPIDs of VLAN tags, outermost first (0x8100, 0x88a8)
+	Src, Dst   netip.Addr
+	Proto      uint8 // ProtoTCP, ProtoUDP, or another protocol number
+	SrcPort    uint16
+	DstPort    uint16
+	IPv4Opts   []byte // IPv4 options, padded to 4 bytes
+	FragOffset uint16 // IPv4 fragment offset in 8-byte units
+	MoreFrags  bool   // IPv4 more-fragments flag
+	Ext        []ExtHeader
+	Payload    int // payload bytes after the transport header
+}
+
+// Build returns the frame for s. Src and Dst must be of the same family.
+func Build(s Spec) []byte {
+	b := []byte{0x52, 0x54, 0, 0x12, 0x34, 0x56, 0x52, 0x54, 0, 0xab, 0xcd, 0xef}
+	for i, tpid := range s.VLANs {
+		b = binary.BigEndian.AppendUint16(b, tpid)
+		b = binary.BigEndian.AppendUint16(b, uint16(100+i))
+	}
+	l4 := transport(s)
+	if s.Src.Is4() {
+		b = binary.BigEndian.AppendUint16(b, 0x0800)
+		opts := append([]byte(nil), s.IPv4Opts...)
+		for len(opts)%4 != 0 {
+			opts = append(opts, 0)
+		}
+		hl := 20 + len(opts)
+		b = append(b, byte(0x40|hl/4), 0)
+		b = binary.BigEndian.AppendUint16(b, uint16(hl+len(l4)))
+		b = append(b, 0x12, 0x34)
+		fo := s.FragOffset & 0x1fff
+		if s.MoreFrags {
+			fo |= 0x2000
+		}
+		b = binary.BigEndian.AppendUint16(b, fo)
+		b = append(b, 64, s.Proto, 0, 0)
+		src, dst := s.Src.As4(), s.Dst.As4()
+		b = append(b, src[:]...)
+		b = append(b, dst[:]...)
+		b = append(b, opts...)
+		return append(b, l4...)
+	}
+	b = binary.BigEndian.AppendUint16(b, 0x86dd)
+	var ext []byte
+	next := s.Proto
+	for i := len(s.Ext) - 1; i >= 0; i-- {
+		ext = append(extBytes(s.Ext[i], next), ext...)
+		next = s.Ext[i].Type
+	}
+	b = append(b, 0x60, 0, 0, 0)
+	b = binary.BigEndian.AppendUint16(b, uint16(len(ext)+len(l4)))
+	b = append(b, next, 64)
+	src, dst := s.Src.As16(), s.Dst.As16()
+	b = append(b, src[:]...)
+	b = append(b, dst[:]...)
+	b = append(b, ext...)
+	return append(b, l4...)
+}
+
+func extBytes(h ExtHeader, next uint8) []byte {
+	switch h.Type {
+	case 44:
+		d := make([]byte, 8)
+		d[0] = next
+		copy(d[1:], h.Data)
+		return d
+	case 51: // AH: length in 4-byte units minus 2
+		n := (2 + len(h.Data) + 3) / 4 * 4
+		if n < 8 {
+			n = 8
+		}
+		d := make([]byte, n)
+		d[0], d[1] = next, byte(n/4-2)
+		copy(d[2:], h.Data)
+		return d
+	}
+	n := (2 + len(h.Data) + 7) / 8 * 8
+	d := make([]byte, n)
+	d[0], d[1] = next, byte(n/8-1)
+	copy(d[2:], h.Data)
+	if pad := n - 2 - len(h.Data); pad >= 2 && (h.Type == 0 || h.Type == 60) {
+		// Fill the tail with a PadN option so the options stay well formed.
+		d[2+len(h.Data)], d[3+len(h.Data)] = 1, byte(pad-2)
+	}
+	return d
+}
+
+func transport(s Spec) []byte {
+	payload := make([]byte, s.Payload)
+	for i := range payload {
+		payload[i] = byte(i)
+	}
+	var h []byte
+	switch s.Proto {
+	case ProtoTCP:
+		h = make([]byte, 20)
+		h[12] = 5 << 4
+		h[13] = 0x18
+	case ProtoUDP:
+		h = make([]byte, 8)
+		binary.BigEndian.PutUint16(h[4:], uint16(8+len(payload)))
+	default:
+		return payload
+	}
+	binary.BigEndian.PutUint16(h[0:], s.SrcPort)
+	binary.BigEndian.PutUint16(h[2:], s.DstPort)
+	return append(h, payload...)
+}

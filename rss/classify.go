@@ -1,0 +1,181 @@
+package rss
+
+import "encoding/binary"
+
+// Parser bounds. They are part of the semantics: the eBPF program uses the
+// same ones (docs/semantics.md).
+const (
+	// MaxVLANTags is how many 802.1Q / 802.1ad tags may precede the IP
+	// header; a frame with more is unclassified.
+	MaxVLANTags = 2
+	// MaxExtHeaders is how many IPv6 extension headers are walked; a frame
+	// whose chain is longer is unclassified.
+	MaxExtHeaders = 8
+	// MaxDestOptions is how many options of one destination options header
+	// are examined for a Home Address option; later ones are not.
+	MaxDestOptions = 16
+)
+
+const (
+	etherTypeIPv4 = 0x0800
+	etherTypeIPv6 = 0x86dd
+	etherTypeVLAN = 0x8100 // 802.1Q
+	etherTypeQinQ = 0x88a8 // 802.1ad service tag
+
+	protoTCP = 6
+	protoUDP = 17
+
+	tcpHeaderLen = 20
+	udpHeaderLen = 8
+
+	optHomeAddress = 0xc9
+)
+
+// flow is what classification extracts from a frame: where the addresses and
+// ports are, as offsets into the frame so that nothing is copied.
+type flow struct {
+	family uint8 // 0 (not IP, or malformed), 4 or 6
+	l4     uint8 // protoTCP, protoUDP, or 0 when neither (or a fragment)
+	frag   bool  // an IP fragment (NDIS rule: hash addresses only)
+	ext    bool  // IPv6 with at least one extension header
+	src    int   // offset of the source address
+	dst    int   // offset of the destination address
+	home   int   // offset of the Home Address option's address, or 0
+	rt2    int   // offset of the type 2 routing header's address, or 0
+	ports  int   // offset of the source and destination ports
+}
+
+// classify parses an Ethernet frame. It never reads past len(b); any header
+// that does not fit leaves the flow unclassified (family 0).
+func classify(b []byte) (f flow) {
+	if len(b) < 14 {
+		return flow{}
+	}
+	off := 12
+	etype := binary.BigEndian.Uint16(b[off:])
+	for tags := 0; etype == etherTypeVLAN || etype == etherTypeQinQ; tags++ {
+		if tags == MaxVLANTags || len(b) < off+6 {
+			return flow{}
+		}
+		off += 4
+		etype = binary.BigEndian.Uint16(b[off:])
+	}
+	off += 2
+	switch etype {
+	case etherTypeIPv4:
+		return classify4(b, off)
+	case etherTypeIPv6:
+		return classify6(b, off)
+	}
+	return flow{}
+}
+
+func classify4(b []byte, off int) flow {
+	if len(b) < off+20 || b[off]>>4 != 4 {
+		return flow{}
+	}
+	ihl := int(b[off]&0x0f) * 4
+	if ihl < 20 || len(b) < off+ihl {
+		return flow{}
+	}
+	f := flow{family: 4, src: off + 12, dst: off + 16}
+	// Any fragment, the first included, hashes on addresses only.
+	if binary.BigEndian.Uint16(b[off+6:])&0x3fff != 0 {
+		f.frag = true
+		return f
+	}
+	return transport(b, f, b[off+9], off+ihl)
+}
+
+func classify6(b []byte, off int) flow {
+	if len(b) < off+40 || b[off]>>4 != 6 {
+		return flow{}
+	}
+	f := flow{family: 6, src: off + 8, dst: off + 24}
+	next := b[off+6]
+	off += 40
+	for n := 0; ; n++ {
+		var hlen int
+		switch next {
+		case 0, 43, 60, 135, 139, 140, 253, 254: // generic (len+1)*8 format
+			if len(b) < off+8 {
+				return flow{}
+			}
+			hlen = (int(b[off+1]) + 1) * 8
+		case 51: // authentication header: (len+2)*4
+			if len(b) < off+8 {
+				return flow{}
+			}
+			hlen = (int(b[off+1]) + 2) * 4
+		case 44: // fragment header
+			hlen = 8
+		default:
+			return transport(b, f, next, off)
+		}
+		if n == MaxExtHeaders || len(b) < off+hlen {
+			return flow{}
+		}
+		f.ext = true
+		switch next {
+		case 43: // type 2 routing header with one segment left: 24 bytes
+			if f.rt2 == 0 && b[off+2] == 2 && b[off+3] == 1 && b[off+1] == 2 {
+				f.rt2 = off + 8
+			}
+		case 60:
+			if f.home == 0 {
+				f.home = homeAddress(b[:off+hlen], off)
+			}
+		case 44:
+			if binary.BigEndian.Uint16(b[off+2:])&0xfff9 != 0 {
+				// Offset or more-fragments set; an atomic fragment
+				// (both zero) is a whole packet and walked through.
+				f.frag = true
+				return f
+			}
+		}
+		next = b[off]
+		off += hlen
+	}
+}
+
+// homeAddress scans the options of the destination options header at off,
+// which ends at len(b), and returns the offset of a Home Address option's
+// 16-byte address, or 0.
+func homeAddress(b []byte, off int) int {
+	p := off + 2
+	for i := 0; i < MaxDestOptions && p < len(b); i++ {
+		if b[p] == 0 { // Pad1 has no length byte
+			p++
+			continue
+		}
+		if p+2 > len(b) {
+			return 0
+		}
+		olen := int(b[p+1])
+		if b[p] == optHomeAddress && olen == 16 && p+2+16 <= len(b) {
+			return p + 2
+		}
+		p += 2 + olen
+	}
+	return 0
+}
+
+// transport records the TCP or UDP ports at off, if the whole header is
+// there; a cut-off TCP or UDP header makes the frame malformed.
+func transport(b []byte, f flow, proto byte, off int) flow {
+	need := 0
+	switch proto {
+	case protoTCP:
+		need = tcpHeaderLen
+	case protoUDP:
+		need = udpHeaderLen
+	default:
+		return f
+	}
+	if len(b) < off+need {
+		return flow{}
+	}
+	f.l4 = proto
+	f.ports = off
+	return f
+}

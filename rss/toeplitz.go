@@ -1,0 +1,77 @@
+package rss
+
+// Toeplitz is a Toeplitz hash function for one key, precomputed as a table:
+// for each input byte position and byte value, the 32-bit contribution that
+// byte makes to the hash. Hashing n bytes is then n loads and XORs instead
+// of 8n conditional shifts.
+type Toeplitz struct {
+	tab [MaxInputLen][256]uint32
+}
+
+// NewToeplitz precomputes the tables for key. Key bits past its end count as
+// zero, so any key length works; keys longer than MinKeySize bytes have
+// bits that never reach a hash of at most MaxInputLen input bytes.
+func NewToeplitz(key []byte) *Toeplitz {
+	t := new(Toeplitz)
+	t.Reset(key)
+	return t
+}
+
+// Reset recomputes the tables for a new key without allocating.
+func (t *Toeplitz) Reset(key []byte) {
+	for pos := range t.tab {
+		// The contribution of input bit b (MSB first) of byte pos is the
+		// 32-bit window of the key starting at bit 8*pos+b.
+		var bit [8]uint32
+		for b := range bit {
+			bit[b] = keyWindow(key, 8*pos+b)
+		}
+		row := &t.tab[pos]
+		row[0] = 0
+		// Each value is a lower value plus its top set bit, so one XOR each.
+		for v := 1; v < 256; v++ {
+			top := 7
+			for v>>top == 0 {
+				top--
+			}
+			row[v] = row[v&^(1<<top)] ^ bit[7-top]
+		}
+	}
+}
+
+// keyWindow returns the 32 key bits starting at bit offset off (MSB first),
+// with bits past the key's end as zero.
+func keyWindow(key []byte, off int) uint32 {
+	var w uint64
+	for i := 0; i < 5; i++ {
+		w <<= 8
+		if j := off/8 + i; j < len(key) {
+			w |= uint64(key[j])
+		}
+	}
+	return uint32(w >> (8 - uint(off%8)))
+}
+
+// Hash returns the Toeplitz hash of input, which must be at most
+// MaxInputLen bytes long; longer input panics.
+func (t *Toeplitz) Hash(input []byte) uint32 {
+	var h uint32
+	for i, b := range input {
+		h ^= t.tab[i][b]
+	}
+	return h
+}
+
+// Table returns the contribution of input byte value v at position pos.
+// The eBPF steering program is fed these values.
+func (t *Toeplitz) Table(pos int, v byte) uint32 { return t.tab[pos][v] }
+
+// add hashes b as if it started at input position pos, and returns the next
+// position. It is the building block of Steer, which never copies its input.
+func (t *Toeplitz) add(h uint32, pos int, b []byte) (uint32, int) {
+	for _, c := range b {
+		h ^= t.tab[pos][c]
+		pos++
+	}
+	return h, pos
+}
