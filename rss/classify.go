@@ -45,53 +45,58 @@ type flow struct {
 	ports  int   // offset of the source and destination ports
 }
 
-// classify parses an Ethernet frame. It never reads past len(b); any header
-// that does not fit leaves the flow unclassified (family 0).
-func classify(b []byte) (f flow) {
+// classify parses an Ethernet frame into f, which must be zero. It never
+// reads past len(b); any header that does not fit leaves f unclassified
+// (family 0). It fills f in place: returning the struct by value through
+// each layer costs as much as the parsing.
+func classify(b []byte, f *flow) {
 	if len(b) < 14 {
-		return flow{}
+		return
 	}
 	off := 12
 	etype := binary.BigEndian.Uint16(b[off:])
 	for tags := 0; etype == etherTypeVLAN || etype == etherTypeQinQ; tags++ {
 		if tags == MaxVLANTags || len(b) < off+6 {
-			return flow{}
+			return
 		}
 		off += 4
 		etype = binary.BigEndian.Uint16(b[off:])
 	}
 	off += 2
+	ok := false
 	switch etype {
 	case etherTypeIPv4:
-		return classify4(b, off)
+		ok = classify4(b, off, f)
 	case etherTypeIPv6:
-		return classify6(b, off)
+		ok = classify6(b, off, f)
 	}
-	return flow{}
+	if !ok {
+		*f = flow{}
+	}
 }
 
-func classify4(b []byte, off int) flow {
+func classify4(b []byte, off int, f *flow) bool {
 	if len(b) < off+20 || b[off]>>4 != 4 {
-		return flow{}
+		return false
 	}
 	ihl := int(b[off]&0x0f) * 4
 	if ihl < 20 || len(b) < off+ihl {
-		return flow{}
+		return false
 	}
-	f := flow{family: 4, src: off + 12, dst: off + 16}
+	f.family, f.src, f.dst = 4, off+12, off+16
 	// Any fragment, the first included, hashes on addresses only.
 	if binary.BigEndian.Uint16(b[off+6:])&0x3fff != 0 {
 		f.frag = true
-		return f
+		return true
 	}
 	return transport(b, f, b[off+9], off+ihl)
 }
 
-func classify6(b []byte, off int) flow {
+func classify6(b []byte, off int, f *flow) bool {
 	if len(b) < off+40 || b[off]>>4 != 6 {
-		return flow{}
+		return false
 	}
-	f := flow{family: 6, src: off + 8, dst: off + 24}
+	f.family, f.src, f.dst = 6, off+8, off+24
 	next := b[off+6]
 	off += 40
 	for n := 0; ; n++ {
@@ -99,12 +104,12 @@ func classify6(b []byte, off int) flow {
 		switch next {
 		case 0, 43, 60, 135, 139, 140, 253, 254: // generic (len+1)*8 format
 			if len(b) < off+8 {
-				return flow{}
+				return false
 			}
 			hlen = (int(b[off+1]) + 1) * 8
 		case 51: // authentication header: (len+2)*4
 			if len(b) < off+8 {
-				return flow{}
+				return false
 			}
 			hlen = (int(b[off+1]) + 2) * 4
 		case 44: // fragment header
@@ -113,7 +118,7 @@ func classify6(b []byte, off int) flow {
 			return transport(b, f, next, off)
 		}
 		if n == MaxExtHeaders || len(b) < off+hlen {
-			return flow{}
+			return false
 		}
 		f.ext = true
 		switch next {
@@ -130,7 +135,7 @@ func classify6(b []byte, off int) flow {
 				// Offset or more-fragments set; an atomic fragment
 				// (both zero) is a whole packet and walked through.
 				f.frag = true
-				return f
+				return true
 			}
 		}
 		next = b[off]
@@ -162,7 +167,7 @@ func homeAddress(b []byte, off int) int {
 
 // transport records the TCP or UDP ports at off, if the whole header is
 // there; a cut-off TCP or UDP header makes the frame malformed.
-func transport(b []byte, f flow, proto byte, off int) flow {
+func transport(b []byte, f *flow, proto byte, off int) bool {
 	need := 0
 	switch proto {
 	case protoTCP:
@@ -170,12 +175,12 @@ func transport(b []byte, f flow, proto byte, off int) flow {
 	case protoUDP:
 		need = udpHeaderLen
 	default:
-		return f
+		return true
 	}
 	if len(b) < off+need {
-		return flow{}
+		return false
 	}
 	f.l4 = proto
 	f.ports = off
-	return f
+	return true
 }

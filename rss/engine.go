@@ -31,7 +31,8 @@ func (e *Engine) Toeplitz() *Toeplitz { return &e.toe }
 // address) and returns its queue, hash and hash report. It does not
 // allocate and never reads outside frame.
 func (e *Engine) Steer(frame []byte) Result {
-	f := classify(frame)
+	var f flow
+	classify(frame, &f)
 	var (
 		report HashReport
 		src    = f.src
@@ -84,10 +85,10 @@ func (e *Engine) Steer(frame []byte) Result {
 	if report == ReportNone {
 		return Result{Queue: e.cfg.UnclassifiedQueue}
 	}
-	h, pos := e.toe.add(0, 0, frame[src:src+alen])
-	h, pos = e.toe.add(h, pos, frame[dst:dst+alen])
+	h, pos := e.toe.addWords(0, 0, frame[src:src+alen])
+	h, pos = e.toe.addWords(h, pos, frame[dst:dst+alen])
 	if ports {
-		h, _ = e.toe.add(h, pos, frame[f.ports:f.ports+4])
+		h, _ = e.toe.addWords(h, pos, frame[f.ports:f.ports+4])
 	}
 	return Result{Queue: e.cfg.Table[h&e.mask], Hash: h, Report: report}
 }
