@@ -100,11 +100,11 @@ func TestSelection(t *testing.T) {
 	frag4 := func(s frame.Spec, off uint16, more bool) frame.Spec { s.FragOffset, s.MoreFrags = off, more; return s }
 
 	const (
-		all                    = rss.AllHashTypes
-		v4                     = rss.HashIPv4 | rss.HashTCPv4 | rss.HashUDPv4
-		v6                     = rss.HashIPv6 | rss.HashTCPv6 | rss.HashUDPv6
-		ex                     = rss.HashIPEx | rss.HashTCPEx | rss.HashUDPEx
-		none    rss.HashReport = rss.ReportNone
+		all                 = rss.AllHashTypes
+		v4                  = rss.HashIPv4 | rss.HashTCPv4 | rss.HashUDPv4
+		v6                  = rss.HashIPv6 | rss.HashTCPv6 | rss.HashUDPv6
+		ex                  = rss.HashIPEx | rss.HashTCPEx | rss.HashUDPEx
+		none rss.HashReport = rss.ReportNone
 	)
 	cases := []struct {
 		name   string

@@ -55,9 +55,10 @@ func keyWindow(key []byte, off int) uint32 {
 // Hash returns the Toeplitz hash of input, which must be at most
 // MaxInputLen bytes long; longer input panics.
 func (t *Toeplitz) Hash(input []byte) uint32 {
-	var h uint32
-	for i, b := range input {
-		h ^= t.tab[i][b]
+	h, pos := t.addWords(0, 0, input)
+	for _, b := range input[pos:] {
+		h ^= t.tab[pos][b]
+		pos++
 	}
 	return h
 }
