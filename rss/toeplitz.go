@@ -78,3 +78,8 @@ func (t *Toeplitz) addWords(h uint32, pos int, b []byte) (uint32, int) {
 	}
 	return h, pos
 }
+
+// Tables returns a copy of the precomputed tables: Tables()[pos][v] is the
+// contribution of byte value v at input position pos. The eBPF steering
+// program's configuration map holds exactly this array.
+func (t *Toeplitz) Tables() [MaxInputLen][256]uint32 { return t.tab }

@@ -3,7 +3,11 @@ package virtio
 import (
 	"bytes"
 	"errors"
+	"os"
+	"path/filepath"
 	"reflect"
+	"strconv"
+	"strings"
 	"testing"
 
 	"github.com/vrss-dev/vrss/rss"
@@ -130,4 +134,43 @@ func FuzzDecodeNetHdrHash(f *testing.F) {
 			t.Fatalf("DecodeNetHdr = %+v, %v; want %+v", h1, err, h.NetHdr)
 		}
 	})
+}
+
+// TestSeedCorpus keeps the committed seeds honest: files named valid_* must
+// decode under fuzzLimits and invalid_* must not.
+func TestSeedCorpus(t *testing.T) {
+	decoders := map[string]func([]byte) error{
+		"FuzzDecodeRSSConfig":  func(b []byte) error { _, err := DecodeRSSConfig(b, fuzzLimits); return err },
+		"FuzzDecodeHashConfig": func(b []byte) error { _, err := DecodeHashConfig(b, fuzzLimits); return err },
+		"FuzzDecodeNetHdrHash": func(b []byte) error { _, err := DecodeNetHdrHash(b); return err },
+	}
+	for target, decode := range decoders {
+		files, err := filepath.Glob(filepath.Join("testdata", "fuzz", target, "*"))
+		if err != nil || len(files) == 0 {
+			t.Fatalf("%s: no seed corpus (%v)", target, err)
+		}
+		for _, file := range files {
+			data, err := os.ReadFile(file)
+			if err != nil {
+				t.Fatal(err)
+			}
+			// The format is a version line, then one []byte("...") line.
+			header, lit, _ := strings.Cut(strings.TrimSpace(string(data)), "\n")
+			lit, ok := strings.CutPrefix(lit, "[]byte(")
+			lit, ok2 := strings.CutSuffix(lit, ")")
+			s, err := strconv.Unquote(lit)
+			if header != "go test fuzz v1" || !ok || !ok2 || err != nil {
+				t.Errorf("%s: not a go test fuzz v1 []byte file", file)
+				continue
+			}
+			name := filepath.Base(file)
+			err = decode([]byte(s))
+			switch {
+			case strings.HasPrefix(name, "valid_") && err != nil:
+				t.Errorf("%s: rejected: %v", file, err)
+			case strings.HasPrefix(name, "invalid_") && err == nil:
+				t.Errorf("%s: accepted", file)
+			}
+		}
+	}
 }

@@ -1,0 +1,46 @@
+# vrss — common tasks. `make demo` runs the main job, `make test` the tests.
+GO      ?= go
+GOFILES  = $(shell git ls-files '*.go' 2>/dev/null || find . -name '*.go')
+FUZZTIME ?= 60s
+
+.PHONY: all build test vet fmt-check demo bench generate generate-check fuzz clean
+
+all: build
+
+build:
+	$(GO) build ./...
+
+## test: formatting, vet, and every test (root-only tests skip unless run as root;
+## VRSS_REQUIRE_PRIV=1 makes them fail instead of skipping).
+test: fmt-check vet
+	$(GO) test -count=1 ./...
+
+fmt-check:
+	@out=$$(gofmt -l $(GOFILES)); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
+
+vet:
+	$(GO) vet ./...
+
+## demo: the main job — steering on real TAP devices (needs root).
+demo:
+	$(GO) run ./cmd/vrss demo
+
+## bench: the benchmark figures quoted in the README (needs root for the eBPF part).
+bench:
+	$(GO) run ./cmd/vrss bench
+
+## generate: rebuild the eBPF objects from bpf/*.c (needs clang and llvm-strip).
+generate:
+	$(GO) generate ./steering/...
+
+## generate-check: regenerate and fail if the committed objects differ.
+generate-check: generate
+	@git diff --exit-code --stat -- steering/ || { echo "committed eBPF objects are stale: run make generate"; exit 1; }
+
+## fuzz: run every fuzz target for FUZZTIME each.
+fuzz:
+	$(GO) test ./rss -run '^$$' -fuzz '^FuzzSteer$$' -fuzztime $(FUZZTIME)
+	$(GO) test ./rss -run '^$$' -fuzz '^FuzzParseConfigJSON$$' -fuzztime $(FUZZTIME)
+	$(GO) test ./virtio -run '^$$' -fuzz '^FuzzDecodeRSSConfig$$' -fuzztime $(FUZZTIME)
+	$(GO) test ./virtio -run '^$$' -fuzz '^FuzzDecodeHashConfig$$' -fuzztime $(FUZZTIME)
+	$(GO) test ./virtio -run '^$$' -fuzz '^FuzzDecodeNetHdrHash$$' -fuzztime $(FUZZTIME)

@@ -1,0 +1,13 @@
+package steering
+
+// The eBPF objects are generated from bpf/*.c and committed, so users need no
+// clang. `make generate` reruns this; CI fails if the result differs.
+//
+// vrss is the production program; vrssdebug also records each packet's hash
+// and report for the differential tests; vrssbitserial hashes bit by bit and
+// floor returns 0 — both exist only as benchmark baselines.
+
+//go:generate go run github.com/cilium/ebpf/cmd/bpf2go -tags linux -target bpfel -cflags "-O2 -g -Wall -Werror -I/usr/include/x86_64-linux-gnu -I/usr/include/aarch64-linux-gnu" vrss ../bpf/vrss.c
+//go:generate go run github.com/cilium/ebpf/cmd/bpf2go -tags linux -target bpfel -cflags "-O2 -g -Wall -Werror -DVRSS_DEBUG -I/usr/include/x86_64-linux-gnu -I/usr/include/aarch64-linux-gnu" vrssdebug ../bpf/vrss.c
+//go:generate go run github.com/cilium/ebpf/cmd/bpf2go -tags linux -target bpfel -cflags "-O2 -g -Wall -Werror -DVRSS_BITSERIAL -I/usr/include/x86_64-linux-gnu -I/usr/include/aarch64-linux-gnu" vrssbitserial ../bpf/vrss.c
+//go:generate go run github.com/cilium/ebpf/cmd/bpf2go -tags linux -target bpfel -cflags "-O2 -g -Wall -Werror -I/usr/include/x86_64-linux-gnu -I/usr/include/aarch64-linux-gnu" floor ../bpf/floor.c

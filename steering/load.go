@@ -1,0 +1,182 @@
+package steering
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"strings"
+
+	"github.com/cilium/ebpf"
+	"github.com/cilium/ebpf/features"
+	"golang.org/x/sys/unix"
+)
+
+// Variant selects which build of the steering program to load.
+type Variant int
+
+const (
+	// Production is the steering program vrss attaches to TAP devices.
+	Production Variant = iota
+	// Debug also records each packet's hash, report and queue, so tests
+	// can compare hashes with the rss engine, not only queues.
+	Debug
+	// BitSerial hashes bit by bit from the key: a benchmark baseline.
+	BitSerial
+	// Floor returns 0 for every packet: the benchmark's cost floor.
+	Floor
+)
+
+func (v Variant) String() string {
+	return [...]string{"production", "debug", "bitserial", "floor"}[v]
+}
+
+// Reason says why eBPF steering is unavailable.
+type Reason string
+
+// Reasons Load reports in an UnavailableError.
+const (
+	ReasonKernelTooOld      Reason = "kernel too old"
+	ReasonNoCapBPF          Reason = "missing CAP_BPF"
+	ReasonUnprivDisabled    Reason = "unprivileged BPF disabled"
+	ReasonNoMmapableMaps    Reason = "mmapable maps unsupported"
+	ReasonVerifierRejected  Reason = "program rejected by the verifier"
+	ReasonMemlock           Reason = "locked-memory limit too low"
+	ReasonUnknown           Reason = "eBPF unavailable"
+	unprivilegedBPFSysctl          = "/proc/sys/kernel/unprivileged_bpf_disabled"
+)
+
+// UnavailableError is returned by Load when the kernel or the caller's
+// privileges do not allow eBPF steering. Callers fall back to steering in
+// userspace with the rss engine, which computes the same queues.
+type UnavailableError struct {
+	Reason Reason
+	Detail string
+	Err    error
+}
+
+func (e *UnavailableError) Error() string {
+	s := "steering: eBPF unavailable: " + string(e.Reason)
+	if e.Detail != "" {
+		s += " (" + e.Detail + ")"
+	}
+	if e.Err != nil {
+		s += ": " + e.Err.Error()
+	}
+	return s
+}
+
+func (e *UnavailableError) Unwrap() error { return e.Err }
+
+// Program is a loaded steering program with its maps.
+type Program struct {
+	// Prog is the socket filter program to attach with TUNSETSTEERINGEBPF.
+	Prog *ebpf.Program
+	// ConfigMap is the mmapable configuration map (one element).
+	ConfigMap *ebpf.Map
+	// StatsMap holds the per-CPU counters.
+	StatsMap *ebpf.Map
+	// DebugMap is the last packet's result; only in the Debug variant.
+	DebugMap *ebpf.Map
+	// Variant is the build that was loaded.
+	Variant Variant
+}
+
+// Load loads the production steering program. If eBPF cannot be used, the
+// error is an *UnavailableError saying precisely why.
+func Load() (*Program, error) { return LoadVariant(Production) }
+
+// LoadVariant loads one build of the steering program.
+func LoadVariant(v Variant) (*Program, error) {
+	var (
+		spec *ebpf.CollectionSpec
+		err  error
+	)
+	switch v {
+	case Production:
+		spec, err = loadVrss()
+	case Debug:
+		spec, err = loadVrssdebug()
+	case BitSerial:
+		spec, err = loadVrssbitserial()
+	case Floor:
+		spec, err = loadFloor()
+	default:
+		return nil, fmt.Errorf("steering: unknown variant %d", v)
+	}
+	if err != nil {
+		return nil, err
+	}
+	coll, err := ebpf.NewCollection(spec)
+	if err != nil {
+		return nil, classifyLoadError(err)
+	}
+	p := &Program{Variant: v, ConfigMap: coll.Maps["vrss_config"], StatsMap: coll.Maps["vrss_stats"], DebugMap: coll.Maps["vrss_debug"]}
+	for name, prog := range coll.Programs {
+		p.Prog = prog
+		delete(coll.Programs, name)
+	}
+	delete(coll.Maps, "vrss_config")
+	delete(coll.Maps, "vrss_stats")
+	delete(coll.Maps, "vrss_debug")
+	coll.Close()
+	return p, nil
+}
+
+// classifyLoadError turns a load failure into the reason a caller can act on.
+func classifyLoadError(err error) error {
+	var verr *ebpf.VerifierError
+	if errors.As(err, &verr) && !errors.Is(err, unix.EPERM) {
+		return &UnavailableError{Reason: ReasonVerifierRejected, Detail: kernelRelease(), Err: err}
+	}
+	switch {
+	case errors.Is(err, unix.EPERM) || errors.Is(err, unix.EACCES):
+		if v, rerr := os.ReadFile(unprivilegedBPFSysctl); rerr == nil && strings.TrimSpace(string(v)) != "0" && os.Geteuid() != 0 {
+			return &UnavailableError{Reason: ReasonUnprivDisabled, Detail: unprivilegedBPFSysctl + " = " + strings.TrimSpace(string(v)), Err: err}
+		}
+		return &UnavailableError{Reason: ReasonNoCapBPF, Detail: "run as root or grant CAP_BPF and CAP_NET_ADMIN", Err: err}
+	case errors.Is(err, unix.ENOMEM) && strings.Contains(err.Error(), "memlock"):
+		return &UnavailableError{Reason: ReasonMemlock, Err: err}
+	}
+	if ferr := features.HaveMapFlag(features.BPF_F_MMAPABLE); ferr != nil {
+		return &UnavailableError{Reason: ReasonNoMmapableMaps, Detail: "needs Linux 5.5; running " + kernelRelease(), Err: err}
+	}
+	if errors.Is(err, ebpf.ErrNotSupported) || errors.Is(err, unix.EINVAL) || errors.Is(err, unix.ENOSYS) {
+		return &UnavailableError{Reason: ReasonKernelTooOld, Detail: "needs Linux 5.5; running " + kernelRelease(), Err: err}
+	}
+	return &UnavailableError{Reason: ReasonUnknown, Err: err}
+}
+
+func kernelRelease() string {
+	var u unix.Utsname
+	if unix.Uname(&u) != nil {
+		return "unknown kernel"
+	}
+	return "Linux " + unix.ByteSliceToString(u.Release[:])
+}
+
+// Publisher maps the program's configuration map for publishing.
+func (p *Program) Publisher(queues int) (*Publisher, error) {
+	return NewPublisher(p.ConfigMap.FD(), queues)
+}
+
+// Close releases the program and its maps. A TAP device it is attached to
+// keeps its own reference and goes on steering.
+func (p *Program) Close() error {
+	var errs []error
+	for _, c := range []interface{ Close() error }{p.Prog, p.ConfigMap, p.StatsMap, p.DebugMap} {
+		if c != nil && !isNil(c) {
+			errs = append(errs, c.Close())
+		}
+	}
+	return errors.Join(errs...)
+}
+
+func isNil(c interface{ Close() error }) bool {
+	switch v := c.(type) {
+	case *ebpf.Program:
+		return v == nil
+	case *ebpf.Map:
+		return v == nil
+	}
+	return false
+}
