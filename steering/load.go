@@ -35,14 +35,14 @@ type Reason string
 
 // Reasons Load reports in an UnavailableError.
 const (
-	ReasonKernelTooOld      Reason = "kernel too old"
-	ReasonNoCapBPF          Reason = "missing CAP_BPF"
-	ReasonUnprivDisabled    Reason = "unprivileged BPF disabled"
-	ReasonNoMmapableMaps    Reason = "mmapable maps unsupported"
-	ReasonVerifierRejected  Reason = "program rejected by the verifier"
-	ReasonMemlock           Reason = "locked-memory limit too low"
-	ReasonUnknown           Reason = "eBPF unavailable"
-	unprivilegedBPFSysctl          = "/proc/sys/kernel/unprivileged_bpf_disabled"
+	ReasonKernelTooOld     Reason = "kernel too old"
+	ReasonNoCapBPF         Reason = "missing CAP_BPF"
+	ReasonUnprivDisabled   Reason = "unprivileged BPF disabled"
+	ReasonNoMmapableMaps   Reason = "mmapable maps unsupported"
+	ReasonVerifierRejected Reason = "program rejected by the verifier"
+	ReasonMemlock          Reason = "locked-memory limit too low"
+	ReasonUnknown          Reason = "eBPF unavailable"
+	unprivilegedBPFSysctl         = "/proc/sys/kernel/unprivileged_bpf_disabled"
 )
 
 // UnavailableError is returned by Load when the kernel or the caller's

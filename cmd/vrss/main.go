@@ -50,8 +50,11 @@ func main() {
 // run dispatches args (without the program name) to a subcommand.
 func run(args []string, stdout, stderr io.Writer) int {
 	if len(args) == 0 {
-		usage(stderr)
-		return exitInput
+		names := make([]string, len(commands))
+		for i, c := range commands {
+			names[i] = c.name
+		}
+		return report(stderr, "", inputErrorf("missing command, one of %s (run 'vrss help')", strings.Join(names, ", ")))
 	}
 	name, rest := args[0], args[1:]
 	switch name {
