@@ -32,6 +32,7 @@ type command struct {
 // commands lists the subcommands in the order "vrss help" shows them. Each
 // lives in its own file.
 var commands = []command{
+	{"demo", "show eBPF steering on a real multi-queue TAP (the main job; needs root)", runDemo},
 	{"hash", "compute the RSS hash and hash report of one flow", runHash},
 	{"steer", "steer every frame of a pcap file by an RSS configuration", runSteer},
 }
