@@ -8,6 +8,7 @@ import (
 
 	"github.com/cilium/ebpf"
 	"github.com/cilium/ebpf/features"
+	"github.com/cilium/ebpf/rlimit"
 	"golang.org/x/sys/unix"
 )
 
@@ -106,6 +107,10 @@ func LoadVariant(v Variant) (*Program, error) {
 	if err != nil {
 		return nil, err
 	}
+	// Before Linux 5.11 maps count against RLIMIT_MEMLOCK; lift it where
+	// the process may. Later kernels need nothing, and failing is fine: a
+	// real shortage is reported by the load below.
+	_ = rlimit.RemoveMemlock()
 	coll, err := ebpf.NewCollection(spec)
 	if err != nil {
 		return nil, classifyLoadError(err)
@@ -122,6 +127,13 @@ func LoadVariant(v Variant) (*Program, error) {
 	return p, nil
 }
 
+// Seams for tests, which run as root but must also classify the failures
+// of unprivileged callers.
+var (
+	geteuid          = os.Geteuid
+	readUnprivSysctl = func() ([]byte, error) { return os.ReadFile(unprivilegedBPFSysctl) }
+)
+
 // classifyLoadError turns a load failure into the reason a caller can act on.
 func classifyLoadError(err error) error {
 	var verr *ebpf.VerifierError
@@ -129,13 +141,15 @@ func classifyLoadError(err error) error {
 		return &UnavailableError{Reason: ReasonVerifierRejected, Detail: kernelRelease(), Err: err}
 	}
 	switch {
+	case (errors.Is(err, unix.EPERM) || errors.Is(err, unix.EACCES)) && geteuid() == 0 && strings.Contains(err.Error(), "MEMLOCK"):
+		// Kernels before 5.11 charge maps to RLIMIT_MEMLOCK and answer
+		// EPERM when it is exhausted, even for root.
+		return &UnavailableError{Reason: ReasonMemlock, Detail: "raise RLIMIT_MEMLOCK (ulimit -l)", Err: err}
 	case errors.Is(err, unix.EPERM) || errors.Is(err, unix.EACCES):
-		if v, rerr := os.ReadFile(unprivilegedBPFSysctl); rerr == nil && strings.TrimSpace(string(v)) != "0" && os.Geteuid() != 0 {
+		if v, rerr := readUnprivSysctl(); rerr == nil && strings.TrimSpace(string(v)) != "0" && geteuid() != 0 {
 			return &UnavailableError{Reason: ReasonUnprivDisabled, Detail: unprivilegedBPFSysctl + " = " + strings.TrimSpace(string(v)), Err: err}
 		}
 		return &UnavailableError{Reason: ReasonNoCapBPF, Detail: "run as root or grant CAP_BPF and CAP_NET_ADMIN", Err: err}
-	case errors.Is(err, unix.ENOMEM) && strings.Contains(err.Error(), "memlock"):
-		return &UnavailableError{Reason: ReasonMemlock, Err: err}
 	}
 	if ferr := features.HaveMapFlag(features.BPF_F_MMAPABLE); ferr != nil {
 		return &UnavailableError{Reason: ReasonNoMmapableMaps, Detail: "needs Linux 5.5; running " + kernelRelease(), Err: err}
