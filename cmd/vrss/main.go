@@ -35,6 +35,7 @@ var commands = []command{
 	{"demo", "show eBPF steering on a real multi-queue TAP (the main job; needs root)", runDemo},
 	{"hash", "compute the RSS hash and hash report of one flow", runHash},
 	{"steer", "steer every frame of a pcap file by an RSS configuration", runSteer},
+	{"bench", "measure the steering program's cost against its targets (root)", runBench},
 }
 
 // Exit statuses.

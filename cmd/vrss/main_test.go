@@ -46,7 +46,7 @@ func TestUsage(t *testing.T) {
 			}
 		}
 	}
-	wantInputError(t, "missing command, one of hash, steer")
+	wantInputError(t, "missing command, one of demo, hash, steer, bench")
 	wantInputError(t, `unknown command "frobnicate"`, "frobnicate")
 	wantInputError(t, `unknown command "frobnicate"`, "help", "frobnicate")
 }
@@ -54,6 +54,8 @@ func TestUsage(t *testing.T) {
 // Every command's -h, and "vrss help COMMAND", explain every flag.
 func TestCommandHelp(t *testing.T) {
 	flagsOf := map[string][]string{
+		"demo":  {"-queues", "-flows", "-per-flow", "-json"},
+		"bench": {"-json", "-frames", "-duration"},
 		"hash":  {"-key", "-types", "-src", "-dst", "-proto"},
 		"steer": {"-config", "-virtio", "-pcap", "-json"},
 	}

@@ -1,0 +1,121 @@
+package main
+
+import (
+	"bufio"
+	"encoding/json"
+	"fmt"
+	"io"
+	"time"
+
+	"github.com/vrss-dev/vrss/internal/bench"
+)
+
+const benchDescription = `
+Measure what vrss steering costs, all in one run (needs root):
+
+  - the eBPF steering program's cost per frame in BPF_PROG_TEST_RUN for a
+    TCPv4 frame, a UDPv6 frame and an IPv6 TCP frame with extension headers
+    (hop-by-hop, type 2 routing, home address option), next to a program
+    that only returns 0 (the floor, on the TCPv4 frame) and a bit-serial
+    Toeplitz build of the same program;
+  - the Go engine's cost per frame on the same frames;
+  - the rate at which frames injected into a 4-queue TAP device arrive on
+    its queues, with no steering program and with vrss attached.
+
+Each figure is the median of 5 interleaved rounds. The targets are: vrss on
+TCPv4 within 2.5x the floor, the bit-serial build at least 5x slower than
+vrss on every frame kind, and TAP injection with vrss at least 95% of the
+rate with no program. The text output marks each ratio ok or MISSED; with
+--json the output is one object:
+
+    {"bpf_ns": {"tcpv4": N, "udpv6": N, "ipv6_ext": N}, "floor_ns": N,
+     "bitserial_ns": {...}, "engine_ns": {...},
+     "tap_pps": {"none": N, "vrss": N}, "tap_lost": {"none": N, "vrss": N},
+     "ratios": {"vrss_tcpv4_over_floor": N, "bitserial_over_vrss": {...},
+                "tap_vrss_over_none": N},
+     "targets_met": {"vrss_tcpv4_over_floor": B, "bitserial_over_vrss": B,
+                     "tap_vrss_over_none": B},
+     "params": {...}}
+
+Exit status is 0 when the measurements were taken, targets met or not; 1 if
+they could not be (no eBPF, no TAP device), 2 for bad flags.`
+
+// benchBase holds the options flags do not set; tests shrink them.
+var benchBase bench.Options
+
+func runBench(args []string, stdout, stderr io.Writer) int {
+	return report(stderr, "bench", benchMain(args, stdout))
+}
+
+func benchMain(args []string, stdout io.Writer) error {
+	fs := newFlagSet("bench", "[--json] [--frames N] [--duration D]", benchDescription)
+	asJSON := fs.Bool("json", false, "print one JSON object instead of text")
+	frames := fs.Int("frames", 200_000, "frames to inject through the TAP device per round, `N` > 0")
+	duration := fs.Duration("duration", 10*time.Second,
+		"longest one TAP round may take, `D` > 0 (e.g. 30s); frames that have not\narrived by then are reported lost")
+	pos, err := fs.parse(args, stdout)
+	if err != nil {
+		return err
+	}
+	if err := noArgs(pos); err != nil {
+		return err
+	}
+	if *frames <= 0 {
+		return inputErrorf("--frames %d: want a positive number", *frames)
+	}
+	if *duration <= 0 {
+		return inputErrorf("--duration %v: want a positive duration", *duration)
+	}
+	o := benchBase
+	o.Frames, o.Duration = *frames, *duration
+	r, err := bench.Run(o)
+	if err != nil {
+		return err
+	}
+	w := bufio.NewWriter(stdout)
+	if *asJSON {
+		enc := json.NewEncoder(w)
+		enc.SetIndent("", "  ")
+		if err := enc.Encode(r); err != nil {
+			return err
+		}
+	} else {
+		writeBenchText(w, r)
+	}
+	return w.Flush()
+}
+
+func writeBenchText(w io.Writer, r bench.Result) {
+	p := r.Params
+	fmt.Fprintf(w, "%s, median of %d interleaved rounds\n\n", p.Kernel, p.Rounds)
+	fmt.Fprintf(w, "cost per frame, ns            %10s %10s %10s\n", bench.KindTCPv4, bench.KindUDPv6, bench.KindIPv6Ext)
+	row := func(name string, m map[string]float64) {
+		fmt.Fprintf(w, "  %-27s %10.1f %10.1f %10.1f\n", name, m[bench.KindTCPv4], m[bench.KindUDPv6], m[bench.KindIPv6Ext])
+	}
+	row("vrss eBPF", r.BPF)
+	fmt.Fprintf(w, "  %-27s %10.1f\n", "floor (returns 0)", r.Floor)
+	row("bit-serial eBPF", r.BitSerial)
+	row("Go engine", r.Engine)
+	fmt.Fprintf(w, "  (eBPF: BPF_PROG_TEST_RUN, %d runs, bit-serial %d; Go: %d steers)\n\n", p.Repeat, p.BitSerialRepeat, p.EngineIters)
+
+	fmt.Fprintf(w, "TAP injection, %d queues, %d frames per round\n", p.TAPQueues, p.TAPFrames)
+	for _, m := range []struct{ key, name string }{{"none", "no program"}, {"vrss", "vrss"}} {
+		fmt.Fprintf(w, "  %-27s %10.0f frames/s   lost %d\n", m.name, r.TAPPPS[m.key], r.TAPLost[m.key])
+	}
+
+	fmt.Fprintf(w, "\ntargets\n")
+	target := func(name, value, want string, ok bool) {
+		mark := "ok"
+		if !ok {
+			mark = "MISSED"
+		}
+		fmt.Fprintf(w, "  %-27s %8s   want %-8s %s\n", name, value, want, mark)
+	}
+	times := func(x float64) string { return fmt.Sprintf("%.2fx", x) }
+	target("vrss tcpv4 / floor", times(r.Ratios.VRSSTCPv4OverFloor), fmt.Sprintf("<= %gx", bench.TargetFloorRatio), r.TargetsMet.VRSSTCPv4OverFloor)
+	for _, k := range bench.Kinds {
+		x := r.Ratios.BitSerialOverVRSS[k]
+		target("bit-serial / vrss "+k, times(x), fmt.Sprintf(">= %dx", bench.TargetBitSerialRatio), x >= bench.TargetBitSerialRatio)
+	}
+	target("TAP vrss / no program", fmt.Sprintf("%.1f%%", 100*r.Ratios.TAPVRSSOverNone), fmt.Sprintf(">= %g%%", 100*bench.TargetTAPRatio), r.TargetsMet.TAPVRSSOverNone)
+}

@@ -1,0 +1,112 @@
+package main
+
+import (
+	"encoding/json"
+	"strings"
+	"testing"
+
+	"github.com/vrss-dev/vrss/internal/bench"
+	"github.com/vrss-dev/vrss/internal/privtest"
+)
+
+// quickBench makes bench take seconds, not tens: these tests check that
+// every figure is measured and reported, not what the figures are.
+func quickBench(t *testing.T) {
+	t.Helper()
+	privtest.Require(t, "bpf")
+	privtest.Require(t, "tap")
+	privtest.Require(t, "netns")
+	old := benchBase
+	benchBase = bench.Options{Repeat: 2000, EngineIters: 20000, Rounds: 1}
+	t.Cleanup(func() { benchBase = old })
+}
+
+func TestBenchJSON(t *testing.T) {
+	quickBench(t)
+	code, out, errOut := vrss(t, "bench", "--json", "--frames", "2000")
+	if code != exitOK || errOut != "" {
+		t.Fatalf("exit %d, stderr %q", code, errOut)
+	}
+	var got map[string]any
+	if err := json.Unmarshal([]byte(out), &got); err != nil {
+		t.Fatalf("output is not one JSON object: %v\n%s", err, out)
+	}
+	kinds := []string{"tcpv4", "udpv6", "ipv6_ext"}
+	positive := func(path string, v any) {
+		if x, ok := v.(float64); !ok || x <= 0 {
+			t.Errorf("%s = %v, want a positive number", path, v)
+		}
+	}
+	object := func(path string, v any, keys []string, check func(string, any)) {
+		m, ok := v.(map[string]any)
+		if !ok {
+			t.Errorf("%s = %v, want an object", path, v)
+			return
+		}
+		for _, k := range keys {
+			check(path+"."+k, m[k])
+		}
+	}
+	for _, key := range []string{"bpf_ns", "bitserial_ns", "engine_ns"} {
+		object(key, got[key], kinds, positive)
+	}
+	positive("floor_ns", got["floor_ns"])
+	object("tap_pps", got["tap_pps"], []string{"none", "vrss"}, positive)
+	object("tap_lost", got["tap_lost"], []string{"none", "vrss"}, func(path string, v any) {
+		if v != 0.0 {
+			t.Errorf("%s = %v, want 0: frames were lost", path, v)
+		}
+	})
+	object("ratios", got["ratios"], []string{"vrss_tcpv4_over_floor", "tap_vrss_over_none"}, positive)
+	object("ratios", got["ratios"], []string{"bitserial_over_vrss"}, func(path string, v any) {
+		object(path, v, kinds, positive)
+	})
+	object("targets_met", got["targets_met"], []string{"vrss_tcpv4_over_floor", "bitserial_over_vrss", "tap_vrss_over_none"}, func(path string, v any) {
+		if _, ok := v.(bool); !ok {
+			t.Errorf("%s = %v, want true or false", path, v)
+		}
+	})
+	if t.Failed() {
+		t.Logf("output:\n%s", out)
+	}
+}
+
+func TestBenchText(t *testing.T) {
+	quickBench(t)
+	code, out, errOut := vrss(t, "bench", "--frames", "2000")
+	if code != exitOK || errOut != "" {
+		t.Fatalf("exit %d, stderr %q", code, errOut)
+	}
+	for _, want := range []string{"vrss eBPF", "floor (returns 0)", "bit-serial eBPF", "Go engine", "no program", "frames/s", "lost 0"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("output lacks %q:\n%s", want, out)
+		}
+	}
+	_, targets, _ := strings.Cut(out, "\ntargets\n")
+	lines := strings.Split(strings.TrimSpace(targets), "\n")
+	if len(lines) != 5 {
+		t.Fatalf("want 5 target lines, got %d:\n%s", len(lines), out)
+	}
+	for _, l := range lines {
+		if !strings.HasSuffix(l, " ok") && !strings.HasSuffix(l, " MISSED") {
+			t.Errorf("target line %q is not marked ok or MISSED", l)
+		}
+	}
+}
+
+func TestBenchFlags(t *testing.T) {
+	wantInputError(t, "--frames 0", "bench", "--frames", "0")
+	wantInputError(t, "invalid value", "bench", "--frames", "many")
+	wantInputError(t, "--duration -1s", "bench", "--duration", "-1s")
+	wantInputError(t, "invalid value", "bench", "--duration", "10")
+	wantInputError(t, `unexpected argument "now"`, "bench", "now")
+	code, out, _ := vrss(t, "help", "bench")
+	if code != exitOK {
+		t.Errorf("vrss help bench: exit %d", code)
+	}
+	for _, f := range []string{"-json", "-frames", "-duration"} {
+		if !strings.Contains(out, "\n  "+f+" ") && !strings.Contains(out, "\n  "+f+"\n") {
+			t.Errorf("help does not explain %s:\n%s", f, out)
+		}
+	}
+}
