@@ -3,7 +3,7 @@ GO      ?= go
 GOFILES  = $(shell git ls-files '*.go' 2>/dev/null || find . -name '*.go')
 FUZZTIME ?= 60s
 
-.PHONY: all build test vet fmt-check demo bench generate generate-check fuzz clean
+.PHONY: all build test vet fmt-check demo bench generate generate-check fuzz clean e2e
 
 all: build
 
@@ -24,6 +24,12 @@ vet:
 ## demo: the main job — steering on real TAP devices (needs root).
 demo:
 	$(GO) run ./cmd/vrss demo
+
+## e2e: a real guest (QEMU, TCG) on a vrss-steered 4-queue TAP; its per-queue
+## counters must match the engine. Needs root; fetches Debian packages and a
+## kernel into a cache (VRSS_E2E_CACHE, default $(GOCACHE)/../vrss-e2e).
+e2e:
+	VRSS_E2E=1 VRSS_REQUIRE_PRIV=1 $(GO) test -count=1 -run '^TestE2E$$' -v -timeout 15m ./internal/e2e
 
 ## bench: the benchmark figures quoted in the README (needs root for the eBPF part).
 bench:

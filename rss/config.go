@@ -121,3 +121,32 @@ var DefaultKey = []byte{
 	0x77, 0xcb, 0x2d, 0xa3, 0x80, 0x30, 0xf2, 0x0c,
 	0x6a, 0x42, 0xb7, 0x3b, 0xbe, 0xac, 0x01, 0xfa,
 }
+
+// WeightedTable returns an indirection table of length n in which queue i
+// owns a share of the entries proportional to weights[i], in contiguous
+// runs, as `ethtool -X weight` lays them out. A weight of 0 gives a queue no
+// entries. It returns nil if no weight is positive or one is negative.
+func WeightedTable(n int, weights []int) []uint16 {
+	sum := 0
+	for _, w := range weights {
+		if w < 0 {
+			return nil
+		}
+		sum += w
+	}
+	if sum == 0 || n <= 0 {
+		return nil
+	}
+	t := make([]uint16, n)
+	q, cum := 0, weights[0]
+	for i := range t {
+		// Entry i belongs to the first queue whose cumulative share,
+		// rounded down as ethtool rounds it, ends after it.
+		for i >= n*cum/sum {
+			q++
+			cum += weights[q]
+		}
+		t[i] = uint16(q)
+	}
+	return t
+}

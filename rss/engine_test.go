@@ -360,3 +360,28 @@ func ExampleEngine_Steer() {
 	fmt.Printf("queue %d hash %#08x %s\n", r.Queue, r.Hash, r.Report)
 	// Output: queue 0 hash 0x51ccc178 tcpv4
 }
+
+func TestWeightedTable(t *testing.T) {
+	count := func(tab []uint16) map[uint16]int {
+		m := map[uint16]int{}
+		for _, q := range tab {
+			m[q]++
+		}
+		return m
+	}
+	if got := count(rss.WeightedTable(128, []int{5, 3, 0, 0, 1, 1})); got[0] != 64 || got[1] != 38 || got[2] != 0 || got[3] != 0 || got[4] != 13 || got[5] != 13 {
+		t.Errorf("weights 5,3,0,0,1,1: %v", got)
+	}
+	// The layout ethtool -X weight 5 3 1 1 gives a 128-entry table.
+	if got := count(rss.WeightedTable(128, []int{5, 3, 1, 1})); got[0] != 64 || got[1] != 38 || got[2] != 13 || got[3] != 13 {
+		t.Errorf("weights 5,3,1,1: %v", got)
+	}
+	if got := rss.WeightedTable(8, []int{1, 1}); fmt.Sprint(got) != "[0 0 0 0 1 1 1 1]" {
+		t.Errorf("weights 1,1: %v", got)
+	}
+	for _, bad := range [][]int{nil, {0, 0}, {1, -1}} {
+		if got := rss.WeightedTable(8, bad); got != nil {
+			t.Errorf("weights %v: %v, want nil", bad, got)
+		}
+	}
+}

@@ -1,0 +1,570 @@
+package e2e
+
+import (
+	"encoding/hex"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/vishvananda/netlink"
+
+	"github.com/vrss-dev/vrss/internal/demo"
+	"github.com/vrss-dev/vrss/internal/inject"
+	"github.com/vrss-dev/vrss/internal/netnstest"
+	"github.com/vrss-dev/vrss/rss"
+	"github.com/vrss-dev/vrss/steering"
+	"github.com/vrss-dev/vrss/tap"
+)
+
+// Options configure a harness run. Zero values take the defaults.
+type Options struct {
+	Cache         string    // default CacheDir()
+	Log           io.Writer // progress and apt output; nil discards
+	QEMU          string    // QEMU binary; default qemu-system-x86_64 from qemu-system-x86
+	KernelPackage string    // exact linux-image package; default the cloud metapackage's
+	// BackportsQEMU takes QEMU (10.x: ebpf-rss-fds) from
+	// bookworm-backports, downloaded and unpacked into the cache, never
+	// installed; bookworm's qemu-system-x86 is still installed, for the
+	// shared libraries and firmware the unpacked binary uses.
+	BackportsQEMU bool
+	// BackportsKernel takes the cloud kernel from bookworm-backports
+	// (6.12: its virtio_net reports per-queue packets only as netdev
+	// qstats, which this guest cannot read, so scenario A fails with it).
+	BackportsKernel bool
+	Queues          int    // virtio-net queue pairs and TAP queues; default 4
+	CPUs            int    // guest vCPUs; default 2
+	MemoryMB        int    // guest RAM; default 256
+	Seed            uint64 // for the random key of DefaultScenarios; default from the clock
+	Scenarios       []Scenario
+}
+
+func (o *Options) defaults() {
+	if o.Cache == "" {
+		o.Cache = CacheDir()
+	}
+	if o.Log == nil {
+		o.Log = io.Discard
+	}
+	if o.Queues == 0 {
+		o.Queues = 4
+	}
+	if o.CPUs == 0 {
+		o.CPUs = 2
+	}
+	if o.MemoryMB == 0 {
+		o.MemoryMB = 256
+	}
+	if o.Seed == 0 {
+		o.Seed = uint64(time.Now().UnixNano())
+	}
+	if o.Scenarios == nil {
+		o.Scenarios = DefaultScenarios(o.Queues, o.Seed)
+	}
+}
+
+// Scenario is one pre-steered run: a configuration the host publishes and
+// the frames it injects (demo.Frames: every hash type, VLANs, fragments,
+// extension headers, and frames no type applies to).
+type Scenario struct {
+	Name    string
+	Config  rss.Config
+	Flows   int    // distinct flows
+	PerFlow int    // frames per flow
+	Seed    uint64 // frame generator seed
+}
+
+// DefaultScenarios are scenario A's two runs: every hash type with the
+// Microsoft key and an equal 128-entry table; then a random 40-byte key
+// (from seed) and a 5:3:1:1 table with unclassified frames on the last
+// queue. Each sends 2,500 frames from 250 flows.
+func DefaultScenarios(queues int, seed uint64) []Scenario {
+	r := rand.New(rand.NewPCG(seed, 0x65326520))
+	key := make([]byte, 40)
+	for i := range key {
+		key[i] = byte(r.Uint32())
+	}
+	weights := make([]int, queues)
+	for i := range weights {
+		weights[i] = 1
+	}
+	weights[0] = 5
+	if queues > 1 {
+		weights[1] = 3
+	}
+	return []Scenario{
+		{Name: "A1 equal", Config: demo.DefaultConfig(queues), Flows: 250, PerFlow: 10, Seed: 1},
+		{Name: "A2 skewed", Config: rss.Config{
+			HashTypes: rss.AllHashTypes, Key: key,
+			Table: rss.WeightedTable(128, weights), UnclassifiedQueue: uint16(queues - 1),
+		}, Flows: 250, PerFlow: 10, Seed: seed | 1},
+	}
+}
+
+// Assets are the guest's ingredients and where they came from.
+type Assets struct {
+	QEMU          string // binary
+	QEMUVersion   string // as --version reports it
+	Kernel        string // vmlinuz
+	KernelRelease string
+	Initramfs     *Initramfs
+	// Packages maps each Debian package used to its version.
+	Packages map[string]string
+}
+
+// Prepare installs the packages the guest needs (apt-get), fetches and
+// unpacks the kernel (and with Backports, QEMU) into the cache, and builds
+// the initramfs.
+func Prepare(o Options) (*Assets, error) {
+	o.defaults()
+	unlock, err := lockCache(o.Cache)
+	if err != nil {
+		return nil, err
+	}
+	defer unlock()
+	sys := &Debian{Log: o.Log}
+	if err := sys.Install(PkgQEMU, PkgBusybox, PkgEthtool); err != nil {
+		return nil, err
+	}
+	a := &Assets{QEMU: o.QEMU, Packages: map[string]string{}}
+	for _, p := range []string{PkgBusybox, PkgEthtool} {
+		a.Packages[p] = Installed(p)
+	}
+	bpo := &Debian{Log: o.Log, Sources: BackportsSources, StateDir: filepath.Join(o.Cache, "apt", "bookworm-backports")}
+	switch {
+	case a.QEMU != "":
+		a.Packages["QEMU binary "+a.QEMU] = ""
+	case o.BackportsQEMU:
+		ver, err := bpo.Candidate(PkgQEMU)
+		if err != nil {
+			return nil, err
+		}
+		root, err := bpo.Unpacked(o.Cache, PkgQEMU, ver)
+		if err != nil {
+			return nil, err
+		}
+		a.QEMU = filepath.Join(root, "usr", "bin", "qemu-system-x86_64")
+		a.Packages[PkgQEMU+" (bookworm-backports, unpacked)"] = ver
+	default:
+		a.QEMU = lookPath("qemu-system-x86_64", "/usr/bin/qemu-system-x86_64")
+		a.Packages[PkgQEMU] = Installed(PkgQEMU)
+	}
+	if a.QEMUVersion, _, _, err = QEMUVersion(a.QEMU); err != nil {
+		return nil, err
+	}
+
+	kdeb, suite := sys, ""
+	if o.BackportsKernel {
+		kdeb, suite = bpo, " (bookworm-backports)"
+	}
+	kpkg, kver := o.KernelPackage, ""
+	if kpkg == "" {
+		kpkg, kver, err = kdeb.Resolve(PkgKernelMeta, "linux-image-")
+	} else {
+		kver, err = kdeb.Candidate(kpkg)
+	}
+	if err != nil {
+		return nil, err
+	}
+	a.Packages[kpkg+suite] = kver
+	root, err := kdeb.Unpacked(o.Cache, kpkg, kver)
+	if err != nil {
+		return nil, err
+	}
+	kernels, _ := filepath.Glob(filepath.Join(root, "boot", "vmlinuz-*"))
+	if len(kernels) != 1 {
+		return nil, fmt.Errorf("e2e: %s has %d kernels in /boot", kpkg, len(kernels))
+	}
+	a.Kernel = kernels[0]
+	a.KernelRelease = strings.TrimPrefix(filepath.Base(a.Kernel), "vmlinuz-")
+
+	a.Initramfs, err = BuildInitramfs(InitramfsOptions{
+		KernelRoot: root, KernelRelease: a.KernelRelease, Queues: o.Queues, Cache: o.Cache,
+	})
+	if err != nil {
+		return nil, err
+	}
+	return a, nil
+}
+
+// Result is what one scenario observed.
+type Result struct {
+	Scenario Scenario
+	Sent     int
+	Kinds    map[rss.HashReport]int // frames per hash report the engine predicts
+	Expected []uint64               // frames per queue, as the engine predicts
+	Observed []uint64               // deltas of the guest's rx_queue_N_packets
+	Program  []uint64               // deltas of the steering program's per-queue counters
+	// Delivered and Dropped are the TAP's tx_packets and tx_dropped
+	// deltas: frames QEMU read from the queues, and frames tun dropped
+	// because a queue was full.
+	Delivered, Dropped uint64
+	Elapsed            time.Duration // from the first frame sent to the counters settling
+}
+
+// OK reports whether the guest saw exactly the predicted histogram, the
+// program agrees, and the TAP dropped nothing.
+func (r *Result) OK() bool {
+	return r.Sent > 0 && slices.Equal(r.Expected, r.Observed) && slices.Equal(r.Expected, r.Program) &&
+		r.Dropped == 0 && r.Delivered == uint64(r.Sent)
+}
+
+// Report is a whole harness run.
+type Report struct {
+	Assets  *Assets
+	Release string // guest uname -r
+	Device  string // the TAP
+	Queues  int
+	CPUs    int
+	Seed    uint64
+	Results []Result
+	// Prepare, Boot and Total are wall times: packages, kernel and
+	// initramfs; QEMU start to READY; the whole run.
+	Prepare, Boot, Total time.Duration
+}
+
+// OK reports whether every scenario passed.
+func (r *Report) OK() bool {
+	if len(r.Results) == 0 {
+		return false
+	}
+	for i := range r.Results {
+		if !r.Results[i].OK() {
+			return false
+		}
+	}
+	return true
+}
+
+// RunPreSteered runs scenario A: in a fresh network namespace it creates a
+// multi-queue TAP, boots the guest on it, attaches the vrss program and,
+// for each scenario, publishes the configuration, injects the frames with
+// AF_PACKET and compares the guest's per-queue counter deltas with the
+// engine's prediction. The report is returned even when scenarios fail;
+// the error is for runs that could not be carried out.
+func RunPreSteered(o Options) (*Report, error) {
+	start := time.Now()
+	o.defaults()
+	rep := &Report{Queues: o.Queues, CPUs: o.CPUs, Seed: o.Seed}
+	for _, sc := range o.Scenarios {
+		if err := sc.Config.Validate(steering.Limits(o.Queues)); err != nil {
+			return nil, fmt.Errorf("e2e: scenario %s: %w", sc.Name, err)
+		}
+	}
+	fmt.Fprintf(o.Log, "e2e: preparing packages, kernel and initramfs in %s\n", o.Cache)
+	a, err := Prepare(o)
+	if err != nil {
+		return nil, err
+	}
+	rep.Assets = a
+	rep.Prepare = time.Since(start)
+	err = netnstest.Do(func() error { return runInNetns(o, rep) })
+	rep.Total = time.Since(start)
+	return rep, err
+}
+
+const (
+	guestIface = "eth0"
+	// tapTxQueueLen sizes each TAP queue's ring (tun takes it from the
+	// device's txqueuelen); the default 500 leaves less slack.
+	tapTxQueueLen = 4096
+	// Pacing: send in batches and stay at most window frames ahead of
+	// what QEMU has read from the TAP. The guest is slow under TCG, QEMU
+	// stops reading a queue whose guest ring is full, and tun drops
+	// rather than blocks when a queue's ring is full.
+	sendBatch  = 32
+	sendWindow = 128
+	// stallTimeout bounds how long delivery may make no progress.
+	stallTimeout = 60 * time.Second
+)
+
+func runInNetns(o Options, rep *Report) error {
+	dev, err := tap.Create(tap.Options{Name: "vrsse2e%d", Queues: o.Queues, VnetHdrLen: 12, Up: true})
+	if err != nil {
+		return err
+	}
+	defer dev.Close()
+	rep.Device = dev.Name()
+	link, err := netlink.LinkByIndex(dev.Index())
+	if err == nil {
+		err = netlink.LinkSetTxQLen(link, tapTxQueueLen)
+	}
+	if err != nil {
+		return fmt.Errorf("e2e: txqueuelen of %s: %w", dev.Name(), err)
+	}
+	prog, err := steering.Load()
+	if err != nil {
+		return err
+	}
+	defer prog.Close()
+	pub, err := prog.Publisher(o.Queues)
+	if err != nil {
+		return err
+	}
+	defer pub.Close()
+
+	m := Machine{
+		Kernel: rep.Assets.Kernel, Initrd: rep.Assets.Initramfs.Path,
+		MemoryMB: o.MemoryMB, CPUs: o.CPUs, Queues: o.Queues,
+	}
+	files := make([]*os.File, o.Queues)
+	for q := range files {
+		files[q] = dev.Queue(q)
+		m.TapFDs = append(m.TapFDs, 3+q)
+	}
+	fmt.Fprintf(o.Log, "e2e: booting %s with %s (TCG, %d vCPUs)\n", rep.Assets.KernelRelease, rep.Assets.QEMU, o.CPUs)
+	bootStart := time.Now()
+	g, err := Boot(BootOptions{
+		QEMU: rep.Assets.QEMU, Machine: m, ExtraFiles: files,
+		ConsoleLog: filepath.Join(o.Cache, "console.log"),
+	})
+	if err != nil {
+		return err
+	}
+	defer g.Close()
+	rep.Boot = time.Since(bootStart)
+	rep.Release = g.Release
+	fmt.Fprintf(o.Log, "e2e: guest ready after %v (console log %s)\n", rep.Boot.Round(time.Millisecond), filepath.Join(o.Cache, "console.log"))
+
+	if n, err := g.Channels(guestIface); err != nil {
+		return err
+	} else if n != o.Queues {
+		return fmt.Errorf("e2e: guest has %d combined channels enabled, want %d", n, o.Queues)
+	}
+	// Only now: QEMU before 9.0 (bookworm's 7.2) detaches the TAP's
+	// steering program on every MQ control command and device reset
+	// (virtio_net_disable_rss -> TUNSETSTEERINGEBPF -1, even without
+	// rss=on), and the driver sends one at probe and at ethtool -L. A
+	// program attached before boot is gone by READY with 7.2 (10.0 keeps it).
+	if err := dev.SetSteering(prog.Prog.FD()); err != nil {
+		return err
+	}
+	inj, err := inject.Open(dev.Index())
+	if err != nil {
+		return err
+	}
+	defer inj.Close()
+
+	for _, sc := range o.Scenarios {
+		fmt.Fprintf(o.Log, "e2e: scenario %s\n", sc.Name)
+		res, err := runScenario(g, dev, prog, pub, inj, sc, o.Queues)
+		if err != nil {
+			return fmt.Errorf("e2e: scenario %s: %w", sc.Name, err)
+		}
+		rep.Results = append(rep.Results, *res)
+	}
+	return g.Shutdown(30 * time.Second)
+}
+
+func runScenario(g *Guest, dev *tap.Device, prog *steering.Program, pub *steering.Publisher, inj *inject.Injector, sc Scenario, queues int) (*Result, error) {
+	eng, err := rss.New(sc.Config)
+	if err != nil {
+		return nil, err
+	}
+	if err := pub.Publish(sc.Config); err != nil {
+		return nil, err
+	}
+	frames := demo.Frames(sc.Flows, sc.PerFlow, sc.Seed)
+	res := &Result{Scenario: sc, Sent: len(frames), Kinds: map[rss.HashReport]int{}, Expected: make([]uint64, queues)}
+	for _, f := range frames {
+		r := eng.Steer(f)
+		res.Expected[int(r.Queue)%queues]++ // tun takes the program's answer modulo the queues
+		res.Kinds[r.Report]++
+	}
+
+	guest0, err := g.RxQueuePackets(guestIface, queues)
+	if err != nil {
+		return nil, err
+	}
+	prog0, err := prog.Stats()
+	if err != nil {
+		return nil, err
+	}
+	tap0, err := tapStats(dev.Index())
+	if err != nil {
+		return nil, err
+	}
+
+	start := time.Now()
+	delivered := func() (uint64, uint64, error) {
+		s, err := tapStats(dev.Index())
+		return s.TxPackets - tap0.TxPackets, s.TxDropped - tap0.TxDropped, err
+	}
+	// wait polls until QEMU has read (or tun has dropped) at least want
+	// frames, failing if delivery stalls.
+	wait := func(want uint64, poll time.Duration) error {
+		last, since := uint64(0), time.Now()
+		for {
+			d, x, err := delivered()
+			if err != nil || d+x >= want {
+				return err
+			}
+			if d != last {
+				last, since = d, time.Now()
+			} else if time.Since(since) > stallTimeout {
+				return fmt.Errorf("QEMU read %d of %d frames from the TAP and then nothing for %v", d, want, stallTimeout)
+			}
+			time.Sleep(poll)
+		}
+	}
+	for i := 0; i < len(frames); i += sendBatch {
+		j := min(i+sendBatch, len(frames))
+		if err := inj.SendBatch(frames[i:j]); err != nil {
+			return nil, err
+		}
+		if j > sendWindow {
+			if err := wait(uint64(j-sendWindow), 500*time.Microsecond); err != nil {
+				return nil, err
+			}
+		}
+	}
+	if err := wait(uint64(len(frames)), time.Millisecond); err != nil {
+		return nil, err
+	}
+	if res.Delivered, res.Dropped, err = delivered(); err != nil {
+		return nil, err
+	}
+
+	// The guest counts a frame when its driver polls the queue; wait
+	// until it has counted everything QEMU read, then once more to see
+	// that nothing else arrives.
+	var total uint64
+	deadline := time.Now().Add(stallTimeout)
+	for settled := false; !settled; {
+		cur, err := g.RxQueuePackets(guestIface, queues)
+		if err != nil {
+			return nil, err
+		}
+		res.Observed = sub(cur, guest0)
+		prev := total
+		total = sum(res.Observed)
+		switch {
+		case total >= res.Delivered && total == prev:
+			settled = true
+		case time.Now().After(deadline):
+			settled = true
+		default:
+			time.Sleep(200 * time.Millisecond)
+		}
+	}
+	res.Elapsed = time.Since(start)
+	prog1, err := prog.Stats()
+	if err != nil {
+		return nil, err
+	}
+	res.Program = sub(prog1.Queues[:queues], prog0.Queues[:queues])
+	return res, nil
+}
+
+func tapStats(index int) (*netlink.LinkStatistics, error) {
+	l, err := netlink.LinkByIndex(index)
+	if err != nil {
+		return nil, err
+	}
+	if l.Attrs().Statistics == nil {
+		return nil, fmt.Errorf("e2e: no statistics for ifindex %d", index)
+	}
+	return l.Attrs().Statistics, nil
+}
+
+func sub(a, b []uint64) []uint64 {
+	d := make([]uint64, len(a))
+	for i := range a {
+		d[i] = a[i] - b[i]
+	}
+	return d
+}
+
+func sum(v []uint64) uint64 {
+	var s uint64
+	for _, x := range v {
+		s += x
+	}
+	return s
+}
+
+// String is the run's short report: per scenario the configuration, the
+// frames sent, the TAP's deliveries and drops, and per queue the expected
+// (engine), observed (guest) and program counts.
+func (r *Report) String() string {
+	var b strings.Builder
+	a := r.Assets
+	fmt.Fprintf(&b, "vrss e2e, scenario A (pre-steered TAP)\n")
+	if a != nil {
+		fmt.Fprintf(&b, "  QEMU %s (-accel tcg, %d vCPUs), guest %s (uname -r %s)\n", a.QEMUVersion, r.CPUs, a.KernelRelease, r.Release)
+		var pk []string
+		for _, p := range sortedKeys(a.Packages) {
+			pk = append(pk, strings.TrimSpace(p+" "+a.Packages[p]))
+		}
+		fmt.Fprintf(&b, "  packages: %s\n", strings.Join(pk, ", "))
+		fmt.Fprintf(&b, "  initramfs modules: %s\n", strings.Join(a.Initramfs.Modules, " "))
+	}
+	fmt.Fprintf(&b, "  virtio-net %d queue pairs on TAP %s; seed %d\n", r.Queues, r.Device, r.Seed)
+	for i := range r.Results {
+		res := &r.Results[i]
+		c := res.Scenario.Config
+		fmt.Fprintf(&b, "\n%s: hash types %s, key %s…, %d-entry table %s, unclassified -> %d\n",
+			res.Scenario.Name, c.HashTypes, hex.EncodeToString(c.Key[:8]), len(c.Table), tableShares(c.Table, r.Queues), c.UnclassifiedQueue)
+		fmt.Fprintf(&b, "  sent %d frames from %d flows (%s) in %v; TAP: %d read by QEMU, %d dropped\n",
+			res.Sent, res.Scenario.Flows, kinds(res.Kinds), res.Elapsed.Round(time.Millisecond), res.Delivered, res.Dropped)
+		fmt.Fprintf(&b, "  queue  expected  observed   program\n")
+		for q := range res.Expected {
+			mark := ""
+			if res.Observed[q] != res.Expected[q] || res.Program[q] != res.Expected[q] {
+				mark = "  <- differs"
+			}
+			fmt.Fprintf(&b, "  %5d  %8d  %8d  %8d%s\n", q, res.Expected[q], res.Observed[q], res.Program[q], mark)
+		}
+		fmt.Fprintf(&b, "  %5s  %8d  %8d  %8d\n", "total", sum(res.Expected), sum(res.Observed), sum(res.Program))
+		if res.OK() {
+			fmt.Fprintf(&b, "  PASS\n")
+		} else {
+			fmt.Fprintf(&b, "  FAIL\n")
+		}
+	}
+	fmt.Fprintf(&b, "\nwall time: prepare %v, boot %v, total %v\n", r.Prepare.Round(time.Millisecond), r.Boot.Round(time.Millisecond), r.Total.Round(time.Millisecond))
+	if r.OK() {
+		fmt.Fprintf(&b, "RESULT: PASS\n")
+	} else {
+		fmt.Fprintf(&b, "RESULT: FAIL\n")
+	}
+	return b.String()
+}
+
+// tableShares describes an indirection table by the entries per queue.
+func tableShares(t []uint16, queues int) string {
+	n := make([]string, queues)
+	c := make([]int, queues)
+	for _, q := range t {
+		if int(q) < queues {
+			c[q]++
+		}
+	}
+	for i, v := range c {
+		n[i] = fmt.Sprint(v)
+	}
+	return strings.Join(n, ":")
+}
+
+func kinds(k map[rss.HashReport]int) string {
+	var s []string
+	for r := rss.HashReport(0); r < 16; r++ {
+		if k[r] > 0 {
+			s = append(s, fmt.Sprintf("%s %d", r, k[r]))
+		}
+	}
+	return strings.Join(s, ", ")
+}
+
+func sortedKeys[V any](m map[string]V) []string {
+	k := make([]string, 0, len(m))
+	for s := range m {
+		k = append(k, s)
+	}
+	slices.Sort(k)
+	return k
+}
