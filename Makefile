@@ -50,3 +50,4 @@ fuzz:
 	$(GO) test ./virtio -run '^$$' -fuzz '^FuzzDecodeRSSConfig$$' -fuzztime $(FUZZTIME)
 	$(GO) test ./virtio -run '^$$' -fuzz '^FuzzDecodeHashConfig$$' -fuzztime $(FUZZTIME)
 	$(GO) test ./virtio -run '^$$' -fuzz '^FuzzDecodeNetHdrHash$$' -fuzztime $(FUZZTIME)
+	$(GO) test ./agent/api -run '^$$' -fuzz '^FuzzDecodeRequest$$' -fuzztime $(FUZZTIME)

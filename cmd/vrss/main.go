@@ -35,6 +35,10 @@ var commands = []command{
 	{"demo", "show eBPF steering on a real multi-queue TAP (the main job; needs root)", runDemo},
 	{"hash", "compute the RSS hash and hash report of one flow", runHash},
 	{"steer", "steer every frame of a pcap file by an RSS configuration", runSteer},
+	{"tap", "create, delete and list TAP devices steered by vrssd", runTap},
+	{"rss", "set and show a TAP's RSS configuration through vrssd", runRSS},
+	{"stats", "show a TAP's per-queue steering counters (--watch to follow)", runStats},
+	{"qemu", "run QEMU on a vrss-steered TAP without privileges, or print its arguments", runQEMU},
 	{"bench", "measure the steering program's cost against its targets (root)", runBench},
 }
 

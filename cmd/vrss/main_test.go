@@ -46,7 +46,7 @@ func TestUsage(t *testing.T) {
 			}
 		}
 	}
-	wantInputError(t, "missing command, one of demo, hash, steer, bench")
+	wantInputError(t, "missing command, one of demo, hash, steer, tap, rss, stats, qemu, bench")
 	wantInputError(t, `unknown command "frobnicate"`, "frobnicate")
 	wantInputError(t, `unknown command "frobnicate"`, "help", "frobnicate")
 }
@@ -58,7 +58,13 @@ func TestCommandHelp(t *testing.T) {
 		"bench": {"-json", "-frames", "-duration"},
 		"hash":  {"-key", "-types", "-src", "-dst", "-proto"},
 		"steer": {"-config", "-virtio", "-pcap", "-json"},
+		"stats": {"-watch", "-interval", "-json", "-socket"},
+		// Command groups show every verb's help.
+		"tap": {"-queues", "-owner", "-group", "-vnet-hdr", "-json", "-socket"},
+		"rss": {"-key", "-random-key", "-types", "-equal", "-table", "-weights", "-size", "-unclassified", "-json", "-socket"},
 	}
+	flagsOf["qemu"] = []string{"-tap", "-id", "-mac", "-device-props", "-first-fd", "-socket"}
+	verbOf := map[string]string{"tap": "create", "rss": "set", "qemu": "args"}
 	for _, c := range commands {
 		want, ok := flagsOf[c.name]
 		if !ok {
@@ -78,7 +84,12 @@ func TestCommandHelp(t *testing.T) {
 				}
 			}
 		}
-		wantInputError(t, "flag provided but not defined: -bogus", c.name, "-bogus")
+		if v, ok := verbOf[c.name]; ok {
+			wantInputError(t, "flag provided but not defined: -bogus", c.name, v, "x", "-bogus")
+			wantInputError(t, "unknown "+c.name+" command", c.name, "bogus")
+		} else {
+			wantInputError(t, "flag provided but not defined: -bogus", c.name, "-bogus")
+		}
 	}
 }
 

@@ -1,0 +1,398 @@
+// Package client is the Go client of vrssd: a typed call for every
+// operation of the protocol in package api.
+//
+// Dial connects and performs the handshake, which carries this build's ABI
+// stamp (steering.ABIStamp): a daemon built against another program or map
+// layout refuses it, and Dial returns that refusal as an *api.Error with
+// api.CodeABIMismatch. Every refusal by the daemon is an *api.Error; use
+// errors.As to read its Code.
+//
+// After Open, a VMM publishes its guest's RSS configurations through
+// Handle.Publisher, which writes the mmapped configuration map directly:
+// no system call, no CAP_BPF, no round trip to the daemon.
+package client
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"runtime"
+	"sync"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/vrss-dev/vrss/agent/api"
+	"github.com/vrss-dev/vrss/agent/internal/wire"
+	"github.com/vrss-dev/vrss/rss"
+	"github.com/vrss-dev/vrss/steering"
+)
+
+// Client is a connection to vrssd. Its methods may be called from several
+// goroutines; requests are sent one at a time.
+type Client struct {
+	mu    sync.Mutex
+	conn  *net.UnixConn
+	bufs  *wire.Buffers
+	id    uint64
+	hello api.HelloResult
+}
+
+// SocketPath returns the socket Dial uses for path "": $VRSS_SOCKET if set,
+// else api.DefaultSocket.
+func SocketPath() string {
+	if p := os.Getenv(api.EnvSocket); p != "" {
+		return p
+	}
+	return api.DefaultSocket
+}
+
+// Dial connects to vrssd at path ("" for SocketPath()) and performs the
+// handshake. ctx bounds both.
+func Dial(ctx context.Context, path string) (*Client, error) {
+	if path == "" {
+		path = SocketPath()
+	}
+	var d net.Dialer
+	nc, err := d.DialContext(ctx, "unixpacket", path)
+	if err != nil {
+		return nil, fmt.Errorf("vrssd: connect to %s: %w", path, err)
+	}
+	c := &Client{conn: nc.(*net.UnixConn), bufs: wire.NewBuffers()}
+	args := api.HelloArgs{Protocol: api.ProtocolVersion, ABI: steering.ABIStamp(), Client: clientName()}
+	if _, err := c.call(ctx, api.OpHello, args, nil, &c.hello); err != nil {
+		c.conn.Close()
+		return nil, err
+	}
+	if c.hello.ABI != steering.ABIStamp() {
+		c.conn.Close()
+		return nil, api.Errorf(api.CodeABIMismatch, "daemon has steering ABI %q, this client %q", c.hello.ABI, steering.ABIStamp())
+	}
+	return c, nil
+}
+
+func clientName() string {
+	exe, _ := os.Executable()
+	return fmt.Sprintf("vrss/agent/client pid %d %s", os.Getpid(), exe)
+}
+
+// Server returns the daemon's answer to the handshake: its version and
+// ABI, and the uid it sees this client as.
+func (c *Client) Server() api.HelloResult { return c.hello }
+
+// Close closes the connection. Handles opened through it stay valid.
+func (c *Client) Close() error { return c.conn.Close() }
+
+// Call sends one request with files attached and decodes the result into
+// result (if not nil). Descriptors that come with the answer are returned;
+// the caller owns them. The typed methods are built on it; it is there
+// for operations this package does not know yet.
+func (c *Client) Call(ctx context.Context, op api.Op, args any, files []*os.File, result any) ([]*os.File, error) {
+	fds := make([]int, 0, len(files))
+	for _, f := range files {
+		rc, err := f.SyscallConn()
+		if err != nil {
+			return nil, err
+		}
+		// The raw fd is only needed while sending; Fd would make f blocking.
+		if err := rc.Control(func(fd uintptr) { fds = append(fds, int(fd)) }); err != nil {
+			return nil, err
+		}
+	}
+	got, err := c.call(ctx, op, args, fds, result)
+	// The fds were used by number: the files must not be collected and
+	// closed before they were sent.
+	runtime.KeepAlive(files)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]*os.File, len(got))
+	for i, fd := range got {
+		out[i] = os.NewFile(uintptr(fd), fmt.Sprintf("vrssd:%s:fd%d", op, i))
+	}
+	return out, nil
+}
+
+// call performs one request; the returned fds belong to the caller.
+func (c *Client) call(ctx context.Context, op api.Op, args any, fds []int, result any) ([]int, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.id++
+	req := api.Request{ID: c.id, Op: op}
+	if args != nil {
+		b, err := json.Marshal(args)
+		if err != nil {
+			return nil, fmt.Errorf("vrssd: %s arguments: %w", op, err)
+		}
+		req.Args = b
+	}
+	b, err := api.Encode(&req)
+	if err != nil {
+		return nil, err
+	}
+	// The deadline applies to the socket; a cancelled ctx interrupts it.
+	deadline, _ := ctx.Deadline()
+	c.conn.SetDeadline(deadline)
+	fired := make(chan struct{})
+	stop := context.AfterFunc(ctx, func() {
+		c.conn.SetDeadline(time.Unix(1, 0))
+		close(fired)
+	})
+	defer func() {
+		// Wait for a cancellation in progress, so that it cannot move
+		// the next request's deadline.
+		if !stop() {
+			<-fired
+		}
+	}()
+	wrap := func(err error) error {
+		if ctx.Err() != nil {
+			return fmt.Errorf("vrssd: %s: %w", op, ctx.Err())
+		}
+		// The socket's deadline may fire a moment before ctx's timer.
+		if errors.Is(err, os.ErrDeadlineExceeded) && !deadline.IsZero() && !time.Now().Before(deadline) {
+			return fmt.Errorf("vrssd: %s: %w", op, context.DeadlineExceeded)
+		}
+		return fmt.Errorf("vrssd: %s: %w", op, err)
+	}
+	if err := wire.Send(c.conn, b, fds); err != nil {
+		return nil, wrap(err)
+	}
+	for {
+		m, err := wire.Recv(c.conn, c.bufs)
+		if err != nil {
+			return nil, wrap(err)
+		}
+		if m.TooLarge || m.FDsTruncated {
+			wire.CloseFDs(m.FDs)
+			return nil, wrap(errors.New("oversized response"))
+		}
+		var resp api.Response
+		if err := json.Unmarshal(m.Data, &resp); err != nil {
+			wire.CloseFDs(m.FDs)
+			return nil, wrap(fmt.Errorf("malformed response: %w", err))
+		}
+		// An answer to an earlier request that timed out: drop it. An
+		// error with ID 0 answers a request the daemon could not parse.
+		if resp.ID != req.ID && !(resp.ID == 0 && resp.Error != nil) {
+			wire.CloseFDs(m.FDs)
+			continue
+		}
+		if resp.Error != nil {
+			wire.CloseFDs(m.FDs)
+			return nil, resp.Error
+		}
+		if len(m.FDs) != resp.FDs {
+			wire.CloseFDs(m.FDs)
+			return nil, wrap(fmt.Errorf("response announces %d fds, %d arrived", resp.FDs, len(m.FDs)))
+		}
+		if result != nil && len(resp.Result) > 0 {
+			if err := json.Unmarshal(resp.Result, result); err != nil {
+				wire.CloseFDs(m.FDs)
+				return nil, wrap(fmt.Errorf("result: %w", err))
+			}
+		}
+		return m.FDs, nil
+	}
+}
+
+// Version describes the daemon.
+func (c *Client) Version(ctx context.Context) (api.VersionResult, error) {
+	var r api.VersionResult
+	_, err := c.call(ctx, api.OpVersion, nil, nil, &r)
+	return r, err
+}
+
+// Create asks for a new persistent multi-queue TAP with steering attached.
+// Unset owner fields default to the caller's uid and gid.
+func (c *Client) Create(ctx context.Context, a api.CreateArgs) (api.TAP, error) {
+	var t api.TAP
+	_, err := c.call(ctx, api.OpCreate, a, nil, &t)
+	return t, err
+}
+
+// Adopt puts an existing TAP under vrssd by name; no process may hold its
+// queues (a.FromFD must be false; see AdoptFD).
+func (c *Client) Adopt(ctx context.Context, a api.AdoptArgs) (api.TAP, error) {
+	var t api.TAP
+	_, err := c.call(ctx, api.OpAdopt, a, nil, &t)
+	return t, err
+}
+
+// AdoptFD puts the TAP that queue is a queue of under vrssd, for a caller
+// that holds its queues. The daemon attaches steering through queue and
+// does not keep it.
+func (c *Client) AdoptFD(ctx context.Context, a api.AdoptArgs, queue *os.File) (api.TAP, error) {
+	a.FromFD = true
+	var t api.TAP
+	_, err := c.Call(ctx, api.OpAdopt, a, []*os.File{queue}, &t)
+	return t, err
+}
+
+// SetRSS publishes cfg as the TAP's RSS configuration. A configuration the
+// steering program cannot hold is refused with api.CodeInvalidConfig.
+func (c *Client) SetRSS(ctx context.Context, name string, cfg rss.Config) (api.SetRSSResult, error) {
+	var r api.SetRSSResult
+	_, err := c.call(ctx, api.OpSetRSS, api.SetRSSArgs{Name: name, Config: &cfg}, nil, &r)
+	return r, err
+}
+
+// SetVirtioRSS applies a VIRTIO_NET_CTRL_MQ_RSS_CONFIG command body as a
+// guest sent it. The result's Ack is what the VMM answers the guest; a
+// refused configuration (Ack virtio.AckErr) changes nothing and is not an
+// error.
+func (c *Client) SetVirtioRSS(ctx context.Context, name string, cmd []byte) (api.SetRSSResult, error) {
+	var r api.SetRSSResult
+	_, err := c.call(ctx, api.OpSetRSS, api.SetRSSArgs{Name: name, VirtioRSS: nonNil(cmd)}, nil, &r)
+	return r, err
+}
+
+// SetVirtioHash records a VIRTIO_NET_CTRL_MQ_HASH_CONFIG command body (hash
+// reporting only; it does not steer), answered like SetVirtioRSS.
+func (c *Client) SetVirtioHash(ctx context.Context, name string, cmd []byte) (api.SetRSSResult, error) {
+	var r api.SetRSSResult
+	_, err := c.call(ctx, api.OpSetRSS, api.SetRSSArgs{Name: name, VirtioHash: nonNil(cmd)}, nil, &r)
+	return r, err
+}
+
+// nonNil keeps an empty command distinguishable from an absent one.
+func nonNil(b []byte) []byte {
+	if b == nil {
+		return []byte{}
+	}
+	return b
+}
+
+// GetRSS returns the configuration the TAP is steered by, read from its
+// map, so it includes what a VMM published through its own mapping.
+func (c *Client) GetRSS(ctx context.Context, name string) (api.RSSState, error) {
+	var r api.RSSState
+	_, err := c.call(ctx, api.OpGetRSS, api.NameArgs{Name: name}, nil, &r)
+	return r, err
+}
+
+// Stats returns the TAP's steering counters.
+func (c *Client) Stats(ctx context.Context, name string) (api.Stats, error) {
+	var r api.Stats
+	_, err := c.call(ctx, api.OpStats, api.NameArgs{Name: name}, nil, &r)
+	return r, err
+}
+
+// Detach removes the steering program from the TAP; the TAP, its maps and
+// its configuration stay.
+func (c *Client) Detach(ctx context.Context, name string) (api.TAP, error) {
+	var t api.TAP
+	_, err := c.call(ctx, api.OpDetach, api.NameArgs{Name: name}, nil, &t)
+	return t, err
+}
+
+// Delete removes the TAP, its program and its pins.
+func (c *Client) Delete(ctx context.Context, name string) error {
+	_, err := c.call(ctx, api.OpDelete, api.NameArgs{Name: name}, nil, nil)
+	return err
+}
+
+// List returns the TAPs the caller may see: its own, or all for root and
+// admins.
+func (c *Client) List(ctx context.Context) ([]api.TAP, error) {
+	var r api.ListResult
+	_, err := c.call(ctx, api.OpList, nil, nil, &r)
+	return r.TAPs, err
+}
+
+// Handle is what Open hands a TAP's owner.
+type Handle struct {
+	TAP api.TAP
+	// Queues are the TAP's queue fds in queue order (none after
+	// OpenConfig). They are nonblocking and registered with the runtime
+	// poller, so read deadlines work; each Read returns one frame after
+	// the vnet header.
+	Queues []*os.File
+	// ConfigMap is the steering program's configuration map.
+	ConfigMap *os.File
+	// Publisher writes configurations through ConfigMap's memory mapping.
+	// There must be one publisher per TAP at a time: after Open, publish
+	// here or through the daemon (SetRSS), not both at once.
+	Publisher *steering.Publisher
+}
+
+// Open hands the caller, who must own the TAP (or be root or an admin),
+// the TAP's queue fds and its configuration map, mapped for publishing.
+func (c *Client) Open(ctx context.Context, name string) (*Handle, error) {
+	return c.open(ctx, api.OpenArgs{Name: name})
+}
+
+// OpenConfig is Open for a VMM that already holds the queues: it hands
+// only the configuration map.
+func (c *Client) OpenConfig(ctx context.Context, name string) (*Handle, error) {
+	return c.open(ctx, api.OpenArgs{Name: name, ConfigOnly: true})
+}
+
+func (c *Client) open(ctx context.Context, a api.OpenArgs) (*Handle, error) {
+	var r api.OpenResult
+	fds, err := c.call(ctx, api.OpOpen, a, nil, &r)
+	if err != nil {
+		return nil, err
+	}
+	if len(fds) != r.QueueFDs+1 {
+		wire.CloseFDs(fds)
+		return nil, fmt.Errorf("vrssd: open %s: %d fds for %d queues and the map", a.Name, len(fds), r.QueueFDs)
+	}
+	files := make([]*os.File, len(fds))
+	for i, fd := range fds {
+		if i < r.QueueFDs {
+			// Nonblocking, so that the runtime poller takes the queue
+			// and read deadlines work. (The flag belongs to the open
+			// file, which the daemon shares but never reads.)
+			unix.SetNonblock(fd, true)
+			files[i] = os.NewFile(uintptr(fd), fmt.Sprintf("tap:%s:q%d", a.Name, i))
+		} else {
+			files[i] = os.NewFile(uintptr(fd), fmt.Sprintf("vrss:%s:config", a.Name))
+		}
+	}
+	h := &Handle{TAP: r.TAP}
+	fail := func(err error) (*Handle, error) {
+		for _, f := range files {
+			f.Close()
+		}
+		return nil, err
+	}
+	switch {
+	case r.ABI != steering.ABIStamp():
+		return fail(api.Errorf(api.CodeABIMismatch, "TAP %s has steering ABI %q, this client %q", a.Name, r.ABI, steering.ABIStamp()))
+	case r.ConfigSize != steering.ConfigSize:
+		return fail(api.Errorf(api.CodeABIMismatch, "TAP %s has a %d-byte configuration map, this client expects %d", a.Name, r.ConfigSize, steering.ConfigSize))
+	}
+	h.Queues, h.ConfigMap = files[:r.QueueFDs], files[r.QueueFDs]
+	rc, err := h.ConfigMap.SyscallConn()
+	if err != nil {
+		return fail(err)
+	}
+	var perr error
+	if err := rc.Control(func(fd uintptr) { h.Publisher, perr = steering.NewPublisher(int(fd), r.TAP.Queues) }); err != nil {
+		return fail(err)
+	}
+	if perr != nil {
+		return fail(perr)
+	}
+	return h, nil
+}
+
+// Close unmaps the configuration map and closes every fd. Steering goes on
+// with the last published configuration.
+func (h *Handle) Close() error {
+	var errs []error
+	if h.Publisher != nil {
+		errs = append(errs, h.Publisher.Close())
+	}
+	for _, f := range h.Queues {
+		errs = append(errs, f.Close())
+	}
+	if h.ConfigMap != nil {
+		errs = append(errs, h.ConfigMap.Close())
+	}
+	return errors.Join(errs...)
+}

@@ -1,0 +1,551 @@
+package agent
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"slices"
+	"sort"
+
+	"github.com/vishvananda/netlink"
+	"golang.org/x/sys/unix"
+
+	"github.com/vrss-dev/vrss/agent/api"
+	"github.com/vrss-dev/vrss/rss"
+	"github.com/vrss-dev/vrss/steering"
+	"github.com/vrss-dev/vrss/tap"
+	"github.com/vrss-dev/vrss/virtio"
+)
+
+// handler runs one operation. fds are the descriptors the request carried;
+// the caller closes them afterwards. The returned fds go with the answer
+// and are closed by the caller once sent.
+type handler func(s *Server, p *peer, args json.RawMessage, fds []int) (result any, out []int, err error)
+
+var handlers = map[api.Op]handler{
+	api.OpVersion: (*Server).version,
+	api.OpCreate:  (*Server).create,
+	api.OpAdopt:   (*Server).adopt,
+	api.OpSetRSS:  (*Server).setRSS,
+	api.OpGetRSS:  (*Server).getRSS,
+	api.OpStats:   (*Server).stats,
+	api.OpOpen:    (*Server).open,
+	api.OpDetach:  (*Server).detach,
+	api.OpDelete:  (*Server).delete,
+	api.OpList:    (*Server).list,
+}
+
+// defaultVnetHdrLen is virtio_net_hdr_v1, what a VMM with
+// VIRTIO_F_VERSION_1 or mergeable receive buffers uses.
+const defaultVnetHdrLen = 12
+
+// virtioLimits are the device limits a VMM advertises to its guest
+// (virtio's minimums, as QEMU does): the raw RSS_CONFIG and HASH_CONFIG
+// commands a guest sent are checked against these, not against what the
+// steering program could hold.
+func virtioLimits(queues int) rss.Limits { return rss.DefaultLimits(queues) }
+
+func (s *Server) version(_ *peer, _ json.RawMessage, _ []int) (any, []int, error) {
+	var u unix.Utsname
+	unix.Uname(&u)
+	return &api.VersionResult{
+		Protocol: api.ProtocolVersion, ABI: steering.ABIStamp(), Server: s.opts.Version,
+		Kernel: unix.ByteSliceToString(u.Sysname[:]) + " " + unix.ByteSliceToString(u.Release[:]),
+	}, nil, nil
+}
+
+// owners resolves the owner a peer asks for: by default itself; only
+// root and admins may give a TAP to someone else.
+func (s *Server) owners(p *peer, uid, gid *int) (int, int, error) {
+	ou, og := p.uid, p.gid
+	if uid != nil {
+		ou = *uid
+	}
+	if gid != nil {
+		og = *gid
+	}
+	if ou < 0 || og < 0 || ou > 1<<32-2 || og > 1<<32-2 {
+		return 0, 0, api.Errorf(api.CodeBadRequest, "owner %d:%d out of range", ou, og)
+	}
+	if s.opts.Policy.admin(p) {
+		return ou, og, nil
+	}
+	if ou != p.uid {
+		return 0, 0, api.Errorf(api.CodeDenied, "uid %d may not create or adopt a TAP for uid %d (only root and admins may)", p.uid, ou)
+	}
+	if !slices.Contains(p.groups(), og) {
+		return 0, 0, api.Errorf(api.CodeDenied, "uid %d may not give a TAP to group %d, which it is not in", p.uid, og)
+	}
+	return ou, og, nil
+}
+
+func (s *Server) checkQueues(n int) error {
+	if max := s.opts.Policy.maxQueues(); n < 1 || n > max {
+		return api.Errorf(api.CodeBadRequest, "%d queues: want 1 to %d", n, max)
+	}
+	return nil
+}
+
+func (s *Server) mayCreate(p *peer, what string) error {
+	if s.opts.Policy.canCreate(p) {
+		return nil
+	}
+	return api.Errorf(api.CodeDenied, "uid %d may not %s TAPs: it is not root, and the vrssd configuration file lists it neither under \"create\" nor under \"admin\"", p.uid, what)
+}
+
+func (s *Server) create(p *peer, raw json.RawMessage, _ []int) (any, []int, error) {
+	var a api.CreateArgs
+	if err := api.DecodeArgs(raw, &a); err != nil {
+		return nil, nil, err
+	}
+	if err := s.mayCreate(p, "create"); err != nil {
+		return nil, nil, err
+	}
+	if err := checkName(a.Name); err != nil {
+		return nil, nil, err
+	}
+	if err := s.checkQueues(a.Queues); err != nil {
+		return nil, nil, err
+	}
+	if a.VnetHdrLen == 0 {
+		a.VnetHdrLen = defaultVnetHdrLen
+	}
+	switch a.VnetHdrLen {
+	case 10, 12, 20:
+	default:
+		return nil, nil, api.Errorf(api.CodeBadRequest, "vnet header length %d: want 10, 12 or 20", a.VnetHdrLen)
+	}
+	uid, gid, err := s.owners(p, a.OwnerUID, a.OwnerGID)
+	if err != nil {
+		return nil, nil, err
+	}
+	// Loading (the verifier) is the slow part: not under the lock.
+	prog, err := steering.Load()
+	if err != nil {
+		return nil, nil, loadError(err)
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if err := s.nameFreeLocked(a.Name); err != nil {
+		prog.Close()
+		return nil, nil, err
+	}
+	dev, err := tap.Create(tap.Options{
+		Name: a.Name, Queues: a.Queues, VnetHdrLen: a.VnetHdrLen,
+		Owner: uid, Group: gid, Persist: true, Up: true,
+	})
+	if err != nil {
+		prog.Close()
+		return nil, nil, tapError(err)
+	}
+	d := &device{
+		name: dev.Name(), index: dev.Index(), queues: a.Queues, vnetHdrLen: a.VnetHdrLen,
+		owner: uid, group: gid, dev: dev,
+	}
+	if err := s.steerLocked(d, prog, -1); err != nil {
+		dev.Close()
+		tap.Delete(d.name)
+		return nil, nil, err
+	}
+	s.log.Info("created", "tap", d.name, "queues", d.queues, "owner", uid, "group", gid, "by_uid", p.uid)
+	return d.info(), nil, nil
+}
+
+// nameFreeLocked checks that no network device is called name.
+func (s *Server) nameFreeLocked(name string) error {
+	if _, ok := s.taps[name]; ok {
+		return api.Errorf(api.CodeExists, "TAP %s is already under vrssd", name)
+	}
+	_, err := tuntapByName(name)
+	var ae *api.Error
+	switch {
+	case err == nil:
+		return api.Errorf(api.CodeExists, "a TAP named %s exists; adopt it instead", name)
+	case errors.As(err, &ae) && ae.Code == api.CodeNotFound:
+		return nil
+	case errors.As(err, &ae) && ae.Code == api.CodeBadRequest:
+		return api.Errorf(api.CodeExists, "a network device named %s exists", name)
+	}
+	return err
+}
+
+// steerLocked pins prog and its maps for d and attaches it, through d's
+// own queues or, if it holds none, through queueFD; then it records d. It
+// takes prog over: on error it is closed, and nothing is left behind but
+// the device.
+func (s *Server) steerLocked(d *device, prog *steering.Program, queueFD int) (err error) {
+	dir := filepath.Join(s.opts.BPFFSDir, d.name)
+	defer func() {
+		if err != nil {
+			if d.pub != nil {
+				d.pub.Close()
+			}
+			d.pub, d.prog = nil, nil
+			prog.Close()
+			os.RemoveAll(dir)
+		}
+	}()
+	if d.pub, err = prog.Publisher(d.queues); err != nil {
+		return err
+	}
+	d.prog, d.abi = prog, steering.ABIStamp()
+	// A leftover directory would belong to no recorded TAP: replace it.
+	os.RemoveAll(dir)
+	if err := pin(dir, prog); err != nil {
+		return err
+	}
+	if d.dev != nil {
+		err = d.dev.SetSteering(prog.Prog.FD())
+	} else {
+		err = tap.SetSteeringFD(uintptr(queueFD), prog.Prog.FD())
+	}
+	if err != nil {
+		return err
+	}
+	d.steering = true
+	s.taps[d.name] = d
+	if err := s.saveLocked(); err != nil {
+		delete(s.taps, d.name)
+		return err
+	}
+	return nil
+}
+
+func (s *Server) adopt(p *peer, raw json.RawMessage, fds []int) (any, []int, error) {
+	var a api.AdoptArgs
+	if err := api.DecodeArgs(raw, &a); err != nil {
+		return nil, nil, err
+	}
+	if err := s.mayCreate(p, "adopt"); err != nil {
+		return nil, nil, err
+	}
+	switch {
+	case a.FromFD && len(fds) != 1:
+		return nil, nil, api.Errorf(api.CodeBadRequest, "adopt from_fd takes exactly one queue fd, %d attached", len(fds))
+	case !a.FromFD && len(fds) != 0:
+		return nil, nil, api.Errorf(api.CodeBadRequest, "adopt by name takes no fd (set from_fd to adopt from one), %d attached", len(fds))
+	case !a.FromFD:
+		if err := checkName(a.Name); err != nil {
+			return nil, nil, err
+		}
+		if err := s.checkQueues(a.Queues); err != nil {
+			return nil, nil, err
+		}
+	}
+	uid, gid, err := s.owners(p, a.OwnerUID, a.OwnerGID)
+	if err != nil {
+		return nil, nil, err
+	}
+	var q queueInfo
+	if a.FromFD {
+		if q, err = inspectQueue(fds[0]); err != nil {
+			return nil, nil, err
+		}
+		if a.Name != "" && a.Name != q.name {
+			return nil, nil, api.Errorf(api.CodeBadRequest, "the fd passed is a queue of %s, not of %s", q.name, a.Name)
+		}
+		a.Name = q.name
+	}
+	prog, err := steering.Load()
+	if err != nil {
+		return nil, nil, loadError(err)
+	}
+	// Until steerLocked takes prog over, every failure must close it.
+	handed := false
+	defer func() {
+		if !handed {
+			prog.Close()
+		}
+	}()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if _, ok := s.taps[a.Name]; ok {
+		return nil, nil, api.Errorf(api.CodeExists, "TAP %s is already under vrssd", a.Name)
+	}
+	t, err := tuntapByName(a.Name)
+	if err != nil {
+		return nil, nil, err
+	}
+	if !s.opts.Policy.admin(p) && !kernelOwner(p, t) {
+		return nil, nil, api.Errorf(api.CodeDenied, "uid %d may adopt only TAPs whose owner or group (TUNSETOWNER, TUNSETGROUP) is its own", p.uid)
+	}
+	d := &device{name: t.Name, index: t.Index, owner: uid, group: gid, adopted: true}
+	if a.FromFD {
+		d.queues, d.vnetHdrLen = attached(t), q.vnetHdrLen
+		d.elsewhere = true
+		if err := s.checkQueues(d.queues); err != nil {
+			return nil, nil, err
+		}
+		handed = true
+		if err := s.steerLocked(d, prog, fds[0]); err != nil {
+			return nil, nil, err
+		}
+	} else {
+		if n := attached(t); n > 0 {
+			return nil, nil, api.Errorf(api.CodeBusy, "%d queues of %s are attached by another process, and attaching more would change every packet's queue; adopt it from one of their fds (from_fd), or close them first", n, a.Name)
+		}
+		d.queues, d.vnetHdrLen = a.Queues, a.VnetHdrLen
+		if d.vnetHdrLen == 0 && t.Flags&netlink.TUNTAP_VNET_HDR != 0 {
+			d.vnetHdrLen = defaultVnetHdrLen
+		}
+		if d.dev, err = tap.Open(a.Name, a.Queues, d.vnetHdrLen); err != nil {
+			return nil, nil, api.Errorf(api.CodeBadRequest, "%v", err)
+		}
+		handed = true
+		if err := s.steerLocked(d, prog, -1); err != nil {
+			d.dev.Close()
+			return nil, nil, err
+		}
+	}
+	s.log.Info("adopted", "tap", d.name, "queues", d.queues, "from_fd", a.FromFD, "owner", uid, "by_uid", p.uid)
+	return d.info(), nil, nil
+}
+
+// lookupLocked finds the TAP name for p: it must exist, still be the
+// device vrssd knows, and be p's (or p an admin).
+func (s *Server) lookupLocked(p *peer, name string) (*device, error) {
+	if err := checkName(name); err != nil {
+		return nil, err
+	}
+	d, ok := s.taps[name]
+	if !ok || !s.checkLocked(d) {
+		return nil, api.Errorf(api.CodeNotFound, "no TAP %s under vrssd", name)
+	}
+	if !s.opts.Policy.owns(p, d) {
+		return nil, api.Errorf(api.CodeDenied, "TAP %s belongs to uid %d; uid %d may not use it", name, d.owner, p.uid)
+	}
+	return d, nil
+}
+
+func (s *Server) setRSS(p *peer, raw json.RawMessage, _ []int) (any, []int, error) {
+	var a api.SetRSSArgs
+	if err := api.DecodeArgs(raw, &a); err != nil {
+		return nil, nil, err
+	}
+	forms := 0
+	for _, set := range []bool{a.Config != nil, a.VirtioRSS != nil, a.VirtioHash != nil} {
+		if set {
+			forms++
+		}
+	}
+	if forms != 1 {
+		return nil, nil, api.Errorf(api.CodeBadRequest, "set_rss takes exactly one of config, virtio_rss and virtio_hash; %d given", forms)
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	d, err := s.lookupLocked(p, a.Name)
+	if err != nil {
+		return nil, nil, err
+	}
+	if err := d.stale(); err != nil {
+		return nil, nil, err
+	}
+	switch {
+	case a.Config != nil:
+		if err := d.pub.Publish(*a.Config); err != nil {
+			return nil, nil, api.Errorf(api.CodeInvalidConfig, "%v", err)
+		}
+	case a.VirtioRSS != nil:
+		c, err := virtio.DecodeRSSConfig(a.VirtioRSS, virtioLimits(d.queues))
+		if err == nil {
+			err = d.pub.Publish(c.Config)
+		}
+		if err != nil {
+			s.log.Warn("refused a virtio RSS configuration", "uid", p.uid, "pid", p.pid, "tap", d.name, "reason", err)
+			return &api.SetRSSResult{Ack: virtio.AckErr, AckMessage: err.Error(), Generation: d.pub.Generation()}, nil, nil
+		}
+	case a.VirtioHash != nil:
+		c, err := virtio.DecodeHashConfig(a.VirtioHash, virtioLimits(d.queues))
+		if err != nil {
+			s.log.Warn("refused a virtio hash configuration", "uid", p.uid, "pid", p.pid, "tap", d.name, "reason", err)
+			return &api.SetRSSResult{Ack: virtio.AckErr, AckMessage: err.Error(), Generation: d.pub.Generation()}, nil, nil
+		}
+		d.hash = &api.HashReport{HashTypes: c.HashTypes, Key: c.Key}
+		s.saveLocked()
+	}
+	return &api.SetRSSResult{Ack: virtio.AckOK, Generation: d.pub.Generation()}, nil, nil
+}
+
+func (s *Server) getRSS(p *peer, raw json.RawMessage, _ []int) (any, []int, error) {
+	var a api.NameArgs
+	if err := api.DecodeArgs(raw, &a); err != nil {
+		return nil, nil, err
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	d, err := s.lookupLocked(p, a.Name)
+	if err != nil {
+		return nil, nil, err
+	}
+	if err := d.stale(); err != nil {
+		return nil, nil, err
+	}
+	st := &api.RSSState{Name: d.name, Generation: d.pub.Generation(), HashReport: d.hash}
+	// The map is the truth: a VMM may have published through its own
+	// mapping since.
+	c, err := d.pub.Config()
+	switch {
+	case err == nil:
+		st.Config = &c
+	case !errors.Is(err, steering.ErrNotConfigured):
+		return nil, nil, err
+	}
+	return st, nil, nil
+}
+
+func (s *Server) stats(p *peer, raw json.RawMessage, _ []int) (any, []int, error) {
+	var a api.NameArgs
+	if err := api.DecodeArgs(raw, &a); err != nil {
+		return nil, nil, err
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	d, err := s.lookupLocked(p, a.Name)
+	if err != nil {
+		return nil, nil, err
+	}
+	if err := d.stale(); err != nil {
+		return nil, nil, err
+	}
+	st, err := d.prog.Stats()
+	if err != nil {
+		return nil, nil, err
+	}
+	out := &api.Stats{
+		Name: d.name, Queues: make([]uint64, d.queues),
+		Unclassified: st.Unclassified, Retries: st.Retries, Torn: st.Torn, Unconfigured: st.Unconfigured,
+	}
+	// The program's answers are taken modulo the queues by the kernel.
+	for q, n := range st.Queues {
+		out.Queues[q%d.queues] += n
+	}
+	return out, nil, nil
+}
+
+// holdQueuesLocked makes sure vrssd holds d's queues, re-opening them if
+// no process does. It refuses when another process holds some: attaching
+// more would change the number of queues and so every packet's queue.
+func (s *Server) holdQueuesLocked(d *device, why string) error {
+	if d.dev != nil {
+		return nil
+	}
+	t, err := tuntapByName(d.name)
+	if err != nil {
+		return err
+	}
+	if n := attached(t); n > 0 {
+		d.elsewhere = true
+		return api.Errorf(api.CodeBusy, "another process holds %d queues of %s (a VMM that opened it before vrssd restarted, or adopted it from a fd): %s", n, d.name, why)
+	}
+	if d.dev, err = tap.Open(d.name, d.queues, d.vnetHdrLen); err != nil {
+		return err
+	}
+	d.elsewhere = false
+	return nil
+}
+
+func (s *Server) open(p *peer, raw json.RawMessage, _ []int) (res any, fds []int, err error) {
+	var a api.OpenArgs
+	if err := api.DecodeArgs(raw, &a); err != nil {
+		return nil, nil, err
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	d, err := s.lookupLocked(p, a.Name)
+	if err != nil {
+		return nil, nil, err
+	}
+	if err := d.stale(); err != nil {
+		return nil, nil, err
+	}
+	defer func() {
+		if err != nil {
+			for _, fd := range fds {
+				unix.Close(fd)
+			}
+			fds = nil
+		}
+	}()
+	if !a.ConfigOnly {
+		if err := s.holdQueuesLocked(d, "open it with config_only, or close them first"); err != nil {
+			return nil, nil, err
+		}
+		for i := range d.dev.NumQueues() {
+			fd, err := dupFile(d.dev.Queue(i))
+			if err != nil {
+				return nil, fds, fmt.Errorf("dup queue %d: %w", i, err)
+			}
+			fds = append(fds, fd)
+		}
+	}
+	mfd, err := unix.FcntlInt(uintptr(d.prog.ConfigMap.FD()), unix.F_DUPFD_CLOEXEC, 0)
+	if err != nil {
+		return nil, fds, fmt.Errorf("dup configuration map: %w", err)
+	}
+	fds = append(fds, mfd)
+	s.log.Info("opened", "tap", d.name, "uid", p.uid, "pid", p.pid, "queue_fds", len(fds)-1)
+	return &api.OpenResult{TAP: d.info(), QueueFDs: len(fds) - 1, ConfigSize: steering.ConfigSize, ABI: d.abi}, fds, nil
+}
+
+func (s *Server) detach(p *peer, raw json.RawMessage, _ []int) (any, []int, error) {
+	var a api.NameArgs
+	if err := api.DecodeArgs(raw, &a); err != nil {
+		return nil, nil, err
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	d, err := s.lookupLocked(p, a.Name)
+	if err != nil {
+		return nil, nil, err
+	}
+	if !d.steering {
+		return d.info(), nil, nil
+	}
+	// TUNSETSTEERINGEBPF needs a queue fd.
+	if err := s.holdQueuesLocked(d, "detach through one of them (TUNSETSTEERINGEBPF with -1, tap.SetSteeringFD), or close them first"); err != nil {
+		return nil, nil, err
+	}
+	if err := d.dev.DetachSteering(); err != nil {
+		return nil, nil, err
+	}
+	d.steering = false
+	s.saveLocked()
+	s.log.Info("detached", "tap", d.name, "by_uid", p.uid)
+	return d.info(), nil, nil
+}
+
+func (s *Server) delete(p *peer, raw json.RawMessage, _ []int) (any, []int, error) {
+	var a api.NameArgs
+	if err := api.DecodeArgs(raw, &a); err != nil {
+		return nil, nil, err
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	d, err := s.lookupLocked(p, a.Name)
+	if err != nil {
+		return nil, nil, err
+	}
+	if err := tap.Delete(d.name); err != nil && !errors.As(err, &netlink.LinkNotFoundError{}) {
+		return nil, nil, err
+	}
+	s.forgetLocked(d, fmt.Sprintf("deleted by uid %d", p.uid))
+	return nil, nil, nil
+}
+
+func (s *Server) list(p *peer, raw json.RawMessage, _ []int) (any, []int, error) {
+	if err := api.DecodeArgs(raw, &struct{}{}); err != nil {
+		return nil, nil, err
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	res := &api.ListResult{TAPs: []api.TAP{}}
+	for _, d := range s.taps {
+		if s.checkLocked(d) && s.opts.Policy.owns(p, d) {
+			res.TAPs = append(res.TAPs, d.info())
+		}
+	}
+	sort.Slice(res.TAPs, func(i, j int) bool { return res.TAPs[i].Name < res.TAPs[j].Name })
+	return res, nil, nil
+}

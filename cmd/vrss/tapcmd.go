@@ -1,0 +1,123 @@
+package main
+
+import (
+	"fmt"
+	"io"
+	"text/tabwriter"
+
+	"github.com/vrss-dev/vrss/agent/api"
+)
+
+const tapUsage = "tap (create NAME --queues N [--owner UID] [--group GID] [--vnet-hdr N] | delete NAME | list [--json])"
+
+func runTap(args []string, stdout, stderr io.Writer) int {
+	return report(stderr, "tap", subcommand("tap", map[string]func([]string, io.Writer) error{
+		"create": tapCreate,
+		"delete": tapDelete,
+		"list":   tapList,
+	}, tapUsage, args, stdout))
+}
+
+func tapCreate(args []string, stdout io.Writer) error {
+	fs := newFlagSet("tap create", "NAME --queues N [--owner UID] [--group GID] [--vnet-hdr N]", `
+Ask vrssd to create a persistent multi-queue TAP device with the vrss steering
+program attached, owned by --owner (default: you). Its owner may then open
+it (receive the queue fds and the configuration map) and configure it without
+privileges. Until a configuration is set, every packet goes to queue 0.`)
+	queues := fs.Int("queues", 0, "number of queues, 1 to 256 (required)")
+	owner := fs.Int("owner", -1, "owner `UID`; only root or an admin may name someone else")
+	group := fs.Int("group", -1, "owner `GID`")
+	vnet := fs.Int("vnet-hdr", 12, "virtio-net header length in bytes: 10, 12 or 20")
+	socket := fs.String("socket", "", socketHelp)
+	pos, err := fs.parse(args, stdout)
+	if err != nil {
+		return err
+	}
+	if len(pos) != 1 {
+		return inputErrorf("want exactly one TAP name (run 'vrss tap create -h')")
+	}
+	if *queues < 1 || *queues > 256 {
+		return inputErrorf("--queues %d: want 1 to 256", *queues)
+	}
+	a := api.CreateArgs{Name: pos[0], Queues: *queues, VnetHdrLen: *vnet}
+	if *owner >= 0 {
+		a.OwnerUID = owner
+	}
+	if *group >= 0 {
+		a.OwnerGID = group
+	}
+	c, ctx, cancel, err := dial(*socket)
+	if err != nil {
+		return err
+	}
+	defer cancel()
+	defer c.Close()
+	t, err := c.Create(ctx, a)
+	if err != nil {
+		return daemonError(err)
+	}
+	fmt.Fprintf(stdout, "created %s: %d queues, owner %d:%d, steering attached\n", t.Name, t.Queues, t.OwnerUID, t.OwnerGID)
+	return nil
+}
+
+func tapDelete(args []string, stdout io.Writer) error {
+	fs := newFlagSet("tap delete", "NAME", "Detach steering from a TAP, delete the device and forget its state.")
+	socket := fs.String("socket", "", socketHelp)
+	pos, err := fs.parse(args, stdout)
+	if err != nil {
+		return err
+	}
+	if len(pos) != 1 {
+		return inputErrorf("want exactly one TAP name (run 'vrss tap delete -h')")
+	}
+	c, ctx, cancel, err := dial(*socket)
+	if err != nil {
+		return err
+	}
+	defer cancel()
+	defer c.Close()
+	if err := c.Delete(ctx, pos[0]); err != nil {
+		return daemonError(err)
+	}
+	fmt.Fprintf(stdout, "deleted %s\n", pos[0])
+	return nil
+}
+
+func tapList(args []string, stdout io.Writer) error {
+	fs := newFlagSet("tap list", "[--json]", "List the TAPs vrssd manages that you may see (all of them for root).")
+	asJSON := fs.Bool("json", false, "print JSON")
+	socket := fs.String("socket", "", socketHelp)
+	pos, err := fs.parse(args, stdout)
+	if err != nil {
+		return err
+	}
+	if err := noArgs(pos); err != nil {
+		return err
+	}
+	c, ctx, cancel, err := dial(*socket)
+	if err != nil {
+		return err
+	}
+	defer cancel()
+	defer c.Close()
+	taps, err := c.List(ctx)
+	if err != nil {
+		return daemonError(err)
+	}
+	if *asJSON {
+		if taps == nil {
+			taps = []api.TAP{}
+		}
+		return writeJSON(stdout, taps)
+	}
+	w := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(w, "NAME\tQUEUES\tOWNER\tSTEERING\tCONFIGS")
+	for _, t := range taps {
+		steer := "attached"
+		if !t.Steering {
+			steer = "detached"
+		}
+		fmt.Fprintf(w, "%s\t%d\t%d:%d\t%s\t%d\n", t.Name, t.Queues, t.OwnerUID, t.OwnerGID, steer, t.Generation)
+	}
+	return w.Flush()
+}

@@ -1,0 +1,160 @@
+// Command vrssd is the vrss daemon: it creates and adopts multi-queue TAP
+// devices, steers them with the vrss eBPF program, and hands their file
+// descriptors to their owners over a unix socket. See package agent, and
+// run "vrssd --help".
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/signal"
+	"runtime/debug"
+	"syscall"
+
+	"github.com/vrss-dev/vrss/agent"
+	"github.com/vrss-dev/vrss/agent/api"
+	"github.com/vrss-dev/vrss/steering"
+)
+
+// version is set at link time (-ldflags "-X main.version=v1.2.3"); without
+// it the module version from the build information is used.
+var version = ""
+
+// Exit statuses.
+const (
+	exitOK     = 0
+	exitFailed = 1 // a runtime failure
+	exitInput  = 2 // bad flags or configuration file
+)
+
+func main() {
+	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
+}
+
+const help = `vrssd: the vrss daemon — eBPF virtio-net RSS steering for multi-queue TAPs
+
+usage: vrssd [flags]
+
+vrssd creates multi-queue TAP devices (or adopts existing ones), attaches the
+vrss steering program to each, and hands a TAP's queue fds and its RSS
+configuration map to the TAP's owner over a unix socket, so that a VMM
+without CAP_BPF can publish its guest's RSS configuration itself. It needs
+root, or CAP_NET_ADMIN, CAP_BPF and CAP_SYS_ADMIN (to mount a bpf
+filesystem).
+
+Anyone may connect; each request is authorised by the peer's uid and
+groups: root and the configuration file's admins may do everything, its
+creators may create TAPs owned by themselves, and anyone may use the TAPs
+it owns. Every refusal is logged.
+
+flags:
+  --socket PATH      unix socket to listen on (default %s);
+                     clients use VRSS_SOCKET or their --socket flag
+  --state-dir DIR    where state.json is kept (default %s)
+  --bpffs-dir DIR    where programs and maps are pinned (default %s);
+                     a bpf filesystem is mounted there if it is not on one
+  --config FILE      configuration file (default %s; may be
+                     absent unless given explicitly):
+                       {"create": {"uids": [1000], "gids": [107]},
+                        "admin": {"uids": [], "gids": []},
+                        "max_queues": 16}
+                     unknown fields are an error
+  --log-format F     text or json (default text); logs go to stderr
+  --log-level L      debug, info, warn or error (default info); debug logs
+                     every request
+  --version          print the version and ABI stamp, and exit
+  --help             show this text
+
+On SIGTERM or SIGINT vrssd stops accepting, lets requests in flight finish,
+saves its state and exits 0. TAPs, pins and steering stay: traffic goes on
+being steered, and the next vrssd re-adopts everything.
+
+Exit status: 0 after a clean shutdown, 1 on a runtime failure, 2 for bad
+flags or a bad configuration file.
+`
+
+func run(args []string, stdout, stderr io.Writer) int {
+	fs := flag.NewFlagSet("vrssd", flag.ContinueOnError)
+	fs.SetOutput(io.Discard)
+	var (
+		socket    = fs.String("socket", api.DefaultSocket, "")
+		stateDir  = fs.String("state-dir", agent.DefaultStateDir, "")
+		bpffsDir  = fs.String("bpffs-dir", agent.DefaultBPFFSDir, "")
+		config    = fs.String("config", agent.DefaultConfig, "")
+		logFormat = fs.String("log-format", "text", "")
+		logLevel  = fs.String("log-level", "info", "")
+		showVer   = fs.Bool("version", false, "")
+	)
+	usage := func() {
+		fmt.Fprintf(stdout, help, api.DefaultSocket, agent.DefaultStateDir, agent.DefaultBPFFSDir, agent.DefaultConfig)
+	}
+	bad := func(format string, a ...any) int {
+		fmt.Fprintf(stderr, "vrssd: "+format+" (run 'vrssd --help')\n", a...)
+		return exitInput
+	}
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			usage()
+			return exitOK
+		}
+		return bad("%v", err)
+	}
+	if fs.NArg() > 0 {
+		return bad("unexpected argument %q", fs.Arg(0))
+	}
+	if *showVer {
+		fmt.Fprintf(stdout, "vrssd %s\nprotocol %d, ABI %s\n", serverVersion(), api.ProtocolVersion, steering.ABIStamp())
+		return exitOK
+	}
+	var level slog.Level
+	if err := level.UnmarshalText([]byte(*logLevel)); err != nil {
+		return bad("--log-level %q: want debug, info, warn or error", *logLevel)
+	}
+	hopts := &slog.HandlerOptions{Level: level}
+	var log *slog.Logger
+	switch *logFormat {
+	case "text":
+		log = slog.New(slog.NewTextHandler(stderr, hopts))
+	case "json":
+		log = slog.New(slog.NewJSONHandler(stderr, hopts))
+	default:
+		return bad("--log-format %q: want text or json", *logFormat)
+	}
+	explicit := false
+	fs.Visit(func(f *flag.Flag) { explicit = explicit || f.Name == "config" })
+	policy, err := agent.LoadPolicy(*config, explicit)
+	if err != nil {
+		return bad("configuration file: %v", err)
+	}
+
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
+	defer stop()
+	srv, err := agent.New(agent.Options{
+		Socket: *socket, StateDir: *stateDir, BPFFSDir: *bpffsDir,
+		Policy: policy, Logger: log, Version: serverVersion(),
+	})
+	if err != nil {
+		log.Error("cannot start", "err", err)
+		return exitFailed
+	}
+	if err := srv.Serve(ctx); err != nil {
+		log.Error("stopped", "err", err)
+		return exitFailed
+	}
+	return exitOK
+}
+
+func serverVersion() string {
+	if version != "" {
+		return version
+	}
+	if bi, ok := debug.ReadBuildInfo(); ok && bi.Main.Version != "" {
+		return bi.Main.Version
+	}
+	return "(devel)"
+}

@@ -1,0 +1,57 @@
+package main
+
+import (
+	"bytes"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/vrss-dev/vrss/steering"
+)
+
+func TestFlags(t *testing.T) {
+	dir := t.TempDir()
+	badConfig := filepath.Join(dir, "bad.json")
+	os.WriteFile(badConfig, []byte(`{"create": {"uids": [1]}, "bogus": 1}`), 0o644)
+	tooMany := filepath.Join(dir, "many.json")
+	os.WriteFile(tooMany, []byte(`{"max_queues": 1000}`), 0o644)
+	for _, tc := range []struct {
+		args     []string
+		code     int
+		out, err string
+	}{
+		{[]string{"--help"}, exitOK, "--bpffs-dir DIR", ""},
+		{[]string{"-h"}, exitOK, "VRSS_SOCKET", ""},
+		{[]string{"--version"}, exitOK, steering.ABIStamp(), ""},
+		{[]string{"--bogus"}, exitInput, "", "flag provided but not defined"},
+		{[]string{"extra"}, exitInput, "", "unexpected argument"},
+		{[]string{"--log-format", "xml"}, exitInput, "", "--log-format"},
+		{[]string{"--log-level", "loud"}, exitInput, "", "--log-level"},
+		{[]string{"--config", filepath.Join(dir, "missing.json")}, exitInput, "", "no such file"},
+		{[]string{"--config", badConfig}, exitInput, "", `unknown field "bogus"`},
+		{[]string{"--config", tooMany}, exitInput, "", "max_queues 1000"},
+	} {
+		var stdout, stderr bytes.Buffer
+		code := run(tc.args, &stdout, &stderr)
+		if code != tc.code || !strings.Contains(stdout.String(), tc.out) || !strings.Contains(stderr.String(), tc.err) {
+			t.Errorf("vrssd %s: exit %d, stdout %q, stderr %q; want exit %d, %q, %q",
+				strings.Join(tc.args, " "), code, stdout.String(), stderr.String(), tc.code, tc.out, tc.err)
+		}
+	}
+}
+
+// A runtime failure (here: a socket path that is not a socket) exits 1.
+func TestRuntimeFailure(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("starting vrssd needs root")
+	}
+	dir := t.TempDir()
+	notSocket := filepath.Join(dir, "file")
+	os.WriteFile(notSocket, nil, 0o644)
+	var stdout, stderr bytes.Buffer
+	code := run([]string{"--socket", notSocket, "--state-dir", filepath.Join(dir, "state"), "--bpffs-dir", "/proc/vrss-no-such-dir"}, &stdout, &stderr)
+	if code != exitFailed || !strings.Contains(stderr.String(), "cannot start") {
+		t.Fatalf("exit %d, stderr %q", code, stderr.String())
+	}
+}
