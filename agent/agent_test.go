@@ -484,6 +484,16 @@ func TestLifecycle(t *testing.T) {
 		t.Fatalf("list after detach: %+v", taps)
 	}
 
+	// Attach again: steering by the configuration published while detached.
+	tp, err = c.Attach(ctx, "life0")
+	if err != nil || !tp.Steering {
+		t.Fatalf("attach: %+v, %v", tp, err)
+	}
+	d.steerCheck(tp.Index, h.Queues, 12, cfg, 4)
+	if _, err := c.Attach(ctx, "life0"); err != nil {
+		t.Fatalf("attach while attached: %v", err)
+	}
+
 	if err := c.Delete(ctx, "life0"); err != nil {
 		t.Fatal(err)
 	}
@@ -504,13 +514,6 @@ func TestAuthorisation(t *testing.T) {
 	create := func(d *daemon, uid int, a api.CreateArgs) helperResult {
 		return d.asUser(uid, "call", helperArgs{Op: api.OpCreate, Args: mustJSON(a)})
 	}
-	wantDenied := func(t *testing.T, what string, r helperResult) {
-		t.Helper()
-		if r.Error == nil || r.Error.Code != api.CodeDenied || r.FDs != 0 {
-			t.Fatalf("%s: got %+v, want denied", what, r)
-		}
-	}
-
 	t.Run("no permission", func(t *testing.T) {
 		d := newDaemon(t, "")
 		wantDenied(t, "create", create(d, alice, api.CreateArgs{Name: "a0", Queues: 2}))

@@ -446,6 +446,15 @@ func wantCode(t *testing.T, err error, code api.Code) {
 	}
 }
 
+// wantDenied fails t unless a helper's request was refused as denied, with
+// no fds handed over.
+func wantDenied(t *testing.T, what string, r helperResult) {
+	t.Helper()
+	if r.Error == nil || r.Error.Code != api.CodeDenied || r.FDs != 0 {
+		t.Fatalf("%s: got %+v, want denied", what, r)
+	}
+}
+
 // helperResult is what a helper process prints.
 type helperResult struct {
 	Error  *api.Error      `json:"error,omitempty"`
@@ -463,6 +472,9 @@ type helperArgs struct {
 	// the mmapped map, as an unprivileged VMM does.
 	Publish json.RawMessage `json:"publish,omitempty"`
 	FDs     int             `json:"fds,omitempty"` // for "die": fds to attach
+	// Frames, for the "vmm" helper: how many frames to read from the
+	// queues after it printed READY.
+	Frames int `json:"frames,omitempty"`
 }
 
 // asUser runs the helper action as uid (gid = uid) and returns its result.
@@ -521,7 +533,7 @@ func helperMain(action string) int {
 	res := helperResult{}
 	err := func() error {
 		switch action {
-		case "call", "open":
+		case "call", "open", "vmm":
 		case "die":
 			// Send a request with fds attached, then exit without
 			// reading the answer.
@@ -556,6 +568,9 @@ func helperMain(action string) int {
 			return err
 		}
 		defer c.Close()
+		if action == "vmm" {
+			return vmmHelper(ctx, c, a, &res)
+		}
 		if action == "open" {
 			var na api.NameArgs
 			json.Unmarshal(a.Args, &na)

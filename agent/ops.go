@@ -33,6 +33,7 @@ var handlers = map[api.Op]handler{
 	api.OpStats:   (*Server).stats,
 	api.OpOpen:    (*Server).open,
 	api.OpDetach:  (*Server).detach,
+	api.OpAttach:  (*Server).attach,
 	api.OpDelete:  (*Server).delete,
 	api.OpList:    (*Server).list,
 }
@@ -513,6 +514,32 @@ func (s *Server) detach(p *peer, raw json.RawMessage, _ []int) (any, []int, erro
 	d.steering = false
 	s.saveLocked()
 	s.log.Info("detached", "tap", d.name, "by_uid", p.uid)
+	return d.info(), nil, nil
+}
+
+// attach (re-)attaches the TAP's program. It always issues the ioctl, even
+// if vrssd believes the program is attached: a VMM may have replaced or
+// removed it (QEMU 7.2 detaches any program when its guest changes queues).
+func (s *Server) attach(p *peer, raw json.RawMessage, _ []int) (any, []int, error) {
+	var a api.NameArgs
+	if err := api.DecodeArgs(raw, &a); err != nil {
+		return nil, nil, err
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	d, err := s.lookupLocked(p, a.Name)
+	if err != nil {
+		return nil, nil, err
+	}
+	if err := s.holdQueuesLocked(d, "attach through one of them (TUNSETSTEERINGEBPF with the program, tap.SetSteeringFD), or close them first"); err != nil {
+		return nil, nil, err
+	}
+	if err := d.dev.SetSteering(d.prog.Prog.FD()); err != nil {
+		return nil, nil, err
+	}
+	d.steering = true
+	s.saveLocked()
+	s.log.Info("attached", "tap", d.name, "by_uid", p.uid)
 	return d.info(), nil, nil
 }
 

@@ -54,6 +54,7 @@ const (
 	OpStats   Op = "stats"   // NameArgs → Stats
 	OpOpen    Op = "open"    // OpenArgs → OpenResult + fds
 	OpDetach  Op = "detach"  // NameArgs → TAP (steering detached, TAP kept)
+	OpAttach  Op = "attach"  // NameArgs → TAP (steering attached again)
 	OpDelete  Op = "delete"  // NameArgs → nothing
 	OpList    Op = "list"    // → ListResult
 )

@@ -289,6 +289,14 @@ func (c *Client) Detach(ctx context.Context, name string) (api.TAP, error) {
 	return t, err
 }
 
+// Attach attaches the TAP's steering program again, after Detach or after
+// a VMM removed it.
+func (c *Client) Attach(ctx context.Context, name string) (api.TAP, error) {
+	var t api.TAP
+	_, err := c.call(ctx, api.OpAttach, api.NameArgs{Name: name}, nil, &t)
+	return t, err
+}
+
 // Delete removes the TAP, its program and its pins.
 func (c *Client) Delete(ctx context.Context, name string) error {
 	_, err := c.call(ctx, api.OpDelete, api.NameArgs{Name: name}, nil, nil)

@@ -56,7 +56,8 @@ queue i, so any QEMU version works. The guest should enable all queues
 (Linux: ethtool -L eth0 combined N; the driver enables min(queues, CPUs)).
 Note: QEMU 7.2 (Debian bookworm's) detaches any steering program from the
 TAP whenever the guest changes its queue count or resets the device; QEMU
-10.0 does not. With 7.2, re-attach after the guest has set its queues.`)
+10.0 does not. With 7.2, run 'vrss tap attach NAME' after the guest has set
+its queues.`)
 	nf := addQEMUNetFlags(fs)
 	pos, err := fs.parse(args, stdout)
 	if err != nil {

@@ -8,14 +8,63 @@ import (
 	"github.com/vrss-dev/vrss/agent/api"
 )
 
-const tapUsage = "tap (create NAME --queues N [--owner UID] [--group GID] [--vnet-hdr N] | delete NAME | list [--json])"
+const tapUsage = "tap (create NAME --queues N [--owner UID] [--group GID] [--vnet-hdr N] | delete NAME | attach NAME | detach NAME | list [--json])"
 
 func runTap(args []string, stdout, stderr io.Writer) int {
 	return report(stderr, "tap", subcommand("tap", map[string]func([]string, io.Writer) error{
 		"create": tapCreate,
 		"delete": tapDelete,
 		"list":   tapList,
+		"attach": tapAttach,
+		"detach": tapDetach,
 	}, tapUsage, args, stdout))
+}
+
+func tapAttach(args []string, stdout io.Writer) error {
+	return tapSteering(args, stdout, true)
+}
+
+func tapDetach(args []string, stdout io.Writer) error {
+	return tapSteering(args, stdout, false)
+}
+
+// tapSteering attaches or detaches a TAP's steering program.
+func tapSteering(args []string, stdout io.Writer, on bool) error {
+	verb, what := "detach", `
+Remove the vrss steering program from a TAP: the kernel's own queue choice
+applies again. The TAP, its configuration and counters stay; 'vrss tap
+attach' restores steering.`
+	if on {
+		verb, what = "attach", `
+Attach the TAP's vrss steering program again, after 'vrss tap detach', or
+after a VMM removed it (QEMU 7.2 does when its guest changes the number of
+queues). Attaching while attached is harmless.`
+	}
+	fs := newFlagSet("tap "+verb, "NAME", what)
+	socket := fs.String("socket", "", socketHelp)
+	pos, err := fs.parse(args, stdout)
+	if err != nil {
+		return err
+	}
+	if len(pos) != 1 {
+		return inputErrorf("want exactly one TAP name (run 'vrss tap %s -h')", verb)
+	}
+	c, ctx, cancel, err := dial(*socket)
+	if err != nil {
+		return err
+	}
+	defer cancel()
+	defer c.Close()
+	if on {
+		_, err = c.Attach(ctx, pos[0])
+	} else {
+		_, err = c.Detach(ctx, pos[0])
+	}
+	if err != nil {
+		return daemonError(err)
+	}
+	fmt.Fprintf(stdout, "%sed steering of %s\n", verb, pos[0])
+	return nil
 }
 
 func tapCreate(args []string, stdout io.Writer) error {
