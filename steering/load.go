@@ -149,7 +149,7 @@ func classifyLoadError(err error) error {
 		if v, rerr := readUnprivSysctl(); rerr == nil && strings.TrimSpace(string(v)) != "0" && geteuid() != 0 {
 			return &UnavailableError{Reason: ReasonUnprivDisabled, Detail: unprivilegedBPFSysctl + " = " + strings.TrimSpace(string(v)), Err: err}
 		}
-		return &UnavailableError{Reason: ReasonNoCapBPF, Detail: "run as root or grant CAP_BPF and CAP_NET_ADMIN", Err: err}
+		return &UnavailableError{Reason: ReasonNoCapBPF, Detail: "run as root or grant CAP_BPF, CAP_PERFMON and CAP_NET_ADMIN", Err: err}
 	}
 	if ferr := features.HaveMapFlag(features.BPF_F_MMAPABLE); ferr != nil {
 		return &UnavailableError{Reason: ReasonNoMmapableMaps, Detail: "needs Linux 5.5; running " + kernelRelease(), Err: err}

@@ -44,7 +44,7 @@ vrssd creates multi-queue TAP devices (or adopts existing ones), attaches the
 vrss steering program to each, and hands a TAP's queue fds and its RSS
 configuration map to the TAP's owner over a unix socket, so that a VMM
 without CAP_BPF can publish its guest's RSS configuration itself. It needs
-root, or CAP_NET_ADMIN, CAP_BPF and CAP_SYS_ADMIN (to mount a bpf
+root, or CAP_NET_ADMIN, CAP_BPF, CAP_PERFMON and CAP_SYS_ADMIN (to mount a bpf
 filesystem).
 
 Anyone may connect; each request is authorised by the peer's uid and
