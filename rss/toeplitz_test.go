@@ -10,26 +10,30 @@ import (
 // is XORed in for every set bit. It is the reference the table-driven
 // version is checked against and the baseline of the benchmark.
 func bitSerialToeplitz(key, input []byte) uint32 {
-	keyBit := func(i int) uint32 {
-		if i/8 >= len(key) {
-			return 0
+	// A 64-bit shift register: the top 32 bits are the current window, the
+	// rest the key bits that follow, refilled a byte at a time.
+	var reg uint64
+	next := 0
+	for i := 0; i < 8; i++ {
+		reg <<= 8
+		if next < len(key) {
+			reg |= uint64(key[next])
 		}
-		return uint32(key[i/8]>>(7-i%8)) & 1
-	}
-	var w uint32
-	for i := 0; i < 32; i++ {
-		w = w<<1 | keyBit(i)
+		next++
 	}
 	var h uint32
-	next := 32
 	for _, c := range input {
 		for b := 7; b >= 0; b-- {
 			if c>>b&1 != 0 {
-				h ^= w
+				h ^= uint32(reg >> 32)
 			}
-			w = w<<1 | keyBit(next)
-			next++
+			reg <<= 1
 		}
+		// Eight bits consumed: bring in the next key byte at the bottom.
+		if next < len(key) {
+			reg |= uint64(key[next])
+		}
+		next++
 	}
 	return h
 }
