@@ -73,7 +73,8 @@ counted on the unclassified queue). With --watch the view refreshes every
 			printStats(&b, st, prev, *interval)
 			stdout.Write(b.Bytes())
 		}
-		prev = &st
+		last := st // a copy: st is overwritten by the next poll
+		prev = &last
 		select {
 		case <-stop:
 			return nil
