@@ -25,9 +25,11 @@ vet:
 demo:
 	$(GO) run ./cmd/vrss demo
 
-## e2e: a real guest (QEMU, TCG) on a vrss-steered 4-queue TAP; its per-queue
-## counters must match the engine. Needs root; fetches Debian packages and a
-## kernel into a cache (VRSS_E2E_CACHE, default $(GOCACHE)/../vrss-e2e).
+## e2e: a real guest (QEMU, TCG) on a 4-queue TAP, steered by vrss (scenario A)
+## and by QEMU 10's own eBPF program that vrssd hands to an unprivileged QEMU
+## while the guest sets RSS itself (scenario B); its per-queue counters must
+## match the engine. Needs root; fetches Debian packages, a kernel and QEMU 10
+## into a cache (VRSS_E2E_CACHE, default $(GOCACHE)/../vrss-e2e).
 e2e:
 	VRSS_E2E=1 VRSS_REQUIRE_PRIV=1 $(GO) test -count=1 -run '^TestE2E$$' -v -timeout 15m ./internal/e2e
 
@@ -37,11 +39,11 @@ bench:
 
 ## generate: rebuild the eBPF objects from bpf/*.c (needs clang and llvm-strip).
 generate:
-	$(GO) generate ./steering/...
+	$(GO) generate ./steering/... ./agent/...
 
 ## generate-check: regenerate and fail if the committed objects differ.
 generate-check: generate
-	@git diff --exit-code --stat -- steering/ || { echo "committed eBPF objects are stale: run make generate"; exit 1; }
+	@git diff --exit-code --stat -- steering/ agent/testdata/ || { echo "committed eBPF objects are stale: run make generate"; exit 1; }
 
 ## fuzz: run every fuzz target for FUZZTIME each.
 fuzz:

@@ -28,6 +28,22 @@
 // anyone may use the TAPs it owns. Every refusal is answered with
 // api.CodeDenied (or another code) and logged at warn level.
 //
+// # QEMU's own eBPF RSS program
+//
+// A QEMU of 9.0 or later can steer with its own eBPF program, which follows
+// the RSS configuration its guest sets, if it is handed the program and
+// its maps (ebpf-rss-fds): loading them needs privileges QEMU should not
+// have. qemu_ebpf does it for the owner of a TAP, as libvirt does for its
+// QEMUs: vrssd runs the QEMU binary the client names, which must be in the
+// configuration file's qemu_binaries allowlist (symbolic links resolved;
+// vrssd never runs a binary a client chose), as nobody, with no machine,
+// and asks it over QMP for its object (request-ebpf); it caches the object
+// under StateDir/qemu-ebpf by the binary's SHA-256, loads it, and hands
+// over the program and its three maps in ebpf-rss-fds order. vrss's own
+// program is detached from the TAP (QEMU attaches its program when the
+// guest enables RSS). A QEMU without request-ebpf is refused with
+// api.CodeUnavailable and the version it would take.
+//
 // # State
 //
 // Each TAP is persistent (TUNSETPERSIST) and its program and maps are

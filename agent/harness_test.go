@@ -472,9 +472,12 @@ type helperArgs struct {
 	// the mmapped map, as an unprivileged VMM does.
 	Publish json.RawMessage `json:"publish,omitempty"`
 	FDs     int             `json:"fds,omitempty"` // for "die": fds to attach
-	// Frames, for the "vmm" helper: how many frames to read from the
-	// queues after it printed READY.
+	// Frames, for the "vmm" and "qemuvmm" helpers: how many frames to
+	// read from the queues after it printed READY.
 	Frames int `json:"frames,omitempty"`
+	// Queue, for the "qemuvmm" helper: the queue to write into the
+	// configuration map handed by qemu_ebpf.
+	Queue int `json:"queue,omitempty"`
 }
 
 // asUser runs the helper action as uid (gid = uid) and returns its result.
@@ -533,7 +536,7 @@ func helperMain(action string) int {
 	res := helperResult{}
 	err := func() error {
 		switch action {
-		case "call", "open", "vmm":
+		case "call", "open", "vmm", "qemuvmm":
 		case "die":
 			// Send a request with fds attached, then exit without
 			// reading the answer.
@@ -570,6 +573,9 @@ func helperMain(action string) int {
 		defer c.Close()
 		if action == "vmm" {
 			return vmmHelper(ctx, c, a, &res)
+		}
+		if action == "qemuvmm" {
+			return qemuVMMHelper(ctx, c, a, &res)
 		}
 		if action == "open" {
 			var na api.NameArgs

@@ -25,17 +25,18 @@ import (
 type handler func(s *Server, p *peer, args json.RawMessage, fds []int) (result any, out []int, err error)
 
 var handlers = map[api.Op]handler{
-	api.OpVersion: (*Server).version,
-	api.OpCreate:  (*Server).create,
-	api.OpAdopt:   (*Server).adopt,
-	api.OpSetRSS:  (*Server).setRSS,
-	api.OpGetRSS:  (*Server).getRSS,
-	api.OpStats:   (*Server).stats,
-	api.OpOpen:    (*Server).open,
-	api.OpDetach:  (*Server).detach,
-	api.OpAttach:  (*Server).attach,
-	api.OpDelete:  (*Server).delete,
-	api.OpList:    (*Server).list,
+	api.OpVersion:  (*Server).version,
+	api.OpCreate:   (*Server).create,
+	api.OpAdopt:    (*Server).adopt,
+	api.OpSetRSS:   (*Server).setRSS,
+	api.OpGetRSS:   (*Server).getRSS,
+	api.OpStats:    (*Server).stats,
+	api.OpOpen:     (*Server).open,
+	api.OpDetach:   (*Server).detach,
+	api.OpAttach:   (*Server).attach,
+	api.OpDelete:   (*Server).delete,
+	api.OpList:     (*Server).list,
+	api.OpQEMUEBPF: (*Server).qemuEBPF,
 }
 
 // defaultVnetHdrLen is virtio_net_hdr_v1, what a VMM with
@@ -491,36 +492,18 @@ func (s *Server) open(p *peer, raw json.RawMessage, _ []int) (res any, fds []int
 }
 
 func (s *Server) detach(p *peer, raw json.RawMessage, _ []int) (any, []int, error) {
-	var a api.NameArgs
-	if err := api.DecodeArgs(raw, &a); err != nil {
-		return nil, nil, err
-	}
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	d, err := s.lookupLocked(p, a.Name)
-	if err != nil {
-		return nil, nil, err
-	}
-	if !d.steering {
-		return d.info(), nil, nil
-	}
-	// TUNSETSTEERINGEBPF needs a queue fd.
-	if err := s.holdQueuesLocked(d, "detach through one of them (TUNSETSTEERINGEBPF with -1, tap.SetSteeringFD), or close them first"); err != nil {
-		return nil, nil, err
-	}
-	if err := d.dev.DetachSteering(); err != nil {
-		return nil, nil, err
-	}
-	d.steering = false
-	s.saveLocked()
-	s.log.Info("detached", "tap", d.name, "by_uid", p.uid)
-	return d.info(), nil, nil
+	return s.setSteering(p, raw, false)
 }
 
-// attach (re-)attaches the TAP's program. It always issues the ioctl, even
-// if vrssd believes the program is attached: a VMM may have replaced or
-// removed it (QEMU 7.2 detaches any program when its guest changes queues).
 func (s *Server) attach(p *peer, raw json.RawMessage, _ []int) (any, []int, error) {
+	return s.setSteering(p, raw, true)
+}
+
+// setSteering attaches or detaches the TAP's program. Attaching always
+// issues the ioctl, even if vrssd believes the program is attached: a VMM
+// may have replaced or removed it (QEMU 7.2 detaches any program when its
+// guest changes queues). Detaching what is not attached does nothing.
+func (s *Server) setSteering(p *peer, raw json.RawMessage, on bool) (any, []int, error) {
 	var a api.NameArgs
 	if err := api.DecodeArgs(raw, &a); err != nil {
 		return nil, nil, err
@@ -531,15 +514,23 @@ func (s *Server) attach(p *peer, raw json.RawMessage, _ []int) (any, []int, erro
 	if err != nil {
 		return nil, nil, err
 	}
-	if err := s.holdQueuesLocked(d, "attach through one of them (TUNSETSTEERINGEBPF with the program, tap.SetSteeringFD), or close them first"); err != nil {
+	if !on && !d.steering {
+		return d.info(), nil, nil
+	}
+	verb, progFD := "detach", -1
+	if on {
+		verb, progFD = "attach", d.prog.Prog.FD()
+	}
+	// TUNSETSTEERINGEBPF needs a queue fd.
+	if err := s.holdQueuesLocked(d, verb+" through one of them (TUNSETSTEERINGEBPF, tap.SetSteeringFD), or close them first"); err != nil {
 		return nil, nil, err
 	}
-	if err := d.dev.SetSteering(d.prog.Prog.FD()); err != nil {
+	if err := d.dev.SetSteering(progFD); err != nil {
 		return nil, nil, err
 	}
-	d.steering = true
+	d.steering = on
 	s.saveLocked()
-	s.log.Info("attached", "tap", d.name, "by_uid", p.uid)
+	s.log.Info(verb+"ed", "tap", d.name, "by_uid", p.uid)
 	return d.info(), nil, nil
 }
 

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"path/filepath"
 	"slices"
 
 	"github.com/vrss-dev/vrss/agent/api"
@@ -16,18 +17,29 @@ import (
 //
 //	{"create": {"uids": [1000], "gids": [107]},
 //	 "admin":  {"uids": [], "gids": [0]},
-//	 "max_queues": 16}
+//	 "max_queues": 16,
+//	 "qemu_binaries": ["/usr/bin/qemu-system-x86_64"]}
 //
 // Any peer may use the TAPs it owns (open, set and get the configuration,
-// stats, detach, delete). Peers in create may also create TAPs, owned by
-// themselves, and adopt TAPs the kernel already lets them attach to. Peers
-// in admin, like root, may do everything to every TAP.
+// stats, detach, delete, qemu_ebpf). Peers in create may also create TAPs,
+// owned by themselves, and adopt TAPs the kernel already lets them attach
+// to. Peers in admin, like root, may do everything to every TAP.
 type Policy struct {
 	Create Principals `json:"create"`
 	Admin  Principals `json:"admin"`
 	// MaxQueues caps the queues of a TAP; 0 means api.MaxQueues.
 	MaxQueues int `json:"max_queues"`
+	// QEMUBinaries are the QEMU executables (absolute paths) vrssd will
+	// run to obtain QEMU's eBPF RSS object (qemu_ebpf): a client names the
+	// QEMU it will start, and vrssd must never execute a binary a client
+	// chose. Absent, it is DefaultQEMUBinaries; an empty list allows none.
+	// Symbolic links are resolved on both sides at request time.
+	QEMUBinaries []string `json:"qemu_binaries"`
 }
+
+// DefaultQEMUBinaries is the qemu_binaries allowlist when the
+// configuration file has none: the distribution's QEMU.
+var DefaultQEMUBinaries = []string{"/usr/bin/qemu-system-x86_64"}
 
 // Principals name users and groups. A peer matches if its uid is listed
 // or its primary or any supplementary group is.
@@ -68,6 +80,11 @@ func ParsePolicy(b []byte) (Policy, error) {
 			return Policy{}, fmt.Errorf("negative id %d", id)
 		}
 	}
+	for _, q := range p.QEMUBinaries {
+		if !filepath.IsAbs(q) {
+			return Policy{}, fmt.Errorf("qemu_binaries: %q is not an absolute path", q)
+		}
+	}
 	return p, nil
 }
 
@@ -94,6 +111,14 @@ func (p *Policy) maxQueues() int {
 		return api.MaxQueues
 	}
 	return p.MaxQueues
+}
+
+// qemuBinaries is the effective qemu_binaries allowlist.
+func (p *Policy) qemuBinaries() []string {
+	if p.QEMUBinaries == nil {
+		return DefaultQEMUBinaries
+	}
+	return p.QEMUBinaries
 }
 
 // admin reports whether c may do everything.

@@ -71,6 +71,8 @@ type Server struct {
 
 	mu   sync.Mutex // guards taps and state.json
 	taps map[string]*device
+	// qemuMu serialises QEMU runs and writes to the qemu-ebpf cache.
+	qemuMu sync.Mutex
 
 	connMu  sync.Mutex
 	conns   map[*net.UnixConn]struct{}

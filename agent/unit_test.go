@@ -1,9 +1,11 @@
 package agent
 
 import (
+	"errors"
 	"os"
 	"path/filepath"
 	"reflect"
+	"strings"
 	"testing"
 
 	"github.com/vrss-dev/vrss/agent/api"
@@ -44,6 +46,80 @@ func TestPolicy(t *testing.T) {
 		if _, err := ParsePolicy([]byte(bad)); err == nil {
 			t.Errorf("%q accepted", bad)
 		}
+	}
+}
+
+func TestPolicyQEMUBinaries(t *testing.T) {
+	p, err := ParsePolicy([]byte(`{}`))
+	if err != nil || !reflect.DeepEqual(p.qemuBinaries(), DefaultQEMUBinaries) {
+		t.Errorf("absent: %v, %v", p.qemuBinaries(), err)
+	}
+	p, err = ParsePolicy([]byte(`{"qemu_binaries": []}`))
+	if err != nil || len(p.qemuBinaries()) != 0 {
+		t.Errorf("empty: %v, %v", p.qemuBinaries(), err)
+	}
+	p, err = ParsePolicy([]byte(`{"qemu_binaries": ["/opt/qemu/bin/qemu-system-x86_64"]}`))
+	if err != nil || !reflect.DeepEqual(p.qemuBinaries(), []string{"/opt/qemu/bin/qemu-system-x86_64"}) {
+		t.Errorf("listed: %v, %v", p.qemuBinaries(), err)
+	}
+	for _, bad := range []string{`{"qemu_binaries": ["qemu-system-x86_64"]}`, `{"qemu_binaries": [""]}`, `{"qemu_binaries": "/usr/bin/qemu"}`} {
+		if _, err := ParsePolicy([]byte(bad)); err == nil {
+			t.Errorf("%s accepted", bad)
+		}
+	}
+}
+
+// resolveQEMU resolves symbolic links on both sides and refuses anything
+// not listed, before anything is run.
+func TestResolveQEMU(t *testing.T) {
+	dir := t.TempDir()
+	real := filepath.Join(dir, "qemu-10")
+	os.WriteFile(real, []byte("#!/bin/sh\n"), 0o755)
+	os.WriteFile(filepath.Join(dir, "other"), []byte("#!/bin/sh\n"), 0o755)
+	os.Symlink("qemu-10", filepath.Join(dir, "qemu-link"))
+	os.Symlink("qemu-link", filepath.Join(dir, "listed-link"))
+	for _, tc := range []struct {
+		path  string
+		allow []string
+		want  string
+		code  api.Code
+	}{
+		{real, []string{real}, real, ""},
+		{filepath.Join(dir, "qemu-link"), []string{real}, real, ""},
+		{real, []string{filepath.Join(dir, "listed-link")}, real, ""},
+		{filepath.Join(dir, "other"), []string{real}, "", api.CodeDenied},
+		{real, nil, "", api.CodeDenied},
+		{real, []string{filepath.Join(dir, "missing"), real}, real, ""},
+		{"qemu-10", []string{real}, "", api.CodeBadRequest},
+		{filepath.Join(dir, "missing"), []string{real}, "", api.CodeBadRequest},
+	} {
+		got, err := resolveQEMU(tc.path, tc.allow)
+		var ae *api.Error
+		switch {
+		case tc.code == "" && (err != nil || got != tc.want):
+			t.Errorf("resolveQEMU(%s, %v) = %q, %v; want %q", tc.path, tc.allow, got, err, tc.want)
+		case tc.code != "" && (!errors.As(err, &ae) || ae.Code != tc.code):
+			t.Errorf("resolveQEMU(%s, %v) = %q, %v; want %s", tc.path, tc.allow, got, err, tc.code)
+		}
+	}
+}
+
+// An object that is not QEMU's RSS object as vrssd knows it is refused
+// before anything is loaded: vrss's own program has other maps.
+func TestLoadQEMUObjectRefuses(t *testing.T) {
+	vrss, err := os.ReadFile("../steering/vrss_bpfel.o")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for name, obj := range map[string][]byte{"vrss's object": vrss, "not ELF": []byte("QEMU"), "empty": nil} {
+		if _, fds, err := loadQEMUObject(obj); err == nil || fds != nil {
+			t.Errorf("%s: loaded", name)
+		} else {
+			t.Logf("%s: %v", name, err)
+		}
+	}
+	if _, _, err := loadQEMUObject(vrss); err == nil || !strings.Contains(err.Error(), "no map tap_rss_map_configurations") {
+		t.Errorf("vrss's object: %v", err)
 	}
 }
 

@@ -7,13 +7,24 @@
 // privileges and no eBPF support of its own — delivers it to the right guest
 // queue. Args builds those arguments; Exec starts QEMU with the queues
 // inherited at the descriptor numbers the arguments name.
+//
+// A QEMU of 9.0 or later can instead steer by its own eBPF program, which
+// honours the RSS configuration its guest sets (ethtool -X, -N): with
+// NetOptions.EBPFRSS the device gets rss=on and ebpf-rss-fds, and QEMU
+// inherits the program and its three maps, loaded for it by vrssd (see
+// agent/client.Client.QEMUEBPF), right after the queues. QEMU needs no
+// privilege for either: it only mmaps the maps and attaches the program
+// through its queue fds.
 package qemu
 
 import (
+	"bytes"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
 	"os/exec"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -24,6 +35,11 @@ import (
 // FirstFD is the descriptor number the first queue gets in QEMU: the one
 // after standard input, output and error.
 const FirstFD = 3
+
+// EBPFRSSFDs is the number of descriptors ebpf-rss-fds takes: QEMU's RSS
+// program, its configuration map, its Toeplitz key map and its indirection
+// table map, in that order (what vrssd's qemu_ebpf hands over).
+const EBPFRSSFDs = 4
 
 // NetOptions describe the QEMU network device for a TAP.
 type NetOptions struct {
@@ -38,8 +54,24 @@ type NetOptions struct {
 	Device string
 	// MAC, if set, is the guest's MAC address.
 	MAC string
-	// DeviceProps are extra properties for the device, such as "rss=on".
+	// DeviceProps are extra properties for the device, such as
+	// "host_mtu=9000", each "name=value".
 	DeviceProps []string
+	// EBPFRSS offers the guest RSS (rss=on) steered by QEMU's own eBPF
+	// program, preloaded by a privileged helper and inherited at the
+	// EBPFRSSFDs descriptors right after the queues (ebpf-rss-fds, QEMU
+	// 9.0 and later): an unprivileged QEMU then steers every packet to
+	// the queue its guest's RSS configuration names, in the kernel.
+	EBPFRSS bool
+}
+
+// Files is the number of descriptors QEMU must inherit for o: the queues,
+// and QEMU's program and maps with EBPFRSS.
+func (o NetOptions) Files() int {
+	if o.EBPFRSS {
+		return o.Queues + EBPFRSSFDs
+	}
+	return o.Queues
 }
 
 // Args returns the QEMU arguments that attach the TAP's queues (inherited at
@@ -52,6 +84,16 @@ type NetOptions struct {
 // /dev/vhost-net, which an unprivileged QEMU usually cannot open. vectors is
 // two per queue pair plus one for configuration changes and one for the
 // control queue, as QEMU's documentation advises for mq=on.
+//
+// With EBPFRSS the device is written in QEMU's JSON form, the only one in
+// which QEMU accepts an array property such as ebpf-rss-fds (QEMU 10.0
+// refuses both "ebpf-rss-fds=7:8:9:10" and "ebpf-rss-fds.0=7,..."):
+//
+//	-device {"driver":"virtio-net-pci","netdev":"vrss0","mq":true,"vectors":10,"rss":true,"ebpf-rss-fds":["7","8","9","10"]}
+//
+// JSON properties are typed, so each DeviceProps value becomes a boolean
+// (on, off, true, false, yes, no), an integer (decimal digits) or else a
+// string.
 func Args(o NetOptions) ([]string, error) {
 	if o.Queues < 1 || o.Queues > 256 {
 		return nil, fmt.Errorf("qemu: %d queues, want 1 to 256", o.Queues)
@@ -61,6 +103,9 @@ func Args(o NetOptions) ([]string, error) {
 	}
 	if o.FirstFD == 0 {
 		o.FirstFD = FirstFD
+	}
+	if o.FirstFD < 0 {
+		return nil, fmt.Errorf("qemu: first descriptor %d", o.FirstFD)
 	}
 	if o.Device == "" {
 		o.Device = "virtio-net-pci"
@@ -74,25 +119,106 @@ func Args(o NetOptions) ([]string, error) {
 	for i := range fds {
 		fds[i] = strconv.Itoa(o.FirstFD + i)
 	}
-	dev := fmt.Sprintf("%s,netdev=%s,mq=on,vectors=%d", o.Device, o.ID, 2*o.Queues+2)
+	netdev := []string{"-netdev", fmt.Sprintf("tap,id=%s,fds=%s,vhost=off", o.ID, strings.Join(fds, ":"))}
+	if !o.EBPFRSS {
+		dev := fmt.Sprintf("%s,netdev=%s,mq=on,vectors=%d", o.Device, o.ID, 2*o.Queues+2)
+		if o.MAC != "" {
+			dev += ",mac=" + o.MAC
+		}
+		for _, p := range o.DeviceProps {
+			dev += "," + p
+		}
+		return append(netdev, "-device", dev), nil
+	}
+	dev := &jsonObject{}
+	dev.add("driver", o.Device)
+	dev.add("netdev", o.ID)
+	dev.add("mq", true)
+	dev.add("vectors", 2*o.Queues+2)
 	if o.MAC != "" {
-		dev += ",mac=" + o.MAC
+		dev.add("mac", o.MAC)
 	}
 	for _, p := range o.DeviceProps {
-		dev += "," + p
+		name, value, ok := strings.Cut(p, "=")
+		if !ok || name == "" {
+			return nil, fmt.Errorf("qemu: device property %q: want name=value", p)
+		}
+		if name == "rss" || name == "ebpf-rss-fds" {
+			return nil, fmt.Errorf("qemu: device property %q: set by EBPFRSS", p)
+		}
+		if err := dev.add(name, propValue(value)); err != nil {
+			return nil, err
+		}
 	}
-	return []string{
-		"-netdev", fmt.Sprintf("tap,id=%s,fds=%s,vhost=off", o.ID, strings.Join(fds, ":")),
-		"-device", dev,
-	}, nil
+	ebpf := make([]string, EBPFRSSFDs)
+	for i := range ebpf {
+		ebpf[i] = strconv.Itoa(o.FirstFD + o.Queues + i)
+	}
+	dev.add("rss", true)
+	dev.add("ebpf-rss-fds", ebpf)
+	b, err := dev.MarshalJSON()
+	if err != nil {
+		return nil, err
+	}
+	return append(netdev, "-device", string(b)), nil
+}
+
+// propValue types a key=value property value for QEMU's JSON syntax.
+func propValue(v string) any {
+	switch v {
+	case "on", "true", "yes":
+		return true
+	case "off", "false", "no":
+		return false
+	}
+	if n, err := strconv.ParseInt(v, 10, 64); err == nil && v == strconv.FormatInt(n, 10) {
+		return n
+	}
+	return v
+}
+
+// jsonObject is a JSON object that keeps its keys in insertion order, so
+// that the command line is stable and reads like the key=value form.
+type jsonObject struct {
+	keys   []string
+	values []any
+}
+
+func (j *jsonObject) add(k string, v any) error {
+	if slices.Contains(j.keys, k) {
+		return fmt.Errorf("qemu: device property %s given twice", k)
+	}
+	j.keys, j.values = append(j.keys, k), append(j.values, v)
+	return nil
+}
+
+func (j *jsonObject) MarshalJSON() ([]byte, error) {
+	var b bytes.Buffer
+	b.WriteByte('{')
+	for i, k := range j.keys {
+		if i > 0 {
+			b.WriteByte(',')
+		}
+		kb, _ := json.Marshal(k)
+		vb, err := json.Marshal(j.values[i])
+		if err != nil {
+			return nil, err
+		}
+		b.Write(kb)
+		b.WriteByte(':')
+		b.Write(vb)
+	}
+	b.WriteByte('}')
+	return b.Bytes(), nil
 }
 
 // Command returns an exec.Cmd that runs QEMU (path and its own args, with
 // the network arguments appended) with files inherited at descriptors
-// FirstFD, FirstFD+1, ... in order.
+// FirstFD, FirstFD+1, ... in order: the queues, then with EBPFRSS QEMU's
+// program and maps.
 func Command(path string, args []string, net NetOptions, files []*os.File) (*exec.Cmd, error) {
-	if len(files) != net.Queues {
-		return nil, fmt.Errorf("qemu: %d queue files for %d queues", len(files), net.Queues)
+	if err := checkFiles(net, files); err != nil {
+		return nil, err
 	}
 	net.FirstFD = FirstFD
 	netArgs, err := Args(net)
@@ -105,12 +231,23 @@ func Command(path string, args []string, net NetOptions, files []*os.File) (*exe
 	return cmd, nil
 }
 
+func checkFiles(net NetOptions, files []*os.File) error {
+	if len(files) != net.Files() {
+		what := fmt.Sprintf("%d queues", net.Queues)
+		if net.EBPFRSS {
+			what += fmt.Sprintf(" and %d eBPF RSS descriptors", EBPFRSSFDs)
+		}
+		return fmt.Errorf("qemu: %d files for %s", len(files), what)
+	}
+	return nil
+}
+
 // Exec replaces the calling process with QEMU, its queue files at
 // descriptors FirstFD..., so QEMU is the process the caller's supervisor
 // sees and signals. It returns only on failure.
 func Exec(path string, args []string, net NetOptions, files []*os.File) error {
-	if len(files) != net.Queues {
-		return fmt.Errorf("qemu: %d queue files for %d queues", len(files), net.Queues)
+	if err := checkFiles(net, files); err != nil {
+		return err
 	}
 	net.FirstFD = FirstFD
 	netArgs, err := Args(net)
@@ -128,20 +265,20 @@ func Exec(path string, args []string, net NetOptions, files []*os.File) error {
 	for i, f := range files {
 		sc, err := f.SyscallConn()
 		if err != nil {
-			return fmt.Errorf("qemu: queue %d: %w", i, err)
+			return fmt.Errorf("qemu: file %d: %w", i, err)
 		}
 		var derr error
 		if err := sc.Control(func(fd uintptr) { raw[i], derr = unix.FcntlInt(fd, unix.F_DUPFD_CLOEXEC, top) }); err != nil {
 			return err
 		}
 		if derr != nil {
-			return fmt.Errorf("qemu: duplicate queue %d: %w", i, derr)
+			return fmt.Errorf("qemu: duplicate file %d: %w", i, derr)
 		}
 	}
 	for i, fd := range raw {
 		// Dup3 without O_CLOEXEC: the target survives exec.
 		if err := unix.Dup3(fd, FirstFD+i, 0); err != nil {
-			return fmt.Errorf("qemu: place queue %d at fd %d: %w", i, FirstFD+i, err)
+			return fmt.Errorf("qemu: place file %d at fd %d: %w", i, FirstFD+i, err)
 		}
 	}
 	argv := append(append([]string{path}, args...), netArgs...)

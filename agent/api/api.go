@@ -57,6 +57,11 @@ const (
 	OpAttach  Op = "attach"  // NameArgs → TAP (steering attached again)
 	OpDelete  Op = "delete"  // NameArgs → nothing
 	OpList    Op = "list"    // → ListResult
+	// OpQEMUEBPF hands the TAP's owner QEMU's own RSS steering program
+	// and maps, loaded by the daemon: QEMUEBPFArgs → QEMUEBPFResult + 4
+	// fds (program, configuration map, key map, indirection table map:
+	// the order of QEMU's ebpf-rss-fds).
+	OpQEMUEBPF Op = "qemu_ebpf"
 )
 
 // Request is one client message.
@@ -244,6 +249,43 @@ type OpenResult struct {
 	QueueFDs   int    `json:"queue_fds"`
 	ConfigSize int    `json:"config_size"`
 	ABI        string `json:"abi"`
+}
+
+// QEMUEBPFArgs ask for QEMU's eBPF RSS program and maps for a TAP.
+type QEMUEBPFArgs struct {
+	Name string `json:"name"` // the TAP QEMU will use; the peer must own it
+	// QEMU is the absolute path of the QEMU binary that will run: the
+	// program must come from that very build. The daemon runs it (as an
+	// unprivileged user) to ask for the object, so it must be one of the
+	// binaries the daemon's configuration file allows (qemu_binaries),
+	// after symbolic links are resolved.
+	QEMU string `json:"qemu"`
+}
+
+// QEMUEBPFResult accompanies the four fds of QEMU's steering program and
+// maps, in the order QEMU's ebpf-rss-fds property takes them: program,
+// configuration map, Toeplitz key map, indirection table map.
+type QEMUEBPFResult struct {
+	// TAP is the TAP after the request; its Steering is false: QEMU
+	// attaches its own program (TUNSETSTEERINGEBPF through its queue fds)
+	// when the guest enables RSS, so vrss's is detached first.
+	TAP TAP `json:"tap"`
+	// SteeringDetached says that this request detached vrss's program.
+	SteeringDetached bool   `json:"steering_detached"`
+	QEMU             string `json:"qemu"`         // the binary, symbolic links resolved
+	QEMUVersion      string `json:"qemu_version"` // as QMP query-version reports it, e.g. "10.0.2"
+	QEMUPackage      string `json:"qemu_package,omitempty"`
+	// Digest identifies the binary ("sha256:<hex>"); the object is cached
+	// under it, and Cached says the daemon did not need to run QEMU.
+	Digest string `json:"digest"`
+	Cached bool   `json:"cached"`
+	// Program and Maps name the objects in fd order (Maps: configuration,
+	// key, indirection table); ProgramID and MapIDs are their kernel ids
+	// (bpftool prog show id N).
+	Program   string   `json:"program"`
+	Maps      []string `json:"maps"`
+	ProgramID uint32   `json:"program_id"`
+	MapIDs    []uint32 `json:"map_ids"`
 }
 
 // ListResult lists the TAPs the peer may see.

@@ -71,6 +71,20 @@ func TestGolden(t *testing.T) {
 			`{"id":7,"result":{"tap":{"name":"vm0","index":5,"queues":4,"vnet_hdr_len":12,"owner_uid":1000,"owner_gid":1000,"steering":true,"adopted":false,"generation":2,"abi":"vrss1-0123456789abcdef01234567"},"queue_fds":4,"config_size":4735000,"abi":"vrss1-0123456789abcdef01234567"},"fds":5}`,
 		},
 		{
+			"qemu_ebpf request",
+			&Request{ID: 9, Op: OpQEMUEBPF, Args: mustJSON(t, QEMUEBPFArgs{Name: "vm0", QEMU: "/usr/bin/qemu-system-x86_64"})},
+			`{"id":9,"op":"qemu_ebpf","args":{"name":"vm0","qemu":"/usr/bin/qemu-system-x86_64"}}`,
+		},
+		{
+			"qemu_ebpf response",
+			&Response{ID: 10, FDs: 4, Result: mustJSON(t, QEMUEBPFResult{
+				TAP:              TAP{Name: "vm0", Index: 5, Queues: 2, VnetHdrLen: 12, OwnerUID: 1000, OwnerGID: 1000, ABI: "vrss1-0123456789abcdef01234567"},
+				SteeringDetached: true, QEMU: "/usr/bin/qemu-system-x86_64", QEMUVersion: "10.0.2", Digest: "sha256:e8f9", Cached: true,
+				Program: "tun_rss_steering_prog", Maps: []string{"c", "k", "t"}, ProgramID: 7, MapIDs: []uint32{8, 9, 10},
+			})},
+			`{"id":10,"result":{"tap":{"name":"vm0","index":5,"queues":2,"vnet_hdr_len":12,"owner_uid":1000,"owner_gid":1000,"steering":false,"adopted":false,"generation":0,"abi":"vrss1-0123456789abcdef01234567"},"steering_detached":true,"qemu":"/usr/bin/qemu-system-x86_64","qemu_version":"10.0.2","digest":"sha256:e8f9","cached":true,"program":"tun_rss_steering_prog","maps":["c","k","t"],"program_id":7,"map_ids":[8,9,10]},"fds":4}`,
+		},
+		{
 			"open request, config only",
 			&Request{ID: 8, Op: OpOpen, Args: mustJSON(t, OpenArgs{Name: "vm0", ConfigOnly: true})},
 			`{"id":8,"op":"open","args":{"name":"vm0","config_only":true}}`,

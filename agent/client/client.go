@@ -311,6 +311,34 @@ func (c *Client) List(ctx context.Context) ([]api.TAP, error) {
 	return r.TAPs, err
 }
 
+// QEMUEBPF asks vrssd for QEMU's own eBPF RSS steering program and maps,
+// for a QEMU (9.0 or later) that will run on the TAP name with the
+// ebpf-rss-fds property: the daemon obtains the object from the QEMU binary
+// at qemuPath (which its configuration must allow) over QMP request-ebpf,
+// loads it, and hands over four files in the order ebpf-rss-fds takes them:
+// program, configuration map, Toeplitz key map, indirection table map. The
+// caller must own the TAP (or be root or an admin). vrss's own program is
+// detached from the TAP, since QEMU attaches its program itself when its
+// guest enables RSS. A QEMU without request-ebpf is refused with
+// api.CodeUnavailable and a message naming the version required.
+func (c *Client) QEMUEBPF(ctx context.Context, name, qemuPath string) (api.QEMUEBPFResult, []*os.File, error) {
+	var r api.QEMUEBPFResult
+	fds, err := c.call(ctx, api.OpQEMUEBPF, api.QEMUEBPFArgs{Name: name, QEMU: qemuPath}, nil, &r)
+	if err != nil {
+		return r, nil, err
+	}
+	if len(fds) != 1+len(r.Maps) || len(r.Maps) != 3 {
+		wire.CloseFDs(fds)
+		return r, nil, fmt.Errorf("vrssd: qemu_ebpf %s: %d fds for a program and %d maps, want 4", name, len(fds), len(r.Maps))
+	}
+	files := make([]*os.File, len(fds))
+	files[0] = os.NewFile(uintptr(fds[0]), "bpf-prog:"+r.Program)
+	for i, m := range r.Maps {
+		files[i+1] = os.NewFile(uintptr(fds[i+1]), "bpf-map:"+m)
+	}
+	return r, files, nil
+}
+
 // Handle is what Open hands a TAP's owner.
 type Handle struct {
 	TAP api.TAP

@@ -245,3 +245,55 @@ func TestOpen(t *testing.T) {
 		t.Errorf("fds: %d before, %d after", before, after)
 	}
 }
+
+// QEMUEBPF hands over QEMU's program and maps in ebpf-rss-fds order, and
+// refuses (closing them) any other number of fds.
+func TestQEMUEBPF(t *testing.T) {
+	devnull := func(n int) []int {
+		var fds []int
+		for range n {
+			fd, err := unix.Open(os.DevNull, unix.O_RDONLY|unix.O_CLOEXEC, 0)
+			if err != nil {
+				t.Fatal(err)
+			}
+			fds = append(fds, fd)
+		}
+		return fds
+	}
+	maps := []string{"tap_rss_map_configurations", "tap_rss_map_toeplitz_key", "tap_rss_map_indirection_table"}
+	for _, n := range []int{4, 3, 5} {
+		var got api.QEMUEBPFArgs
+		path, _ := fakeDaemon(t, func(req *api.Request) []reply {
+			if req.Op != api.OpQEMUEBPF {
+				return nil
+			}
+			json.Unmarshal(req.Args, &got)
+			r := result(req.ID, api.QEMUEBPFResult{QEMUVersion: "10.0.2", Program: "tun_rss_steering_prog", Maps: maps})
+			r.fds = devnull(n)
+			return []reply{r}
+		})
+		c, err := Dial(context.Background(), path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		before := openFDs(t)
+		res, files, err := c.QEMUEBPF(context.Background(), "vm0", "/usr/bin/qemu-system-x86_64")
+		if got.Name != "vm0" || got.QEMU != "/usr/bin/qemu-system-x86_64" {
+			t.Errorf("request %+v", got)
+		}
+		switch {
+		case n == 4 && (err != nil || len(files) != 4 || res.QEMUVersion != "10.0.2"):
+			t.Errorf("4 fds: %+v %d files, %v", res, len(files), err)
+		case n == 4 && (files[0].Name() != "bpf-prog:tun_rss_steering_prog" || files[3].Name() != "bpf-map:tap_rss_map_indirection_table"):
+			t.Errorf("files named %q, %q", files[0].Name(), files[3].Name())
+		case n != 4 && (err == nil || files != nil):
+			t.Errorf("%d fds accepted", n)
+		case n != 4 && openFDs(t) != before:
+			t.Errorf("%d fds: %d left open", n, openFDs(t)-before)
+		}
+		for _, f := range files {
+			f.Close()
+		}
+		c.Close()
+	}
+}

@@ -63,7 +63,7 @@ func TestCommandHelp(t *testing.T) {
 		"tap": {"-queues", "-owner", "-group", "-vnet-hdr", "-json", "-socket"},
 		"rss": {"-key", "-random-key", "-types", "-equal", "-table", "-weights", "-size", "-unclassified", "-json", "-socket"},
 	}
-	flagsOf["qemu"] = []string{"-tap", "-id", "-mac", "-device-props", "-first-fd", "-socket"}
+	flagsOf["qemu"] = []string{"-tap", "-id", "-mac", "-device-props", "-ebpf-rss", "-qemu-ebpf-binary", "-first-fd", "-socket"}
 	verbOf := map[string]string{"tap": "create", "rss": "set", "qemu": "args"}
 	for _, c := range commands {
 		want, ok := flagsOf[c.name]

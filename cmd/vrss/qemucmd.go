@@ -3,12 +3,15 @@ package main
 import (
 	"fmt"
 	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
 	"strings"
 
 	"github.com/vrss-dev/vrss/qemu"
 )
 
-const qemuUsage = "qemu (exec --tap NAME -- QEMU [ARGS...] | args --tap NAME [--queues N])"
+const qemuUsage = "qemu (exec --tap NAME [--ebpf-rss] -- QEMU [ARGS...] | args --tap NAME [--ebpf-rss] [--first-fd N])"
 
 func runQEMU(args []string, stdout, stderr io.Writer) int {
 	return report(stderr, "qemu", subcommand("qemu", map[string]func([]string, io.Writer) error{
@@ -21,20 +24,22 @@ func runQEMU(args []string, stdout, stderr io.Writer) int {
 type qemuNetFlags struct {
 	tap, id, mac, socket *string
 	props                *string
+	ebpfRSS              *bool
 }
 
 func addQEMUNetFlags(fs *flagSet) qemuNetFlags {
 	return qemuNetFlags{
-		tap:    fs.String("tap", "", "the vrss-steered TAP `NAME` (required)"),
-		id:     fs.String("id", "vrss0", "QEMU netdev `ID`"),
-		mac:    fs.String("mac", "", "guest MAC `ADDRESS` for the device (default: QEMU's)"),
-		props:  fs.String("device-props", "", "extra virtio-net device properties, a comma-separated `LIST` (e.g. host_mtu=9000)"),
-		socket: fs.String("socket", "", socketHelp),
+		tap:     fs.String("tap", "", "the vrss-steered TAP `NAME` (required)"),
+		id:      fs.String("id", "vrss0", "QEMU netdev `ID`"),
+		mac:     fs.String("mac", "", "guest MAC `ADDRESS` for the device (default: QEMU's)"),
+		props:   fs.String("device-props", "", "extra virtio-net device properties, a comma-separated `LIST` of name=value (e.g. host_mtu=9000)"),
+		ebpfRSS: fs.Bool("ebpf-rss", false, "offer the guest RSS (rss=on) steered by QEMU's own eBPF program, which vrssd loads for it (ebpf-rss-fds, QEMU >= 9.0)"),
+		socket:  fs.String("socket", "", socketHelp),
 	}
 }
 
 func (f qemuNetFlags) options(queues int) qemu.NetOptions {
-	o := qemu.NetOptions{ID: *f.id, Queues: queues, MAC: *f.mac}
+	o := qemu.NetOptions{ID: *f.id, Queues: queues, MAC: *f.mac, EBPFRSS: *f.ebpfRSS}
 	if *f.props != "" {
 		o.DeviceProps = strings.Split(*f.props, ",")
 	}
@@ -42,7 +47,7 @@ func (f qemuNetFlags) options(queues int) qemu.NetOptions {
 }
 
 func qemuExec(args []string, stdout io.Writer) error {
-	fs := newFlagSet("qemu exec", "--tap NAME -- QEMU [ARGS...]", `
+	fs := newFlagSet("qemu exec", "--tap NAME [--ebpf-rss [--qemu-ebpf-binary PATH]] -- QEMU [ARGS...]", `
 Start QEMU on a vrss-steered TAP without any privilege: as the TAP's owner,
 obtain its queue fds from vrssd and replace this process with QEMU, the
 queues inherited at fds 3, 4, ... and these arguments appended:
@@ -57,8 +62,19 @@ queue i, so any QEMU version works. The guest should enable all queues
 Note: QEMU 7.2 (Debian bookworm's) detaches any steering program from the
 TAP whenever the guest changes its queue count or resets the device; QEMU
 10.0 does not. With 7.2, run 'vrss tap attach NAME' after the guest has set
-its queues.`)
+its queues.
+
+With --ebpf-rss the guest is offered RSS and sets it itself (ethtool -X,
+ethtool -N rx-flow-hash), and QEMU (9.0 or later) steers by its own eBPF
+program: vrssd obtains the program from the QEMU binary (QMP request-ebpf;
+the binary must be in vrssd's qemu_binaries allowlist), loads it, and hands
+over the program and its three maps, which QEMU inherits right after the
+queues (fds 3+queues ... 6+queues) and takes with rss=on and ebpf-rss-fds.
+vrssd detaches vrss's own program from the TAP; QEMU attaches its program
+when the guest enables RSS. The device is then given in QEMU's JSON syntax,
+the only one that takes ebpf-rss-fds.`)
 	nf := addQEMUNetFlags(fs)
+	ebpfBin := fs.String("qemu-ebpf-binary", "", "with --ebpf-rss, the QEMU `PATH` vrssd asks for the program (default: the QEMU being started); it must be the same build")
 	pos, err := fs.parse(args, stdout)
 	if err != nil {
 		return err
@@ -66,32 +82,85 @@ its queues.`)
 	if *nf.tap == "" || len(pos) == 0 {
 		return inputErrorf("want --tap NAME and the QEMU command after -- (run 'vrss qemu exec -h')")
 	}
+	if *ebpfBin != "" && !*nf.ebpfRSS {
+		return inputErrorf("--qemu-ebpf-binary needs --ebpf-rss")
+	}
+	// Check the arguments before anything is loaded or detached.
+	if _, err := qemu.Args(nf.options(1)); err != nil {
+		return asInput(err)
+	}
+	qemuBin := *ebpfBin
+	if *nf.ebpfRSS && qemuBin == "" {
+		// vrssd wants the binary's absolute path, and checks it
+		// (symbolic links resolved) against its allowlist.
+		p, err := exec.LookPath(pos[0])
+		if err == nil {
+			p, err = filepath.Abs(p)
+		}
+		if err != nil {
+			return fmt.Errorf("QEMU %s: %w", pos[0], err)
+		}
+		qemuBin = p
+	}
 	c, ctx, cancel, err := dial(*nf.socket)
 	if err != nil {
 		return err
 	}
 	defer cancel()
+	defer c.Close()
 	h, err := c.Open(ctx, *nf.tap)
-	c.Close()
 	if err != nil {
 		return daemonError(err)
 	}
 	// QEMU needs only the queues; the configuration stays with the daemon.
 	h.Publisher.Close()
 	h.ConfigMap.Close()
-	opts := nf.options(len(h.Queues))
-	if _, err := qemu.Args(opts); err != nil {
-		return asInput(err)
+	files := h.Queues
+	if *nf.ebpfRSS {
+		res, ebpf, err := c.QEMUEBPF(ctx, *nf.tap, qemuBin)
+		if err != nil {
+			return daemonError(err)
+		}
+		files = append(files, ebpf...)
+		how := "loaded"
+		if res.Cached {
+			how = "loaded from vrssd's cache"
+		}
+		detached := ""
+		if res.SteeringDetached {
+			detached = "; vrss's own program detached from the TAP"
+		}
+		fmt.Fprintf(os.Stderr, "vrss: QEMU %s's eBPF RSS program (%s, %s) %s by vrssd: program id %d, maps %s (ids %s)%s\n",
+			res.QEMUVersion, res.QEMU, shortDigest(res.Digest), how, res.ProgramID, strings.Join(res.Maps, ", "), joinIDs(res.MapIDs), detached)
 	}
-	return qemu.Exec(pos[0], pos[1:], opts, h.Queues)
+	opts := nf.options(len(h.Queues))
+	return qemu.Exec(pos[0], pos[1:], opts, files)
+}
+
+func shortDigest(d string) string {
+	if len(d) > 19 {
+		return d[:19] + "…"
+	}
+	return d
+}
+
+func joinIDs(ids []uint32) string {
+	s := make([]string, len(ids))
+	for i, id := range ids {
+		s[i] = fmt.Sprint(id)
+	}
+	return strings.Join(s, " ")
 }
 
 func qemuArgs(args []string, stdout io.Writer) error {
-	fs := newFlagSet("qemu args", "--tap NAME [--first-fd N]", `
+	fs := newFlagSet("qemu args", "--tap NAME [--ebpf-rss] [--first-fd N]", `
 Print the QEMU arguments for a vrss-steered TAP, for a management layer that
 builds its own command line and passes the TAP's queue fds itself (for
 example after 'vrss qemu exec' is not an option): the queues must be
-inherited at --first-fd, --first-fd+1, ...`)
+inherited at --first-fd, --first-fd+1, ... With --ebpf-rss, QEMU's eBPF
+RSS program and its configuration, key and indirection table maps (in that
+order; the agent/client QEMUEBPF call gets them from vrssd) must follow at
+the next four descriptors.`)
 	nf := addQEMUNetFlags(fs)
 	first := fs.Int("first-fd", qemu.FirstFD, "descriptor number of queue 0 in QEMU")
 	pos, err := fs.parse(args, stdout)
@@ -120,6 +189,18 @@ inherited at --first-fd, --first-fd+1, ...`)
 	if err != nil {
 		return asInput(err)
 	}
+	for i := range a {
+		a[i] = shellQuote(a[i])
+	}
 	fmt.Fprintln(stdout, strings.Join(a, " "))
 	return nil
+}
+
+// shellQuote quotes s for a POSIX shell if it needs it: the JSON form of
+// -device (--ebpf-rss) has quotes and brackets.
+func shellQuote(s string) string {
+	if s != "" && strings.Trim(s, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789,._:=/+-@%") == "" {
+		return s
+	}
+	return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'"
 }

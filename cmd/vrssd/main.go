@@ -62,7 +62,11 @@ flags:
                      absent unless given explicitly):
                        {"create": {"uids": [1000], "gids": [107]},
                         "admin": {"uids": [], "gids": []},
-                        "max_queues": 16}
+                        "max_queues": 16,
+                        "qemu_binaries": ["/usr/bin/qemu-system-x86_64"]}
+                     qemu_binaries: the QEMUs whose own eBPF RSS object
+                     vrssd may fetch (QMP request-ebpf) and load for
+                     'vrss qemu exec --ebpf-rss' (that list is the default)
                      unknown fields are an error
   --log-format F     text or json (default text); logs go to stderr
   --log-level L      debug, info, warn or error (default info); debug logs

@@ -16,14 +16,29 @@
 // as modules, loaded in dependency order. The guest's init brings eth0 up
 // with all its queue pairs enabled (`ethtool -L`), prints a READY marker and
 // then runs shell commands the host sends over the serial console, framing
-// each reply with markers (see Guest.Run). The scenarios only ever ask for
-// `ethtool` output, but any command works, so a scenario in which the guest
-// sets RSS itself (`ethtool -X`, QEMU's rss=on with ebpf-rss-fds) needs no
-// new guest code, only a different QEMU command line (Machine.Args).
+// each reply with markers (see Guest.Run): the scenarios run `ethtool`.
 //
 // Scenario A (RunPreSteered) is the pre-steered TAP: the host publishes an
 // RSS configuration through a vrss steering program attached to the TAP,
 // injects frames with AF_PACKET, and the deltas of the guest's
 // rx_queue_N_packets counters must equal the rss engine's predicted
 // histogram exactly.
+//
+// Scenario B (RunGuestRSS) is QEMU's own eBPF RSS program, handed to an
+// unprivileged QEMU: QEMU 10 from bookworm-backports (downloaded and
+// unpacked, never installed) runs as uid 4242 through `vrss qemu exec
+// --ebpf-rss`, against a vrssd of the test's own (built by the test, in
+// the test's network namespace, with a policy that lets 4242 create the TAP
+// and allows that QEMU binary). vrssd asks the binary for its object (QMP
+// request-ebpf), loads it and hands QEMU the program and maps
+// (ebpf-rss-fds, rss=on). The guest sets its own key and table (ethtool
+// -X) and hash types (ethtool -N rx-flow-hash); the harness reads them back
+// (ethtool -x, -n), checks that QEMU's maps (taken from QEMU with
+// pidfd_getfd) hold the same, injects frames, and the guest's counter
+// deltas must equal the engine's prediction for that configuration, with
+// QEMU's program run once per frame. A characterising pass then sends edge
+// kinds (fragments, extension headers, VLAN tags, malformed headers, a hash
+// of 0) and reports, per kind, the engine's prediction, the guest's
+// counters, the queues QEMU's live program picks in BPF_PROG_TEST_RUN, and
+// the rule that explains them; the differences are in docs/semantics.md.
 package e2e

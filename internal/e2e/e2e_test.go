@@ -17,12 +17,17 @@ const EnvE2E = "VRSS_E2E"
 // budget is what `make e2e` may take on the project's machines.
 const budget = 10 * time.Minute
 
-// TestE2E is scenario A on a real guest: see RunPreSteered. It installs
-// Debian packages, downloads a kernel and boots QEMU under TCG, so it only
-// runs when asked to. Optional settings: VRSS_E2E_SEED (the random key),
-// VRSS_E2E_QEMU (a QEMU binary), VRSS_E2E_KERNEL (an exact linux-image
-// package), VRSS_E2E_BACKPORTS=qemu[,kernel] (take those from
-// bookworm-backports), VRSS_E2E_CACHE (see CacheDir).
+// TestE2E runs the real-guest scenarios: A, the pre-steered TAP (see
+// RunPreSteered), and B, QEMU's own eBPF RSS program handed to an
+// unprivileged QEMU by vrssd, with the guest configuring RSS itself (see
+// RunGuestRSS). It installs Debian packages, downloads a kernel and QEMU
+// 10 from bookworm-backports and boots QEMU under TCG, so it only runs
+// when asked to. Optional settings: VRSS_E2E_SCENARIOS (A, B or A,B, the
+// default), VRSS_E2E_SEED (the random keys), VRSS_E2E_QEMU (a QEMU binary
+// for A), VRSS_E2E_QEMU_B (a QEMU >= 9.0 binary for B; default QEMU from
+// bookworm-backports), VRSS_E2E_KERNEL (an exact linux-image package),
+// VRSS_E2E_BACKPORTS=qemu[,kernel] (take those from bookworm-backports
+// for A), VRSS_E2E_CACHE (see CacheDir).
 func TestE2E(t *testing.T) {
 	if os.Getenv(EnvE2E) != "1" {
 		t.Skipf("real-guest end-to-end test (installs Debian packages, boots QEMU): run `make e2e` or set %s=1; "+
@@ -31,6 +36,7 @@ func TestE2E(t *testing.T) {
 	for _, need := range []string{"root", "tap", "netns", "bpf"} {
 		privtest.Require(t, need)
 	}
+	start := time.Now()
 	var seed uint64
 	if s := os.Getenv("VRSS_E2E_SEED"); s != "" {
 		var err error
@@ -38,23 +44,57 @@ func TestE2E(t *testing.T) {
 			t.Fatalf("VRSS_E2E_SEED: %v", err)
 		}
 	}
-	rep, err := RunPreSteered(Options{
-		Log: os.Stdout, Seed: seed,
-		QEMU:            os.Getenv("VRSS_E2E_QEMU"),
-		KernelPackage:   os.Getenv("VRSS_E2E_KERNEL"),
-		BackportsQEMU:   strings.Contains(os.Getenv("VRSS_E2E_BACKPORTS"), "qemu"),
-		BackportsKernel: strings.Contains(os.Getenv("VRSS_E2E_BACKPORTS"), "kernel"),
-	})
-	if rep != nil && len(rep.Results) > 0 {
-		fmt.Print("\n" + rep.String())
+	if seed == 0 {
+		seed = uint64(time.Now().UnixNano())
 	}
-	if err != nil {
-		t.Fatal(err)
+	scenarios := strings.ToUpper(os.Getenv("VRSS_E2E_SCENARIOS"))
+	if scenarios == "" {
+		scenarios = "A,B"
 	}
-	if !rep.OK() {
-		t.Fatalf("the guest's per-queue counters differ from the prediction (rerun with VRSS_E2E_SEED=%d)", rep.Seed)
+	want := func(s string) bool { return strings.Contains(scenarios, s) }
+	backports := os.Getenv("VRSS_E2E_BACKPORTS")
+	if want("A") {
+		t.Run("A", func(t *testing.T) {
+			rep, err := RunPreSteered(Options{
+				Log: os.Stdout, Seed: seed,
+				QEMU:            os.Getenv("VRSS_E2E_QEMU"),
+				KernelPackage:   os.Getenv("VRSS_E2E_KERNEL"),
+				BackportsQEMU:   strings.Contains(backports, "qemu"),
+				BackportsKernel: strings.Contains(backports, "kernel"),
+			})
+			if rep != nil && len(rep.Results) > 0 {
+				fmt.Print("\n" + rep.String() + "\n")
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !rep.OK() {
+				t.Fatalf("the guest's per-queue counters differ from the prediction (rerun with VRSS_E2E_SEED=%d)", rep.Seed)
+			}
+		})
 	}
-	if rep.Total > budget {
-		t.Errorf("the run took %v, over the %v budget", rep.Total, budget)
+	if want("B") {
+		t.Run("B", func(t *testing.T) {
+			rep, err := RunGuestRSS(Options{
+				Log: os.Stdout, Seed: seed,
+				QEMU:            os.Getenv("VRSS_E2E_QEMU_B"),
+				KernelPackage:   os.Getenv("VRSS_E2E_KERNEL"),
+				BackportsKernel: strings.Contains(backports, "kernel"),
+			})
+			if rep != nil && (rep.Main != nil || len(rep.Config.Key) > 0) {
+				fmt.Print("\n" + rep.String() + "\n")
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !rep.OK() {
+				t.Fatalf("the guest's per-queue counters differ from the engine's prediction for the guest's configuration, or QEMU's program did not steer every frame (rerun with VRSS_E2E_SEED=%d)", rep.Seed)
+			}
+		})
+	}
+	total := time.Since(start)
+	fmt.Printf("e2e: scenarios %s in %v (budget %v)\n", scenarios, total.Round(time.Millisecond), budget)
+	if total > budget {
+		t.Errorf("the run took %v, over the %v budget", total, budget)
 	}
 }

@@ -8,10 +8,14 @@ import (
 	"os"
 	"os/exec"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
+
+	"github.com/vrss-dev/vrss/rss"
 )
 
 // BootOptions start a guest.
@@ -24,6 +28,12 @@ type BootOptions struct {
 	ConsoleLog string
 	// Timeout bounds the boot, up to the READY marker; default 5 minutes.
 	Timeout time.Duration
+	// Wrapper, if set, is a command that starts QEMU itself and is run in
+	// its place, with the QEMU binary and its arguments appended (`vrss
+	// qemu exec ... --`): QEMU is then the process the wrapper execs into.
+	Wrapper []string
+	// Credential, if set, runs the wrapper or QEMU as another user.
+	Credential *syscall.Credential
 }
 
 // Guest is a running QEMU guest, driven through its serial console.
@@ -64,7 +74,7 @@ func Boot(o BootOptions) (*Guest, error) {
 		if g.logFile, err = os.Create(o.ConsoleLog); err != nil {
 			return nil, err
 		}
-		fmt.Fprintf(g.logFile, "# %s %s\n", o.QEMU, strings.Join(args, " "))
+		fmt.Fprintf(g.logFile, "# %s %s\n", strings.Join(o.Wrapper, " "), o.QEMU+" "+strings.Join(args, " "))
 	}
 	// Plain pipes rather than StdoutPipe: the reader runs until QEMU's
 	// end, independently of Wait.
@@ -78,7 +88,14 @@ func Boot(o BootOptions) (*Guest, error) {
 		inW.Close()
 		return nil, err
 	}
-	g.cmd = exec.Command(o.QEMU, args...)
+	name, argv := o.QEMU, args
+	if len(o.Wrapper) > 0 {
+		name, argv = o.Wrapper[0], append(append(slices.Clone(o.Wrapper[1:]), o.QEMU), args...)
+	}
+	g.cmd = exec.Command(name, argv...)
+	if o.Credential != nil {
+		g.cmd.SysProcAttr = &syscall.SysProcAttr{Credential: o.Credential}
+	}
 	g.cmd.Stdin, g.cmd.Stdout = inR, outW
 	g.cmd.Stderr = &lockedWriter{mu: &g.mu, w: &g.stderr}
 	g.cmd.ExtraFiles = o.ExtraFiles
@@ -88,7 +105,7 @@ func Boot(o BootOptions) (*Guest, error) {
 	if err != nil {
 		inW.Close()
 		outR.Close()
-		return nil, fmt.Errorf("e2e: start %s: %w", o.QEMU, err)
+		return nil, fmt.Errorf("e2e: start %s: %w", name, err)
 	}
 	g.stdin = inW
 	go g.read(outR)
@@ -340,6 +357,75 @@ func parseEthtoolX(out string) ([]uint16, []byte, error) {
 		return nil, nil, fmt.Errorf("e2e: no RSS configuration in ethtool -x output:\n%s", tail(out, 8))
 	}
 	return table, key, nil
+}
+
+// Pid is QEMU's process id (the wrapper's, which execs into QEMU).
+func (g *Guest) Pid() int { return g.cmd.Process.Pid }
+
+// Flow types of `ethtool -N/-n rx-flow-hash`, and the hash types the Linux
+// virtio_net driver keeps for each: a flow type hashed on addresses and
+// ports ("sdfn") has its L4 type, one hashed on addresses ("sd") only the
+// IP type of its family. Setting either sets the IP type too, which is
+// therefore on whenever a flow type of its family shows the addresses
+// (ethtool has no rx-flow-hash ip4 or ip6 to ask directly). The driver
+// never enables the _EX types (it removes them from the device's
+// supported types at probe).
+var rxFlowTypes = []struct {
+	name   string
+	ip, l4 rss.HashType
+}{
+	{"tcp4", rss.HashIPv4, rss.HashTCPv4},
+	{"udp4", rss.HashIPv4, rss.HashUDPv4},
+	{"tcp6", rss.HashIPv6, rss.HashTCPv6},
+	{"udp6", rss.HashIPv6, rss.HashUDPv6},
+}
+
+// RxFlowHash returns the hash types the guest's driver has enabled, read
+// with `ethtool -n IFACE rx-flow-hash FLOW` for every flow type.
+func (g *Guest) RxFlowHash(iface string) (rss.HashType, error) {
+	var t rss.HashType
+	for _, ft := range rxFlowTypes {
+		out, err := g.MustRun("ethtool -n "+iface+" rx-flow-hash "+ft.name, time.Minute)
+		if err != nil {
+			return 0, err
+		}
+		ip, l4 := parseRxFlowHash(out)
+		if ip {
+			t |= ft.ip
+		}
+		if l4 {
+			t |= ft.l4
+		}
+	}
+	return t, nil
+}
+
+// parseRxFlowHash reads `ethtool -n rx-flow-hash` output: whether the
+// addresses (IP SA and IP DA) and the ports (L4 bytes 0 & 1 and 2 & 3)
+// are hashed.
+func parseRxFlowHash(out string) (ip, l4 bool) {
+	has := func(s string) bool { return strings.Contains(out, s) }
+	return has("IP SA") && has("IP DA"), has("L4 bytes 0 & 1") && has("L4 bytes 2 & 3")
+}
+
+// Feature returns whether an `ethtool -k` feature (e.g. receive-hashing)
+// is on.
+func (g *Guest) Feature(iface, name string) (bool, error) {
+	out, err := g.MustRun("ethtool -k "+iface, time.Minute)
+	if err != nil {
+		return false, err
+	}
+	return parseFeature(out, name)
+}
+
+func parseFeature(out, name string) (bool, error) {
+	for _, l := range strings.Split(out, "\n") {
+		k, v, ok := strings.Cut(strings.TrimSpace(l), ":")
+		if ok && k == name {
+			return strings.HasPrefix(strings.TrimSpace(v), "on"), nil
+		}
+	}
+	return false, fmt.Errorf("e2e: no feature %s in ethtool -k output:\n%s", name, tail(out, 8))
 }
 
 // Shutdown powers the guest off and waits for QEMU to exit, killing it

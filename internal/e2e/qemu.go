@@ -4,8 +4,11 @@ import (
 	"fmt"
 	"os/exec"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
+
+	"github.com/vrss-dev/vrss/qemu"
 )
 
 // GuestMAC is the guest NIC's address. It is the destination address
@@ -24,9 +27,13 @@ type Machine struct {
 	// Queues is the number of virtio-net queue pairs, one TAP queue each.
 	Queues int
 	// TapFDs are the TAP queue descriptors as numbered in QEMU's process
-	// (for exec.Cmd.ExtraFiles, 3, 4, ...); one per queue.
+	// (for exec.Cmd.ExtraFiles, 3, 4, ...); one per queue, consecutive.
 	TapFDs []int
 	MAC    string // default GuestMAC
+	// ExternalNet leaves the network device out of Args: a wrapper adds
+	// it (`vrss qemu exec`, which appends qemu.Args for the TAP it opens).
+	// The wrapper must name the netdev as it likes and use MAC.
+	ExternalNet bool
 
 	// RSS offers VIRTIO_NET_F_RSS to the guest (rss=on): the guest then
 	// configures RSS itself (ethtool -X), and QEMU steers with eBPF or in
@@ -36,7 +43,8 @@ type Machine struct {
 	HashReport bool
 	// EBPFRSSFDs are descriptors (as numbered in QEMU's process) of a
 	// preloaded RSS program and its maps, for ebpf-rss-fds (QEMU >= 9),
-	// which lets an unprivileged QEMU steer with eBPF. Needs RSS.
+	// which lets an unprivileged QEMU steer with eBPF: the four right
+	// after TapFDs (see qemu.NetOptions.EBPFRSS). Needs RSS.
 	EBPFRSSFDs []int
 	// QMP, if set, is a unix socket path for a QMP server.
 	QMP string
@@ -49,7 +57,7 @@ type Machine struct {
 // monitor, no display and no default device; -no-reboot makes a guest
 // panic (panic=-1) or reboot end QEMU.
 func (m Machine) Args() ([]string, error) {
-	if m.Queues < 1 || len(m.TapFDs) != m.Queues {
+	if !m.ExternalNet && (m.Queues < 1 || len(m.TapFDs) != m.Queues) {
 		return nil, fmt.Errorf("e2e: %d queues need as many TAP fds, have %d", m.Queues, len(m.TapFDs))
 	}
 	if len(m.EBPFRSSFDs) > 0 && !m.RSS {
@@ -79,27 +87,50 @@ func (m Machine) Args() ([]string, error) {
 		"-kernel", m.Kernel,
 		"-initrd", m.Initrd,
 		"-append", appendLine,
-		"-netdev", "tap,id=n0,vhost=off,fds=" + joinInts(m.TapFDs, ":"),
 	}
-	dev := []string{
-		"virtio-net-pci", "netdev=n0", "mac=" + m.MAC,
-		"mq=on", fmt.Sprintf("vectors=%d", 2*m.Queues+2),
-		"romfile=", // no iPXE option ROM: nothing boots from the NIC
+	if !m.ExternalNet {
+		net, err := m.netArgs()
+		if err != nil {
+			return nil, err
+		}
+		args = append(args, net...)
 	}
-	if m.RSS {
-		dev = append(dev, "rss=on")
-	}
-	if m.HashReport {
-		dev = append(dev, "hash=on")
-	}
-	if len(m.EBPFRSSFDs) > 0 {
-		dev = append(dev, "ebpf-rss-fds="+joinInts(m.EBPFRSSFDs, ":"))
-	}
-	args = append(args, "-device", strings.Join(dev, ","))
 	if m.QMP != "" {
 		args = append(args, "-qmp", "unix:"+m.QMP+",server=on,wait=off")
 	}
 	return append(args, m.Extra...), nil
+}
+
+// DeviceProps are the virtio-net properties the harness always sets
+// besides the queues and the MAC: no iPXE option ROM, since nothing boots
+// from the NIC.
+var DeviceProps = []string{"romfile="}
+
+// netArgs are the -netdev and -device arguments, as the qemu package
+// writes them for vrss's users.
+func (m Machine) netArgs() ([]string, error) {
+	for i, fd := range m.TapFDs {
+		if fd != m.TapFDs[0]+i {
+			return nil, fmt.Errorf("e2e: TAP fds %v are not consecutive", m.TapFDs)
+		}
+	}
+	o := qemu.NetOptions{
+		ID: "n0", Queues: m.Queues, FirstFD: m.TapFDs[0], MAC: m.MAC,
+		DeviceProps: slices.Clone(DeviceProps), EBPFRSS: len(m.EBPFRSSFDs) > 0,
+	}
+	if o.EBPFRSS {
+		for i, fd := range m.EBPFRSSFDs {
+			if fd != o.FirstFD+o.Queues+i || len(m.EBPFRSSFDs) != qemu.EBPFRSSFDs {
+				return nil, fmt.Errorf("e2e: ebpf-rss-fds %v must be the %d descriptors after the TAP fds %v", m.EBPFRSSFDs, qemu.EBPFRSSFDs, m.TapFDs)
+			}
+		}
+	} else if m.RSS {
+		o.DeviceProps = append(o.DeviceProps, "rss=on")
+	}
+	if m.HashReport {
+		o.DeviceProps = append(o.DeviceProps, "hash=on")
+	}
+	return qemu.Args(o)
 }
 
 func joinInts(v []int, sep string) string {

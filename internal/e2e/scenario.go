@@ -41,6 +41,9 @@ type Options struct {
 	MemoryMB        int    // guest RAM; default 256
 	Seed            uint64 // for the random key of DefaultScenarios; default from the clock
 	Scenarios       []Scenario
+	// VMMUID is the unprivileged user QEMU runs as in scenario B; default
+	// DefaultVMMUID.
+	VMMUID int
 }
 
 func (o *Options) defaults() {
@@ -376,23 +379,50 @@ func runScenario(g *Guest, dev *tap.Device, prog *steering.Program, pub *steerin
 		res.Kinds[r.Report]++
 	}
 
-	guest0, err := g.RxQueuePackets(guestIface, queues)
-	if err != nil {
-		return nil, err
-	}
 	prog0, err := prog.Stats()
 	if err != nil {
 		return nil, err
 	}
-	tap0, err := tapStats(dev.Index())
+	dl, err := deliver(g, dev.Index(), inj, frames, queues)
 	if err != nil {
 		return nil, err
 	}
+	res.Observed, res.Delivered, res.Dropped = dl.observed, dl.delivered, dl.dropped
+	res.Elapsed = dl.elapsed
+	prog1, err := prog.Stats()
+	if err != nil {
+		return nil, err
+	}
+	res.Program = sub(prog1.Queues[:queues], prog0.Queues[:queues])
+	return res, nil
+}
 
+// delivery is what injecting frames into a TAP led to.
+type delivery struct {
+	observed           []uint64 // deltas of the guest's rx_queue_N_packets
+	delivered, dropped uint64   // the TAP's tx_packets and tx_dropped deltas
+	elapsed            time.Duration
+}
+
+// deliver injects frames into the TAP with ifindex index, paced so that
+// no TAP queue overflows, waits until QEMU has read them all and the guest
+// has counted them, and returns the guest's per-queue counter deltas.
+func deliver(g *Guest, index int, inj *inject.Injector, frames [][]byte, queues int) (*delivery, error) {
+	guest0, err := g.RxQueuePackets(guestIface, queues)
+	if err != nil {
+		return nil, err
+	}
+	tap0, err := tapStats(index)
+	if err != nil {
+		return nil, err
+	}
 	start := time.Now()
 	delivered := func() (uint64, uint64, error) {
-		s, err := tapStats(dev.Index())
-		return s.TxPackets - tap0.TxPackets, s.TxDropped - tap0.TxDropped, err
+		s, err := tapStats(index)
+		if err != nil {
+			return 0, 0, err
+		}
+		return s.TxPackets - tap0.TxPackets, s.TxDropped - tap0.TxDropped, nil
 	}
 	// wait polls until QEMU has read (or tun has dropped) at least want
 	// frames, failing if delivery stalls.
@@ -425,10 +455,10 @@ func runScenario(g *Guest, dev *tap.Device, prog *steering.Program, pub *steerin
 	if err := wait(uint64(len(frames)), time.Millisecond); err != nil {
 		return nil, err
 	}
-	if res.Delivered, res.Dropped, err = delivered(); err != nil {
+	dl := &delivery{}
+	if dl.delivered, dl.dropped, err = delivered(); err != nil {
 		return nil, err
 	}
-
 	// The guest counts a frame when its driver polls the queue; wait
 	// until it has counted everything QEMU read, then once more to see
 	// that nothing else arrives.
@@ -439,11 +469,11 @@ func runScenario(g *Guest, dev *tap.Device, prog *steering.Program, pub *steerin
 		if err != nil {
 			return nil, err
 		}
-		res.Observed = sub(cur, guest0)
+		dl.observed = sub(cur, guest0)
 		prev := total
-		total = sum(res.Observed)
+		total = sum(dl.observed)
 		switch {
-		case total >= res.Delivered && total == prev:
+		case total >= dl.delivered && total == prev:
 			settled = true
 		case time.Now().After(deadline):
 			settled = true
@@ -451,13 +481,8 @@ func runScenario(g *Guest, dev *tap.Device, prog *steering.Program, pub *steerin
 			time.Sleep(200 * time.Millisecond)
 		}
 	}
-	res.Elapsed = time.Since(start)
-	prog1, err := prog.Stats()
-	if err != nil {
-		return nil, err
-	}
-	res.Program = sub(prog1.Queues[:queues], prog0.Queues[:queues])
-	return res, nil
+	dl.elapsed = time.Since(start)
+	return dl, nil
 }
 
 func tapStats(index int) (*netlink.LinkStatistics, error) {

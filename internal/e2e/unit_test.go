@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/binary"
 	"fmt"
+	"math/rand/v2"
 	"os"
 	"os/exec"
 	"slices"
@@ -11,6 +12,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/vrss-dev/vrss/internal/frame"
 	"github.com/vrss-dev/vrss/rss"
 	"github.com/vrss-dev/vrss/steering"
 )
@@ -244,8 +246,8 @@ func TestMachineArgs(t *testing.T) {
 	line := strings.Join(args, " ")
 	for _, want := range []string{
 		"-accel tcg", "-smp 2", "-m 256", "-nodefaults", "-no-reboot",
-		"-netdev tap,id=n0,vhost=off,fds=3:4:5:6",
-		"-device virtio-net-pci,netdev=n0,mac=52:54:00:12:34:56,mq=on,vectors=10,romfile=",
+		"-netdev tap,id=n0,fds=3:4:5:6,vhost=off",
+		"-device virtio-net-pci,netdev=n0,mq=on,vectors=10,mac=52:54:00:12:34:56,romfile=",
 		"-append console=ttyS0 panic=-1 quiet",
 	} {
 		if !strings.Contains(line, want) {
@@ -263,10 +265,28 @@ func TestMachineArgs(t *testing.T) {
 		t.Fatal(err)
 	}
 	line = strings.Join(args, " ")
-	for _, want := range []string{",rss=on,hash=on,ebpf-rss-fds=7:8:9:10", "-qmp unix:/run/q.sock,server=on,wait=off"} {
+	// ebpf-rss-fds is an array property: QEMU takes it only in the JSON
+	// form of -device.
+	for _, want := range []string{
+		`-device {"driver":"virtio-net-pci","netdev":"n0","mq":true,"vectors":10,"mac":"52:54:00:12:34:56","romfile":"","hash":true,"rss":true,"ebpf-rss-fds":["7","8","9","10"]}`,
+		"-qmp unix:/run/q.sock,server=on,wait=off",
+	} {
 		if !strings.Contains(line, want) {
 			t.Errorf("%q missing from %s", want, line)
 		}
+	}
+	// Software or QEMU-loaded RSS: the key=value form.
+	m.EBPFRSSFDs = nil
+	if args, err = m.Args(); err != nil || !strings.Contains(strings.Join(args, " "), ",romfile=,rss=on,hash=on") {
+		t.Errorf("rss without ebpf-rss-fds: %q, %v", args, err)
+	}
+	// A wrapper adds the network device.
+	m.ExternalNet, m.TapFDs, m.Queues = true, nil, 0
+	if args, err = m.Args(); err != nil || strings.Contains(strings.Join(args, " "), "-netdev") {
+		t.Errorf("external net: %q, %v", args, err)
+	}
+	if _, err := (Machine{Queues: 2, TapFDs: []int{3, 4}, RSS: true, EBPFRSSFDs: []int{6, 7, 8, 9}}).Args(); err == nil {
+		t.Error("ebpf-rss-fds not right after the TAP fds accepted")
 	}
 	if _, err := (Machine{Queues: 4, TapFDs: []int{3}}).Args(); err == nil {
 		t.Error("fd count mismatch accepted")
@@ -387,5 +407,142 @@ RSS hash function:
 	// What a driver without VIRTIO_NET_F_RSS answers.
 	if _, _, err := parseEthtoolX("RX flow hash indirection table for eth0 with 4 RX ring(s):\nOperation not supported\nRSS hash key:\nOperation not supported\n"); err == nil {
 		t.Error("no configuration accepted")
+	}
+}
+
+func TestParseRxFlowHash(t *testing.T) {
+	for _, tc := range []struct {
+		out    string
+		ip, l4 bool
+	}{
+		{"TCP over IPV4 flows use these fields for computing Hash flow key:\nIP SA\nIP DA\nL4 bytes 0 & 1 [TCP/UDP src port]\nL4 bytes 2 & 3 [TCP/UDP dst port]\n", true, true},
+		{"UDP over IPV4 flows use these fields for computing Hash flow key:\nIP SA\nIP DA\n", true, false},
+		{"TCP over IPV6 flows use these fields for computing Hash flow key:\nNone\n", false, false},
+	} {
+		if ip, l4 := parseRxFlowHash(tc.out); ip != tc.ip || l4 != tc.l4 {
+			t.Errorf("%q: ip %v l4 %v", tc.out, ip, l4)
+		}
+	}
+}
+
+func TestParseFeature(t *testing.T) {
+	out := "Features for eth0:\nrx-checksumming: on [fixed]\nreceive-hashing: off\nhighdma: on [fixed]\n"
+	if on, err := parseFeature(out, "receive-hashing"); on || err != nil {
+		t.Errorf("receive-hashing: %v %v", on, err)
+	}
+	if on, err := parseFeature(out, "highdma"); !on || err != nil {
+		t.Errorf("highdma: %v %v", on, err)
+	}
+	if _, err := parseFeature(out, "rx-hashing"); err == nil {
+		t.Error("a missing feature found")
+	}
+}
+
+// The zero-hash addresses scenario B's characterisation sends do hash to
+// 0, under any key, and differ from one another.
+func TestZeroHashAddrs(t *testing.T) {
+	r := rand.New(rand.NewPCG(7, 7))
+	for range 5 {
+		key := make([]byte, 40)
+		for i := range key {
+			key[i] = byte(r.Uint32())
+		}
+		eng, err := rss.New(rss.Config{HashTypes: rss.HashIPv4, Key: key, Table: []uint16{0}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		gen := zeroHashAddrs(key)
+		seen := map[string]bool{}
+		for range 8 {
+			src, dst := gen(r)
+			f := frame.Build(frame.Spec{Src: src, Dst: dst, Proto: frame.ProtoICMP, Payload: 8})
+			if res := eng.Steer(f); res.Hash != 0 || res.Report != rss.ReportIPv4 {
+				t.Fatalf("%v -> %v: hash %#x, report %s", src, dst, res.Hash, res.Report)
+			}
+			seen[src.String()+dst.String()] = true
+		}
+		if len(seen) < 4 {
+			t.Errorf("only %d different address pairs", len(seen))
+		}
+	}
+}
+
+// The frame kinds build what their names say, as the engine sees them.
+func TestFrameKinds(t *testing.T) {
+	key := make([]byte, 40)
+	for i := range key {
+		key[i] = byte(i * 7)
+	}
+	cfg := rss.Config{HashTypes: rss.AllHashTypes, Key: key, Table: rss.EqualTable(128, 4)}
+	eng, err := rss.New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := rand.New(rand.NewPCG(1, 1))
+	want := map[string]rss.HashReport{
+		"tcpv4": rss.ReportTCPv4, "udpv6": rss.ReportUDPv6, "icmpv6 echo request": rss.ReportIPv6,
+		"non-IP (EtherType 0x88b5)": rss.ReportNone, "ipv4 IHL 4 (TCP)": rss.ReportNone,
+		"ipv6 atomic fragment (TCP)": rss.ReportTCPv6Ex, "ipv6 9 extension headers (TCP)": rss.ReportNone,
+		"802.1Q + 802.1Q (TCPv4)": rss.ReportTCPv4, "icmpv4, Toeplitz hash 0": rss.ReportIPv4,
+	}
+	main := 0
+	for _, k := range frameKinds(key) {
+		if k.main {
+			main++
+		}
+		rep := eng.Steer(k.build(r)).Report
+		if w, ok := want[k.name]; ok && rep != w {
+			t.Errorf("%s: report %s, want %s", k.name, rep, w)
+		}
+		delete(want, k.name)
+	}
+	if len(want) != 0 || main != 7 {
+		t.Errorf("kinds missing: %v; %d main kinds", want, main)
+	}
+	for _, k := range exKinds() {
+		if rep := eng.Steer(k.build(r)).Report; rep == rss.ReportNone {
+			t.Errorf("%s: unclassified under every hash type", k.name)
+		}
+	}
+}
+
+func TestAddressQueue(t *testing.T) {
+	key := make([]byte, 40)
+	for i := range key {
+		key[i] = byte(i*13 + 1)
+	}
+	table := make([]uint16, 128)
+	for i := range table {
+		table[i] = uint16(i)
+	}
+	cfg := rss.Config{HashTypes: rss.HashIPv4 | rss.HashIPv6, Key: key, Table: table}
+	eng, _ := rss.New(cfg)
+	r := rand.New(rand.NewPCG(2, 2))
+	for _, s := range []frame.Spec{
+		{Src: frame.RandomAddr4(r), Dst: frame.RandomAddr4(r), Proto: frame.ProtoICMP, Payload: 8},
+		{Src: frame.RandomAddr6(r), Dst: frame.RandomAddr6(r), Proto: 58, Payload: 8, VLANs: []uint16{0x8100, 0x8100}},
+	} {
+		f := frame.Build(s)
+		s.VLANs = nil
+		q, ok := addressQueue(f, cfg)
+		if want := int(eng.Steer(frame.Build(s)).Queue); !ok || q != want {
+			t.Errorf("%v: %d %v, want %d", s, q, ok, want)
+		}
+	}
+	if _, ok := addressQueue([]byte{1, 2, 3}, cfg); ok {
+		t.Error("a 3-byte frame has addresses")
+	}
+}
+
+func TestQEMUMapsMatches(t *testing.T) {
+	cfg := rss.Config{HashTypes: rss.HashIPv4 | rss.HashTCPv4, Key: []byte{1, 2, 3, 4}, Table: []uint16{0, 1}}
+	m := QEMUMaps{Redirect: true, HashTypes: cfg.HashTypes, TableLen: 2, Key: cfg.Key, Table: cfg.Table}
+	if err := m.matches(cfg); err != nil {
+		t.Fatal(err)
+	}
+	m.HashTypes |= rss.HashIPv6
+	m.Redirect = false
+	if err := m.matches(cfg); err == nil || !strings.Contains(err.Error(), "hash types") || !strings.Contains(err.Error(), "redirect") {
+		t.Errorf("differences not reported: %v", err)
 	}
 }

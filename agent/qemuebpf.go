@@ -1,0 +1,546 @@
+package agent
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"encoding/base64"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"maps"
+	"os"
+	"os/exec"
+	"os/user"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/cilium/ebpf"
+	"github.com/cilium/ebpf/rlimit"
+	"golang.org/x/sys/unix"
+
+	"github.com/vrss-dev/vrss/agent/api"
+)
+
+// QEMU's eBPF RSS object, as QMP request-ebpf returns it (QEMU 9.0 and
+// later, built with CONFIG_EBPF): one socket-filter program and three
+// BPF_F_MMAPABLE array maps, which QEMU mmaps and writes the guest's
+// configuration into. ebpf-rss-fds takes them in this order.
+const (
+	// QEMUEBPFMinVersion is the first QEMU with request-ebpf and
+	// ebpf-rss-fds.
+	QEMUEBPFMinVersion = "9.0"
+	qemuRSSProgram     = "tun_rss_steering_prog"
+)
+
+// qemuRSSMaps are QEMU's map names in ebpf-rss-fds order, after the
+// program: configuration, Toeplitz key, indirection table.
+var qemuRSSMaps = []string{"tap_rss_map_configurations", "tap_rss_map_toeplitz_key", "tap_rss_map_indirection_table"}
+
+// qmpTimeout bounds one conversation with a QEMU started to ask for its
+// object: it starts with -machine none, so it answers in well under a
+// second even on a loaded machine.
+const qmpTimeout = 30 * time.Second
+
+// qemuEBPFCacheDir is where objects are cached, under the state directory,
+// named by the digest of the QEMU binary they came from.
+const qemuEBPFCacheDir = "qemu-ebpf"
+
+// qemuEBPF loads the eBPF RSS program and maps of the QEMU binary the peer
+// names, for a TAP the peer may use, and hands over their fds. It detaches
+// vrss's own program from the TAP: QEMU attaches its program itself.
+func (s *Server) qemuEBPF(p *peer, raw json.RawMessage, _ []int) (any, []int, error) {
+	var a api.QEMUEBPFArgs
+	if err := api.DecodeArgs(raw, &a); err != nil {
+		return nil, nil, err
+	}
+	// Authorise before doing anything slow; the lookup is repeated once
+	// the object is loaded, since the TAP may be gone by then.
+	s.mu.Lock()
+	_, err := s.lookupLocked(p, a.Name)
+	s.mu.Unlock()
+	if err != nil {
+		return nil, nil, err
+	}
+	resolved, err := resolveQEMU(a.QEMU, s.opts.Policy.qemuBinaries())
+	if err != nil {
+		return nil, nil, err
+	}
+	obj, err := s.qemuObject(resolved)
+	if err != nil {
+		return nil, nil, err
+	}
+	res, fds, err := loadQEMUObject(obj.data)
+	if err != nil {
+		return nil, nil, api.Errorf(api.CodeUnavailable, "QEMU %s's eBPF RSS object (%s): %v", obj.version, obj.digest, err)
+	}
+	closeFDs := func() {
+		for _, fd := range fds {
+			unix.Close(fd)
+		}
+	}
+	res.QEMU, res.QEMUVersion, res.QEMUPackage, res.Digest, res.Cached = resolved, obj.version, obj.pkg, obj.digest, obj.cached
+
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	d, err := s.lookupLocked(p, a.Name)
+	if err != nil {
+		closeFDs()
+		return nil, nil, err
+	}
+	// Two programs cannot steer one TAP: QEMU replaces whatever is
+	// attached when its guest enables RSS, and detaches it when RSS is
+	// turned off. Detach vrss's now, so that vrssd's state says so.
+	if d.steering {
+		if err := s.holdQueuesLocked(d, "QEMU's program replaces vrss's when the guest enables RSS, but vrssd must detach its own first: close them, or detach through one of them (TUNSETSTEERINGEBPF with -1)"); err != nil {
+			closeFDs()
+			return nil, nil, err
+		}
+		if err := d.dev.DetachSteering(); err != nil {
+			closeFDs()
+			return nil, nil, err
+		}
+		d.steering = false
+		res.SteeringDetached = true
+		s.saveLocked()
+	}
+	res.TAP = d.info()
+	s.log.Info("handed QEMU's eBPF RSS program", "tap", d.name, "uid", p.uid, "pid", p.pid, "qemu", resolved,
+		"qemu_version", obj.version, "digest", obj.digest, "cached", obj.cached, "program_id", res.ProgramID,
+		"vrss_steering_detached", res.SteeringDetached)
+	return res, fds, nil
+}
+
+// resolveQEMU resolves the symbolic links of path and checks the result
+// against the allowlist, whose entries are resolved too (those that do
+// not exist are skipped). vrssd runs the binary as part of the request:
+// anything not listed is refused.
+func resolveQEMU(path string, allow []string) (string, error) {
+	if !filepath.IsAbs(path) {
+		return "", api.Errorf(api.CodeBadRequest, "QEMU binary %q: want an absolute path", path)
+	}
+	resolved, err := filepath.EvalSymlinks(path)
+	if err != nil {
+		return "", api.Errorf(api.CodeBadRequest, "QEMU binary %s: %v", path, err)
+	}
+	for _, a := range allow {
+		if r, err := filepath.EvalSymlinks(a); err == nil && r == resolved {
+			return resolved, nil
+		}
+	}
+	shown := path
+	if resolved != path {
+		shown += " (" + resolved + ")"
+	}
+	return "", api.Errorf(api.CodeDenied, "QEMU binary %s is not in vrssd's qemu_binaries allowlist %q: vrssd runs only the QEMU binaries its configuration file names", shown, allow)
+}
+
+// qemuObj is a QEMU build's eBPF RSS object and where it came from.
+type qemuObj struct {
+	data         []byte
+	version, pkg string
+	digest       string // "sha256:<hex>" of the binary
+	cached       bool
+}
+
+// qemuMeta is what the cache keeps next to an object.
+type qemuMeta struct {
+	QEMU        string    `json:"qemu"`
+	QEMUVersion string    `json:"qemu_version"`
+	QEMUPackage string    `json:"qemu_package,omitempty"`
+	Fetched     time.Time `json:"fetched"`
+}
+
+// qemuObject returns the eBPF RSS object of the QEMU binary at path (an
+// allowlisted, resolved path): from the cache, by the binary's digest, or
+// by running it and asking over QMP. The binary is opened once: the digest
+// and the run are of the same file, even if path is replaced meanwhile.
+func (s *Server) qemuObject(path string) (*qemuObj, error) {
+	// One QEMU run at a time, and no two writers of one cache entry.
+	s.qemuMu.Lock()
+	defer s.qemuMu.Unlock()
+	bin, err := os.Open(path)
+	if err != nil {
+		return nil, api.Errorf(api.CodeBadRequest, "QEMU binary: %v", err)
+	}
+	defer bin.Close()
+	if fi, err := bin.Stat(); err != nil || !fi.Mode().IsRegular() {
+		return nil, api.Errorf(api.CodeBadRequest, "QEMU binary %s is not a regular file", path)
+	}
+	h := sha256.New()
+	if _, err := io.Copy(h, bin); err != nil {
+		return nil, fmt.Errorf("read QEMU binary %s: %w", path, err)
+	}
+	sum := hex.EncodeToString(h.Sum(nil))
+	o := &qemuObj{digest: "sha256:" + sum}
+	dir := filepath.Join(s.opts.StateDir, qemuEBPFCacheDir)
+	objPath, metaPath := filepath.Join(dir, sum+".o"), filepath.Join(dir, sum+".json")
+	if mb, err := os.ReadFile(metaPath); err == nil {
+		var m qemuMeta
+		if json.Unmarshal(mb, &m) == nil && m.QEMUVersion != "" {
+			if o.data, err = os.ReadFile(objPath); err == nil && len(o.data) > 0 {
+				o.version, o.pkg, o.cached = m.QEMUVersion, m.QEMUPackage, true
+				return o, nil
+			}
+		}
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), qmpTimeout)
+	defer cancel()
+	a, err := askQEMU(ctx, bin, path, s.log.Warn)
+	if err != nil {
+		return nil, err
+	}
+	o.data, o.version, o.pkg = a.object, a.version, a.pkg
+	// The object is the expensive part to get again; a failure to cache
+	// it costs only a QEMU run next time.
+	meta, _ := json.MarshalIndent(qemuMeta{QEMU: path, QEMUVersion: a.version, QEMUPackage: a.pkg, Fetched: time.Now().UTC()}, "", "  ")
+	if err := os.MkdirAll(dir, 0o700); err == nil {
+		// The object first: the metadata file marks a complete entry.
+		err = writeFileAtomic(objPath, o.data)
+		if err == nil {
+			err = writeFileAtomic(metaPath, append(meta, '\n'))
+		}
+		if err != nil {
+			s.log.Warn("caching QEMU's eBPF object", "dir", dir, "err", err)
+		}
+	}
+	return o, nil
+}
+
+// writeFileAtomic replaces path with data: a crash leaves the old file or
+// the new one.
+func writeFileAtomic(path string, data []byte) error {
+	f, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".*")
+	if err != nil {
+		return err
+	}
+	_, err = f.Write(data)
+	if err == nil {
+		err = f.Sync()
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		err = os.Rename(f.Name(), path)
+	}
+	if err != nil {
+		os.Remove(f.Name())
+	}
+	return err
+}
+
+// qmpAnswer is what a QEMU told askQEMU.
+type qmpAnswer struct {
+	object       []byte
+	version, pkg string
+}
+
+// qemuArgs start QEMU doing nothing but answer QMP on its standard input
+// and output: no machine, no devices, no display, no configuration files,
+// CPUs stopped.
+var qemuArgs = []string{"-machine", "none", "-nodefaults", "-no-user-config", "-display", "none", "-S", "-qmp", "stdio"}
+
+// askQEMU runs the QEMU binary bin (opened from path) and asks it, over
+// QMP, for its version and its eBPF RSS object. It runs as an unprivileged
+// user (nobody) where vrssd may switch to one, and is executed through its
+// open descriptor (/proc/self/fd), so that the file digested is the file
+// run and path's directories need not be searchable by that user.
+func askQEMU(ctx context.Context, bin *os.File, path string, warn func(string, ...any)) (*qmpAnswer, error) {
+	uid, gid := nobody()
+	a, err := runQMP(ctx, bin, path, &syscall.Credential{Uid: uid, Gid: gid})
+	var se *startError
+	if errors.As(err, &se) && (errors.Is(err, unix.EPERM) || errors.Is(err, unix.EACCES)) {
+		// Without CAP_SETUID, or a binary nobody may not execute: the
+		// binary is allowlisted and runs without a machine or devices, so
+		// running it as vrssd's own user is an acceptable fallback.
+		warn("cannot run QEMU as an unprivileged user; running it as vrssd's user", "qemu", path, "uid", uid, "err", err)
+		a, err = runQMP(ctx, bin, path, nil)
+	}
+	return a, err
+}
+
+// startError marks a QEMU that could not be started at all.
+type startError struct{ err error }
+
+func (e *startError) Error() string { return e.err.Error() }
+func (e *startError) Unwrap() error { return e.err }
+
+// nobody returns the uid and gid of the user nobody (65534 if unknown).
+func nobody() (uint32, uint32) {
+	uid, gid := uint32(65534), uint32(65534)
+	if u, err := user.Lookup("nobody"); err == nil {
+		if v, err := strconv.ParseUint(u.Uid, 10, 32); err == nil {
+			uid = uint32(v)
+		}
+		if v, err := strconv.ParseUint(u.Gid, 10, 32); err == nil {
+			gid = uint32(v)
+		}
+	}
+	return uid, gid
+}
+
+// qmpMessage is any line QEMU writes on its QMP channel.
+type qmpMessage struct {
+	ID     *int            `json:"id"`
+	Return json.RawMessage `json:"return"`
+	Error  *struct {
+		Class string `json:"class"`
+		Desc  string `json:"desc"`
+	} `json:"error"`
+	Event string `json:"event"`
+	QMP   *struct {
+		Version qmpVersion `json:"version"`
+	} `json:"QMP"`
+}
+
+type qmpVersion struct {
+	QEMU struct {
+		Major, Minor, Micro int
+	} `json:"qemu"`
+	Package string `json:"package"`
+}
+
+func (v qmpVersion) String() string {
+	return fmt.Sprintf("%d.%d.%d", v.QEMU.Major, v.QEMU.Minor, v.QEMU.Micro)
+}
+
+func runQMP(ctx context.Context, bin *os.File, path string, cred *syscall.Credential) (*qmpAnswer, error) {
+	cmd := exec.CommandContext(ctx, "/proc/self/fd/3", qemuArgs...)
+	cmd.Args[0] = path
+	cmd.ExtraFiles = []*os.File{bin} // fd 3 in the child
+	cmd.Env = []string{"PATH=/usr/sbin:/usr/bin:/sbin:/bin", "HOME=/", "LC_ALL=C"}
+	cmd.Dir = "/"
+	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: cred, Setsid: true}
+	cmd.WaitDelay = time.Second
+	var stderr bytes.Buffer
+	cmd.Stderr = &limitedWriter{w: &stderr, n: 4096}
+	stdin, err := cmd.StdinPipe()
+	if err != nil {
+		return nil, err
+	}
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		return nil, err
+	}
+	if err := cmd.Start(); err != nil {
+		return nil, &startError{fmt.Errorf("start QEMU %s: %w", path, err)}
+	}
+	// Whatever happens, QEMU does not outlive the request. It runs no
+	// machine and holds nothing, so there is nothing to shut down cleanly.
+	defer func() {
+		cmd.Process.Kill()
+		stdin.Close()
+		cmd.Wait()
+	}()
+	sc := bufio.NewScanner(stdout)
+	// The object is some tens of KiB of base64 on one line.
+	sc.Buffer(make([]byte, 64<<10), 32<<20)
+	fail := func(what string, err error) error {
+		if ctx.Err() != nil {
+			err = fmt.Errorf("no answer within %v", qmpTimeout)
+		}
+		msg := fmt.Sprintf("QEMU %s: %s: %v", path, what, err)
+		if e := strings.TrimSpace(stderr.String()); e != "" {
+			msg += " (QEMU said: " + e + ")"
+		}
+		return api.Errorf(api.CodeUnavailable, "%s", msg)
+	}
+	next := func() (*qmpMessage, error) {
+		for sc.Scan() {
+			var m qmpMessage
+			if err := json.Unmarshal(sc.Bytes(), &m); err != nil {
+				return nil, fmt.Errorf("not QMP: %q", truncate(sc.Text(), 120))
+			}
+			if m.Event != "" {
+				continue
+			}
+			return &m, nil
+		}
+		if err := sc.Err(); err != nil {
+			return nil, err
+		}
+		return nil, io.ErrUnexpectedEOF
+	}
+	id := 0
+	execute := func(command string, args any) (*qmpMessage, error) {
+		id++
+		req := map[string]any{"execute": command, "id": id}
+		if args != nil {
+			req["arguments"] = args
+		}
+		b, _ := json.Marshal(req)
+		if _, err := stdin.Write(append(b, '\n')); err != nil {
+			return nil, err
+		}
+		for {
+			m, err := next()
+			if err != nil {
+				return nil, err
+			}
+			if m.ID != nil && *m.ID == id {
+				return m, nil
+			}
+		}
+	}
+	greeting, err := next()
+	if err != nil || greeting.QMP == nil {
+		if err == nil {
+			err = errors.New("no QMP greeting")
+		}
+		return nil, fail("QMP greeting", err)
+	}
+	if m, err := execute("qmp_capabilities", nil); err != nil || m.Error != nil {
+		return nil, fail("qmp_capabilities", qmpErr(m, err))
+	}
+	m, err := execute("query-version", nil)
+	if err != nil || m.Error != nil {
+		return nil, fail("query-version", qmpErr(m, err))
+	}
+	var ver qmpVersion
+	if err := json.Unmarshal(m.Return, &ver); err != nil {
+		return nil, fail("query-version", err)
+	}
+	a := &qmpAnswer{version: ver.String(), pkg: ver.Package}
+	m, err = execute("request-ebpf", map[string]string{"id": "rss"})
+	if err != nil {
+		return nil, fail("request-ebpf", err)
+	}
+	if m.Error != nil {
+		if m.Error.Class == "CommandNotFound" {
+			why := "eBPF RSS fds (ebpf-rss-fds) need QEMU ≥ " + QEMUEBPFMinVersion
+			if ver.QEMU.Major >= 9 {
+				why = "this build has no eBPF support (CONFIG_EBPF, libbpf); " + why + " built with it"
+			}
+			return nil, api.Errorf(api.CodeUnavailable, "QEMU %s (%s) has no request-ebpf: %s", a.version, path, why)
+		}
+		return nil, fail("request-ebpf", qmpErr(m, nil))
+	}
+	var obj struct {
+		Object string `json:"object"`
+	}
+	if err := json.Unmarshal(m.Return, &obj); err != nil {
+		return nil, fail("request-ebpf", err)
+	}
+	if a.object, err = base64.StdEncoding.DecodeString(obj.Object); err != nil || len(a.object) == 0 {
+		if err == nil {
+			err = errors.New("empty object")
+		}
+		return nil, fail("request-ebpf object", err)
+	}
+	return a, nil
+}
+
+func qmpErr(m *qmpMessage, err error) error {
+	if err != nil {
+		return err
+	}
+	return fmt.Errorf("%s: %s", m.Error.Class, m.Error.Desc)
+}
+
+func truncate(s string, n int) string {
+	if len(s) > n {
+		return s[:n] + "…"
+	}
+	return s
+}
+
+// limitedWriter keeps the first n bytes written to it.
+type limitedWriter struct {
+	w io.Writer
+	n int
+}
+
+func (l *limitedWriter) Write(p []byte) (int, error) {
+	if l.n > 0 {
+		k := min(len(p), l.n)
+		l.w.Write(p[:k])
+		l.n -= k
+	}
+	return len(p), nil
+}
+
+// loadQEMUObject loads QEMU's object and returns the fds of its program
+// and its three maps in ebpf-rss-fds order, with a description. The maps
+// must be mmapable arrays: QEMU maps them and writes the guest's
+// configuration into them without a bpf() call.
+func loadQEMUObject(obj []byte) (*api.QEMUEBPFResult, []int, error) {
+	spec, err := ebpf.LoadCollectionSpecFromReader(bytes.NewReader(obj))
+	if err != nil {
+		return nil, nil, fmt.Errorf("not a loadable eBPF object: %w", err)
+	}
+	if len(spec.Programs) != 1 {
+		return nil, nil, fmt.Errorf("%d programs, want exactly one (%s)", len(spec.Programs), qemuRSSProgram)
+	}
+	var progName string
+	for name, p := range spec.Programs {
+		progName = name
+		switch p.Type {
+		case ebpf.UnspecifiedProgram:
+			// QEMU sets the type itself before loading.
+			p.Type = ebpf.SocketFilter
+		case ebpf.SocketFilter:
+		default:
+			return nil, nil, fmt.Errorf("program %s is of type %s; TUNSETSTEERINGEBPF takes socket filters", name, p.Type)
+		}
+	}
+	for _, name := range qemuRSSMaps {
+		m, ok := spec.Maps[name]
+		switch {
+		case !ok:
+			return nil, nil, fmt.Errorf("no map %s (has %s): a QEMU whose maps vrssd does not know", name, strings.Join(slices.Sorted(maps.Keys(spec.Maps)), ", "))
+		case m.Type != ebpf.Array || m.Flags&unix.BPF_F_MMAPABLE == 0:
+			return nil, nil, fmt.Errorf("map %s is a %s with flags %#x; QEMU mmaps it, so it must be an array with BPF_F_MMAPABLE", name, m.Type, m.Flags)
+		}
+	}
+	// Before Linux 5.11 maps count against RLIMIT_MEMLOCK.
+	_ = rlimit.RemoveMemlock()
+	coll, err := ebpf.NewCollection(spec)
+	if err != nil {
+		return nil, nil, fmt.Errorf("load: %w", err)
+	}
+	defer coll.Close()
+	res := &api.QEMUEBPFResult{Program: progName, Maps: slices.Clone(qemuRSSMaps)}
+	var fds []int
+	dup := func(fd int) error {
+		nfd, err := unix.FcntlInt(uintptr(fd), unix.F_DUPFD_CLOEXEC, 0)
+		if err != nil {
+			return err
+		}
+		fds = append(fds, nfd)
+		return nil
+	}
+	prog := coll.Programs[progName]
+	err = dup(prog.FD())
+	if info, ierr := prog.Info(); ierr == nil {
+		if id, ok := info.ID(); ok {
+			res.ProgramID = uint32(id)
+		}
+	}
+	for _, name := range qemuRSSMaps {
+		if err != nil {
+			break
+		}
+		m := coll.Maps[name]
+		err = dup(m.FD())
+		if info, ierr := m.Info(); ierr == nil {
+			if id, ok := info.ID(); ok {
+				res.MapIDs = append(res.MapIDs, uint32(id))
+			}
+		}
+	}
+	if err != nil {
+		for _, fd := range fds {
+			unix.Close(fd)
+		}
+		return nil, nil, fmt.Errorf("dup: %w", err)
+	}
+	return res, fds, nil
+}
