@@ -18,11 +18,17 @@
 // then runs shell commands the host sends over the serial console, framing
 // each reply with markers (see Guest.Run): the scenarios run `ethtool`.
 //
-// Scenario A (RunPreSteered) is the pre-steered TAP: the host publishes an
-// RSS configuration through a vrss steering program attached to the TAP,
-// injects frames with AF_PACKET, and the deltas of the guest's
-// rx_queue_N_packets counters must equal the rss engine's predicted
-// histogram exactly.
+// Scenario A (RunPreSteered) is the pre-steered TAP for any QEMU, through
+// vrss end to end: a vrssd of the test's own (as in scenario B) creates
+// the TAP for uid 4242 (`vrss tap create`), which starts bookworm's QEMU
+// 7.2 itself with `vrss qemu exec --tap NAME -- qemu-system-x86_64 ...`
+// (the queue fds come from vrssd and are inherited; no --ebpf-rss), and,
+// once the guest is READY, re-attaches steering (`vrss tap attach`: QEMU
+// 7.2 detaches any steering program when the guest sets its queues) and
+// sets each RSS configuration with `vrss rss set`. The harness injects
+// frames with AF_PACKET, and the deltas of the guest's rx_queue_N_packets
+// counters, and of the program's per-queue counters (`vrss stats --json`),
+// must equal the rss engine's predicted histogram exactly.
 //
 // Scenario B (RunGuestRSS) is QEMU's own eBPF RSS program, handed to an
 // unprivileged QEMU: QEMU 10 from bookworm-backports (downloaded and

@@ -17,8 +17,9 @@ const EnvE2E = "VRSS_E2E"
 // budget is what `make e2e` may take on the project's machines.
 const budget = 10 * time.Minute
 
-// TestE2E runs the real-guest scenarios: A, the pre-steered TAP (see
-// RunPreSteered), and B, QEMU's own eBPF RSS program handed to an
+// TestE2E runs the real-guest scenarios: A, the pre-steered TAP created by
+// vrssd, QEMU started unprivileged by `vrss qemu exec` and RSS set with
+// `vrss rss set` (see RunPreSteered), and B, QEMU's own eBPF RSS program handed to an
 // unprivileged QEMU by vrssd, with the guest configuring RSS itself (see
 // RunGuestRSS). It installs Debian packages, downloads a kernel and QEMU
 // 10 from bookworm-backports and boots QEMU under TCG, so it only runs

@@ -5,20 +5,22 @@ import (
 	"fmt"
 	"io"
 	"math/rand/v2"
-	"os"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/vishvananda/netlink"
 
+	"github.com/vrss-dev/vrss/agent/api"
 	"github.com/vrss-dev/vrss/internal/demo"
 	"github.com/vrss-dev/vrss/internal/inject"
 	"github.com/vrss-dev/vrss/internal/netnstest"
+	"github.com/vrss-dev/vrss/qemu"
 	"github.com/vrss-dev/vrss/rss"
 	"github.com/vrss-dev/vrss/steering"
-	"github.com/vrss-dev/vrss/tap"
 )
 
 // Options configure a harness run. Zero values take the defaults.
@@ -41,8 +43,8 @@ type Options struct {
 	MemoryMB        int    // guest RAM; default 256
 	Seed            uint64 // for the random key of DefaultScenarios; default from the clock
 	Scenarios       []Scenario
-	// VMMUID is the unprivileged user QEMU runs as in scenario B; default
-	// DefaultVMMUID.
+	// VMMUID is the unprivileged user that owns the TAP and runs QEMU
+	// (and, in scenario A, the vrss commands); default DefaultVMMUID.
 	VMMUID int
 }
 
@@ -68,23 +70,34 @@ func (o *Options) defaults() {
 	if o.Scenarios == nil {
 		o.Scenarios = DefaultScenarios(o.Queues, o.Seed)
 	}
+	if o.VMMUID == 0 {
+		o.VMMUID = DefaultVMMUID
+	}
 }
 
-// Scenario is one pre-steered run: a configuration the host publishes and
-// the frames it injects (demo.Frames: every hash type, VLANs, fragments,
-// extension headers, and frames no type applies to).
+// Scenario is one pre-steered run: a configuration the host sets with
+// `vrss rss set` and the frames it injects (demo.Frames: every hash type,
+// VLANs, fragments, extension headers, and frames no type applies to).
 type Scenario struct {
-	Name    string
-	Config  rss.Config
+	Name   string
+	Config rss.Config
+	// SetArgs are the `vrss rss set` flags that set Config, as a user
+	// would write them (--weights, --equal ...); nil: the explicit form,
+	// --key, --types, --table and --unclassified. Either way the harness
+	// reads the configuration back (`vrss rss show --json`) and refuses
+	// to go on unless it is Config.
+	SetArgs []string
 	Flows   int    // distinct flows
 	PerFlow int    // frames per flow
 	Seed    uint64 // frame generator seed
 }
 
 // DefaultScenarios are scenario A's two runs: every hash type with the
-// Microsoft key and an equal 128-entry table; then a random 40-byte key
-// (from seed) and a 5:3:1:1 table with unclassified frames on the last
-// queue. Each sends 2,500 frames from 250 flows.
+// Microsoft key and an equal 128-entry table, set in the explicit form
+// (vrss rss set --key --types --table --unclassified); then a random
+// 40-byte key (from seed) and a 5:3:1:1 table with unclassified frames on
+// the last queue, set as a user would (vrss rss set --weights 5,3,1,1).
+// Each sends 2,500 frames from 250 flows.
 func DefaultScenarios(queues int, seed uint64) []Scenario {
 	r := rand.New(rand.NewPCG(seed, 0x65326520))
 	key := make([]byte, 40)
@@ -99,11 +112,18 @@ func DefaultScenarios(queues int, seed uint64) []Scenario {
 	if queues > 1 {
 		weights[1] = 3
 	}
+	ws := make([]string, queues)
+	for i, w := range weights {
+		ws[i] = strconv.Itoa(w)
+	}
+	a1 := demo.DefaultConfig(queues)
 	return []Scenario{
-		{Name: "A1 equal", Config: demo.DefaultConfig(queues), Flows: 250, PerFlow: 10, Seed: 1},
+		{Name: "A1 equal", Config: a1, SetArgs: rssSetArgs(a1), Flows: 250, PerFlow: 10, Seed: 1},
 		{Name: "A2 skewed", Config: rss.Config{
 			HashTypes: rss.AllHashTypes, Key: key,
 			Table: rss.WeightedTable(128, weights), UnclassifiedQueue: uint16(queues - 1),
+		}, SetArgs: []string{
+			"--key", hex.EncodeToString(key), "--types", "all", "--weights", strings.Join(ws, ","), "--unclassified", strconv.Itoa(queues - 1),
 		}, Flows: 250, PerFlow: 10, Seed: seed | 1},
 	}
 }
@@ -201,12 +221,17 @@ type Result struct {
 	Kinds    map[rss.HashReport]int // frames per hash report the engine predicts
 	Expected []uint64               // frames per queue, as the engine predicts
 	Observed []uint64               // deltas of the guest's rx_queue_N_packets
-	Program  []uint64               // deltas of the steering program's per-queue counters
+	// Program are the deltas of the steering program's per-queue counters
+	// (scenario A: from vrss stats --json).
+	Program []uint64
 	// Delivered and Dropped are the TAP's tx_packets and tx_dropped
 	// deltas: frames QEMU read from the queues, and frames tun dropped
 	// because a queue was full.
 	Delivered, Dropped uint64
 	Elapsed            time.Duration // from the first frame sent to the counters settling
+	// Set is the `vrss rss set` command that set the configuration, and
+	// SetOutput what it printed (scenario A).
+	Set, SetOutput string
 }
 
 // OK reports whether the guest saw exactly the predicted histogram, the
@@ -224,9 +249,23 @@ type Report struct {
 	Queues  int
 	CPUs    int
 	Seed    uint64
-	Results []Result
-	// Prepare, Boot and Total are wall times: packages, kernel and
-	// initramfs; QEMU start to READY; the whole run.
+	UID     int // the TAP's owner, QEMU's user and the vrss commands'
+	// Commands are the vrss commands run before the scenarios, each with
+	// what it printed: tap create, qemu exec, tap attach.
+	Commands []string
+	// QEMUPid and QEMUFDs are QEMU's process and the descriptors through
+	// which it holds the TAP's queues (checked: 3, 4, ...).
+	QEMUPid int
+	QEMUFDs []int
+	// ProbeSent frames were injected once the guest was READY, before
+	// `vrss tap attach`; the steering program ran ProbeRuns times on them
+	// (0 when the VMM detached it).
+	ProbeSent int
+	ProbeRuns uint64
+	Results   []Result
+	// Prepare, Boot and Total are wall times: packages, kernel,
+	// initramfs and the vrss and vrssd builds; QEMU start to READY; the
+	// whole run.
 	Prepare, Boot, Total time.Duration
 }
 
@@ -243,16 +282,22 @@ func (r *Report) OK() bool {
 	return true
 }
 
-// RunPreSteered runs scenario A: in a fresh network namespace it creates a
-// multi-queue TAP, boots the guest on it, attaches the vrss program and,
-// for each scenario, publishes the configuration, injects the frames with
-// AF_PACKET and compares the guest's per-queue counter deltas with the
+// RunPreSteered runs scenario A, the pre-steered TAP for any QEMU, through
+// vrss end to end. In a fresh network namespace, a vrssd of the test's own
+// (as scenario B runs it) creates a multi-queue TAP for an unprivileged
+// user (Options.VMMUID), and that user starts QEMU (bookworm's 7.2 by
+// default) with `vrss qemu exec --tap NAME -- QEMU ...`, which obtains the
+// queue fds from vrssd and execs QEMU with them inherited. Once the guest
+// is READY, the owner re-attaches steering (`vrss tap attach`) and, for
+// each scenario, sets the configuration (`vrss rss set`), the harness
+// injects the frames with AF_PACKET and compares the guest's per-queue
+// counter deltas, and the program's (`vrss stats --json`), with the
 // engine's prediction. The report is returned even when scenarios fail;
 // the error is for runs that could not be carried out.
 func RunPreSteered(o Options) (*Report, error) {
 	start := time.Now()
 	o.defaults()
-	rep := &Report{Queues: o.Queues, CPUs: o.CPUs, Seed: o.Seed}
+	rep := &Report{Queues: o.Queues, CPUs: o.CPUs, Seed: o.Seed, UID: o.VMMUID, Device: aTAP}
 	for _, sc := range o.Scenarios {
 		if err := sc.Config.Validate(steering.Limits(o.Queues)); err != nil {
 			return nil, fmt.Errorf("e2e: scenario %s: %w", sc.Name, err)
@@ -264,13 +309,20 @@ func RunPreSteered(o Options) (*Report, error) {
 		return nil, err
 	}
 	rep.Assets = a
+	w, err := newWorkDir(a, "a")
+	if err != nil {
+		return nil, err
+	}
+	defer w.remove()
 	rep.Prepare = time.Since(start)
-	err = netnstest.Do(func() error { return runInNetns(o, rep) })
+	err = netnstest.Do(func() error { return runPreSteered(o, w, rep) })
 	rep.Total = time.Since(start)
 	return rep, err
 }
 
 const (
+	// aTAP is scenario A's TAP.
+	aTAP       = "vrsse2e0"
 	guestIface = "eth0"
 	// tapTxQueueLen sizes each TAP queue's ring (tun takes it from the
 	// device's txqueuelen); the default 500 leaves less slack.
@@ -283,117 +335,196 @@ const (
 	sendWindow = 128
 	// stallTimeout bounds how long delivery may make no progress.
 	stallTimeout = 60 * time.Second
+	// probeFlows x probePerFlow frames test, before `vrss tap attach`,
+	// whether the steering program is still attached at READY.
+	probeFlows, probePerFlow = 4, 8
 )
 
-func runInNetns(o Options, rep *Report) error {
-	dev, err := tap.Create(tap.Options{Name: "vrsse2e%d", Queues: o.Queues, VnetHdrLen: 12, Up: true})
+func runPreSteered(o Options, w *workDir, rep *Report) error {
+	vd, err := startVRSSD(w, o.VMMUID)
 	if err != nil {
 		return err
 	}
-	defer dev.Close()
-	rep.Device = dev.Name()
-	link, err := netlink.LinkByIndex(dev.Index())
+	defer vd.stop()
+	fail := func(err error) error {
+		return fmt.Errorf("%w\n--- vrssd log (last lines) ---\n%s", err, tail(vd.log.String(), 20))
+	}
+	// Every vrss command runs as the TAP's owner: nothing here needs a
+	// privilege but vrssd's.
+	cli := &vrssCLI{bin: w.vrss, socket: w.socket, uid: o.VMMUID}
+	record := func(args []string, out string) {
+		line := cli.line(args...)
+		if out = strings.TrimSpace(out); out != "" {
+			line += "  -> " + out
+		}
+		rep.Commands = append(rep.Commands, line)
+		fmt.Fprintf(o.Log, "e2e: uid %d: %s\n", o.VMMUID, line)
+	}
+	create := []string{"tap", "create", aTAP, "--queues", strconv.Itoa(o.Queues)}
+	out, err := cli.run(create...)
+	if err != nil {
+		return fail(err)
+	}
+	record(create, out)
+	link, err := netlink.LinkByName(aTAP)
 	if err == nil {
 		err = netlink.LinkSetTxQLen(link, tapTxQueueLen)
 	}
 	if err != nil {
-		return fmt.Errorf("e2e: txqueuelen of %s: %w", dev.Name(), err)
+		return fmt.Errorf("e2e: txqueuelen of %s: %w", aTAP, err)
 	}
-	prog, err := steering.Load()
-	if err != nil {
-		return err
-	}
-	defer prog.Close()
-	pub, err := prog.Publisher(o.Queues)
-	if err != nil {
-		return err
-	}
-	defer pub.Close()
+	index := link.Attrs().Index
 
-	m := Machine{
-		Kernel: rep.Assets.Kernel, Initrd: rep.Assets.Initramfs.Path,
-		MemoryMB: o.MemoryMB, CPUs: o.CPUs, Queues: o.Queues,
+	// The pre-steered path: no --ebpf-rss, so QEMU neither offers RSS nor
+	// loads a program; vrss's program on the TAP does the steering and
+	// QEMU delivers TAP queue i to the guest's receive queue i.
+	m := Machine{Kernel: w.kernel, Initrd: w.initrd, MemoryMB: o.MemoryMB, CPUs: o.CPUs, ExternalNet: true}
+	// QEMU runs where it is installed if its user may run it there:
+	// Debian's 7.2 loads its accelerators as modules from a directory it
+	// finds relative to its binary, so a copy cannot start TCG. A binary
+	// its user cannot reach (unpacked under a root-only cache) runs from
+	// the work directory, as in scenario B.
+	qemuBin := rep.Assets.QEMU
+	if _, err := asUser(o.VMMUID, qemuBin, "--version"); err != nil {
+		qemuBin = w.qemu
 	}
-	files := make([]*os.File, o.Queues)
-	for q := range files {
-		files[q] = dev.Queue(q)
-		m.TapFDs = append(m.TapFDs, 3+q)
-	}
-	fmt.Fprintf(o.Log, "e2e: booting %s with %s (TCG, %d vCPUs)\n", rep.Assets.KernelRelease, rep.Assets.QEMU, o.CPUs)
+	execArgs := []string{"qemu", "exec", "--tap", aTAP, "--id", "n0", "--mac", GuestMAC, "--device-props", strings.Join(DeviceProps, ","), "--"}
+	wrapper := append([]string{w.vrss, "qemu", "exec", "--socket", w.socket}, execArgs[2:]...)
+	fmt.Fprintf(o.Log, "e2e: booting %s with %s as uid %d through vrss qemu exec (TCG, %d vCPUs)\n", rep.Assets.KernelRelease, qemuBin, o.VMMUID, o.CPUs)
 	bootStart := time.Now()
+	consoleLog := filepath.Join(o.Cache, "console.log")
 	g, err := Boot(BootOptions{
-		QEMU: rep.Assets.QEMU, Machine: m, ExtraFiles: files,
-		ConsoleLog: filepath.Join(o.Cache, "console.log"),
+		QEMU: qemuBin, Machine: m, Wrapper: wrapper, ConsoleLog: consoleLog,
+		Credential: &syscall.Credential{Uid: uint32(o.VMMUID), Gid: uint32(o.VMMUID)},
 	})
 	if err != nil {
-		return err
+		return fail(err)
 	}
 	defer g.Close()
 	rep.Boot = time.Since(bootStart)
 	rep.Release = g.Release
-	fmt.Fprintf(o.Log, "e2e: guest ready after %v (console log %s)\n", rep.Boot.Round(time.Millisecond), filepath.Join(o.Cache, "console.log"))
+	record(append(execArgs, qemuBin, "…"), "")
+	fmt.Fprintf(o.Log, "e2e: guest ready after %v (console log %s)\n", rep.Boot.Round(time.Millisecond), consoleLog)
 
+	// QEMU is the process vrss qemu exec became: it must run as the
+	// owner and hold the TAP's queues at 3, 4, ..., inherited.
+	rep.QEMUPid = g.Pid()
+	if uid, err := processUID(rep.QEMUPid); err != nil {
+		return err
+	} else if uid != o.VMMUID {
+		return fmt.Errorf("e2e: QEMU (pid %d) runs as uid %d, want %d", rep.QEMUPid, uid, o.VMMUID)
+	}
+	if rep.QEMUFDs, err = tapFDs(rep.QEMUPid, aTAP); err != nil {
+		return err
+	}
+	for q := range o.Queues {
+		if !slices.Contains(rep.QEMUFDs, qemu.FirstFD+q) {
+			return fmt.Errorf("e2e: QEMU (pid %d) holds %s's queues at fds %v, want %d from %d", rep.QEMUPid, aTAP, rep.QEMUFDs, o.Queues, qemu.FirstFD)
+		}
+	}
 	if n, err := g.Channels(guestIface); err != nil {
 		return err
 	} else if n != o.Queues {
 		return fmt.Errorf("e2e: guest has %d combined channels enabled, want %d", n, o.Queues)
 	}
-	// Only now: QEMU before 9.0 (bookworm's 7.2) detaches the TAP's
-	// steering program on every MQ control command and device reset
-	// (virtio_net_disable_rss -> TUNSETSTEERINGEBPF -1, even without
-	// rss=on), and the driver sends one at probe and at ethtool -L. A
-	// program attached before boot is gone by READY with 7.2 (10.0 keeps it).
-	if err := dev.SetSteering(prog.Prog.FD()); err != nil {
-		return err
-	}
-	inj, err := inject.Open(dev.Index())
+	inj, err := inject.Open(index)
 	if err != nil {
 		return err
 	}
 	defer inj.Close()
 
+	// QEMU before 9.0 (bookworm's 7.2) detaches the TAP's steering program
+	// on every MQ control command and device reset (virtio_net_disable_rss
+	// -> TUNSETSTEERINGEBPF -1, even without rss=on; an inherited queue fd
+	// needs no privilege for it), and the guest's driver sends one at probe
+	// and at ethtool -L: the program vrssd attached at `tap create` is gone
+	// by READY with 7.2 (10.0 keeps it). A few frames show it: the
+	// program's counters do not move. Then the owner attaches it again
+	// through vrssd, which always issues the ioctl.
+	probe := demo.Frames(probeFlows, probePerFlow, o.Seed|2)
+	var s0, s1 api.Stats
+	if err := cli.json(&s0, "stats", aTAP, "--json"); err != nil {
+		return fail(err)
+	}
+	if _, err := deliver(g, index, inj, probe, o.Queues); err != nil {
+		return fmt.Errorf("e2e: probe before vrss tap attach: %w", err)
+	}
+	if err := cli.json(&s1, "stats", aTAP, "--json"); err != nil {
+		return fail(err)
+	}
+	rep.ProbeSent, rep.ProbeRuns = len(probe), programRuns(s1)-programRuns(s0)
+	attach := []string{"tap", "attach", aTAP}
+	if out, err = cli.run(attach...); err != nil {
+		return fail(err)
+	}
+	record(attach, out)
+
 	for _, sc := range o.Scenarios {
 		fmt.Fprintf(o.Log, "e2e: scenario %s\n", sc.Name)
-		res, err := runScenario(g, dev, prog, pub, inj, sc, o.Queues)
+		res, err := runScenario(g, cli, o.Log, index, inj, sc, o.Queues)
 		if err != nil {
-			return fmt.Errorf("e2e: scenario %s: %w", sc.Name, err)
+			return fail(fmt.Errorf("e2e: scenario %s: %w", sc.Name, err))
 		}
 		rep.Results = append(rep.Results, *res)
 	}
 	return g.Shutdown(30 * time.Second)
 }
 
-func runScenario(g *Guest, dev *tap.Device, prog *steering.Program, pub *steering.Publisher, inj *inject.Injector, sc Scenario, queues int) (*Result, error) {
+// programRuns is how often the steering program has run: packets steered
+// by a configuration and packets before any.
+func programRuns(s api.Stats) uint64 { return sum(s.Queues) + s.Unconfigured }
+
+// runScenario sets sc's configuration with `vrss rss set`, checks that
+// vrssd published exactly sc.Config, injects sc's frames and compares.
+func runScenario(g *Guest, cli *vrssCLI, log io.Writer, index int, inj *inject.Injector, sc Scenario, queues int) (*Result, error) {
 	eng, err := rss.New(sc.Config)
 	if err != nil {
 		return nil, err
 	}
-	if err := pub.Publish(sc.Config); err != nil {
+	set := sc.SetArgs
+	if set == nil {
+		set = rssSetArgs(sc.Config)
+	}
+	set = append([]string{"rss", "set", aTAP}, set...)
+	res := &Result{Scenario: sc, Set: cli.line(set...)}
+	if res.SetOutput, err = cli.run(set...); err != nil {
 		return nil, err
 	}
+	res.SetOutput = strings.TrimSpace(res.SetOutput)
+	fmt.Fprintf(log, "e2e: uid %d: %s  -> %s\n", cli.uid, res.Set, res.SetOutput)
+	var st api.RSSState
+	if err := cli.json(&st, "rss", "show", aTAP, "--json"); err != nil {
+		return nil, err
+	}
+	if st.Config == nil || !sameConfig(*st.Config, sc.Config) {
+		return nil, fmt.Errorf("%s: vrssd holds %+v, the scenario is %+v", res.Set, st.Config, sc.Config)
+	}
+
 	frames := demo.Frames(sc.Flows, sc.PerFlow, sc.Seed)
-	res := &Result{Scenario: sc, Sent: len(frames), Kinds: map[rss.HashReport]int{}, Expected: make([]uint64, queues)}
+	res.Sent, res.Kinds, res.Expected = len(frames), map[rss.HashReport]int{}, make([]uint64, queues)
 	for _, f := range frames {
 		r := eng.Steer(f)
 		res.Expected[int(r.Queue)%queues]++ // tun takes the program's answer modulo the queues
 		res.Kinds[r.Report]++
 	}
 
-	prog0, err := prog.Stats()
-	if err != nil {
+	var s0, s1 api.Stats
+	if err := cli.json(&s0, "stats", aTAP, "--json"); err != nil {
 		return nil, err
 	}
-	dl, err := deliver(g, dev.Index(), inj, frames, queues)
+	dl, err := deliver(g, index, inj, frames, queues)
 	if err != nil {
 		return nil, err
 	}
 	res.Observed, res.Delivered, res.Dropped = dl.observed, dl.delivered, dl.dropped
 	res.Elapsed = dl.elapsed
-	prog1, err := prog.Stats()
-	if err != nil {
+	if err := cli.json(&s1, "stats", aTAP, "--json"); err != nil {
 		return nil, err
 	}
-	res.Program = sub(prog1.Queues[:queues], prog0.Queues[:queues])
+	if len(s0.Queues) != queues || len(s1.Queues) != queues {
+		return nil, fmt.Errorf("vrss stats reports %d queues, the TAP has %d", len(s1.Queues), queues)
+	}
+	res.Program = sub(s1.Queues, s0.Queues)
 	return res, nil
 }
 
@@ -518,9 +649,9 @@ func sum(v []uint64) uint64 {
 func (r *Report) String() string {
 	var b strings.Builder
 	a := r.Assets
-	fmt.Fprintf(&b, "vrss e2e, scenario A (pre-steered TAP)\n")
+	fmt.Fprintf(&b, "vrss e2e, scenario A (pre-steered TAP through vrss: vrssd's TAP, QEMU unprivileged via vrss qemu exec, RSS set with vrss rss set)\n")
 	if a != nil {
-		fmt.Fprintf(&b, "  QEMU %s (-accel tcg, %d vCPUs), guest %s (uname -r %s)\n", a.QEMUVersion, r.CPUs, a.KernelRelease, r.Release)
+		fmt.Fprintf(&b, "  QEMU %s (-accel tcg, %d vCPUs) as uid %d, guest %s (uname -r %s)\n", a.QEMUVersion, r.CPUs, r.UID, a.KernelRelease, r.Release)
 		var pk []string
 		for _, p := range sortedKeys(a.Packages) {
 			pk = append(pk, strings.TrimSpace(p+" "+a.Packages[p]))
@@ -529,14 +660,33 @@ func (r *Report) String() string {
 		fmt.Fprintf(&b, "  initramfs modules: %s\n", strings.Join(a.Initramfs.Modules, " "))
 	}
 	fmt.Fprintf(&b, "  virtio-net %d queue pairs on TAP %s; seed %d\n", r.Queues, r.Device, r.Seed)
+	if len(r.Commands) > 0 {
+		fmt.Fprintf(&b, "  as uid %d, against the test's vrssd:\n", r.UID)
+		for _, c := range r.Commands {
+			fmt.Fprintf(&b, "    %s\n", c)
+		}
+	}
+	if r.QEMUPid != 0 {
+		fmt.Fprintf(&b, "  QEMU (pid %d, uid %d) holds %s's queues at fds %s, inherited from vrss qemu exec\n", r.QEMUPid, r.UID, r.Device, joinInts(r.QEMUFDs, " "))
+	}
+	if r.ProbeSent > 0 {
+		state := "detached by QEMU when the guest set its queues"
+		if r.ProbeRuns > 0 {
+			state = "still attached"
+		}
+		fmt.Fprintf(&b, "  at READY, before vrss tap attach: the steering program ran on %d of %d probe frames (%s)\n", r.ProbeRuns, r.ProbeSent, state)
+	}
 	for i := range r.Results {
 		res := &r.Results[i]
 		c := res.Scenario.Config
 		fmt.Fprintf(&b, "\n%s: hash types %s, key %s…, %d-entry table %s, unclassified -> %d\n",
 			res.Scenario.Name, c.HashTypes, hex.EncodeToString(c.Key[:8]), len(c.Table), tableShares(c.Table, r.Queues), c.UnclassifiedQueue)
+		if res.Set != "" {
+			fmt.Fprintf(&b, "  %s  -> %s (read back: the same)\n", shortArgs(res.Set), res.SetOutput)
+		}
 		fmt.Fprintf(&b, "  sent %d frames from %d flows (%s) in %v; TAP: %d read by QEMU, %d dropped\n",
 			res.Sent, res.Scenario.Flows, kinds(res.Kinds), res.Elapsed.Round(time.Millisecond), res.Delivered, res.Dropped)
-		fmt.Fprintf(&b, "  queue  expected  observed   program\n")
+		fmt.Fprintf(&b, "  queue  expected  observed   program  (engine, guest's rx_queue_N_packets, vrss stats)\n")
 		for q := range res.Expected {
 			mark := ""
 			if res.Observed[q] != res.Expected[q] || res.Program[q] != res.Expected[q] {
@@ -558,6 +708,18 @@ func (r *Report) String() string {
 		fmt.Fprintf(&b, "RESULT: FAIL\n")
 	}
 	return b.String()
+}
+
+// shortArgs shortens a command line's long arguments (keys, tables) for
+// the report.
+func shortArgs(line string) string {
+	f := strings.Fields(line)
+	for i, a := range f {
+		if len(a) > 40 {
+			f[i] = a[:16] + "…"
+		}
+	}
+	return strings.Join(f, " ")
 }
 
 // tableShares describes an indirection table by the entries per queue.

@@ -170,7 +170,7 @@ func RunGuestRSS(o Options) (*GuestRSSReport, error) {
 	} else if major < 9 {
 		return nil, fmt.Errorf("e2e: scenario B needs QEMU >= 9.0 (ebpf-rss-fds, request-ebpf); %s is %s", a.QEMU, a.QEMUVersion)
 	}
-	w, err := newWorkDir(a)
+	w, err := newWorkDir(a, "b")
 	if err != nil {
 		return nil, err
 	}
@@ -181,9 +181,9 @@ func RunGuestRSS(o Options) (*GuestRSSReport, error) {
 	return rep, err
 }
 
-// workDir holds what the unprivileged QEMU and the test's vrssd use,
-// readable by all: the cache may sit under a directory only root may
-// enter (/root/.cache).
+// workDir holds what the unprivileged QEMU and the test's vrssd use (in
+// scenarios A and B), readable by all: the cache may sit under a directory
+// only root may enter (/root/.cache).
 type workDir struct {
 	dir                  string
 	qemu, kernel, initrd string
@@ -192,8 +192,8 @@ type workDir struct {
 	config               string
 }
 
-func newWorkDir(a *Assets) (w *workDir, err error) {
-	dir, err := os.MkdirTemp("", "vrss-e2e-b-")
+func newWorkDir(a *Assets, scenario string) (w *workDir, err error) {
+	dir, err := os.MkdirTemp("", "vrss-e2e-"+scenario+"-")
 	if err != nil {
 		return nil, err
 	}

@@ -382,6 +382,101 @@ func TestDefaultScenarios(t *testing.T) {
 	if bytes.Equal(sc[1].Config.Key, DefaultScenarios(4, 43)[1].Config.Key) {
 		t.Error("the key does not depend on the seed")
 	}
+	// The `vrss rss set` flags name the whole configuration (the table
+	// explicitly or by --weights; the e2e run reads back what vrssd
+	// published).
+	want := map[string][]string{"A1 equal": {"--table", strings.Repeat("0,1,2,3,", 32)[:4*2*32-1]}, "A2 skewed": {"--weights", "5,3,1,1"}}
+	for _, s := range sc {
+		f := setFlags(t, s.SetArgs)
+		if k, err := rss.ParseKey(f["--key"]); err != nil || !bytes.Equal(k, s.Config.Key) {
+			t.Errorf("%s: --key %s, config key %x", s.Name, f["--key"], s.Config.Key)
+		}
+		if ht, err := rss.ParseHashTypes(f["--types"]); err != nil || ht != s.Config.HashTypes {
+			t.Errorf("%s: --types %s, config %s", s.Name, f["--types"], s.Config.HashTypes)
+		}
+		if f["--unclassified"] != strconv.Itoa(int(s.Config.UnclassifiedQueue)) {
+			t.Errorf("%s: --unclassified %s, config %d", s.Name, f["--unclassified"], s.Config.UnclassifiedQueue)
+		}
+		if w := want[s.Name]; f[w[0]] != w[1] {
+			t.Errorf("%s: %s %q, want %q", s.Name, w[0], f[w[0]], w[1])
+		}
+	}
+}
+
+// setFlags maps each flag of `vrss rss set` arguments to its value.
+func setFlags(t *testing.T, args []string) map[string]string {
+	t.Helper()
+	if len(args)%2 != 0 {
+		t.Fatalf("odd arguments %q", args)
+	}
+	f := map[string]string{}
+	for i := 0; i < len(args); i += 2 {
+		if !strings.HasPrefix(args[i], "--") {
+			t.Fatalf("%q is not a flag in %q", args[i], args)
+		}
+		f[args[i]] = args[i+1]
+	}
+	return f
+}
+
+func TestRSSSetArgs(t *testing.T) {
+	for _, c := range []rss.Config{
+		{HashTypes: rss.AllHashTypes, Key: rss.DefaultKey, Table: rss.EqualTable(128, 4)},
+		{HashTypes: rss.HashTCPv4 | rss.HashIPv6, Key: []byte{1, 2, 0xab}, Table: []uint16{3, 0, 1, 2}, UnclassifiedQueue: 2},
+		{HashTypes: 0, Key: make([]byte, 40), Table: []uint16{7}},
+	} {
+		f := setFlags(t, rssSetArgs(c))
+		var got rss.Config
+		var err error
+		if got.Key, err = rss.ParseKey(f["--key"]); err != nil {
+			t.Fatal(err)
+		}
+		if got.HashTypes, err = rss.ParseHashTypes(f["--types"]); err != nil {
+			t.Fatal(err)
+		}
+		for _, e := range strings.Split(f["--table"], ",") {
+			q, err := strconv.ParseUint(e, 10, 16)
+			if err != nil {
+				t.Fatalf("--table %s: %v", f["--table"], err)
+			}
+			got.Table = append(got.Table, uint16(q))
+		}
+		u, err := strconv.ParseUint(f["--unclassified"], 10, 16)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got.UnclassifiedQueue = uint16(u)
+		if !sameConfig(got, c) {
+			t.Errorf("rssSetArgs(%+v) = %q, which says %+v", c, rssSetArgs(c), got)
+		}
+	}
+	a := rss.Config{HashTypes: rss.HashIPv4, Key: []byte{1}, Table: []uint16{0, 1}}
+	for _, b := range []rss.Config{
+		{HashTypes: rss.HashIPv6, Key: []byte{1}, Table: []uint16{0, 1}},
+		{HashTypes: rss.HashIPv4, Key: []byte{2}, Table: []uint16{0, 1}},
+		{HashTypes: rss.HashIPv4, Key: []byte{1}, Table: []uint16{1, 0}},
+		{HashTypes: rss.HashIPv4, Key: []byte{1}, Table: []uint16{0, 1}, UnclassifiedQueue: 1},
+	} {
+		if sameConfig(a, b) {
+			t.Errorf("sameConfig(%+v, %+v)", a, b)
+		}
+	}
+	if !sameConfig(a, a.Clone()) {
+		t.Error("a configuration differs from its clone")
+	}
+}
+
+func TestShortArgs(t *testing.T) {
+	key := strings.Repeat("ab", 40)
+	if got, want := shortArgs("vrss rss set tap0 --key "+key+" --types all"), "vrss rss set tap0 --key abababababababab… --types all"; got != want {
+		t.Errorf("shortArgs = %q, want %q", got, want)
+	}
+}
+
+func TestProcessUID(t *testing.T) {
+	if uid, err := processUID(os.Getpid()); err != nil || uid != os.Getuid() {
+		t.Errorf("processUID(self) = %d, %v; want %d", uid, err, os.Getuid())
+	}
 }
 
 func TestParseEthtoolX(t *testing.T) {
