@@ -321,6 +321,16 @@ func (s *Server) lookupLocked(p *peer, name string) (*device, error) {
 	return d, nil
 }
 
+// namedLocked decodes a request's NameArgs and looks the TAP up for p, as
+// lookupLocked does. s.mu must be held.
+func (s *Server) namedLocked(p *peer, raw json.RawMessage) (*device, error) {
+	var a api.NameArgs
+	if err := api.DecodeArgs(raw, &a); err != nil {
+		return nil, err
+	}
+	return s.lookupLocked(p, a.Name)
+}
+
 func (s *Server) setRSS(p *peer, raw json.RawMessage, _ []int) (any, []int, error) {
 	var a api.SetRSSArgs
 	if err := api.DecodeArgs(raw, &a); err != nil {
@@ -371,13 +381,9 @@ func (s *Server) setRSS(p *peer, raw json.RawMessage, _ []int) (any, []int, erro
 }
 
 func (s *Server) getRSS(p *peer, raw json.RawMessage, _ []int) (any, []int, error) {
-	var a api.NameArgs
-	if err := api.DecodeArgs(raw, &a); err != nil {
-		return nil, nil, err
-	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	d, err := s.lookupLocked(p, a.Name)
+	d, err := s.namedLocked(p, raw)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -398,13 +404,9 @@ func (s *Server) getRSS(p *peer, raw json.RawMessage, _ []int) (any, []int, erro
 }
 
 func (s *Server) stats(p *peer, raw json.RawMessage, _ []int) (any, []int, error) {
-	var a api.NameArgs
-	if err := api.DecodeArgs(raw, &a); err != nil {
-		return nil, nil, err
-	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	d, err := s.lookupLocked(p, a.Name)
+	d, err := s.namedLocked(p, raw)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -504,13 +506,9 @@ func (s *Server) attach(p *peer, raw json.RawMessage, _ []int) (any, []int, erro
 // may have replaced or removed it (QEMU 7.2 detaches any program when its
 // guest changes queues). Detaching what is not attached does nothing.
 func (s *Server) setSteering(p *peer, raw json.RawMessage, on bool) (any, []int, error) {
-	var a api.NameArgs
-	if err := api.DecodeArgs(raw, &a); err != nil {
-		return nil, nil, err
-	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	d, err := s.lookupLocked(p, a.Name)
+	d, err := s.namedLocked(p, raw)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -535,13 +533,9 @@ func (s *Server) setSteering(p *peer, raw json.RawMessage, on bool) (any, []int,
 }
 
 func (s *Server) delete(p *peer, raw json.RawMessage, _ []int) (any, []int, error) {
-	var a api.NameArgs
-	if err := api.DecodeArgs(raw, &a); err != nil {
-		return nil, nil, err
-	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	d, err := s.lookupLocked(p, a.Name)
+	d, err := s.namedLocked(p, raw)
 	if err != nil {
 		return nil, nil, err
 	}
