@@ -4,10 +4,8 @@ import (
 	"bytes"
 	"fmt"
 	"net/netip"
-	"runtime"
 	"testing"
 	"time"
-	"unsafe"
 
 	"golang.org/x/sys/unix"
 
@@ -261,25 +259,9 @@ func TestSendErrors(t *testing.T) {
 // loadReturn loads a socket filter program that returns v.
 func loadReturn(t *testing.T, v int32) int {
 	t.Helper()
-	// r0 = v; exit. The immediate is the top 32 bits of an instruction.
-	insns := []uint64{0xb7 | uint64(uint32(v))<<32, 0x95}
-	license := []byte("GPL\x00")
-	attr := struct {
-		progType uint32
-		insnCnt  uint32
-		insns    uint64
-		license  uint64
-	}{
-		progType: unix.BPF_PROG_TYPE_SOCKET_FILTER,
-		insnCnt:  uint32(len(insns)),
-		insns:    uint64(uintptr(unsafe.Pointer(&insns[0]))),
-		license:  uint64(uintptr(unsafe.Pointer(&license[0]))),
+	fd, err := privtest.LoadReturnProgram(v)
+	if err != nil {
+		t.Fatal(err)
 	}
-	fd, _, errno := unix.Syscall(unix.SYS_BPF, unix.BPF_PROG_LOAD, uintptr(unsafe.Pointer(&attr)), unsafe.Sizeof(attr))
-	runtime.KeepAlive(insns)
-	runtime.KeepAlive(license)
-	if errno != 0 {
-		t.Fatalf("BPF_PROG_LOAD: %v", errno)
-	}
-	return int(fd)
+	return fd
 }

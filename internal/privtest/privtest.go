@@ -118,8 +118,23 @@ func probeNetns() error {
 }
 
 func probeBPF() error {
-	// r0 = 0; exit
-	insns := []uint64{0xb7, 0x95}
+	fd, err := LoadReturnProgram(0)
+	if err != nil {
+		if errors.Is(err, unix.EPERM) {
+			err = fmt.Errorf("%w (needs CAP_BPF, or kernel.unprivileged_bpf_disabled=0)", err)
+		}
+		return err
+	}
+	unix.Close(fd)
+	return nil
+}
+
+// LoadReturnProgram loads, with a raw bpf() call and no library, a socket
+// filter program that returns v, and returns its fd. Tests use it as a
+// minimal steering program.
+func LoadReturnProgram(v int32) (int, error) {
+	// r0 = v; exit. The immediate is the top 32 bits of an instruction.
+	insns := []uint64{0xb7 | uint64(uint32(v))<<32, 0x95}
 	license := []byte("GPL\x00")
 	attr := struct {
 		progType uint32
@@ -132,16 +147,18 @@ func probeBPF() error {
 		insns:    uint64(uintptr(unsafe.Pointer(&insns[0]))),
 		license:  uint64(uintptr(unsafe.Pointer(&license[0]))),
 	}
-	fd, _, errno := unix.Syscall(unix.SYS_BPF, unix.BPF_PROG_LOAD, uintptr(unsafe.Pointer(&attr)), unsafe.Sizeof(attr))
-	runtime.KeepAlive(insns)
-	runtime.KeepAlive(license)
-	if errno != 0 {
-		err := fmt.Errorf("BPF_PROG_LOAD socket filter: %w", errno)
-		if errors.Is(errno, unix.EPERM) {
-			err = fmt.Errorf("%w (needs CAP_BPF, or kernel.unprivileged_bpf_disabled=0)", err)
+	for try := 0; ; try++ {
+		fd, _, errno := unix.Syscall(unix.SYS_BPF, unix.BPF_PROG_LOAD, uintptr(unsafe.Pointer(&attr)), unsafe.Sizeof(attr))
+		runtime.KeepAlive(insns)
+		runtime.KeepAlive(license)
+		// EAGAIN: a signal (the Go runtime preempts with SIGURG)
+		// interrupted verification; the load is simply to be repeated.
+		if errno == unix.EAGAIN && try < 10 {
+			continue
 		}
-		return err
+		if errno != 0 {
+			return -1, fmt.Errorf("BPF_PROG_LOAD socket filter: %w", errno)
+		}
+		return int(fd), nil
 	}
-	unix.Close(int(fd))
-	return nil
 }
