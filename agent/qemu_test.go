@@ -16,7 +16,6 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -371,36 +370,14 @@ func qemuVMMHelper(ctx context.Context, c *client.Client, a helperArgs, res *hel
 		return fmt.Errorf("attach QEMU's program: %w", aerr)
 	}
 	os.Stdout.WriteString("READY\n")
-	perQueue := make([]int, len(h.Queues))
-	var (
-		mu    sync.Mutex
-		total int
-		wg    sync.WaitGroup
-	)
-	deadline := time.Now().Add(10 * time.Second)
-	for q, f := range h.Queues {
-		f.SetReadDeadline(deadline)
-		wg.Go(func() {
-			buf := make([]byte, 65536)
-			for {
-				if _, err := f.Read(buf); err != nil {
-					return
-				}
-				mu.Lock()
-				perQueue[q]++
-				total++
-				done := total >= a.Frames
-				mu.Unlock()
-				if done {
-					for _, g := range h.Queues {
-						g.SetReadDeadline(time.Now())
-					}
-					return
-				}
-			}
-		})
+	frames, err := inject.DrainFiles(qa.Name, h.Queues, h.TAP.VnetHdrLen, a.Frames, 10*time.Second)
+	if err != nil {
+		return err
 	}
-	wg.Wait()
+	perQueue := make([]int, len(frames))
+	for q, fs := range frames {
+		perQueue[q] = len(fs)
+	}
 	res.FDs = len(files)
 	res.Result = mustJSON(map[string]any{"result": r, "fdinfo": info, "per_queue": perQueue})
 	return nil

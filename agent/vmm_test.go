@@ -5,11 +5,9 @@ import (
 	"context"
 	"encoding/hex"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"net"
 	"os"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -141,40 +139,15 @@ func vmmHelper(ctx context.Context, c *client.Client, a helperArgs, res *helperR
 		return err
 	}
 	os.Stdout.WriteString("READY\n")
-	queues := make([][]string, len(h.Queues))
-	var (
-		mu    sync.Mutex
-		total int
-		wg    sync.WaitGroup
-	)
-	deadline := time.Now().Add(10 * time.Second)
-	for q, f := range h.Queues {
-		f.SetReadDeadline(deadline)
-		wg.Go(func() {
-			buf := make([]byte, 65536)
-			for {
-				n, err := f.Read(buf)
-				if err != nil {
-					return
-				}
-				mu.Lock()
-				// Strip the 12-byte vnet header the TAP was created with.
-				queues[q] = append(queues[q], hex.EncodeToString(buf[h.TAP.VnetHdrLen:n]))
-				total++
-				done := total >= a.Frames
-				mu.Unlock()
-				if done {
-					for _, g := range h.Queues {
-						g.SetReadDeadline(time.Now())
-					}
-					return
-				}
-			}
-		})
+	frames, err := inject.DrainFiles(na.Name, h.Queues, h.TAP.VnetHdrLen, a.Frames, 10*time.Second)
+	if err != nil {
+		return err
 	}
-	wg.Wait()
-	if total < a.Frames {
-		return errors.New(fmt.Sprint("only ", total, " of ", a.Frames, " frames arrived"))
+	queues := make([][]string, len(frames))
+	for q, fs := range frames {
+		for _, f := range fs {
+			queues[q] = append(queues[q], hex.EncodeToString(f))
+		}
 	}
 	res.Result = mustJSON(map[string]any{"queues": queues})
 	return nil

@@ -22,12 +22,24 @@ import (
 // sender), so for bursts beyond a few hundred frames per queue, drain while
 // sending.
 func DrainQueues(d *tap.Device, vnetHdrLen int, want int, timeout time.Duration) ([][][]byte, error) {
-	n := d.NumQueues()
+	queues := make([]*os.File, d.NumQueues())
+	for q := range queues {
+		queues[q] = d.Queue(q)
+	}
+	return DrainFiles(d.Name(), queues, vnetHdrLen, want, timeout)
+}
+
+// DrainFiles is DrainQueues for queue files held without a tap.Device, such
+// as those a VMM receives from vrssd; name is only for error messages. The
+// files must be nonblocking (registered with the runtime poller) for the
+// deadlines to work.
+func DrainFiles(name string, queues []*os.File, vnetHdrLen int, want int, timeout time.Duration) ([][][]byte, error) {
+	n := len(queues)
 	out := make([][][]byte, n)
 	errs := make([]error, n)
 	deadline := time.Now().Add(timeout)
 	for q := range n {
-		d.Queue(q).SetReadDeadline(deadline)
+		queues[q].SetReadDeadline(deadline)
 	}
 	var (
 		total atomic.Int64
@@ -37,24 +49,24 @@ func DrainQueues(d *tap.Device, vnetHdrLen int, want int, timeout time.Duration)
 	// Moving every deadline to now wakes the other readers once want is met.
 	wake := func() {
 		for q := range n {
-			d.Queue(q).SetReadDeadline(time.Now())
+			queues[q].SetReadDeadline(time.Now())
 		}
 	}
 	for q := range n {
 		wg.Go(func() {
 			buf := make([]byte, 65536+vnetHdrLen)
 			for {
-				m, err := d.Queue(q).Read(buf)
+				m, err := queues[q].Read(buf)
 				if errors.Is(err, os.ErrDeadlineExceeded) {
 					return
 				}
 				if err != nil {
-					errs[q] = fmt.Errorf("inject: read %s queue %d: %w", d.Name(), q, err)
+					errs[q] = fmt.Errorf("inject: read %s queue %d: %w", name, q, err)
 					stop.Do(wake)
 					return
 				}
 				if m < vnetHdrLen {
-					errs[q] = fmt.Errorf("inject: %s queue %d: %d-byte read is shorter than the %d-byte vnet header", d.Name(), q, m, vnetHdrLen)
+					errs[q] = fmt.Errorf("inject: %s queue %d: %d-byte read is shorter than the %d-byte vnet header", name, q, m, vnetHdrLen)
 					stop.Do(wake)
 					return
 				}
@@ -67,13 +79,13 @@ func DrainQueues(d *tap.Device, vnetHdrLen int, want int, timeout time.Duration)
 	}
 	wg.Wait()
 	for q := range n {
-		d.Queue(q).SetReadDeadline(time.Time{})
+		queues[q].SetReadDeadline(time.Time{})
 	}
 	if err := errors.Join(errs...); err != nil {
 		return out, err
 	}
 	if got := total.Load(); got < int64(want) {
-		return out, fmt.Errorf("inject: %d of %d frames arrived on %s within %v", got, want, d.Name(), timeout)
+		return out, fmt.Errorf("inject: %d of %d frames arrived on %s within %v", got, want, name, timeout)
 	}
 	return out, nil
 }
