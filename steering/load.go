@@ -27,6 +27,7 @@ const (
 	Floor
 )
 
+// String names the variant: production, debug, bitserial or floor.
 func (v Variant) String() string {
 	return [...]string{"production", "debug", "bitserial", "floor"}[v]
 }
@@ -55,6 +56,7 @@ type UnavailableError struct {
 	Err    error
 }
 
+// Error says why eBPF is unavailable, with details and the cause.
 func (e *UnavailableError) Error() string {
 	s := "steering: eBPF unavailable: " + string(e.Reason)
 	if e.Detail != "" {
@@ -66,6 +68,7 @@ func (e *UnavailableError) Error() string {
 	return s
 }
 
+// Unwrap returns the load error behind the reason.
 func (e *UnavailableError) Unwrap() error { return e.Err }
 
 // Program is a loaded steering program with its maps.

@@ -106,6 +106,7 @@ type Error struct {
 	Message string `json:"message"`
 }
 
+// Error formats the refusal as "vrssd: CODE: message".
 func (e *Error) Error() string { return fmt.Sprintf("vrssd: %s: %s", e.Code, e.Message) }
 
 // Errorf returns an *Error with a formatted message.
