@@ -29,7 +29,11 @@ const (
 
 // String names the variant: production, debug, bitserial or floor.
 func (v Variant) String() string {
-	return [...]string{"production", "debug", "bitserial", "floor"}[v]
+	names := [...]string{"production", "debug", "bitserial", "floor"}
+	if v < 0 || int(v) >= len(names) {
+		return fmt.Sprintf("variant(%d)", int(v))
+	}
+	return names[v]
 }
 
 // Reason says why eBPF steering is unavailable.
