@@ -643,6 +643,17 @@ func sum(v []uint64) uint64 {
 	return s
 }
 
+// writeHeader writes the report lines both scenarios share: QEMU, the
+// guest and the Debian packages they came from.
+func (a *Assets) writeHeader(b *strings.Builder, cpus, uid int, release string) {
+	fmt.Fprintf(b, "  QEMU %s (-accel tcg, %d vCPUs) as uid %d, guest %s (uname -r %s)\n", a.QEMUVersion, cpus, uid, a.KernelRelease, release)
+	var pk []string
+	for _, p := range sortedKeys(a.Packages) {
+		pk = append(pk, strings.TrimSpace(p+" "+a.Packages[p]))
+	}
+	fmt.Fprintf(b, "  packages: %s\n", strings.Join(pk, ", "))
+}
+
 // String is the run's short report: per scenario the configuration, the
 // frames sent, the TAP's deliveries and drops, and per queue the expected
 // (engine), observed (guest) and program counts.
@@ -651,12 +662,7 @@ func (r *Report) String() string {
 	a := r.Assets
 	fmt.Fprintf(&b, "vrss e2e, scenario A (pre-steered TAP through vrss: vrssd's TAP, QEMU unprivileged via vrss qemu exec, RSS set with vrss rss set)\n")
 	if a != nil {
-		fmt.Fprintf(&b, "  QEMU %s (-accel tcg, %d vCPUs) as uid %d, guest %s (uname -r %s)\n", a.QEMUVersion, r.CPUs, r.UID, a.KernelRelease, r.Release)
-		var pk []string
-		for _, p := range sortedKeys(a.Packages) {
-			pk = append(pk, strings.TrimSpace(p+" "+a.Packages[p]))
-		}
-		fmt.Fprintf(&b, "  packages: %s\n", strings.Join(pk, ", "))
+		a.writeHeader(&b, r.CPUs, r.UID, r.Release)
 		fmt.Fprintf(&b, "  initramfs modules: %s\n", strings.Join(a.Initramfs.Modules, " "))
 	}
 	fmt.Fprintf(&b, "  virtio-net %d queue pairs on TAP %s; seed %d\n", r.Queues, r.Device, r.Seed)

@@ -837,12 +837,7 @@ func (r *GuestRSSReport) String() string {
 	a := r.Assets
 	fmt.Fprintf(&b, "vrss e2e, scenario B (the guest configures RSS; QEMU's own eBPF program, loaded by vrssd, QEMU unprivileged)\n")
 	if a != nil {
-		fmt.Fprintf(&b, "  QEMU %s (-accel tcg, %d vCPUs) as uid %d, guest %s (uname -r %s)\n", a.QEMUVersion, r.CPUs, r.UID, a.KernelRelease, r.Release)
-		var pk []string
-		for _, p := range sortedKeys(a.Packages) {
-			pk = append(pk, strings.TrimSpace(p+" "+a.Packages[p]))
-		}
-		fmt.Fprintf(&b, "  packages: %s\n", strings.Join(pk, ", "))
+		a.writeHeader(&b, r.CPUs, r.UID, r.Release)
 	}
 	fmt.Fprintf(&b, "  virtio-net %d queue pairs (rss=on, ebpf-rss-fds) on TAP %s; seed %d\n", r.Queues, r.Device, r.Seed)
 	if r.VRSSLine != "" {
