@@ -29,6 +29,7 @@
 #include <linux/if_ether.h>
 #include <bpf/bpf_helpers.h>
 
+#include "reader.h"
 #include "vrss.h"
 
 #define HASH_IPV4 (1u << 0)
@@ -95,83 +96,8 @@ struct pkt {
 	__u8 rt2[16];
 };
 
-static __always_inline int load(struct __sk_buff *skb, __u32 off, void *to, __u32 len)
-{
-	return bpf_skb_load_bytes_relative(skb, off, to, len, BPF_HDR_START_MAC);
-}
-
 #define barrier() asm volatile("" ::: "memory")
 #define READ_ONCE_U32(x) (*(volatile __u32 *)&(x))
-
-/*
- * The frame as the parser sees it. buf[0, avail) holds the frame's first
- * avail bytes, copied by one helper call (reader_init); a header that is
- * not all inside them is read on its own into buf[READER_PREFIX,
- * READER_PREFIX + READER_PIECE) — the longest piece the parser asks for at
- * once is the 40-byte fixed IPv6 header — and must be used before the next
- * one is read.
- *
- * READER_PREFIX is a power of two so that masking an in-prefix offset with
- * READER_PREFIX - 1, a no-op at run time, shows the verifier that every
- * access stays in buf.
- */
-#define READER_PREFIX 128
-#define READER_PIECE 40
-
-struct reader {
-	__u32 avail;
-	__u32 index; /* see get_ext */
-	__u8 buf[READER_PREFIX + READER_PIECE];
-};
-
-/*
- * How much the first read takes: the whole frame if it is shorter than
- * READER_PREFIX bytes, else its first READER_PREFIX - 1, which hold every
- * common header stack (two VLAN tags, IPv6 and a TCP header with 40 bytes of
- * options: 22 + 40 + 60 = 122 bytes). The kernel copies fewer than 128
- * bytes markedly faster than 128 or more (25 against 33 ns per call where
- * this was measured), and frames that long are nearly all full-size TCP or
- * UDP segments, whose headers fit the shorter read.
- *
- * skb->len counts from skb->data: in tun that is the Ethernet header, so the
- * read is the whole frame (or its start); under BPF_PROG_TEST_RUN skb->data
- * is the network header and the read misses the frame's last 14 bytes,
- * which the parser then reads header by header. Either way every byte read
- * is in the frame, unless the skb is nonlinear (the helper reads only the
- * linear part): then shorter reads that still cover the usual headers are
- * tried — 54 bytes is Ethernet, IPv4 and TCP, or Ethernet and IPv6 — and
- * 34, the least any classifiable frame has (Ethernet and IPv4).
- */
-#define READER_FIRST (READER_PREFIX - 1)
-
-static __always_inline void reader_init(struct __sk_buff *skb, struct reader *r)
-{
-	__u32 n = skb->len;
-
-	r->avail = 0;
-	if (n > READER_FIRST)
-		n = READER_FIRST;
-	if (n >= 1 && load(skb, 0, r->buf, n) == 0)
-		r->avail = n;
-	else if (n > 54 && load(skb, 0, r->buf, 54) == 0)
-		r->avail = 54;
-	else if (n > 34 && load(skb, 0, r->buf, 34) == 0)
-		r->avail = 34;
-}
-
-/*
- * get returns the frame's bytes [off, off + len), len at most READER_PIECE,
- * or NULL if the frame ends before off + len (the engine's len(b) check).
- * A returned pointer is valid until the next call.
- */
-static __always_inline const __u8 *get(struct __sk_buff *skb, struct reader *r, __u32 off, const __u32 len)
-{
-	if (off + len <= r->avail)
-		return r->buf + (off & (READER_PREFIX - 1));
-	if (load(skb, off, r->buf + READER_PREFIX, len))
-		return 0;
-	return r->buf + READER_PREFIX;
-}
 
 /*
  * untrack and get_ext serve walk_ext, where r is a global function's

@@ -5,9 +5,11 @@ package steering
 //
 // vrss is the production program; vrssdebug also records each packet's hash
 // and report for the differential tests; vrssbitserial hashes bit by bit and
-// floor returns 0 — both exist only as benchmark baselines.
+// floor returns 0 and readfloor only reads the frame as vrss does — those
+// three exist only as benchmark baselines.
 
 //go:generate go run github.com/cilium/ebpf/cmd/bpf2go -tags linux -target bpfel -cflags "-O2 -g -Wall -Werror -I/usr/include/x86_64-linux-gnu -I/usr/include/aarch64-linux-gnu" vrss ../bpf/vrss.c
 //go:generate go run github.com/cilium/ebpf/cmd/bpf2go -tags linux -target bpfel -cflags "-O2 -g -Wall -Werror -DVRSS_DEBUG -I/usr/include/x86_64-linux-gnu -I/usr/include/aarch64-linux-gnu" vrssdebug ../bpf/vrss.c
 //go:generate go run github.com/cilium/ebpf/cmd/bpf2go -tags linux -target bpfel -cflags "-O2 -g -Wall -Werror -DVRSS_BITSERIAL -I/usr/include/x86_64-linux-gnu -I/usr/include/aarch64-linux-gnu" vrssbitserial ../bpf/vrss.c
 //go:generate go run github.com/cilium/ebpf/cmd/bpf2go -tags linux -target bpfel -cflags "-O2 -g -Wall -Werror -I/usr/include/x86_64-linux-gnu -I/usr/include/aarch64-linux-gnu" floor ../bpf/floor.c
+//go:generate go run github.com/cilium/ebpf/cmd/bpf2go -tags linux -target bpfel -cflags "-O2 -g -Wall -Werror -DVRSS_READ_FLOOR -I/usr/include/x86_64-linux-gnu -I/usr/include/aarch64-linux-gnu" readfloor ../bpf/floor.c

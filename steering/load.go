@@ -25,11 +25,15 @@ const (
 	BitSerial
 	// Floor returns 0 for every packet: the benchmark's cost floor.
 	Floor
+	// ReadFloor makes the production program's first read of the frame
+	// and returns 0: what any program that reads the packet costs at least.
+	ReadFloor
 )
 
-// String names the variant: production, debug, bitserial or floor.
+// String names the variant: production, debug, bitserial, floor or
+// readfloor.
 func (v Variant) String() string {
-	names := [...]string{"production", "debug", "bitserial", "floor"}
+	names := [...]string{"production", "debug", "bitserial", "floor", "readfloor"}
 	if v < 0 || int(v) >= len(names) {
 		return fmt.Sprintf("variant(%d)", int(v))
 	}
@@ -108,6 +112,8 @@ func LoadVariant(v Variant) (*Program, error) {
 		spec, err = loadVrssbitserial()
 	case Floor:
 		spec, err = loadFloor()
+	case ReadFloor:
+		spec, err = loadReadfloor()
 	default:
 		return nil, fmt.Errorf("steering: unknown variant %d", v)
 	}

@@ -38,7 +38,7 @@ func publish(t testing.TB, p *steering.Program, c rss.Config) *steering.Publishe
 }
 
 func TestLoadAllVariants(t *testing.T) {
-	for _, v := range []steering.Variant{steering.Production, steering.Debug, steering.BitSerial, steering.Floor} {
+	for _, v := range []steering.Variant{steering.Production, steering.Debug, steering.BitSerial, steering.Floor, steering.ReadFloor} {
 		t.Run(v.String(), func(t *testing.T) { load(t, v) })
 	}
 }

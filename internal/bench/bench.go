@@ -1,7 +1,8 @@
 // Package bench measures what vrss steering costs, for `vrss bench`: the
 // steering program's per-frame cost in BPF_PROG_TEST_RUN against a program
-// that only returns 0 (the floor) and a bit-serial Toeplitz build of the
-// same program, the Go engine's cost per frame, and the rate at which frames
+// that only returns 0 (the floor), one that only reads the frame as vrss
+// does (the read floor) and a bit-serial Toeplitz build of the same
+// program, the Go engine's cost per frame, and the rate at which frames
 // injected into a TAP device arrive on its queues with no steering program
 // and with vrss attached.
 //
@@ -90,6 +91,10 @@ type Result struct {
 	// Floor is the cost in ns of a program that returns 0, on the TCPv4
 	// frame: what any steering program costs at least.
 	Floor float64 `json:"floor_ns"`
+	// ReadFloor is the cost per frame in ns of a program that makes the
+	// vrss program's first read of the frame (one helper call) and returns
+	// 0: what any program that looks at the packet costs at least.
+	ReadFloor map[string]float64 `json:"read_floor_ns"`
 	// BitSerial is the bit-serial Toeplitz build's cost per frame in ns.
 	BitSerial map[string]float64 `json:"bitserial_ns"`
 	// Engine is the Go engine's (rss.Engine.Steer) cost per frame in ns.
@@ -114,6 +119,11 @@ type Ratios struct {
 	VRSSTCPv4OverFloor float64            `json:"vrss_tcpv4_over_floor"`
 	BitSerialOverVRSS  map[string]float64 `json:"bitserial_over_vrss"`
 	TAPVRSSOverNone    float64            `json:"tap_vrss_over_none"`
+	// BitSerialOverReadFloor bounds BitSerialOverVRSS: it is the ratio a
+	// steering program would reach if everything after its first read of
+	// the frame cost nothing. No program that reads the frame with the
+	// same helper call can do better against this bit-serial build.
+	BitSerialOverReadFloor map[string]float64 `json:"bitserial_over_read_floor"`
 }
 
 // Targets says which ratios meet their targets; BitSerialOverVRSS holds
@@ -185,6 +195,8 @@ func (r *Result) evaluate() {
 		VRSSTCPv4OverFloor: ratio(r.BPF[KindTCPv4], r.Floor),
 		BitSerialOverVRSS:  map[string]float64{},
 		TAPVRSSOverNone:    ratio(r.TAPPPS["vrss"], r.TAPPPS["none"]),
+
+		BitSerialOverReadFloor: map[string]float64{},
 	}
 	r.TargetsMet = Targets{
 		VRSSTCPv4OverFloor: r.Ratios.VRSSTCPv4OverFloor > 0 && r.Ratios.VRSSTCPv4OverFloor <= TargetFloorRatio,
@@ -195,6 +207,7 @@ func (r *Result) evaluate() {
 		x := ratio(r.BitSerial[k], r.BPF[k])
 		r.Ratios.BitSerialOverVRSS[k] = x
 		r.TargetsMet.BitSerialOverVRSS = r.TargetsMet.BitSerialOverVRSS && x >= TargetBitSerialRatio
+		r.Ratios.BitSerialOverReadFloor[k] = ratio(r.BitSerial[k], r.ReadFloor[k])
 	}
 }
 
@@ -211,10 +224,12 @@ func (r *Result) round() {
 	}
 	all(r.BPF, 10)
 	all(r.BitSerial, 10)
+	all(r.ReadFloor, 10)
 	all(r.Engine, 10)
 	r.Floor = to(r.Floor, 10)
 	all(r.TAPPPS, 1)
 	all(r.Ratios.BitSerialOverVRSS, 1000)
+	all(r.Ratios.BitSerialOverReadFloor, 1000)
 	r.Ratios.VRSSTCPv4OverFloor = to(r.Ratios.VRSSTCPv4OverFloor, 1000)
 	r.Ratios.TAPVRSSOverNone = to(r.Ratios.TAPVRSSOverNone, 1000)
 }

@@ -12,9 +12,10 @@ func figures(vrssTCP, floor, bitFactor, ppsNone, ppsVRSS float64) Result {
 		Floor:  floor,
 		TAPPPS: map[string]float64{"none": ppsNone, "vrss": ppsVRSS},
 	}
-	r.BitSerial = map[string]float64{}
+	r.BitSerial, r.ReadFloor = map[string]float64{}, map[string]float64{}
 	for k, v := range r.BPF {
 		r.BitSerial[k] = v * bitFactor
+		r.ReadFloor[k] = v / 2
 	}
 	r.evaluate()
 	return r
@@ -25,7 +26,7 @@ func TestEvaluate(t *testing.T) {
 	if !r.TargetsMet.VRSSTCPv4OverFloor || !r.TargetsMet.BitSerialOverVRSS || !r.TargetsMet.TAPVRSSOverNone {
 		t.Errorf("figures exactly at the targets: %+v, want all met", r.TargetsMet)
 	}
-	if r.Ratios.VRSSTCPv4OverFloor != 2.5 || r.Ratios.TAPVRSSOverNone != 0.95 || r.Ratios.BitSerialOverVRSS[KindUDPv6] != 5 {
+	if r.Ratios.VRSSTCPv4OverFloor != 2.5 || r.Ratios.TAPVRSSOverNone != 0.95 || r.Ratios.BitSerialOverVRSS[KindUDPv6] != 5 || r.Ratios.BitSerialOverReadFloor[KindIPv6Ext] != 10 {
 		t.Errorf("ratios %+v", r.Ratios)
 	}
 
@@ -58,7 +59,7 @@ func TestJSONKeys(t *testing.T) {
 	if err := json.Unmarshal(b, &m); err != nil {
 		t.Fatal(err)
 	}
-	for _, k := range []string{"bpf_ns", "floor_ns", "bitserial_ns", "engine_ns", "tap_pps", "tap_lost", "ratios", "targets_met", "params"} {
+	for _, k := range []string{"bpf_ns", "floor_ns", "read_floor_ns", "bitserial_ns", "engine_ns", "tap_pps", "tap_lost", "ratios", "targets_met", "params"} {
 		if _, ok := m[k]; !ok {
 			t.Errorf("JSON lacks %q: %s", k, b)
 		}

@@ -10,19 +10,20 @@ import (
 	"github.com/vrss-dev/vrss/steering"
 )
 
-// programs are the three builds the benchmark compares.
+// programs are the builds the benchmark compares.
 type programs struct {
-	floor, vrss, bitSerial *steering.Program
+	floor, readFloor, vrss, bitSerial *steering.Program
 }
 
-// loadPrograms loads the floor, production and bit-serial builds and
+// loadPrograms loads the two floors, the production and the bit-serial
+// builds and
 // publishes the benchmark configuration to the two that read one.
 func loadPrograms() (*programs, error) {
 	p := &programs{}
 	for _, l := range []struct {
 		to *(*steering.Program)
 		v  steering.Variant
-	}{{&p.floor, steering.Floor}, {&p.vrss, steering.Production}, {&p.bitSerial, steering.BitSerial}} {
+	}{{&p.floor, steering.Floor}, {&p.readFloor, steering.ReadFloor}, {&p.vrss, steering.Production}, {&p.bitSerial, steering.BitSerial}} {
 		prog, err := steering.LoadVariant(l.v)
 		if err != nil {
 			p.close()
@@ -54,7 +55,7 @@ func publish(prog *steering.Program) error {
 }
 
 func (p *programs) close() {
-	for _, prog := range []*steering.Program{p.floor, p.vrss, p.bitSerial} {
+	for _, prog := range []*steering.Program{p.floor, p.readFloor, p.vrss, p.bitSerial} {
 		if prog != nil {
 			prog.Close()
 		}
@@ -65,14 +66,16 @@ func (p *programs) close() {
 // of times slower, so a tenth of the runs still lasts longer than vrss's.
 func bitSerialRepeat(repeat int) int { return max(1, repeat/10) }
 
-// measurePrograms fills in BPF, Floor and BitSerial. The measurements are
-// interleaved round by round, so drift in the machine's speed (frequency
-// changes, neighbours on a shared host) affects all programs alike, and the
-// floor is measured next to vrss on the same TCPv4 frame.
+// measurePrograms fills in BPF, Floor, ReadFloor and BitSerial. The
+// measurements are interleaved round by round, so drift in the machine's
+// speed (frequency changes, neighbours on a shared host) affects all
+// programs alike, and the floor is measured next to vrss on the same TCPv4
+// frame.
 func measurePrograms(r *Result, p *programs, o Options) error {
 	frames := benchFrames()
 	var floor []float64
 	vrss := make([][]float64, len(Kinds))
+	read := make([][]float64, len(Kinds))
 	bits := make([][]float64, len(Kinds))
 	for range o.Rounds {
 		for i, f := range frames {
@@ -88,6 +91,10 @@ func measurePrograms(r *Result, p *programs, o Options) error {
 				return err
 			}
 			vrss[i] = append(vrss[i], ns)
+			if ns, err = testRun(p.readFloor, f, o.Repeat); err != nil {
+				return err
+			}
+			read[i] = append(read[i], ns)
 			if ns, err = testRun(p.bitSerial, f, bitSerialRepeat(o.Repeat)); err != nil {
 				return err
 			}
@@ -95,9 +102,10 @@ func measurePrograms(r *Result, p *programs, o Options) error {
 		}
 	}
 	r.Floor = median(floor)
-	r.BPF, r.BitSerial = map[string]float64{}, map[string]float64{}
+	r.BPF, r.ReadFloor, r.BitSerial = map[string]float64{}, map[string]float64{}, map[string]float64{}
 	for i, k := range Kinds {
 		r.BPF[k] = median(vrss[i])
+		r.ReadFloor[k] = median(read[i])
 		r.BitSerial[k] = median(bits[i])
 	}
 	return nil
