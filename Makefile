@@ -54,3 +54,4 @@ fuzz:
 	$(GO) test ./virtio -run '^$$' -fuzz '^FuzzDecodeHashConfig$$' -fuzztime $(FUZZTIME)
 	$(GO) test ./virtio -run '^$$' -fuzz '^FuzzDecodeNetHdrHash$$' -fuzztime $(FUZZTIME)
 	$(GO) test ./agent/api -run '^$$' -fuzz '^FuzzDecodeRequest$$' -fuzztime $(FUZZTIME)
+	$(GO) test ./qemu/ebpfrss -run '^$$' -fuzz '^FuzzDecode$$' -fuzztime $(FUZZTIME)

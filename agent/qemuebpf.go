@@ -11,12 +11,10 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"maps"
 	"os"
 	"os/exec"
 	"os/user"
 	"path/filepath"
-	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -27,22 +25,12 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/vrss-dev/vrss/agent/api"
+	"github.com/vrss-dev/vrss/qemu/ebpfrss"
 )
 
-// QEMU's eBPF RSS object, as QMP request-ebpf returns it (QEMU 9.0 and
-// later, built with CONFIG_EBPF): one socket-filter program and three
-// BPF_F_MMAPABLE array maps, which QEMU mmaps and writes the guest's
-// configuration into. ebpf-rss-fds takes them in this order.
-const (
-	// QEMUEBPFMinVersion is the first QEMU with request-ebpf and
-	// ebpf-rss-fds.
-	QEMUEBPFMinVersion = "9.0"
-	qemuRSSProgram     = "tun_rss_steering_prog"
-)
-
-// qemuRSSMaps are QEMU's map names in ebpf-rss-fds order, after the
-// program: configuration, Toeplitz key, indirection table.
-var qemuRSSMaps = []string{"tap_rss_map_configurations", "tap_rss_map_toeplitz_key", "tap_rss_map_indirection_table"}
+// QEMUEBPFMinVersion is the first QEMU with request-ebpf and ebpf-rss-fds,
+// which return and take its eBPF RSS object (see package ebpfrss).
+const QEMUEBPFMinVersion = "9.0"
 
 // qmpTimeout bounds one conversation with a QEMU started to ask for its
 // object: it starts with -machine none, so it answers in well under a
@@ -472,42 +460,18 @@ func (l *limitedWriter) Write(p []byte) (int, error) {
 // must be mmapable arrays: QEMU maps them and writes the guest's
 // configuration into them without a bpf() call.
 func loadQEMUObject(obj []byte) (*api.QEMUEBPFResult, []int, error) {
-	spec, err := ebpf.LoadCollectionSpecFromReader(bytes.NewReader(obj))
+	spec, err := ebpfrss.ParseObject(obj)
 	if err != nil {
-		return nil, nil, fmt.Errorf("not a loadable eBPF object: %w", err)
-	}
-	if len(spec.Programs) != 1 {
-		return nil, nil, fmt.Errorf("%d programs, want exactly one (%s)", len(spec.Programs), qemuRSSProgram)
-	}
-	var progName string
-	for name, p := range spec.Programs {
-		progName = name
-		switch p.Type {
-		case ebpf.UnspecifiedProgram:
-			// QEMU sets the type itself before loading.
-			p.Type = ebpf.SocketFilter
-		case ebpf.SocketFilter:
-		default:
-			return nil, nil, fmt.Errorf("program %s is of type %s; TUNSETSTEERINGEBPF takes socket filters", name, p.Type)
-		}
-	}
-	for _, name := range qemuRSSMaps {
-		m, ok := spec.Maps[name]
-		switch {
-		case !ok:
-			return nil, nil, fmt.Errorf("no map %s (has %s): a QEMU whose maps vrssd does not know", name, strings.Join(slices.Sorted(maps.Keys(spec.Maps)), ", "))
-		case m.Type != ebpf.Array || m.Flags&unix.BPF_F_MMAPABLE == 0:
-			return nil, nil, fmt.Errorf("map %s is a %s with flags %#x; QEMU mmaps it, so it must be an array with BPF_F_MMAPABLE", name, m.Type, m.Flags)
-		}
+		return nil, nil, err
 	}
 	// Before Linux 5.11 maps count against RLIMIT_MEMLOCK.
 	_ = rlimit.RemoveMemlock()
-	coll, err := ebpf.NewCollection(spec)
+	o, err := ebpfrss.Load(spec)
 	if err != nil {
-		return nil, nil, fmt.Errorf("load: %w", err)
+		return nil, nil, err
 	}
-	defer coll.Close()
-	res := &api.QEMUEBPFResult{Program: progName, Maps: slices.Clone(qemuRSSMaps)}
+	defer o.Close()
+	res := &api.QEMUEBPFResult{Program: ebpfrss.ProgramName, Maps: ebpfrss.MapNames[:]}
 	var fds []int
 	dup := func(fd int) error {
 		nfd, err := unix.FcntlInt(uintptr(fd), unix.F_DUPFD_CLOEXEC, 0)
@@ -517,18 +481,16 @@ func loadQEMUObject(obj []byte) (*api.QEMUEBPFResult, []int, error) {
 		fds = append(fds, nfd)
 		return nil
 	}
-	prog := coll.Programs[progName]
-	err = dup(prog.FD())
-	if info, ierr := prog.Info(); ierr == nil {
+	err = dup(o.Program.FD())
+	if info, ierr := o.Program.Info(); ierr == nil {
 		if id, ok := info.ID(); ok {
 			res.ProgramID = uint32(id)
 		}
 	}
-	for _, name := range qemuRSSMaps {
+	for _, m := range []*ebpf.Map{o.Config, o.Key, o.Table} {
 		if err != nil {
 			break
 		}
-		m := coll.Maps[name]
 		err = dup(m.FD())
 		if info, ierr := m.Info(); ierr == nil {
 			if id, ok := info.ID(); ok {

@@ -118,7 +118,7 @@ func TestLoadQEMUObjectRefuses(t *testing.T) {
 			t.Logf("%s: %v", name, err)
 		}
 	}
-	if _, _, err := loadQEMUObject(vrss); err == nil || !strings.Contains(err.Error(), "no map tap_rss_map_configurations") {
+	if _, _, err := loadQEMUObject(vrss); err == nil || !strings.Contains(err.Error(), "want tun_rss_steering_prog") {
 		t.Errorf("vrss's object: %v", err)
 	}
 }

@@ -25,6 +25,7 @@ import (
 	"github.com/vrss-dev/vrss/internal/inject"
 	"github.com/vrss-dev/vrss/internal/netnstest"
 	"github.com/vrss-dev/vrss/qemu"
+	"github.com/vrss-dev/vrss/qemu/ebpfrss"
 	"github.com/vrss-dev/vrss/rss"
 )
 
@@ -71,14 +72,7 @@ type GuestRSSReport struct {
 }
 
 // QEMUMaps is what QEMU wrote into its program's maps.
-type QEMUMaps struct {
-	Redirect, PopulateHash bool
-	HashTypes              rss.HashType
-	TableLen               int
-	DefaultQueue           uint16
-	Key                    []byte
-	Table                  []uint16
-}
+type QEMUMaps = ebpfrss.Config
 
 // EdgeResult is one characterised kind: what the engine predicts, what the
 // guest counted, and which simple rule explains QEMU's choice.
@@ -427,11 +421,11 @@ func runGuestRSS(o Options, w *workDir, rep *GuestRSSReport) error {
 	if err != nil {
 		return err
 	}
-	defer objs.close()
-	if rep.QEMUConfig, err = objs.read(); err != nil {
+	defer objs.Close()
+	if rep.QEMUConfig, err = objs.Read(); err != nil {
 		return err
 	}
-	if err := rep.QEMUConfig.matches(rep.Config); err != nil {
+	if err := mapsMatch(rep.QEMUConfig, rep.Config); err != nil {
 		return fmt.Errorf("e2e: QEMU's maps do not hold the configuration the guest reports: %w", err)
 	}
 	stats, err := ebpf.EnableStats(uint32(unix.BPF_STATS_RUN_TIME))
@@ -466,7 +460,7 @@ func runGuestRSS(o Options, w *workDir, rep *GuestRSSReport) error {
 		res.Kinds[s.Report]++
 	}
 	fmt.Fprintf(o.Log, "e2e: scenario B main pass: %d frames\n", len(frames))
-	runs0, err := objs.runs()
+	runs0, err := qemuProgramRuns(objs)
 	if err != nil {
 		return err
 	}
@@ -474,7 +468,7 @@ func runGuestRSS(o Options, w *workDir, rep *GuestRSSReport) error {
 	if err != nil {
 		return fmt.Errorf("e2e: scenario B main pass: %w", err)
 	}
-	runs1, err := objs.runs()
+	runs1, err := qemuProgramRuns(objs)
 	if err != nil {
 		return err
 	}
@@ -490,7 +484,7 @@ func runGuestRSS(o Options, w *workDir, rep *GuestRSSReport) error {
 		if k.main {
 			continue
 		}
-		e, err := characterise(g, link.Attrs().Index, inj, objs.prog, eng, rep.Config, k, r, o.Queues)
+		e, err := characterise(g, link.Attrs().Index, inj, objs.Program, eng, rep.Config, k, r, o.Queues)
 		if err != nil {
 			return fmt.Errorf("e2e: characterising %s: %w", k.name, err)
 		}
@@ -499,7 +493,7 @@ func runGuestRSS(o Options, w *workDir, rep *GuestRSSReport) error {
 	if err := g.Shutdown(30 * time.Second); err != nil {
 		return err
 	}
-	objs.close()
+	objs.Close()
 	objFiles, _ := filepath.Glob(filepath.Join(w.state, "qemu-ebpf", "*.o"))
 	if len(objFiles) != 1 {
 		return fmt.Errorf("e2e: %d cached QEMU objects in %s, want 1", len(objFiles), filepath.Join(w.state, "qemu-ebpf"))
@@ -525,41 +519,31 @@ var exConfigs = []rss.HashType{
 // maps entry i to i, so that agreement is on the hash's low 7 bits, not
 // just on a queue.
 func characteriseEX(objPath string, key []byte, r *rand.Rand) ([]EXResult, error) {
-	spec, err := ebpf.LoadCollectionSpec(objPath)
+	obj, err := os.ReadFile(objPath)
 	if err != nil {
 		return nil, err
 	}
-	coll, err := ebpf.NewCollection(spec)
+	spec, err := ebpfrss.ParseObject(obj)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", objPath, err)
+	}
+	o, err := ebpfrss.Load(spec)
 	if err != nil {
 		return nil, err
 	}
-	defer coll.Close()
-	prog, cm, km, tm := coll.Programs["tun_rss_steering_prog"], coll.Maps["tap_rss_map_configurations"], coll.Maps["tap_rss_map_toeplitz_key"], coll.Maps["tap_rss_map_indirection_table"]
-	if prog == nil || cm == nil || km == nil || tm == nil {
-		return nil, fmt.Errorf("%s is not QEMU's RSS object as vrss knows it", objPath)
-	}
+	defer o.Close()
+	prog := o.Program
 	const unclassified = 200
 	table := make([]uint16, 128)
 	for i := range table {
 		table[i] = uint16(i)
-		if err := tm.Put(uint32(i), table[i]); err != nil {
-			return nil, err
-		}
-	}
-	kv := binary.NativeEndian.AppendUint32(nil, binary.BigEndian.Uint32(key))
-	if err := km.Put(uint32(0), append(kv, key[4:40]...)); err != nil {
-		return nil, err
 	}
 	var out []EXResult
 	for _, types := range exConfigs {
-		c := []byte{1, 0}
-		c = binary.NativeEndian.AppendUint32(c, uint32(types))
-		c = binary.NativeEndian.AppendUint16(c, uint16(len(table)))
-		c = binary.NativeEndian.AppendUint16(c, unclassified)
-		if err := cm.Put(uint32(0), c); err != nil {
+		cfg := rss.Config{HashTypes: types, Key: key, Table: table, UnclassifiedQueue: unclassified}
+		if err := o.Write(ebpfrss.FromRSS(cfg)); err != nil {
 			return nil, err
 		}
-		cfg := rss.Config{HashTypes: types, Key: key, Table: table, UnclassifiedQueue: unclassified}
 		eng, err := rss.New(cfg)
 		if err != nil {
 			return nil, err
@@ -717,20 +701,16 @@ func addressQueue(f []byte, cfg rss.Config) (int, bool) {
 	return int(cfg.Table[int(h)&(len(cfg.Table)-1)]), true
 }
 
-// qemuObjects are QEMU's program and maps, duplicated out of the running
-// QEMU (pidfd_getfd): what QEMU steers by, not a copy.
-type qemuObjects struct {
-	prog               *ebpf.Program
-	config, key, table *ebpf.Map
-}
-
-func takeQEMUObjects(pid, first int) (*qemuObjects, error) {
+// takeQEMUObjects duplicates QEMU's program and maps out of the running
+// QEMU (pidfd_getfd), from its fd first on: what QEMU steers by, not a
+// copy.
+func takeQEMUObjects(pid, first int) (*ebpfrss.Object, error) {
 	pidfd, err := unix.PidfdOpen(pid, 0)
 	if err != nil {
 		return nil, fmt.Errorf("e2e: pidfd_open QEMU (pid %d): %w", pid, err)
 	}
 	defer unix.Close(pidfd)
-	fds := make([]int, qemu.EBPFRSSFDs)
+	var fds [qemu.EBPFRSSFDs]int
 	for i := range fds {
 		if fds[i], err = unix.PidfdGetfd(pidfd, first+i, 0); err != nil {
 			for _, fd := range fds[:i] {
@@ -739,79 +719,26 @@ func takeQEMUObjects(pid, first int) (*qemuObjects, error) {
 			return nil, fmt.Errorf("e2e: pidfd_getfd QEMU fd %d: %w", first+i, err)
 		}
 	}
-	// Each constructor takes its fd over, also on failure.
-	o := &qemuObjects{}
-	o.prog, err = ebpf.NewProgramFromFD(fds[0])
-	maps := []**ebpf.Map{&o.config, &o.key, &o.table}
-	for i, m := range maps {
-		if err != nil {
-			for _, fd := range fds[1+i:] {
-				unix.Close(fd)
-			}
-			break
-		}
-		*m, err = ebpf.NewMapFromFD(fds[1+i])
-	}
+	o, err := ebpfrss.FromFDs(fds)
 	if err != nil {
-		o.close()
-		return nil, fmt.Errorf("e2e: QEMU's fds %d..%d are not its eBPF RSS program and maps: %w", first, first+3, err)
+		return nil, fmt.Errorf("e2e: QEMU's fds %d..%d: %w", first, first+3, err)
 	}
 	return o, nil
 }
 
-func (o *qemuObjects) close() {
-	if o.prog != nil {
-		o.prog.Close()
-	}
-	for _, m := range []*ebpf.Map{o.config, o.key, o.table} {
-		if m != nil {
-			m.Close()
-		}
-	}
-}
-
-// runs is how often QEMU's program has run (BPF statistics must be on).
-func (o *qemuObjects) runs() (uint64, error) {
-	s, err := o.prog.Stats()
+// qemuProgramRuns is how often QEMU's program has run (BPF statistics must be
+// on).
+func qemuProgramRuns(o *ebpfrss.Object) (uint64, error) {
+	s, err := o.Program.Stats()
 	if err != nil {
 		return 0, err
 	}
 	return s.RunCount, nil
 }
 
-// read decodes QEMU's maps: the configuration (packed: u8 redirect, u8
-// populate_hash, u32 hash_types, u16 indirections_len, u16 default_queue),
-// the key (its first 32 bits as a host-order word, then the next 36
-// bytes) and the indirection table (u16 entries).
-func (o *qemuObjects) read() (QEMUMaps, error) {
-	var m QEMUMaps
-	c, err := o.config.LookupBytes(uint32(0))
-	if err != nil || len(c) < 10 {
-		return m, fmt.Errorf("e2e: QEMU's configuration map: %v (%d bytes)", err, len(c))
-	}
-	m.Redirect, m.PopulateHash = c[0] != 0, c[1] != 0
-	m.HashTypes = rss.HashType(binary.NativeEndian.Uint32(c[2:]))
-	m.TableLen = int(binary.NativeEndian.Uint16(c[6:]))
-	m.DefaultQueue = binary.NativeEndian.Uint16(c[8:])
-	k, err := o.key.LookupBytes(uint32(0))
-	if err != nil || len(k) < 40 {
-		return m, fmt.Errorf("e2e: QEMU's key map: %v (%d bytes)", err, len(k))
-	}
-	m.Key = binary.BigEndian.AppendUint32(nil, binary.NativeEndian.Uint32(k))
-	m.Key = append(m.Key, k[4:40]...)
-	for i := range m.TableLen {
-		var q uint16
-		if err := o.table.Lookup(uint32(i), &q); err != nil {
-			return m, fmt.Errorf("e2e: QEMU's indirection table entry %d: %w", i, err)
-		}
-		m.Table = append(m.Table, q)
-	}
-	return m, nil
-}
-
-// matches reports how QEMU's maps differ from cfg, the configuration the
+// mapsMatch reports how QEMU's maps differ from cfg, the configuration the
 // guest reports.
-func (m QEMUMaps) matches(cfg rss.Config) error {
+func mapsMatch(m QEMUMaps, cfg rss.Config) error {
 	var errs []error
 	if !m.Redirect || m.PopulateHash {
 		errs = append(errs, fmt.Errorf("redirect %v, populate_hash %v: QEMU's program does not steer by RSS", m.Redirect, m.PopulateHash))
@@ -855,7 +782,7 @@ func (r *GuestRSSReport) String() string {
 			c.HashTypes, hex.EncodeToString(c.Key[:8]), len(c.Table), tableShares(c.Table, r.Queues), c.UnclassifiedQueue)
 		q := r.QEMUConfig
 		fmt.Fprintf(&b, "  QEMU's maps:   hash types %s, key %s…, %d-entry table %s, default queue %d, redirect %v\n",
-			q.HashTypes, hex.EncodeToString(q.Key[:min(8, len(q.Key))]), q.TableLen, tableShares(q.Table, r.Queues), q.DefaultQueue, q.Redirect)
+			q.HashTypes, hex.EncodeToString(q.Key[:min(8, len(q.Key))]), len(q.Table), tableShares(q.Table, r.Queues), q.DefaultQueue, q.Redirect)
 	}
 	if res := r.Main; res != nil {
 		var ks []string

@@ -631,13 +631,13 @@ func TestAddressQueue(t *testing.T) {
 
 func TestQEMUMapsMatches(t *testing.T) {
 	cfg := rss.Config{HashTypes: rss.HashIPv4 | rss.HashTCPv4, Key: []byte{1, 2, 3, 4}, Table: []uint16{0, 1}}
-	m := QEMUMaps{Redirect: true, HashTypes: cfg.HashTypes, TableLen: 2, Key: cfg.Key, Table: cfg.Table}
-	if err := m.matches(cfg); err != nil {
+	m := QEMUMaps{Redirect: true, HashTypes: cfg.HashTypes, Key: cfg.Key, Table: cfg.Table}
+	if err := mapsMatch(m, cfg); err != nil {
 		t.Fatal(err)
 	}
 	m.HashTypes |= rss.HashIPv6
 	m.Redirect = false
-	if err := m.matches(cfg); err == nil || !strings.Contains(err.Error(), "hash types") || !strings.Contains(err.Error(), "redirect") {
+	if err := mapsMatch(m, cfg); err == nil || !strings.Contains(err.Error(), "hash types") || !strings.Contains(err.Error(), "redirect") {
 		t.Errorf("differences not reported: %v", err)
 	}
 }
