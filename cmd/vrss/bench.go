@@ -5,10 +5,12 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"os"
 	"strings"
 	"time"
 
 	"github.com/vrss-dev/vrss/internal/bench"
+	"github.com/vrss-dev/vrss/qemu/ebpfrss"
 )
 
 const benchDescription = `
@@ -20,7 +22,9 @@ Measure what vrss steering costs, all in one run (needs root):
     that only returns 0 (the floor, on the TCPv4 frame), one that only
     makes vrss's first read of the frame (the read floor: one helper call,
     which every program that looks at the packet pays) and a bit-serial
-    Toeplitz build of the same program;
+    Toeplitz build of the same program; with --qemu-object, also QEMU's own
+    eBPF RSS program (the one QEMU >= 9.0 hands out through QMP
+    request-ebpf), configured as QEMU would for the same configuration;
   - the Go engine's cost per frame on the same frames;
   - the rate at which frames injected into a 4-queue TAP device arrive on
     its queues, with no steering program and with vrss attached.
@@ -37,10 +41,15 @@ read cost anything. With --json the output is one object:
      "read_floor_ns": {...}, "bitserial_ns": {...}, "engine_ns": {...},
      "tap_pps": {"none": N, "vrss": N}, "tap_lost": {"none": N, "vrss": N},
      "ratios": {"vrss_tcpv4_over_floor": N, "bitserial_over_vrss": {...},
-                "tap_vrss_over_none": N, "bitserial_over_read_floor": {...}},
+                "tap_vrss_over_none": N, "bitserial_over_read_floor": {...},
+                "qemu_over_vrss": {...}},
      "targets_met": {"vrss_tcpv4_over_floor": B, "bitserial_over_vrss": B,
                      "tap_vrss_over_none": B},
      "params": {...}}
+
+and, with --qemu-object, "qemu_ns" and "qemu_agrees" (per frame kind: does
+QEMU's program hash the frame as vrss does? Where not, the figure is for
+different work).
 
 Exit status is 0 when the measurements were taken, targets met or not; 1 if
 they could not be (no eBPF, no TAP device), 2 for bad flags.`
@@ -53,11 +62,13 @@ func runBench(args []string, stdout, stderr io.Writer) int {
 }
 
 func benchMain(args []string, stdout io.Writer) error {
-	fs := newFlagSet("bench", "[--json] [--frames N] [--duration D]", benchDescription)
+	fs := newFlagSet("bench", "[--json] [--frames N] [--duration D] [--qemu-object FILE]", benchDescription)
 	asJSON := fs.Bool("json", false, "print one JSON object instead of text")
 	frames := fs.Int("frames", 200_000, "frames to inject through the TAP device per round, `N` > 0")
 	duration := fs.Duration("duration", 10*time.Second,
 		"longest one TAP round may take, `D` > 0 (e.g. 30s); frames that have not\narrived by then are reported lost")
+	qemuObject := fs.String("qemu-object", "",
+		"also measure QEMU's own eBPF RSS program from `FILE`, the object QMP request-ebpf\nreturns (vrssd caches it under its state directory, in qemu-ebpf/)")
 	pos, err := fs.parse(args, stdout)
 	if err != nil {
 		return err
@@ -71,8 +82,18 @@ func benchMain(args []string, stdout io.Writer) error {
 	if *duration <= 0 {
 		return inputErrorf("--duration %v: want a positive duration", *duration)
 	}
+	if *qemuObject != "" {
+		// Checked here so that a wrong file is bad input, not a failed run.
+		data, err := os.ReadFile(*qemuObject)
+		if err != nil {
+			return inputErrorf("--qemu-object: %v", err)
+		}
+		if _, err := ebpfrss.ParseObject(data); err != nil {
+			return inputErrorf("--qemu-object %s: not QEMU's eBPF RSS object: %v", *qemuObject, err)
+		}
+	}
 	o := benchBase
-	o.Frames, o.Duration = *frames, *duration
+	o.Frames, o.Duration, o.QEMUObject = *frames, *duration, *qemuObject
 	r, err := bench.Run(o)
 	if err != nil {
 		return err
@@ -101,8 +122,15 @@ func writeBenchText(w io.Writer, r bench.Result) {
 	fmt.Fprintf(w, "  %-27s %10.1f\n", "floor (returns 0)", r.Floor)
 	row("read floor (reads, ret 0)", r.ReadFloor)
 	row("bit-serial eBPF", r.BitSerial)
+	if r.QEMU != nil {
+		row("QEMU's eBPF RSS program", r.QEMU)
+	}
 	row("Go engine", r.Engine)
-	fmt.Fprintf(w, "  (eBPF: BPF_PROG_TEST_RUN, %d runs, bit-serial %d; Go: %d steers)\n\n", p.Repeat, p.BitSerialRepeat, p.EngineIters)
+	slow := "bit-serial"
+	if r.QEMU != nil {
+		slow += " and QEMU"
+	}
+	fmt.Fprintf(w, "  (eBPF: BPF_PROG_TEST_RUN, %d runs, %s %d; Go: %d steers)\n\n", p.Repeat, slow, p.BitSerialRepeat, p.EngineIters)
 
 	fmt.Fprintf(w, "TAP injection, %d queues, %d frames per round\n", p.TAPQueues, p.TAPFrames)
 	for _, m := range []struct{ key, name string }{{"none", "no program"}, {"vrss", "vrss"}} {
@@ -126,4 +154,14 @@ func writeBenchText(w io.Writer, r bench.Result) {
 	}
 	target("TAP vrss / no program", fmt.Sprintf("%.1f%%", 100*r.Ratios.TAPVRSSOverNone), fmt.Sprintf(">= %g%%", 100*bench.TargetTAPRatio), r.TargetsMet.TAPVRSSOverNone, "")
 	fmt.Fprintf(w, "  (bound: bit-serial / read floor, the most any program that reads the\n   frame as vrss does could reach, if the rest of its work cost nothing)\n")
+	if r.QEMU != nil {
+		fmt.Fprintf(w, "\nQEMU's program (%s)\n", p.QEMUObject)
+		for _, k := range bench.Kinds {
+			note := "hashes as vrss"
+			if !r.QEMUAgrees[k] {
+				note = "hashes differently: not the same work"
+			}
+			fmt.Fprintf(w, "  %-27s %8s   %s\n", "QEMU / vrss "+k, times(r.Ratios.QEMUOverVRSS[k]), note)
+		}
+	}
 }

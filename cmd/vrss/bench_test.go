@@ -101,10 +101,42 @@ func TestBenchText(t *testing.T) {
 	}
 }
 
+// With --qemu-object the benchmark measures QEMU's program too; the stub
+// object vrssd's tests use stands in for it (it returns the configured
+// default queue, so it cannot hash as vrss does).
+func TestBenchQEMUObject(t *testing.T) {
+	quickBench(t)
+	code, out, errOut := vrss(t, "bench", "--json", "--frames", "2000", "--qemu-object", "../../agent/testdata/qemu_rss_stub.o")
+	if code != exitOK || errOut != "" {
+		t.Fatalf("exit %d, stderr %q", code, errOut)
+	}
+	var got struct {
+		QEMU   map[string]float64 `json:"qemu_ns"`
+		Agrees map[string]bool    `json:"qemu_agrees"`
+		Ratios struct {
+			QEMUOverVRSS map[string]float64 `json:"qemu_over_vrss"`
+		} `json:"ratios"`
+	}
+	if err := json.Unmarshal([]byte(out), &got); err != nil {
+		t.Fatal(err)
+	}
+	for _, k := range bench.Kinds {
+		if got.QEMU[k] <= 0 || got.Ratios.QEMUOverVRSS[k] <= 0 {
+			t.Errorf("%s: qemu_ns %v, qemu_over_vrss %v; want positive", k, got.QEMU[k], got.Ratios.QEMUOverVRSS[k])
+		}
+	}
+	if len(got.Agrees) != len(bench.Kinds) || got.Agrees[bench.KindTCPv4] && got.Agrees[bench.KindUDPv6] && got.Agrees[bench.KindIPv6Ext] {
+		t.Errorf("qemu_agrees %v: the stub cannot hash", got.Agrees)
+	}
+
+}
+
 func TestBenchFlags(t *testing.T) {
 	wantInputError(t, "--frames 0", "bench", "--frames", "0")
 	wantInputError(t, "invalid value", "bench", "--frames", "many")
 	wantInputError(t, "--duration -1s", "bench", "--duration", "-1s")
+	wantInputError(t, "no such file", "bench", "--qemu-object", "/nonexistent/rss.o")
+	wantInputError(t, "want tun_rss_steering_prog", "bench", "--qemu-object", "../../steering/vrss_bpfel.o")
 	wantInputError(t, "invalid value", "bench", "--duration", "10")
 	wantInputError(t, `unexpected argument "now"`, "bench", "now")
 	code, out, _ := vrss(t, "help", "bench")

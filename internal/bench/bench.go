@@ -65,6 +65,10 @@ type Options struct {
 	// Rounds is the number of interleaved rounds; each figure is the
 	// median of its rounds (default 5).
 	Rounds int
+	// QEMUObject, if set, is the path of QEMU's eBPF RSS object (as QMP
+	// request-ebpf returns it and vrssd caches it), measured next to vrss
+	// with as many runs as the bit-serial build.
+	QEMUObject string
 }
 
 func (o Options) withDefaults() Options {
@@ -97,6 +101,15 @@ type Result struct {
 	ReadFloor map[string]float64 `json:"read_floor_ns"`
 	// BitSerial is the bit-serial Toeplitz build's cost per frame in ns.
 	BitSerial map[string]float64 `json:"bitserial_ns"`
+	// QEMU is the cost per frame in ns of QEMU's own eBPF RSS program,
+	// configured as QEMU would for the same configuration; only with
+	// Options.QEMUObject.
+	QEMU map[string]float64 `json:"qemu_ns,omitempty"`
+	// QEMUAgrees says, per frame kind, whether QEMU's program hashes the
+	// frame as the engine does (compared on the hash's low 7 bits, through
+	// an identity table); where it does not, the two programs do different
+	// work (docs/semantics.md lists where they differ).
+	QEMUAgrees map[string]bool `json:"qemu_agrees,omitempty"`
 	// Engine is the Go engine's (rss.Engine.Steer) cost per frame in ns.
 	Engine map[string]float64 `json:"engine_ns"`
 	// TAPPPS is the rate in frames per second at which injected frames
@@ -124,6 +137,9 @@ type Ratios struct {
 	// the frame cost nothing. No program that reads the frame with the
 	// same helper call can do better against this bit-serial build.
 	BitSerialOverReadFloor map[string]float64 `json:"bitserial_over_read_floor"`
+	// QEMUOverVRSS is QEMU's program's cost over vrss's, per frame kind;
+	// only with Options.QEMUObject.
+	QEMUOverVRSS map[string]float64 `json:"qemu_over_vrss,omitempty"`
 }
 
 // Targets says which ratios meet their targets; BitSerialOverVRSS holds
@@ -143,6 +159,7 @@ type Params struct {
 	TAPFrames       int    `json:"tap_frames"`
 	TAPQueues       int    `json:"tap_queues"`
 	Kernel          string `json:"kernel"`
+	QEMUObject      string `json:"qemu_object,omitempty"`
 }
 
 // benchConfig is the configuration every measurement steers by.
@@ -169,8 +186,9 @@ func Run(o Options) (Result, error) {
 	r := Result{Params: Params{
 		Repeat: o.Repeat, BitSerialRepeat: bitSerialRepeat(o.Repeat), EngineIters: o.EngineIters,
 		Rounds: o.Rounds, TAPFrames: o.Frames, TAPQueues: tapQueues, Kernel: kernelRelease(),
+		QEMUObject: o.QEMUObject,
 	}}
-	progs, err := loadPrograms()
+	progs, err := loadPrograms(o)
 	if err != nil {
 		return Result{}, needsRoot(err)
 	}
@@ -209,6 +227,12 @@ func (r *Result) evaluate() {
 		r.TargetsMet.BitSerialOverVRSS = r.TargetsMet.BitSerialOverVRSS && x >= TargetBitSerialRatio
 		r.Ratios.BitSerialOverReadFloor[k] = ratio(r.BitSerial[k], r.ReadFloor[k])
 	}
+	if r.QEMU != nil {
+		r.Ratios.QEMUOverVRSS = map[string]float64{}
+		for _, k := range Kinds {
+			r.Ratios.QEMUOverVRSS[k] = ratio(r.QEMU[k], r.BPF[k])
+		}
+	}
 }
 
 // round trims the figures to what they can tell, once the ratios have been
@@ -225,11 +249,13 @@ func (r *Result) round() {
 	all(r.BPF, 10)
 	all(r.BitSerial, 10)
 	all(r.ReadFloor, 10)
+	all(r.QEMU, 10)
 	all(r.Engine, 10)
 	r.Floor = to(r.Floor, 10)
 	all(r.TAPPPS, 1)
 	all(r.Ratios.BitSerialOverVRSS, 1000)
 	all(r.Ratios.BitSerialOverReadFloor, 1000)
+	all(r.Ratios.QEMUOverVRSS, 1000)
 	r.Ratios.VRSSTCPv4OverFloor = to(r.Ratios.VRSSTCPv4OverFloor, 1000)
 	r.Ratios.TAPVRSSOverNone = to(r.Ratios.TAPVRSSOverNone, 1000)
 }

@@ -10,15 +10,18 @@ import (
 	"github.com/vrss-dev/vrss/steering"
 )
 
-// programs are the builds the benchmark compares.
+// programs are the builds the benchmark compares, and QEMU's program if
+// asked for.
 type programs struct {
 	floor, readFloor, vrss, bitSerial *steering.Program
+	qemu                              *qemuProgram
+	qemuAgrees                        []bool
 }
 
 // loadPrograms loads the two floors, the production and the bit-serial
 // builds and
 // publishes the benchmark configuration to the two that read one.
-func loadPrograms() (*programs, error) {
+func loadPrograms(o Options) (*programs, error) {
 	p := &programs{}
 	for _, l := range []struct {
 		to *(*steering.Program)
@@ -35,6 +38,13 @@ func loadPrograms() (*programs, error) {
 		if err := publish(prog); err != nil {
 			p.close()
 			return nil, err
+		}
+	}
+	if o.QEMUObject != "" {
+		var err error
+		if p.qemu, p.qemuAgrees, err = loadQEMU(o.QEMUObject); err != nil {
+			p.close()
+			return nil, fmt.Errorf("QEMU's program: %w", err)
 		}
 	}
 	return p, nil
@@ -60,6 +70,7 @@ func (p *programs) close() {
 			prog.Close()
 		}
 	}
+	p.qemu.close()
 }
 
 // bitSerialRepeat is the repeat count for the bit-serial build: it is tens
@@ -77,6 +88,7 @@ func measurePrograms(r *Result, p *programs, o Options) error {
 	vrss := make([][]float64, len(Kinds))
 	read := make([][]float64, len(Kinds))
 	bits := make([][]float64, len(Kinds))
+	qemu := make([][]float64, len(Kinds))
 	for range o.Rounds {
 		for i, f := range frames {
 			if i == 0 {
@@ -99,6 +111,12 @@ func measurePrograms(r *Result, p *programs, o Options) error {
 				return err
 			}
 			bits[i] = append(bits[i], ns)
+			if p.qemu != nil {
+				if ns, err = testRun(p.qemu, f, bitSerialRepeat(o.Repeat)); err != nil {
+					return err
+				}
+				qemu[i] = append(qemu[i], ns)
+			}
 		}
 	}
 	r.Floor = median(floor)
@@ -108,21 +126,41 @@ func measurePrograms(r *Result, p *programs, o Options) error {
 		r.ReadFloor[k] = median(read[i])
 		r.BitSerial[k] = median(bits[i])
 	}
+	if p.qemu != nil {
+		r.QEMU, r.QEMUAgrees = map[string]float64{}, map[string]bool{}
+		for i, k := range Kinds {
+			r.QEMU[k] = median(qemu[i])
+			r.QEMUAgrees[k] = p.qemuAgrees[i]
+		}
+	}
 	return nil
+}
+
+// benchmarker is a program the benchmark can run: a steering.Program or
+// QEMU's.
+type benchmarker interface {
+	Benchmark(frame []byte, repeat int) (time.Duration, error)
 }
 
 // testRun returns prog's mean cost per run on f in ns, as
 // BPF_PROG_TEST_RUN measures it over repeat runs.
-func testRun(prog *steering.Program, f []byte, repeat int) (float64, error) {
+func testRun(prog benchmarker, f []byte, repeat int) (float64, error) {
 	d, err := prog.Benchmark(f, repeat)
 	if err != nil {
-		return 0, fmt.Errorf("BPF_PROG_TEST_RUN of the %s program: %w", prog.Variant, err)
+		return 0, fmt.Errorf("BPF_PROG_TEST_RUN of the %s program: %w", programName(prog), err)
 	}
 	if d <= 0 {
 		// The kernel reports whole ns; 0 would make every ratio meaningless.
-		return 0, fmt.Errorf("BPF_PROG_TEST_RUN of the %s program reported %v per run", prog.Variant, d)
+		return 0, fmt.Errorf("BPF_PROG_TEST_RUN of the %s program reported %v per run", programName(prog), d)
 	}
 	return float64(d.Nanoseconds()), nil
+}
+
+func programName(prog benchmarker) string {
+	if p, ok := prog.(*steering.Program); ok {
+		return p.Variant.String()
+	}
+	return fmt.Sprint(prog)
 }
 
 // measureEngine fills in Engine: the Go engine steering the same frames,
