@@ -2,7 +2,6 @@ package bench
 
 import (
 	"fmt"
-	"os"
 	"time"
 
 	"github.com/cilium/ebpf"
@@ -24,17 +23,9 @@ type qemuProgram struct {
 // where QEMU's semantics differ (docs/semantics.md) its figure is for
 // different work.
 func loadQEMU(path string) (q *qemuProgram, agree []bool, err error) {
-	data, err := os.ReadFile(path)
+	obj, err := ebpfrss.LoadFile(path)
 	if err != nil {
 		return nil, nil, err
-	}
-	spec, err := ebpfrss.ParseObject(data)
-	if err != nil {
-		return nil, nil, fmt.Errorf("%s: %w", path, err)
-	}
-	obj, err := ebpfrss.Load(spec)
-	if err != nil {
-		return nil, nil, fmt.Errorf("%s: %w", path, err)
 	}
 	q = &qemuProgram{obj: obj}
 	if agree, err = q.agreement(); err != nil {

@@ -519,15 +519,7 @@ var exConfigs = []rss.HashType{
 // maps entry i to i, so that agreement is on the hash's low 7 bits, not
 // just on a queue.
 func characteriseEX(objPath string, key []byte, r *rand.Rand) ([]EXResult, error) {
-	obj, err := os.ReadFile(objPath)
-	if err != nil {
-		return nil, err
-	}
-	spec, err := ebpfrss.ParseObject(obj)
-	if err != nil {
-		return nil, fmt.Errorf("%s: %w", objPath, err)
-	}
-	o, err := ebpfrss.Load(spec)
+	o, err := ebpfrss.LoadFile(objPath)
 	if err != nil {
 		return nil, err
 	}

@@ -15,6 +15,7 @@ import (
 	"errors"
 	"fmt"
 	"maps"
+	"os"
 	"slices"
 	"strings"
 
@@ -193,6 +194,22 @@ func Load(spec *ebpf.CollectionSpec) (*Object, error) {
 	}
 	coll.Close()
 	return o, nil
+}
+
+// LoadFile reads, checks and loads the object file at path.
+func LoadFile(path string) (*Object, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, err
+	}
+	spec, err := ParseObject(data)
+	if err == nil {
+		var o *Object
+		if o, err = Load(spec); err == nil {
+			return o, nil
+		}
+	}
+	return nil, fmt.Errorf("%s: %w", path, err)
 }
 
 // FromFDs takes over fds, the program and its maps in ebpf-rss-fds order
