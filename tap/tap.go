@@ -24,19 +24,24 @@ import (
 // MaxQueues is the kernel's limit on queues per TAP device (MAX_TAP_QUEUES).
 const MaxQueues = 256
 
-// Options describe a device for Create. Owner and Group 0 leave the device
-// unowned, like -1: root needs no ownership, CAP_NET_ADMIN is enough to
-// attach queues.
+// Options describe a device for Create. The zero Owner makes root the
+// device's owner: a persistent TAP with no owner lets any process that can
+// open /dev/net/tun attach queues to it (tun_not_capable), which changes
+// every packet's queue and hands that process a share of the traffic. Use
+// Unowned (-1) only for a device that lives and dies with this process.
 type Options struct {
 	Name       string // "" lets the kernel pick a vrss%d name; a %d template works too
 	Queues     int    // 1..MaxQueues; IFF_MULTI_QUEUE is always set
 	VnetHdrLen int    // 0: no IFF_VNET_HDR; else 10, 12 or 20 (TUNSETVNETHDRSZ)
 	Offloads   uint   // TUNSETOFFLOAD flags (unix.TUN_F_CSUM, ...); needs VnetHdrLen
-	Owner      int    // uid for TUNSETOWNER; -1 or 0 leaves it unset
-	Group      int    // gid for TUNSETGROUP; -1 or 0 leaves it unset
+	Owner      int    // uid for TUNSETOWNER (0: root); Unowned leaves it unset
+	Group      int    // gid for TUNSETGROUP; 0 or Unowned leaves it unset
 	Persist    bool   // TUNSETPERSIST: the device survives closing its fds
 	Up         bool   // bring the link up via netlink
 }
+
+// Unowned, as Options.Owner, leaves a device's owner unset.
+const Unowned = -1
 
 // Device is a TAP device and the queue file descriptors this process holds.
 type Device struct {
@@ -98,7 +103,7 @@ func (d *Device) setup(o Options) error {
 			return err
 		}
 	}
-	if o.Owner > 0 {
+	if o.Owner >= 0 {
 		if err := ioctlInt(q0, unix.TUNSETOWNER, o.Owner, "TUNSETOWNER", d.name); err != nil {
 			return err
 		}
