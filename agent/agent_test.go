@@ -575,10 +575,16 @@ func TestAuthorisation(t *testing.T) {
 			if r := d.asUser(alice, "call", helperArgs{Op: op, Args: args}); r.Error != nil {
 				t.Fatalf("%s as owner: %+v", op, r)
 			}
-			wantDenied(t, string(op)+" by bob", d.asUser(bob, "call", helperArgs{Op: op, Args: args}))
+			wantHidden(t, string(op)+" by bob", d.asUser(bob, "call", helperArgs{Op: op, Args: args}))
 		}
 		for _, op := range []api.Op{api.OpOpen, api.OpDetach, api.OpDelete} {
-			wantDenied(t, string(op)+" by bob", d.asUser(bob, "call", helperArgs{Op: op, Args: mustJSON(api.NameArgs{Name: "a0"})}))
+			r := d.asUser(bob, "call", helperArgs{Op: op, Args: mustJSON(api.NameArgs{Name: "a0"})})
+			wantHidden(t, string(op)+" by bob", r)
+			// Word for word what a TAP that does not exist gets.
+			none := d.asUser(bob, "call", helperArgs{Op: op, Args: mustJSON(api.NameArgs{Name: "nosuch0"})})
+			if strings.ReplaceAll(none.Error.Message, "nosuch0", "a0") != r.Error.Message {
+				t.Fatalf("%s by bob: %q for alice's TAP, %q for none", op, r.Error.Message, none.Error.Message)
+			}
 		}
 		if r := d.asUser(bob, "call", helperArgs{Op: api.OpList}); string(r.Result) != `{"taps":[]}` {
 			t.Fatalf("bob sees %s", r.Result)
@@ -591,7 +597,7 @@ func TestAuthorisation(t *testing.T) {
 		if r := d.asUser(bob, "open", helperArgs{Args: mustJSON(api.NameArgs{Name: "b0"})}); r.Error != nil || r.FDs != 3 {
 			t.Fatalf("bob opens his TAP: %+v", r)
 		}
-		wantDenied(t, "alice opens bob's TAP", d.asUser(alice, "call", helperArgs{Op: api.OpOpen, Args: mustJSON(api.NameArgs{Name: "b0"})}))
+		wantHidden(t, "alice opens bob's TAP", d.asUser(alice, "call", helperArgs{Op: api.OpOpen, Args: mustJSON(api.NameArgs{Name: "b0"})}))
 		if r := d.asUser(alice, "call", helperArgs{Op: api.OpList}); !strings.Contains(string(r.Result), `"a0"`) || strings.Contains(string(r.Result), `"b0"`) {
 			t.Fatalf("alice lists %s", r.Result)
 		}
@@ -955,7 +961,10 @@ func TestSecondDaemonRefused(t *testing.T) {
 		args []string
 		want string
 	}{
-		{[]string{"--socket", d.socket, "--state-dir", filepath.Join(d.dir, "other"), "--bpffs-dir", d.bpffsDir}, "another vrssd is listening"},
+		{[]string{"--socket", d.socket, "--state-dir", filepath.Join(d.dir, "other"), "--bpffs-dir", filepath.Join(d.dir, "otherbpf")}, "another vrssd is listening"},
+		// Another state and socket but the same pins: refused before it
+		// touches any of them.
+		{[]string{"--socket", filepath.Join(d.dir, "other.sock"), "--state-dir", filepath.Join(d.dir, "other"), "--bpffs-dir", d.bpffsDir}, "another vrssd uses the bpffs directory"},
 		{[]string{"--socket", filepath.Join(d.dir, "other.sock"), "--state-dir", d.stateDir, "--bpffs-dir", d.bpffsDir}, "another vrssd uses the state directory"},
 	} {
 		out, err := execCommand(vrssd, tc.args...).CombinedOutput()

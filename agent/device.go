@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 
 	"github.com/cilium/ebpf"
@@ -12,6 +13,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/vrss-dev/vrss/agent/api"
+	"github.com/vrss-dev/vrss/rss"
 	"github.com/vrss-dev/vrss/steering"
 	"github.com/vrss-dev/vrss/tap"
 )
@@ -41,13 +43,24 @@ type device struct {
 	// elsewhere: at the last look, queues were attached that vrssd does
 	// not hold.
 	elsewhere bool
+	// problem, when set, says what is wrong with the TAP's steering (its
+	// pins were lost and it could not be re-steered yet); list shows it.
+	problem string
+	// reattach: the pins were lost at startup and a new program is
+	// pinned, but it could not be attached (a VMM holds the queues); it is
+	// attached as soon as vrssd holds a queue again.
+	reattach bool
+	// config is the configuration last saved in state.json, and savedGen
+	// the generation it was read at.
+	config   *rss.Config
+	savedGen uint64
 }
 
 func (d *device) info() api.TAP {
 	t := api.TAP{
 		Name: d.name, Index: d.index, Queues: d.queues, VnetHdrLen: d.vnetHdrLen,
 		OwnerUID: d.owner, OwnerGID: d.group, Steering: d.steering, Adopted: d.adopted,
-		ABI: d.abi, HeldElsewhere: d.dev == nil && d.elsewhere,
+		ABI: d.abi, HeldElsewhere: d.dev == nil && d.elsewhere, Problem: d.problem,
 	}
 	if d.pub != nil {
 		t.Generation = d.pub.Generation()
@@ -55,13 +68,24 @@ func (d *device) info() api.TAP {
 	return t
 }
 
+// record is d as state.json keeps it. It reads the configuration from
+// the map, which a VMM may have published to since the last save.
 func (d *device) record() tapState {
+	if d.pub != nil {
+		gen := d.pub.Generation()
+		if c, err := d.pub.Config(); err == nil {
+			d.config, d.savedGen = &c, gen
+		}
+	}
 	return tapState{
 		Name: d.name, Index: d.index, Queues: d.queues, VnetHdrLen: d.vnetHdrLen,
 		OwnerUID: d.owner, OwnerGID: d.group, Steering: d.steering, Adopted: d.adopted,
-		ABI: d.abi, HashReport: d.hash,
+		ABI: d.abi, HashReport: d.hash, Config: d.config,
 	}
 }
+
+// pinDir is where d's program and maps are pinned.
+func (d *device) pinDir(bpffsDir string) string { return filepath.Join(bpffsDir, pinDirName(d.name)) }
 
 // release closes what vrssd holds of d. The kernel objects stay: a pinned
 // program goes on steering a persistent TAP.
@@ -166,19 +190,20 @@ func asTAP(l netlink.Link) (*netlink.Tuntap, error) {
 // attached is the number of queue fds open on a TAP, enabled or not.
 func attached(t *netlink.Tuntap) int { return t.Queues + t.DisabledQueues }
 
-// kernelOwner reports whether the kernel lets c attach to t without
-// CAP_NET_ADMIN (tun_not_capable): its owner or group is c's.
+// kernelOwner reports whether the kernel would let c attach to t without
+// CAP_NET_ADMIN (tun_not_capable): c must be its owner, when one is set,
+// and in its group, when one is set. A TAP with neither lets every process
+// attach; vrssd gives such a TAP only to root and admins, since it would
+// have no owner to give it to.
 func kernelOwner(c *peer, t *netlink.Tuntap) bool {
 	const unset = ^uint32(0)
-	if t.Owner != unset && int(t.Owner) == c.uid {
-		return true
+	if t.Owner == unset && t.Group == unset {
+		return false
 	}
-	for _, g := range c.groups() {
-		if t.Group != unset && int(t.Group) == g {
-			return true
-		}
+	if t.Owner != unset && int(t.Owner) != c.uid {
+		return false
 	}
-	return false
+	return t.Group == unset || slices.Contains(c.groups(), int(t.Group))
 }
 
 // queueInfo describes the TAP a queue fd received from a client belongs to.
@@ -255,6 +280,9 @@ func tapError(err error) error {
 
 // loadError classifies a failure to load the steering program.
 func loadError(err error) error {
+	if errors.Is(err, unix.EMFILE) || errors.Is(err, unix.ENFILE) {
+		return api.Errorf(api.CodeBusy, "vrssd is out of file descriptors (%v): too many TAPs or connections; try again later", err)
+	}
 	var ue *steering.UnavailableError
 	if errors.As(err, &ue) {
 		return api.Errorf(api.CodeUnavailable, "%v", err)

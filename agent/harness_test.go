@@ -455,6 +455,16 @@ func wantDenied(t *testing.T, what string, r helperResult) {
 	}
 }
 
+// wantHidden fails t unless a helper's request about another user's TAP
+// was answered exactly as one about a TAP that does not exist: not_found,
+// naming neither the owner nor the TAP's existence.
+func wantHidden(t *testing.T, what string, r helperResult) {
+	t.Helper()
+	if r.Error == nil || r.Error.Code != api.CodeNotFound || r.FDs != 0 || strings.Contains(r.Error.Message, "belongs") {
+		t.Fatalf("%s: got %+v, want not_found", what, r)
+	}
+}
+
 // helperResult is what a helper process prints.
 type helperResult struct {
 	Error  *api.Error      `json:"error,omitempty"`

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"path/filepath"
 	"slices"
 	"sort"
 
@@ -123,6 +122,12 @@ func (s *Server) create(p *peer, raw json.RawMessage, _ []int) (any, []int, erro
 	if err != nil {
 		return nil, nil, err
 	}
+	s.mu.Lock()
+	err = s.quotaLocked(p, uid, a.Queues)
+	s.mu.Unlock()
+	if err != nil {
+		return nil, nil, err
+	}
 	// Loading (the verifier) is the slow part: not under the lock.
 	prog, err := steering.Load()
 	if err != nil {
@@ -130,9 +135,28 @@ func (s *Server) create(p *peer, raw json.RawMessage, _ []int) (any, []int, erro
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	// Again under the lock: another create may have taken the room.
+	if err := s.quotaLocked(p, uid, a.Queues); err != nil {
+		prog.Close()
+		return nil, nil, err
+	}
 	if err := s.nameFreeLocked(a.Name); err != nil {
 		prog.Close()
 		return nil, nil, err
+	}
+	// Record the intent before making the device: a crash from here on
+	// leaves a record that the next start undoes, never an orphan.
+	rec := tapState{Name: a.Name, Queues: a.Queues, VnetHdrLen: a.VnetHdrLen, OwnerUID: uid, OwnerGID: gid, Creating: true}
+	s.creating[a.Name] = rec
+	defer func() {
+		if _, ok := s.creating[a.Name]; ok {
+			delete(s.creating, a.Name)
+			s.saveLocked()
+		}
+	}()
+	if err := s.saveLocked(); err != nil {
+		prog.Close()
+		return nil, nil, fmt.Errorf("recording the create: %w", err)
 	}
 	dev, err := tap.Create(tap.Options{
 		Name: a.Name, Queues: a.Queues, VnetHdrLen: a.VnetHdrLen,
@@ -142,6 +166,7 @@ func (s *Server) create(p *peer, raw json.RawMessage, _ []int) (any, []int, erro
 		prog.Close()
 		return nil, nil, tapError(err)
 	}
+	faultPoint("create-made")
 	d := &device{
 		name: dev.Name(), index: dev.Index(), queues: a.Queues, vnetHdrLen: a.VnetHdrLen,
 		owner: uid, group: gid, dev: dev,
@@ -155,10 +180,40 @@ func (s *Server) create(p *peer, raw json.RawMessage, _ []int) (any, []int, erro
 	return d.info(), nil, nil
 }
 
+// quotaLocked checks that uid may own one more TAP of queues queues under
+// the per-uid limits, unless p (who asks) is root or an admin. s.mu is
+// held.
+func (s *Server) quotaLocked(p *peer, uid, queues int) error {
+	if s.opts.Policy.admin(p) {
+		return nil
+	}
+	taps, qs := 0, 0
+	for _, d := range s.taps {
+		if d.owner == uid {
+			taps, qs = taps+1, qs+d.queues
+		}
+	}
+	for _, r := range s.creating {
+		if r.OwnerUID == uid {
+			taps, qs = taps+1, qs+r.Queues
+		}
+	}
+	if max := s.opts.Policy.maxTAPsPerUID(); taps >= max {
+		return api.Errorf(api.CodeDenied, "uid %d owns %d TAPs under vrssd, the most one user may (max_taps_per_uid in vrssd's configuration file)", uid, taps)
+	}
+	if max := s.opts.Policy.maxQueuesPerUID(); qs+queues > max {
+		return api.Errorf(api.CodeDenied, "uid %d owns TAPs with %d queues under vrssd; %d more would pass its limit of %d (max_queues_per_uid in vrssd's configuration file)", uid, qs, queues, max)
+	}
+	return nil
+}
+
 // nameFreeLocked checks that no network device is called name.
 func (s *Server) nameFreeLocked(name string) error {
 	if _, ok := s.taps[name]; ok {
 		return api.Errorf(api.CodeExists, "TAP %s is already under vrssd", name)
+	}
+	if _, ok := s.creating[name]; ok {
+		return api.Errorf(api.CodeExists, "TAP %s is being created", name)
 	}
 	_, err := tuntapByName(name)
 	var ae *api.Error
@@ -178,7 +233,7 @@ func (s *Server) nameFreeLocked(name string) error {
 // takes prog over: on error it is closed, and nothing is left behind but
 // the device.
 func (s *Server) steerLocked(d *device, prog *steering.Program, queueFD int) (err error) {
-	dir := filepath.Join(s.opts.BPFFSDir, d.name)
+	pinned := false
 	defer func() {
 		if err != nil {
 			if d.pub != nil {
@@ -186,18 +241,26 @@ func (s *Server) steerLocked(d *device, prog *steering.Program, queueFD int) (er
 			}
 			d.pub, d.prog = nil, nil
 			prog.Close()
-			os.RemoveAll(dir)
+			if pinned {
+				s.removePins(d.name)
+			}
 		}
 	}()
 	if d.pub, err = prog.Publisher(d.queues); err != nil {
 		return err
 	}
 	d.prog, d.abi = prog, steering.ABIStamp()
-	// A leftover directory would belong to no recorded TAP: replace it.
-	os.RemoveAll(dir)
+	// The directory is vrssd's only if it records it: anything else
+	// there belongs to someone else (the bpffs directory may be shared).
+	dir := d.pinDir(s.opts.BPFFSDir)
+	if _, err := os.Lstat(dir); err == nil {
+		return api.Errorf(api.CodeExists, "%s exists in the bpffs directory and is not vrssd's: remove it, or choose another TAP name", dir)
+	}
+	pinned = true
 	if err := pin(dir, prog); err != nil {
 		return err
 	}
+	faultPoint("steer-pinned")
 	if d.dev != nil {
 		err = d.dev.SetSteering(prog.Prog.FD())
 	} else {
@@ -207,7 +270,9 @@ func (s *Server) steerLocked(d *device, prog *steering.Program, queueFD int) (er
 		return err
 	}
 	d.steering = true
+	d.savedGen = d.pub.Generation()
 	s.taps[d.name] = d
+	delete(s.creating, d.name)
 	if err := s.saveLocked(); err != nil {
 		delete(s.taps, d.name)
 		return err
@@ -236,11 +301,8 @@ func (s *Server) adopt(p *peer, raw json.RawMessage, fds []int) (any, []int, err
 			return nil, nil, err
 		}
 	}
-	uid, gid, err := s.owners(p, a.OwnerUID, a.OwnerGID)
-	if err != nil {
-		return nil, nil, err
-	}
 	var q queueInfo
+	var err error
 	if a.FromFD {
 		if q, err = inspectQueue(fds[0]); err != nil {
 			return nil, nil, err
@@ -271,7 +333,27 @@ func (s *Server) adopt(p *peer, raw json.RawMessage, fds []int) (any, []int, err
 		return nil, nil, err
 	}
 	if !s.opts.Policy.admin(p) && !kernelOwner(p, t) {
-		return nil, nil, api.Errorf(api.CodeDenied, "uid %d may adopt only TAPs whose owner or group (TUNSETOWNER, TUNSETGROUP) is its own", p.uid)
+		return nil, nil, api.Errorf(api.CodeDenied, "uid %d may adopt only TAPs the kernel lets it attach to: their owner (TUNSETOWNER) must be uid %d, and their group (TUNSETGROUP), if set, one of its groups", p.uid, p.uid)
+	}
+	// The TAP keeps the owner the kernel gave it, unless root or an admin
+	// names another.
+	const unset = ^uint32(0)
+	if a.OwnerUID == nil && t.Owner != unset {
+		a.OwnerUID = ptrTo(int(t.Owner))
+	}
+	if a.OwnerGID == nil && t.Group != unset {
+		a.OwnerGID = ptrTo(int(t.Group))
+	}
+	uid, gid, err := s.owners(p, a.OwnerUID, a.OwnerGID)
+	if err != nil {
+		return nil, nil, err
+	}
+	queues := a.Queues
+	if a.FromFD {
+		queues = attached(t)
+	}
+	if err := s.quotaLocked(p, uid, queues); err != nil {
+		return nil, nil, err
 	}
 	d := &device{name: t.Name, index: t.Index, owner: uid, group: gid, adopted: true}
 	if a.FromFD {
@@ -305,18 +387,20 @@ func (s *Server) adopt(p *peer, raw json.RawMessage, fds []int) (any, []int, err
 	return d.info(), nil, nil
 }
 
+func ptrTo(v int) *int { return &v }
+
 // lookupLocked finds the TAP name for p: it must exist, still be the
-// device vrssd knows, and be p's (or p an admin).
+// device vrssd knows, and be p's (or p an admin). A TAP p may not use is
+// answered as one that does not exist, as list hides it: p learns neither
+// that it exists nor whose it is. Authorisation comes first, so that no
+// caller makes vrssd look up devices that are not its own.
 func (s *Server) lookupLocked(p *peer, name string) (*device, error) {
 	if err := checkName(name); err != nil {
 		return nil, err
 	}
 	d, ok := s.taps[name]
-	if !ok || !s.checkLocked(d) {
-		return nil, api.Errorf(api.CodeNotFound, "no TAP %s under vrssd", name)
-	}
-	if !s.opts.Policy.owns(p, d) {
-		return nil, api.Errorf(api.CodeDenied, "TAP %s belongs to uid %d; uid %d may not use it", name, d.owner, p.uid)
+	if !ok || !s.opts.Policy.owns(p, d) || !s.checkLocked(d) {
+		return nil, api.Errorf(api.CodeNotFound, "no TAP %s under vrssd that uid %d may use", name, p.uid)
 	}
 	return d, nil
 }
@@ -359,19 +443,25 @@ func (s *Server) setRSS(p *peer, raw json.RawMessage, _ []int) (any, []int, erro
 		if err := d.pub.Publish(*a.Config); err != nil {
 			return nil, nil, api.Errorf(api.CodeInvalidConfig, "%v", err)
 		}
+		s.saveLocked()
 	case a.VirtioRSS != nil:
 		c, err := virtio.DecodeRSSConfig(a.VirtioRSS, virtioLimits(d.queues))
 		if err == nil {
 			err = d.pub.Publish(c.Config)
 		}
 		if err != nil {
-			s.log.Warn("refused a virtio RSS configuration", "uid", p.uid, "pid", p.pid, "tap", d.name, "reason", err)
+			s.limits.logRefusal(p.uid, func(suppressed int) {
+				s.log.Warn("refused a virtio RSS configuration", "uid", p.uid, "pid", p.pid, "tap", d.name, "reason", err, "suppressed_before", suppressed)
+			})
 			return &api.SetRSSResult{Ack: virtio.AckErr, AckMessage: err.Error(), Generation: d.pub.Generation()}, nil, nil
 		}
+		s.saveLocked()
 	case a.VirtioHash != nil:
 		c, err := virtio.DecodeHashConfig(a.VirtioHash, virtioLimits(d.queues))
 		if err != nil {
-			s.log.Warn("refused a virtio hash configuration", "uid", p.uid, "pid", p.pid, "tap", d.name, "reason", err)
+			s.limits.logRefusal(p.uid, func(suppressed int) {
+				s.log.Warn("refused a virtio hash configuration", "uid", p.uid, "pid", p.pid, "tap", d.name, "reason", err, "suppressed_before", suppressed)
+			})
 			return &api.SetRSSResult{Ack: virtio.AckErr, AckMessage: err.Error(), Generation: d.pub.Generation()}, nil, nil
 		}
 		d.hash = &api.HashReport{HashTypes: c.HashTypes, Key: c.Key}
@@ -447,6 +537,15 @@ func (s *Server) holdQueuesLocked(d *device, why string) error {
 		return err
 	}
 	d.elsewhere = false
+	if d.reattach {
+		// The program pinned anew after the pins were lost (see
+		// resteer) can be attached now that vrssd holds a queue.
+		if err := d.dev.SetSteering(d.prog.Prog.FD()); err != nil {
+			return err
+		}
+		d.reattach, d.problem = false, ""
+		s.log.Info("attached the program pinned anew", "tap", d.name)
+	}
 	return nil
 }
 
@@ -553,8 +652,10 @@ func (s *Server) list(p *peer, raw json.RawMessage, _ []int) (any, []int, error)
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	res := &api.ListResult{TAPs: []api.TAP{}}
+	// Ownership first: a caller's list costs a lookup only for its own
+	// TAPs, never for other users'.
 	for _, d := range s.taps {
-		if s.checkLocked(d) && s.opts.Policy.owns(p, d) {
+		if s.opts.Policy.owns(p, d) && s.checkLocked(d) {
 			res.TAPs = append(res.TAPs, d.info())
 		}
 	}

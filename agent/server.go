@@ -37,9 +37,13 @@ const (
 	// writeTimeout bounds sending one response: a client that stops
 	// reading loses its connection instead of holding a goroutine.
 	writeTimeout = 5 * time.Second
-	// helloTimeout bounds the wait for the first message, so that
-	// connections that never say hello cannot use up MaxConns for long.
-	helloTimeout = 10 * time.Second
+	// helloTimeout bounds the wait for the handshake, so that connections
+	// that never say hello cannot hold a slot for long. A client sends its
+	// hello as soon as it connects.
+	helloTimeout = 2 * time.Second
+	// snapshotInterval is how often vrssd looks for configurations a VMM
+	// published through its own mapping, to keep state.json's copy fresh.
+	snapshotInterval = 2 * time.Second
 )
 
 // Options configure a Server. Zero values take the defaults.
@@ -47,11 +51,13 @@ type Options struct {
 	Socket   string       // unix socket to listen on; api.DefaultSocket
 	StateDir string       // where state.json lives; DefaultStateDir
 	BPFFSDir string       // where programs and maps are pinned; DefaultBPFFSDir
-	Policy   Policy       // who may do what besides root
+	Policy   Policy       // who may do what besides root, and per-user limits
 	Logger   *slog.Logger // slog.Default() if nil
 	Version  string       // the daemon's version, reported to clients
-	// MaxConns bounds concurrent connections; further ones are answered
-	// with CodeBusy and closed.
+	// MaxConns bounds the concurrent connections of users other than
+	// root and admins; further ones are answered with CodeBusy and closed.
+	// Root and admins always get through. Policy.MaxConnsPerUID bounds
+	// each user's share.
 	MaxConns int
 	// IdleTimeout closes a connection that sends nothing for this long.
 	IdleTimeout time.Duration
@@ -64,27 +70,44 @@ type Options struct {
 // with the vrss program, and hands their file descriptors to their owners
 // over a unix socket.
 type Server struct {
-	opts Options
-	log  *slog.Logger
-	ln   *net.UnixListener
-	lock *os.File // flock on the state directory
+	opts      Options
+	log       *slog.Logger
+	ln        *net.UnixListener
+	lock      *os.File // flock on the state directory
+	bpffsLock *os.File // flock on the bpffs directory
 
-	mu   sync.Mutex // guards taps and state.json
+	mu   sync.Mutex // guards taps, creating and state.json
 	taps map[string]*device
+	// creating are the creates in progress, recorded in state.json
+	// before the device is made (see tapState.Creating).
+	creating map[string]tapState
 	// qemuMu serialises QEMU runs and writes to the qemu-ebpf cache.
 	qemuMu sync.Mutex
 
 	connMu  sync.Mutex
-	conns   map[*net.UnixConn]struct{}
-	wg      sync.WaitGroup // connection goroutines
+	conns   map[*net.UnixConn]int // connection → peer uid, or -1 for root and admins
+	byUID   map[int]int           // connections per uid, root and admins excluded
+	wg      sync.WaitGroup        // connection goroutines
 	closing atomic.Bool
 	done    chan struct{} // closed on shutdown; stops the link watcher
 	watchWG sync.WaitGroup
+
+	limits  *userLimits // request rates and refusal logging per uid
+	sockIno uint64      // the inode of the socket vrssd bound
 }
 
-// New prepares a server: it makes sure the bpffs directory is on a bpf
-// filesystem, re-adopts the TAPs recorded in the state directory (cleaning
-// up those that are gone), and listens on the socket. Serve then answers
+// removeSocket removes the socket file, if it is still the one vrssd
+// bound (and not, say, a later daemon's).
+func (s *Server) removeSocket() {
+	var st unix.Stat_t
+	if unix.Lstat(s.opts.Socket, &st) == nil && st.Ino == s.sockIno && st.Mode&unix.S_IFMT == unix.S_IFSOCK {
+		os.Remove(s.opts.Socket)
+	}
+}
+
+// New prepares a server: it checks and locks its directories, makes sure
+// the bpffs directory is on a bpf filesystem, re-adopts the TAPs recorded
+// in the state directory, and listens on the socket. Serve then answers
 // requests.
 func New(o Options) (*Server, error) {
 	if o.Socket == "" {
@@ -108,14 +131,29 @@ func New(o Options) (*Server, error) {
 	if o.ShutdownTimeout <= 0 {
 		o.ShutdownTimeout = DefaultShutdownTimeout
 	}
-	var err error
+	// Every queue vrssd holds is a descriptor. (Go's runtime raises the
+	// soft limit already; vrssd does not rely on it.)
+	nofile, err := raiseNofile()
+	if err != nil {
+		o.Logger.Warn("raising RLIMIT_NOFILE", "err", err)
+	}
+	for _, p := range []*string{&o.Socket, &o.StateDir, &o.BPFFSDir} {
+		if *p, err = filepath.Abs(*p); err != nil {
+			return nil, err
+		}
+	}
 	s := &Server{
 		opts: o, log: o.Logger,
-		taps: map[string]*device{}, conns: map[*net.UnixConn]struct{}{},
-		done: make(chan struct{}),
+		taps: map[string]*device{}, creating: map[string]tapState{},
+		conns: map[*net.UnixConn]int{}, byUID: map[int]int{},
+		done:   make(chan struct{}),
+		limits: newUserLimits(o.Policy.requestRate(), o.Logger),
 	}
 	if err := os.MkdirAll(o.StateDir, 0o700); err != nil {
 		return nil, fmt.Errorf("state directory: %w", err)
+	}
+	if err := checkOwnDir("state directory", o.StateDir); err != nil {
+		return nil, err
 	}
 	// Two daemons on one state would re-open each other's queues, which
 	// changes every packet's queue: make sure this one is alone, before
@@ -127,37 +165,61 @@ func New(o Options) (*Server, error) {
 		s.lock.Close()
 		return nil, err
 	}
-	fail := func(err error) (*Server, error) {
-		s.ln.Close()
-		s.lock.Close()
-		return nil, err
+	var st unix.Stat_t
+	if unix.Lstat(o.Socket, &st) == nil {
+		s.sockIno = st.Ino
 	}
 	mounted, err := ensureBPFFS(o.BPFFSDir)
 	if err != nil {
-		return fail(fmt.Errorf("bpffs directory: %w", err))
+		s.ln.Close()
+		s.removeSocket()
+		s.lock.Close()
+		return nil, fmt.Errorf("bpffs directory: %w", err)
 	}
 	if mounted != "" {
 		s.log.Info("mounted a bpf filesystem", "dir", mounted)
 		if privateMountNS() {
-			s.log.Warn("the bpf filesystem vrssd mounted is in a private mount namespace (a sandboxed service?): its pins vanish when vrssd exits, and a restarted vrssd cannot re-adopt its TAPs; mount one on the host first", "dir", mounted)
+			s.log.Warn("the bpf filesystem vrssd mounted is in a private mount namespace (a sandboxed service?): its pins vanish when vrssd exits, and a restarted vrssd re-steers its TAPs from state.json; mount one on the host first", "dir", mounted)
 		}
+	}
+	if err := checkOwnDir("bpffs directory", o.BPFFSDir); err != nil {
+		s.ln.Close()
+		s.removeSocket()
+		s.lock.Close()
+		return nil, err
+	}
+	// A daemon with another state directory but this bpffs directory
+	// would see pins it did not record.
+	if s.bpffsLock, err = lockDir("bpffs directory", o.BPFFSDir); err != nil {
+		s.ln.Close()
+		s.removeSocket()
+		s.lock.Close()
+		return nil, err
+	}
+	fail := func(err error) (*Server, error) {
+		s.ln.Close()
+		s.removeSocket()
+		s.bpffsLock.Close()
+		s.lock.Close()
+		return nil, err
 	}
 	if err := s.restore(); err != nil {
 		s.releaseAll()
 		return fail(err)
 	}
 	s.watchWG.Go(s.watch)
+	s.watchWG.Go(s.snapshots)
 	s.log.Info("vrssd ready", "socket", o.Socket, "state_dir", o.StateDir, "bpffs_dir", o.BPFFSDir,
-		"taps", len(s.taps), "abi", steering.ABIStamp(), "version", o.Version)
+		"taps", len(s.taps), "abi", steering.ABIStamp(), "version", o.Version, "nofile", nofile)
 	return s, nil
 }
 
 // lockState takes an exclusive lock on the state directory for the life
 // of the process.
 func lockState(dir string) (*os.File, error) {
-	f, err := os.OpenFile(filepath.Join(dir, "lock"), os.O_RDWR|os.O_CREATE, 0o600)
+	f, err := os.OpenFile(filepath.Join(dir, "lock"), os.O_RDWR|os.O_CREATE|unix.O_NOFOLLOW, 0o600)
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("state directory lock: %w", err)
 	}
 	if err := unix.Flock(int(f.Fd()), unix.LOCK_EX|unix.LOCK_NB); err != nil {
 		f.Close()
@@ -169,11 +231,34 @@ func lockState(dir string) (*os.File, error) {
 	return f, nil
 }
 
+// lockDir takes an exclusive lock on a directory itself (bpffs holds no
+// regular files to lock) for the life of the process.
+func lockDir(what, dir string) (*os.File, error) {
+	fd, err := unix.Open(dir, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return nil, fmt.Errorf("%s %s: %w", what, dir, err)
+	}
+	if err := unix.Flock(fd, unix.LOCK_EX|unix.LOCK_NB); err != nil {
+		unix.Close(fd)
+		if errors.Is(err, unix.EWOULDBLOCK) {
+			return nil, fmt.Errorf("another vrssd uses the %s %s", what, dir)
+		}
+		return nil, fmt.Errorf("lock %s: %w", dir, err)
+	}
+	return os.NewFile(uintptr(fd), dir), nil
+}
+
 // listen listens on path, replacing a stale socket file but never a live
-// socket or anything that is not a socket.
+// socket or anything that is not a socket. The socket is bound and given
+// its mode in a private directory and then renamed into place, so that no
+// path vrssd changes can be swapped for a link meanwhile.
 func listen(path string) (*net.UnixListener, error) {
-	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+	dir := filepath.Dir(path)
+	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return nil, fmt.Errorf("socket directory: %w", err)
+	}
+	if err := checkOwnDir("socket directory", dir); err != nil {
+		return nil, err
 	}
 	if fi, err := os.Lstat(path); err == nil {
 		if fi.Mode().Type() != os.ModeSocket {
@@ -183,19 +268,27 @@ func listen(path string) (*net.UnixListener, error) {
 			c.Close()
 			return nil, fmt.Errorf("another vrssd is listening on %s", path)
 		}
-		if err := os.Remove(path); err != nil {
-			return nil, fmt.Errorf("remove stale socket: %w", err)
-		}
 	}
-	ln, err := net.ListenUnix("unixpacket", &net.UnixAddr{Name: path, Net: "unixpacket"})
+	tmp, err := os.MkdirTemp(dir, ".vrssd-bind-")
+	if err != nil {
+		return nil, fmt.Errorf("socket directory: %w", err)
+	}
+	defer os.RemoveAll(tmp)
+	bound := filepath.Join(tmp, "s")
+	ln, err := net.ListenUnix("unixpacket", &net.UnixAddr{Name: bound, Net: "unixpacket"})
 	if err != nil {
 		return nil, err
 	}
+	ln.SetUnlinkOnClose(false)
 	// Anyone may connect: every request is authorised by the peer's
-	// credentials.
-	if err := os.Chmod(path, 0o666); err != nil {
+	// credentials. tmp is vrssd's own 0700 directory: bound is the socket.
+	if err := os.Chmod(bound, 0o666); err != nil {
 		ln.Close()
 		return nil, err
+	}
+	if err := os.Rename(bound, path); err != nil {
+		ln.Close()
+		return nil, fmt.Errorf("socket: %w", err)
 	}
 	return ln, nil
 }
@@ -234,36 +327,62 @@ func (s *Server) accept() error {
 			}
 			return err
 		}
-		if !s.track(c) {
-			s.log.Warn("refused a connection: at the connection limit", "limit", s.opts.MaxConns)
-			s.reply(c, &api.Response{Error: api.Errorf(api.CodeBusy, "vrssd is serving %d connections, its limit", s.opts.MaxConns)}, nil)
+		p, err := peerOf(c)
+		if err != nil {
+			s.log.Warn("connection without credentials", "err", err)
+			c.Close()
+			continue
+		}
+		if err := s.track(c, p); err != nil {
+			s.limits.logRefusal(p.uid, func(suppressed int) {
+				s.log.Warn("refused a connection", "uid", p.uid, "pid", p.pid, "reason", err.Message, "suppressed_before", suppressed)
+			})
+			s.reply(c, &api.Response{Error: err}, nil)
 			c.Close()
 			continue
 		}
 		go func() {
 			defer s.wg.Done()
-			s.serveConn(c)
+			s.serveConn(c, p)
 		}()
 	}
 }
 
-// track registers a new connection, unless the server is at its limit or
-// shutting down. Under connMu, so that no wg.Add can follow shutdown's
-// wg.Wait.
-func (s *Server) track(c *net.UnixConn) bool {
+// track registers a new connection, unless the server is shutting down
+// or the peer is at its limits: Options.MaxConns for all users but root
+// and admins together, Policy.MaxConnsPerUID for each. Root and admins
+// always get through, so that no user can lock them out. Under connMu, so
+// that no wg.Add can follow shutdown's wg.Wait.
+func (s *Server) track(c *net.UnixConn, p *peer) *api.Error {
 	s.connMu.Lock()
 	defer s.connMu.Unlock()
-	if len(s.conns) >= s.opts.MaxConns || s.closing.Load() {
-		return false
+	if s.closing.Load() {
+		return api.Errorf(api.CodeBusy, "vrssd is shutting down")
 	}
-	s.conns[c] = struct{}{}
+	uid := -1
+	if !s.opts.Policy.admin(p) {
+		uid = p.uid
+		if n, max := s.byUID[uid], s.opts.Policy.maxConnsPerUID(); n >= max {
+			return api.Errorf(api.CodeBusy, "uid %d has %d connections to vrssd open, the most one user may (max_conns_per_uid); close some", uid, n)
+		}
+		if n := len(s.conns) - s.byUID[-1]; n >= s.opts.MaxConns {
+			return api.Errorf(api.CodeBusy, "vrssd is serving %d connections, its limit for users other than root and admins; try again later", n)
+		}
+	}
+	s.conns[c] = uid
+	s.byUID[uid]++
 	s.wg.Add(1)
-	return true
+	return nil
 }
 
 func (s *Server) untrack(c *net.UnixConn) {
 	s.connMu.Lock()
-	delete(s.conns, c)
+	if uid, ok := s.conns[c]; ok {
+		delete(s.conns, c)
+		if s.byUID[uid]--; s.byUID[uid] == 0 {
+			delete(s.byUID, uid)
+		}
+	}
 	s.connMu.Unlock()
 	c.Close()
 }
@@ -278,6 +397,7 @@ func (s *Server) shutdown() {
 	}
 	s.connMu.Unlock()
 	s.ln.Close()
+	s.removeSocket()
 	finished := make(chan struct{})
 	go func() { s.wg.Wait(); close(finished) }()
 	select {
@@ -297,6 +417,7 @@ func (s *Server) shutdown() {
 	defer s.mu.Unlock()
 	s.saveLocked()
 	s.releaseAll()
+	s.bpffsLock.Close()
 	s.lock.Close()
 	s.log.Info("vrssd stopped; TAPs and steering stay in place", "taps", len(s.taps))
 }
@@ -314,13 +435,8 @@ type session struct {
 	hello bool
 }
 
-func (s *Server) serveConn(c *net.UnixConn) {
+func (s *Server) serveConn(c *net.UnixConn, p *peer) {
 	defer s.untrack(c)
-	p, err := peerOf(c)
-	if err != nil {
-		s.log.Warn("connection without credentials", "err", err)
-		return
-	}
 	s.log.Debug("connection", "uid", p.uid, "pid", p.pid)
 	ss := &session{peer: p}
 	bufs := wire.NewBuffers()
@@ -383,8 +499,15 @@ func (s *Server) handle(ss *session, m wire.Message) (resp *api.Response, fds []
 		if ae.Code == api.CodeInternal {
 			level = slog.LevelError
 		}
-		s.log.Log(context.Background(), level, "refused", "uid", p.uid, "pid", p.pid, "op", op, "tap", name, "code", ae.Code, "reason", ae.Message)
+		// One user's refusals must not fill the log: a few per minute
+		// are written, the rest counted and summarised.
+		s.limits.logRefusal(p.uid, func(suppressed int) {
+			s.log.Log(context.Background(), level, "refused", "uid", p.uid, "pid", p.pid, "op", op, "tap", name, "code", ae.Code, "reason", ae.Message, "suppressed_before", suppressed)
+		})
 		return &api.Response{ID: id, Error: ae}
+	}
+	if !s.opts.Policy.admin(p) && !s.limits.allow(p.uid) {
+		return fail(0, "", "", api.Errorf(api.CodeBusy, "uid %d sends more than %g requests a second (requests_per_second_per_uid); slow down", p.uid, s.opts.Policy.requestRate())), nil, ss.hello
 	}
 	switch {
 	case m.TooLarge:
@@ -397,6 +520,11 @@ func (s *Server) handle(ss *session, m wire.Message) (resp *api.Response, fds []
 		return fail(0, "", "", err), nil, ss.hello
 	}
 	name := argName(req.Args)
+	// Only adopt takes a descriptor: any other request that carries some
+	// is refused (and its descriptors closed by the caller), a hello too.
+	if len(m.FDs) > 0 && req.Op != api.OpAdopt {
+		return fail(req.ID, req.Op, name, api.Errorf(api.CodeBadRequest, "%s takes no file descriptors, %d attached", req.Op, len(m.FDs))), nil, ss.hello
+	}
 	if req.Op == api.OpHello {
 		res, err := s.hello(p, req)
 		if err != nil {
@@ -412,9 +540,6 @@ func (s *Server) handle(ss *session, m wire.Message) (resp *api.Response, fds []
 	h, ok := handlers[req.Op]
 	if !ok {
 		return fail(req.ID, req.Op, name, api.Errorf(api.CodeUnknownOp, "unknown operation %q", req.Op)), nil, true
-	}
-	if len(m.FDs) > 0 && req.Op != api.OpAdopt {
-		return fail(req.ID, req.Op, name, api.Errorf(api.CodeBadRequest, "%s takes no file descriptors, %d attached", req.Op, len(m.FDs))), nil, true
 	}
 	s.log.Debug("request", "uid", p.uid, "pid", p.pid, "op", req.Op, "tap", name)
 	res, fds, err := h(s, p, req.Args, m.FDs)
@@ -462,39 +587,78 @@ func (s *Server) hello(p *peer, req *api.Request) (*api.HelloResult, error) {
 }
 
 // restore re-adopts the TAPs recorded in state.json: it loads their pinned
-// programs and maps, re-opens their queues unless another process holds
-// them, and cleans up after those that are gone. Pin directories no TAP
-// owns (a crash between pinning and saving) are removed.
+// programs and maps (or steers them anew from the recorded configuration
+// if the pins are gone), re-opens their queues unless another process
+// holds them, undoes creates a crash interrupted, and forgets TAPs that
+// were deleted. It touches no pin directory state.json does not name:
+// the bpffs directory may be shared with other software.
 func (s *Server) restore() error {
 	st, err := readState(s.opts.StateDir)
 	if err != nil {
 		return err
 	}
-	for _, rec := range st.TAPs {
-		d, err := s.readopt(rec)
-		if err != nil {
-			s.log.Warn("dropping a TAP from the state", "tap", rec.Name, "reason", err)
-			os.RemoveAll(filepath.Join(s.opts.BPFFSDir, rec.Name))
-			continue
-		}
-		s.taps[d.name] = d
-		s.log.Info("re-adopted", "tap", d.name, "queues", d.queues, "held_elsewhere", d.dev == nil, "steering", d.steering)
-	}
-	ents, err := os.ReadDir(s.opts.BPFFSDir)
-	if err != nil {
-		return err
-	}
-	for _, e := range ents {
-		// Only directories are ours: a new bpffs also holds the kernel's
-		// own maps.debug and progs.debug.
-		if _, ok := s.taps[e.Name()]; !ok && e.IsDir() {
-			s.log.Warn("removing pins no TAP owns", "path", filepath.Join(s.opts.BPFFSDir, e.Name()))
-			os.RemoveAll(filepath.Join(s.opts.BPFFSDir, e.Name()))
-		}
+	if len(st.TAPs) > 0 && st.BPFFSDir != "" && st.BPFFSDir != s.opts.BPFFSDir {
+		return fmt.Errorf("the TAPs in %s were pinned under %s, and this vrssd was given --bpffs-dir %s: start it with the same directory (it would find none of their pins, and would re-steer all of them)",
+			filepath.Join(s.opts.StateDir, "state.json"), st.BPFFSDir, s.opts.BPFFSDir)
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	for _, rec := range st.TAPs {
+		if rec.Creating {
+			s.undoCreateLocked(rec)
+			continue
+		}
+		d, err := s.readopt(rec)
+		if err != nil {
+			s.log.Warn("forgetting a TAP recorded in the state", "tap", rec.Name, "reason", err)
+			s.removePins(rec.Name)
+			continue
+		}
+		s.taps[d.name] = d
+		if d.problem != "" {
+			s.log.Error("TAP needs attention", "tap", d.name, "problem", d.problem)
+		}
+		s.log.Info("re-adopted", "tap", d.name, "queues", d.queues, "held_elsewhere", d.dev == nil, "steering", d.steering)
+	}
 	return s.saveLocked()
+}
+
+// undoCreateLocked finishes a create that a crash interrupted by undoing
+// it: the client never heard of success. The device is deleted only if
+// it is what that create made (a persistent multi-queue TAP with the
+// owner recorded); s.mu is held.
+func (s *Server) undoCreateLocked(rec tapState) {
+	t, err := tuntapByName(rec.Name)
+	switch {
+	case err == nil && t.NonPersist:
+		s.log.Warn("an interrupted create left a device vrssd did not make persistent; leaving it", "tap", rec.Name)
+	case err == nil && int(t.Owner) == rec.OwnerUID:
+		if err := tap.Delete(rec.Name); err != nil {
+			s.log.Error("undoing an interrupted create", "tap", rec.Name, "err", err)
+		} else {
+			s.log.Warn("undid a create that vrssd was interrupted in: deleted the TAP", "tap", rec.Name, "owner", rec.OwnerUID)
+		}
+	case err == nil:
+		s.log.Warn("an interrupted create's name is taken by a device vrssd did not make; leaving it", "tap", rec.Name, "kernel_owner", t.Owner)
+	default:
+		s.log.Warn("undid a create that vrssd was interrupted in: the TAP was not made yet", "tap", rec.Name)
+	}
+	s.removePins(rec.Name)
+}
+
+// removePins removes the pins of TAP name (a validated name): the three
+// files vrssd pins, then the directory if nothing else is in it. Nothing
+// else is ever removed from the bpffs directory.
+func (s *Server) removePins(name string) {
+	dir := filepath.Join(s.opts.BPFFSDir, pinDirName(name))
+	for _, f := range []string{pinProg, pinConfig, pinStats} {
+		if err := os.Remove(filepath.Join(dir, f)); err != nil && !errors.Is(err, os.ErrNotExist) {
+			s.log.Error("removing a pin", "tap", name, "err", err)
+		}
+	}
+	if err := os.Remove(dir); err != nil && !errors.Is(err, os.ErrNotExist) {
+		s.log.Error("removing a pin directory", "tap", name, "err", err)
+	}
 }
 
 func (s *Server) readopt(rec tapState) (*device, error) {
@@ -509,20 +673,28 @@ func (s *Server) readopt(rec tapState) (*device, error) {
 	if t.Index != rec.Index {
 		return nil, fmt.Errorf("the device was replaced (ifindex %d, recorded %d)", t.Index, rec.Index)
 	}
-	prog, err := loadPinned(filepath.Join(s.opts.BPFFSDir, rec.Name))
-	if err != nil {
-		return nil, fmt.Errorf("pinned program: %w", err)
-	}
 	d := &device{
 		name: rec.Name, index: rec.Index, queues: rec.Queues, vnetHdrLen: rec.VnetHdrLen,
 		owner: rec.OwnerUID, group: rec.OwnerGID, steering: rec.Steering, adopted: rec.Adopted,
-		abi: rec.ABI, hash: rec.HashReport, prog: prog,
+		abi: rec.ABI, hash: rec.HashReport, config: rec.Config,
 	}
+	prog, err := loadPinned(d.pinDir(s.opts.BPFFSDir))
+	if err != nil {
+		if !errors.Is(err, os.ErrNotExist) {
+			return nil, fmt.Errorf("pinned program: %w", err)
+		}
+		if err := s.resteer(d, t); err != nil {
+			return nil, fmt.Errorf("its pins are gone, and steering it anew failed: %w", err)
+		}
+		return d, nil
+	}
+	d.prog = prog
 	if rec.ABI == steering.ABIStamp() {
 		if d.pub, err = steering.NewPublisher(prog.ConfigMap.FD(), rec.Queues); err != nil {
 			prog.Close()
 			return nil, err
 		}
+		d.savedGen = d.pub.Generation()
 	} else {
 		s.log.Error("TAP is steered by a program of another vrssd build; it keeps steering as configured, but vrssd will not touch its maps: delete and re-create it to upgrade",
 			"tap", rec.Name, "abi", rec.ABI, "daemon_abi", steering.ABIStamp())
@@ -539,12 +711,69 @@ func (s *Server) readopt(rec tapState) (*device, error) {
 	return d, nil
 }
 
+// resteer steers d, whose pins are gone, with a new program configured
+// as state.json last recorded. If another process holds the queues,
+// the program is pinned but cannot be attached (that needs a queue fd,
+// and attaching one would move every packet): d then carries a problem,
+// and the program is attached when vrssd next holds the queues.
+func (s *Server) resteer(d *device, t *netlink.Tuntap) error {
+	prog, err := steering.Load()
+	if err != nil {
+		return loadError(err)
+	}
+	if d.pub, err = prog.Publisher(d.queues); err != nil {
+		prog.Close()
+		return err
+	}
+	d.prog, d.abi = prog, steering.ABIStamp()
+	fail := func(err error) error {
+		d.release()
+		s.removePins(d.name)
+		return err
+	}
+	if d.config != nil {
+		if err := d.pub.Publish(*d.config); err != nil {
+			return fail(fmt.Errorf("the recorded configuration: %w", err))
+		}
+	}
+	d.savedGen = d.pub.Generation()
+	// Some pins may be left (a crash while pinning): only vrssd's own
+	// three names are removed.
+	s.removePins(d.name)
+	if err := pin(d.pinDir(s.opts.BPFFSDir), prog); err != nil {
+		return fail(err)
+	}
+	want := d.steering
+	if n := attached(t); n > 0 {
+		d.elsewhere = true
+		if want {
+			d.reattach = true
+			d.problem = "its pins were lost while vrssd was stopped; it is steered by the program attached before, which vrssd can no longer configure, until the process holding its queues releases them and vrssd attaches the new one"
+		}
+		s.log.Error("re-steered a TAP whose pins were lost; another process holds its queues, so the new program is not attached yet", "tap", d.name, "attached", n)
+		return nil
+	}
+	if d.dev, err = tap.Open(d.name, d.queues, d.vnetHdrLen); err != nil {
+		return fail(err)
+	}
+	if want {
+		if err := d.dev.SetSteering(prog.Prog.FD()); err != nil {
+			return fail(err)
+		}
+	}
+	s.log.Warn("the TAP's pins were lost while vrssd was stopped: steered it anew with the configuration state.json recorded", "tap", d.name, "configured", d.config != nil, "steering", want)
+	return nil
+}
+
 // saveLocked writes state.json; s.mu is held. A failure is logged: the
 // kernel state is right, only a restart would miss it.
 func (s *Server) saveLocked() error {
-	st := &state{Version: stateVersion, TAPs: []tapState{}}
+	st := &state{Version: stateVersion, BPFFSDir: s.opts.BPFFSDir, TAPs: []tapState{}}
 	for _, d := range s.taps {
 		st.TAPs = append(st.TAPs, d.record())
+	}
+	for _, rec := range s.creating {
+		st.TAPs = append(st.TAPs, rec)
 	}
 	sort.Slice(st.TAPs, func(i, j int) bool { return st.TAPs[i].Name < st.TAPs[j].Name })
 	err := writeState(s.opts.StateDir, st)
@@ -554,13 +783,34 @@ func (s *Server) saveLocked() error {
 	return err
 }
 
+// snapshots saves the state whenever a VMM has published a configuration
+// through its own mapping since the last save, so that state.json holds
+// what a TAP whose pins are lost must be steered by again.
+func (s *Server) snapshots() {
+	t := time.NewTicker(snapshotInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-s.done:
+			return
+		case <-t.C:
+		}
+		s.mu.Lock()
+		for _, d := range s.taps {
+			if d.pub != nil && d.pub.Generation() != d.savedGen {
+				s.saveLocked()
+				break
+			}
+		}
+		s.mu.Unlock()
+	}
+}
+
 // forgetLocked drops d: closes what vrssd holds, removes its pins and
 // records the change. s.mu is held.
 func (s *Server) forgetLocked(d *device, why string) {
 	d.release()
-	if err := os.RemoveAll(filepath.Join(s.opts.BPFFSDir, d.name)); err != nil {
-		s.log.Error("removing pins", "tap", d.name, "err", err)
-	}
+	s.removePins(d.name)
 	delete(s.taps, d.name)
 	s.saveLocked()
 	s.log.Info("forgot TAP", "tap", d.name, "why", why)
@@ -661,4 +911,21 @@ func (s *Server) linkUpdate(u netlink.LinkUpdate) {
 		}
 		return
 	}
+}
+
+// raiseNofile raises the soft RLIMIT_NOFILE to the hard limit and returns
+// it.
+func raiseNofile() (uint64, error) {
+	var l unix.Rlimit
+	if err := unix.Getrlimit(unix.RLIMIT_NOFILE, &l); err != nil {
+		return 0, err
+	}
+	if l.Cur < l.Max {
+		raised := unix.Rlimit{Cur: l.Max, Max: l.Max}
+		if err := unix.Setrlimit(unix.RLIMIT_NOFILE, &raised); err != nil {
+			return l.Cur, err
+		}
+		l = raised
+	}
+	return l.Cur, nil
 }

@@ -4,21 +4,35 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
+	"strings"
+
+	"golang.org/x/sys/unix"
 
 	"github.com/vrss-dev/vrss/agent/api"
+	"github.com/vrss-dev/vrss/rss"
 )
 
-// stateVersion is the layout of state.json.
-const stateVersion = 1
+// stateVersion is the layout of state.json. Version 1 files are read too:
+// version 2 only added fields.
+const stateVersion = 2
+
+// maxStateSize bounds state.json: 252 queues' worth of records for
+// thousands of TAPs is far below it.
+const maxStateSize = 64 << 20
 
 // state is what vrssd needs to re-adopt its TAPs after a restart. The
-// programs and maps themselves are pinned in bpffs; the configuration lives
-// in the pinned map, so it is not repeated here.
+// programs and maps themselves are pinned in bpffs; the last configuration
+// vrssd saw is kept too, so that a TAP whose pins are lost (bpffs
+// unmounted, pins removed) is steered again as before.
 type state struct {
-	Version int        `json:"version"`
-	TAPs    []tapState `json:"taps"`
+	Version int `json:"version"`
+	// BPFFSDir is the directory the TAPs' pins were made in: a start with
+	// another one would find none of them.
+	BPFFSDir string     `json:"bpffs_dir,omitempty"`
+	TAPs     []tapState `json:"taps"`
 }
 
 type tapState struct {
@@ -32,23 +46,90 @@ type tapState struct {
 	Adopted    bool            `json:"adopted"`
 	ABI        string          `json:"abi"`
 	HashReport *api.HashReport `json:"hash_report,omitempty"`
+	// Config is the configuration the TAP was steered by when the state
+	// was last saved.
+	Config *rss.Config `json:"config,omitempty"`
+	// Creating marks a create that had not finished: vrssd records the
+	// intent before it makes the device, so that a crash in between
+	// leaves something startup can undo, not an orphan.
+	Creating bool `json:"creating,omitempty"`
 }
 
-// readState reads dir/state.json; a missing file is an empty state.
+// validate checks a record read from state.json as untrusted input: a
+// record names directories vrssd removes and uids it hands fds to.
+func (r *tapState) validate() error {
+	if err := checkName(r.Name); err != nil {
+		return err
+	}
+	switch {
+	case r.Index < 0 || (r.Index == 0 && !r.Creating):
+		return fmt.Errorf("ifindex %d", r.Index)
+	case r.Queues < 1 || r.Queues > api.MaxQueues:
+		return fmt.Errorf("%d queues: want 1 to %d", r.Queues, api.MaxQueues)
+	case r.VnetHdrLen != 10 && r.VnetHdrLen != 12 && r.VnetHdrLen != 20:
+		return fmt.Errorf("vnet header length %d: want 10, 12 or 20", r.VnetHdrLen)
+	case !validID(r.OwnerUID):
+		return fmt.Errorf("owner uid %d", r.OwnerUID)
+	case !validID(r.OwnerGID):
+		return fmt.Errorf("owner gid %d", r.OwnerGID)
+	}
+	if r.Config != nil {
+		l := rss.Limits{MaxKeySize: rss.MaxKeySize, MaxTableLen: rss.MaxTableLen, HashTypes: rss.AllHashTypes, Queues: r.Queues}
+		if err := r.Config.Validate(l); err != nil {
+			return fmt.Errorf("configuration: %w", err)
+		}
+	}
+	return nil
+}
+
+// validID reports whether id is a uid or gid the kernel can hold
+// ((uid_t)-1 means "unset" and is not one).
+func validID(id int) bool { return id >= 0 && id <= 1<<32-2 }
+
+// readState reads dir/state.json, which must be a regular file (no
+// symbolic link is followed); a missing file is an empty state. Every
+// record is validated: an invalid one is an error naming it, and vrssd
+// refuses to start rather than act on it.
 func readState(dir string) (*state, error) {
-	b, err := os.ReadFile(filepath.Join(dir, "state.json"))
+	path := filepath.Join(dir, "state.json")
+	f, err := os.OpenFile(path, os.O_RDONLY|unix.O_NOFOLLOW|unix.O_NONBLOCK, 0)
 	if errors.Is(err, os.ErrNotExist) {
 		return &state{Version: stateVersion}, nil
+	}
+	if errors.Is(err, unix.ELOOP) {
+		return nil, fmt.Errorf("%s is a symbolic link; vrssd follows none in its state directory", path)
 	}
 	if err != nil {
 		return nil, err
 	}
+	defer f.Close()
+	if fi, err := f.Stat(); err != nil || !fi.Mode().IsRegular() {
+		return nil, fmt.Errorf("%s is not a regular file", path)
+	}
+	b, err := io.ReadAll(io.LimitReader(f, maxStateSize+1))
+	if err != nil {
+		return nil, err
+	}
+	if len(b) > maxStateSize {
+		return nil, fmt.Errorf("%s: over %d bytes", path, maxStateSize)
+	}
 	var st state
 	if err := json.Unmarshal(b, &st); err != nil {
-		return nil, fmt.Errorf("%s: %w", filepath.Join(dir, "state.json"), err)
+		return nil, fmt.Errorf("%s: %w", path, err)
 	}
-	if st.Version != stateVersion {
-		return nil, fmt.Errorf("%s: version %d, this vrssd reads %d", filepath.Join(dir, "state.json"), st.Version, stateVersion)
+	if st.Version != 1 && st.Version != stateVersion {
+		return nil, fmt.Errorf("%s: version %d, this vrssd reads 1 and %d", path, st.Version, stateVersion)
+	}
+	seen := map[string]bool{}
+	for i := range st.TAPs {
+		r := &st.TAPs[i]
+		if err := r.validate(); err != nil {
+			return nil, fmt.Errorf("%s: record %d (TAP %q): %w; fix or remove the record, vrssd will not act on it", path, i, r.Name, err)
+		}
+		if seen[r.Name] {
+			return nil, fmt.Errorf("%s: record %d: TAP %q is listed twice", path, i, r.Name)
+		}
+		seen[r.Name] = true
 	}
 	return &st, nil
 }
@@ -60,29 +141,41 @@ func writeState(dir string, st *state) error {
 	if err != nil {
 		return err
 	}
-	f, err := os.CreateTemp(dir, ".state.json.*")
-	if err != nil {
-		return err
-	}
-	tmp := f.Name()
-	_, err = f.Write(append(b, '\n'))
-	if err == nil {
-		err = f.Sync()
-	}
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	if err == nil {
-		err = os.Rename(tmp, filepath.Join(dir, "state.json"))
-	}
-	if err != nil {
-		os.Remove(tmp)
+	if err := writeFileAtomic(filepath.Join(dir, "state.json"), append(b, '\n')); err != nil {
 		return fmt.Errorf("write state: %w", err)
 	}
 	// The rename itself must reach the disk too.
 	if d, err := os.Open(dir); err == nil {
 		d.Sync()
 		d.Close()
+	}
+	return nil
+}
+
+// pinDirName is the directory, under the bpffs directory, of the TAP
+// name's pins. bpffs refuses names with a dot, which interface names may
+// have, and interface names cannot contain '%': each dot becomes "%2e",
+// which no other valid name maps to.
+func pinDirName(name string) string { return strings.ReplaceAll(name, ".", "%2e") }
+
+// checkOwnDir refuses a directory vrssd keeps its state, pins or socket in
+// unless it is a directory (not a symbolic link to one) owned by vrssd's
+// user and writable by no one else: whoever can write there can plant
+// files and links that vrssd, running as root, would act on.
+func checkOwnDir(what, dir string) error {
+	var st unix.Stat_t
+	if err := unix.Lstat(dir, &st); err != nil {
+		return fmt.Errorf("%s %s: %w", what, dir, err)
+	}
+	switch {
+	case st.Mode&unix.S_IFMT == unix.S_IFLNK:
+		return fmt.Errorf("%s %s is a symbolic link: give the directory itself", what, dir)
+	case st.Mode&unix.S_IFMT != unix.S_IFDIR:
+		return fmt.Errorf("%s %s is not a directory", what, dir)
+	case int(st.Uid) != os.Geteuid():
+		return fmt.Errorf("%s %s is owned by uid %d, not by vrssd's uid %d: whoever owns it could plant links vrssd would follow (chown %d %s)", what, dir, st.Uid, os.Geteuid(), os.Geteuid(), dir)
+	case st.Mode&0o022 != 0:
+		return fmt.Errorf("%s %s has mode %04o: it must not be writable by group or others (chmod go-w %s)", what, dir, st.Mode&0o7777, dir)
 	}
 	return nil
 }

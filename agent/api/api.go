@@ -182,6 +182,10 @@ type TAP struct {
 	// the queues and vrssd holds none: open then hands only the
 	// configuration map (OpenArgs.ConfigOnly) until they are released.
 	HeldElsewhere bool `json:"held_elsewhere,omitempty"`
+	// Problem, when set, says what is wrong with the TAP's steering: for
+	// example that its pins were lost while vrssd was stopped and the
+	// program it pinned anew waits for a queue to be attached through.
+	Problem string `json:"problem,omitempty"`
 }
 
 // OpenArgs ask for a TAP's file descriptors.

@@ -17,6 +17,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"os"
 	"runtime"
@@ -35,6 +36,7 @@ import (
 // goroutines; requests are sent one at a time.
 type Client struct {
 	mu    sync.Mutex
+	path  string
 	conn  *net.UnixConn
 	bufs  *wire.Buffers
 	id    uint64
@@ -51,27 +53,41 @@ func SocketPath() string {
 }
 
 // Dial connects to vrssd at path ("" for SocketPath()) and performs the
-// handshake. ctx bounds both.
+// handshake. ctx bounds both. A daemon that refuses the connection (at its
+// connection limit, say) answers why: Dial returns that answer as an
+// *api.Error.
 func Dial(ctx context.Context, path string) (*Client, error) {
 	if path == "" {
 		path = SocketPath()
 	}
-	var d net.Dialer
-	nc, err := d.DialContext(ctx, "unixpacket", path)
-	if err != nil {
-		return nil, fmt.Errorf("vrssd: connect to %s: %w", path, err)
-	}
-	c := &Client{conn: nc.(*net.UnixConn), bufs: wire.NewBuffers()}
-	args := api.HelloArgs{Protocol: api.ProtocolVersion, ABI: steering.ABIStamp(), Client: clientName()}
-	if _, err := c.call(ctx, api.OpHello, args, nil, &c.hello); err != nil {
-		c.conn.Close()
+	c := &Client{path: path, bufs: wire.NewBuffers()}
+	if err := c.connectLocked(ctx); err != nil {
 		return nil, err
 	}
-	if c.hello.ABI != steering.ABIStamp() {
-		c.conn.Close()
-		return nil, api.Errorf(api.CodeABIMismatch, "daemon has steering ABI %q, this client %q", c.hello.ABI, steering.ABIStamp())
-	}
 	return c, nil
+}
+
+// connectLocked (re)connects and performs the handshake; c.mu is held or
+// c not yet shared.
+func (c *Client) connectLocked(ctx context.Context) error {
+	var d net.Dialer
+	nc, err := d.DialContext(ctx, "unixpacket", c.path)
+	if err != nil {
+		return fmt.Errorf("vrssd: connect to %s: %w", c.path, err)
+	}
+	c.conn = nc.(*net.UnixConn)
+	args := api.HelloArgs{Protocol: api.ProtocolVersion, ABI: steering.ABIStamp(), Client: clientName()}
+	var hello api.HelloResult
+	if _, err := c.callLocked(ctx, api.OpHello, args, nil, &hello, false); err != nil {
+		c.conn.Close()
+		return err
+	}
+	if hello.ABI != steering.ABIStamp() {
+		c.conn.Close()
+		return api.Errorf(api.CodeABIMismatch, "daemon has steering ABI %q, this client %q", hello.ABI, steering.ABIStamp())
+	}
+	c.hello = hello
+	return nil
 }
 
 func clientName() string {
@@ -84,7 +100,11 @@ func clientName() string {
 func (c *Client) Server() api.HelloResult { return c.hello }
 
 // Close closes the connection. Handles opened through it stay valid.
-func (c *Client) Close() error { return c.conn.Close() }
+func (c *Client) Close() error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.conn.Close()
+}
 
 // Call sends one request with files attached and decodes the result into
 // result (if not nil). Descriptors that come with the answer are returned;
@@ -116,10 +136,40 @@ func (c *Client) Call(ctx context.Context, op api.Op, args any, files []*os.File
 	return out, nil
 }
 
-// call performs one request; the returned fds belong to the caller.
+// call performs one request; the returned fds belong to the caller. If
+// the daemon had closed the connection (its idle timeout, or a restart)
+// before the request was sent, it reconnects and sends it again: a request
+// that was never delivered is safe to send again, whatever it does.
 func (c *Client) call(ctx context.Context, op api.Op, args any, fds []int, result any) ([]int, error) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	return c.callLocked(ctx, op, args, fds, result, true)
+}
+
+// connGone reports whether a send failed because the daemon had closed
+// the connection: the message was not delivered.
+func connGone(err error) bool {
+	return errors.Is(err, unix.EPIPE) || errors.Is(err, unix.ECONNRESET) || errors.Is(err, unix.ENOTCONN)
+}
+
+// pendingError returns the daemon's last word on a connection it closed,
+// if it left one (a refusal at its connection limit, say).
+func (c *Client) pendingError() *api.Error {
+	c.conn.SetReadDeadline(time.Now().Add(100 * time.Millisecond))
+	defer c.conn.SetReadDeadline(time.Time{})
+	m, err := wire.Recv(c.conn, c.bufs)
+	if err != nil {
+		return nil
+	}
+	wire.CloseFDs(m.FDs)
+	var resp api.Response
+	if json.Unmarshal(m.Data, &resp) != nil {
+		return nil
+	}
+	return resp.Error
+}
+
+func (c *Client) callLocked(ctx context.Context, op api.Op, args any, fds []int, result any, retry bool) ([]int, error) {
 	c.id++
 	req := api.Request{ID: c.id, Op: op}
 	if args != nil {
@@ -159,10 +209,26 @@ func (c *Client) call(ctx context.Context, op api.Op, args any, fds []int, resul
 		return fmt.Errorf("vrssd: %s: %w", op, err)
 	}
 	if err := wire.Send(c.conn, b, fds); err != nil {
-		return nil, wrap(err)
+		if !connGone(err) {
+			return nil, wrap(err)
+		}
+		if ae := c.pendingError(); ae != nil {
+			return nil, ae
+		}
+		if !retry {
+			return nil, wrap(fmt.Errorf("vrssd closed the connection: %w", err))
+		}
+		c.conn.Close()
+		if err := c.connectLocked(ctx); err != nil {
+			return nil, fmt.Errorf("vrssd: %s: the connection was closed (vrssd's idle timeout, or a restart), and reconnecting failed: %w", op, err)
+		}
+		return c.callLocked(ctx, op, args, fds, result, false)
 	}
 	for {
 		m, err := wire.Recv(c.conn, c.bufs)
+		if errors.Is(err, io.EOF) {
+			return nil, fmt.Errorf("vrssd: %s: vrssd closed the connection before answering (it stopped, or timed the connection out): the request may or may not have been carried out", op)
+		}
 		if err != nil {
 			return nil, wrap(err)
 		}
