@@ -3,7 +3,7 @@ GO      ?= go
 GOFILES  = $(shell git ls-files '*.go' 2>/dev/null || find . -name '*.go')
 FUZZTIME ?= 60s
 
-.PHONY: all build test vet fmt-check demo bench generate generate-check fuzz clean e2e
+.PHONY: all build test race vet fmt-check demo bench generate generate-check fuzz clean e2e
 
 all: build
 
@@ -14,6 +14,14 @@ build:
 ## VRSS_REQUIRE_PRIV=1 makes them fail instead of skipping).
 test: fmt-check vet
 	$(GO) test -count=1 ./...
+
+## race: the tests of the engine, the steering program and its publisher, the
+## daemon and its client library under the race detector (where it is
+## affordable: minutes, not hours); CI runs it after `make test`, so that a
+## data race fails CI.
+RACEPKGS ?= ./rss ./steering ./agent ./agent/client
+race:
+	$(GO) test -race -count=1 -timeout 30m $(RACEPKGS)
 
 fmt-check:
 	@out=$$(gofmt -l $(GOFILES)); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi

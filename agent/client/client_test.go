@@ -262,12 +262,21 @@ func TestQEMUEBPF(t *testing.T) {
 	}
 	maps := []string{"tap_rss_map_configurations", "tap_rss_map_toeplitz_key", "tap_rss_map_indirection_table"}
 	for _, n := range []int{4, 3, 5} {
-		var got api.QEMUEBPFArgs
+		// The fake daemon's goroutine hands the request's arguments over
+		// a channel: that the reply came back over the socket orders
+		// nothing as far as the race detector can see.
+		gotc := make(chan api.QEMUEBPFArgs, 1)
 		path, _ := fakeDaemon(t, func(req *api.Request) []reply {
 			if req.Op != api.OpQEMUEBPF {
 				return nil
 			}
-			json.Unmarshal(req.Args, &got)
+			var a api.QEMUEBPFArgs
+			json.Unmarshal(req.Args, &a)
+			select {
+			case gotc <- a:
+			default:
+				t.Errorf("a second qemu_ebpf request: %+v", a)
+			}
 			r := result(req.ID, api.QEMUEBPFResult{QEMUVersion: "10.0.2", Program: "tun_rss_steering_prog", Maps: maps})
 			r.fds = devnull(n)
 			return []reply{r}
@@ -278,8 +287,13 @@ func TestQEMUEBPF(t *testing.T) {
 		}
 		before := openFDs(t)
 		res, files, err := c.QEMUEBPF(context.Background(), "vm0", "/usr/bin/qemu-system-x86_64")
-		if got.Name != "vm0" || got.QEMU != "/usr/bin/qemu-system-x86_64" {
-			t.Errorf("request %+v", got)
+		select {
+		case got := <-gotc:
+			if got.Name != "vm0" || got.QEMU != "/usr/bin/qemu-system-x86_64" {
+				t.Errorf("request %+v", got)
+			}
+		case <-time.After(5 * time.Second):
+			t.Errorf("the fake daemon never saw the qemu_ebpf request")
 		}
 		switch {
 		case n == 4 && (err != nil || len(files) != 4 || res.QEMUVersion != "10.0.2"):
