@@ -34,8 +34,12 @@ const equalTableLen = 128
 // as ParseHashTypes accepts ("all" and "none" included). key is hex as
 // ParseKey accepts; omitted, it is DefaultKey. Exactly one of
 // indirection_table and queues must be given; "queues": N stands for
-// EqualTable(128, N). unclassified_queue defaults to 0. Unknown fields and
-// trailing data are errors.
+// EqualTable(128, N). unclassified_queue defaults to 0; with queues it must
+// be one of those N queues, as every table entry is (with
+// indirection_table the number of queues is not known, so it is not
+// checked). Unknown fields and trailing data are errors; a number outside
+// its field's range (a queue beyond 65535, a negative one) is an error, never
+// truncated.
 //
 // The result passes New's bounds; a configuration outside them returns
 // Validate's error, which wraps ErrKeySize, ErrTableLength, ErrQueueRange or
@@ -74,6 +78,9 @@ func ParseConfigJSON(data []byte) (Config, error) {
 		n := *j.Queues
 		if n < 1 || n > 1<<16 {
 			return Config{}, fmt.Errorf("%w: queues is %d, want 1 to 65536", ErrQueueRange, n)
+		}
+		if int(j.UnclassifiedQueue) >= n {
+			return Config{}, fmt.Errorf("%w: unclassified_queue is %d, want 0 to %d (queues is %d)", ErrQueueRange, j.UnclassifiedQueue, n-1, n)
 		}
 		c.Table = EqualTable(equalTableLen, n)
 	default:

@@ -40,6 +40,11 @@ func TestParseConfigJSON(t *testing.T) {
 			want: rss.Config{Key: rss.DefaultKey, Table: []uint16{0, 1}, UnclassifiedQueue: 1},
 		},
 		{
+			name: "queues, last queue unclassified",
+			in:   `{"hash_types": "all", "queues": 4, "unclassified_queue": 3}`,
+			want: rss.Config{HashTypes: rss.AllHashTypes, Key: rss.DefaultKey, Table: rss.EqualTable(128, 4), UnclassifiedQueue: 3},
+		},
+		{
 			name: "none string",
 			in:   `{"hash_types": "none", "queues": 65536}`,
 			want: rss.Config{Key: rss.DefaultKey, Table: rss.EqualTable(128, 65536)},
@@ -87,6 +92,11 @@ func TestParseConfigJSONErrors(t *testing.T) {
 		{"too many queues", `{"hash_types": "all", "queues": 65537}`, rss.ErrQueueRange, ""},
 		{"queue too big", `{"hash_types": "all", "indirection_table": [65536]}`, nil, "indirection_table"},
 		{"negative queue", `{"hash_types": "all", "unclassified_queue": -1, "queues": 1}`, nil, "unclassified_queue"},
+		{"unclassified queue too big", `{"hash_types": "all", "unclassified_queue": 65536, "indirection_table": [0]}`, nil, "unclassified_queue"},
+		// With queues the configuration names its queues: the unclassified
+		// queue must be one of them, like every table entry.
+		{"unclassified beyond queues", `{"hash_types": "all", "queues": 4, "unclassified_queue": 9}`, rss.ErrQueueRange, "unclassified_queue is 9, want 0 to 3"},
+		{"unclassified just beyond queues", `{"hash_types": "all", "queues": 1, "unclassified_queue": 1}`, rss.ErrQueueRange, "unclassified_queue"},
 		{"trailing data", `{"hash_types": "all", "queues": 1} {}`, nil, "after"},
 		{"not an object", `[1, 2]`, nil, "config JSON"},
 		{"empty", ``, nil, "config JSON"},

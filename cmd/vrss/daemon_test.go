@@ -53,11 +53,11 @@ func startDaemon(t *testing.T) string {
 	return sock
 }
 
-// The daemon commands end to end: tap create/list/detach/attach/delete, rss
-// set/show, stats, qemu args, as a user types them.
-func TestDaemonCommands(t *testing.T) {
-	sock := startDaemon(t)
-	ok := func(args ...string) string {
+// daemonCLI returns two ways to run the CLI against the daemon at sock: ok
+// wants success and returns stdout; fails wants exit status code and one
+// line on stderr that mentions mention.
+func daemonCLI(t *testing.T, sock string) (ok func(args ...string) string, fails func(code int, mention string, args ...string)) {
+	ok = func(args ...string) string {
 		t.Helper()
 		code, out, errOut := vrss(t, append(args, "--socket", sock)...)
 		if code != 0 {
@@ -65,13 +65,21 @@ func TestDaemonCommands(t *testing.T) {
 		}
 		return out
 	}
-	fails := func(code int, mention string, args ...string) {
+	fails = func(code int, mention string, args ...string) {
 		t.Helper()
 		c, out, errOut := vrss(t, append(args, "--socket", sock)...)
 		if c != code || out != "" || !strings.HasPrefix(errOut, "vrss: ") || strings.Count(errOut, "\n") != 1 || !strings.Contains(errOut, mention) {
 			t.Fatalf("vrss %q: exit %d, stdout %q, stderr %q; want exit %d mentioning %q", args, c, out, errOut, code, mention)
 		}
 	}
+	return ok, fails
+}
+
+// The daemon commands end to end: tap create/list/detach/attach/delete, rss
+// set/show, stats, qemu args, as a user types them.
+func TestDaemonCommands(t *testing.T) {
+	sock := startDaemon(t)
+	ok, fails := daemonCLI(t, sock)
 
 	if out := ok("tap", "create", "cli0", "--queues", "4"); !strings.Contains(out, "created cli0: 4 queues") {
 		t.Errorf("create: %q", out)
@@ -138,5 +146,66 @@ func TestDaemonCommands(t *testing.T) {
 	c, _, errOut := vrss(t, "tap", "list", "--socket", sock+".none")
 	if c != 1 || !strings.Contains(errOut, "cannot reach vrssd") {
 		t.Errorf("no daemon: exit %d, %q", c, errOut)
+	}
+}
+
+// Numbers are checked against the TAP before anything is sent, and a refused
+// one changes nothing (issue 9, defect 10): --unclassified 65536 used to
+// wrap to queue 0 and be published, --vnet-hdr 0 to create a TAP with a
+// 12-byte header, and tap create's help to promise 256 queues.
+func TestDaemonRangeChecks(t *testing.T) {
+	sock := startDaemon(t)
+	ok, fails := daemonCLI(t, sock)
+	show := func(name string) api.RSSState {
+		t.Helper()
+		var st api.RSSState
+		if err := json.Unmarshal([]byte(ok("rss", "show", name, "--json")), &st); err != nil || st.Config == nil {
+			t.Fatalf("rss show %s: %+v, %v", name, st, err)
+		}
+		return st
+	}
+
+	ok("tap", "create", "rng0", "--queues", "4")
+	ok("rss", "set", "rng0", "--unclassified", "3")
+	for _, f := range []struct{ mention, flag, value string }{
+		{"--unclassified 65536: want a queue from 0 to 65535", "--unclassified", "65536"},
+		{"--unclassified 70000: want a queue from 0 to 65535", "--unclassified", "70000"},
+		{"--unclassified 4: rss: queue out of range: want 0 to 3 (rng0 has 4 queues)", "--unclassified", "4"},
+		{"--equal 5: rss: queue out of range: want 1 to 4 (rng0 has 4 queues)", "--equal", "5"},
+		{"--weights: rss: queue out of range: 5 weights, want at most one a queue (rng0 has 4 queues)", "--weights", "1,1,1,1,1"},
+		{"--table: rss: queue out of range: entry 1 is queue 9, want 0 to 3 (rng0 has 4 queues)", "--table", "0,9"},
+	} {
+		fails(exitInput, f.mention, "rss", "set", "rng0", f.flag, f.value)
+	}
+	if st := show("rng0"); st.Generation != 1 || st.Config.UnclassifiedQueue != 3 {
+		t.Errorf("refused values changed the configuration: generation %d, unclassified queue %d; want 1 and 3", st.Generation, st.Config.UnclassifiedQueue)
+	}
+	ok("rss", "set", "rng0", "--unclassified", "0", "--equal", "4")
+	if st := show("rng0"); st.Generation != 2 || st.Config.UnclassifiedQueue != 0 || st.Config.Table[3] != 3 {
+		t.Errorf("after --unclassified 0 --equal 4: %+v", st)
+	}
+
+	fails(exitInput, "--vnet-hdr 0: vrssd TAPs always carry a virtio-net header: want 10, 12 or 20", "tap", "create", "rng1", "--queues", "2", "--vnet-hdr", "0")
+	fails(exitInput, "--queues 253: want 1 to 252", "tap", "create", "rng1", "--queues", "253")
+	var taps []api.TAP
+	if err := json.Unmarshal([]byte(ok("tap", "list", "--json")), &taps); err != nil || len(taps) != 1 {
+		t.Fatalf("list after refused creates: %+v, %v", taps, err)
+	}
+	// The header lengths the CLI takes are the ones the daemon makes, and
+	// the most queues the CLI takes is the most the daemon makes.
+	ok("tap", "create", "rng1", "--queues", "2", "--vnet-hdr", "10")
+	if out := ok("tap", "create", "rng2", "--queues", "252", "--vnet-hdr", "20"); !strings.Contains(out, "created rng2: 252 queues") {
+		t.Errorf("create with 252 queues: %q", out)
+	}
+	if err := json.Unmarshal([]byte(ok("tap", "list", "--json")), &taps); err != nil || len(taps) != 3 {
+		t.Fatalf("list: %+v, %v", taps, err)
+	}
+	for _, tp := range taps {
+		if want := map[string]int{"rng0": 12, "rng1": 10, "rng2": 20}[tp.Name]; tp.VnetHdrLen != want {
+			t.Errorf("%s: vnet header %d bytes, want %d", tp.Name, tp.VnetHdrLen, want)
+		}
+	}
+	for _, name := range []string{"rng0", "rng1", "rng2"} {
+		ok("tap", "delete", name)
 	}
 }

@@ -10,6 +10,7 @@ import (
 
 	"github.com/vrss-dev/vrss/internal/demo"
 	"github.com/vrss-dev/vrss/rss"
+	"github.com/vrss-dev/vrss/tap"
 )
 
 const demoDescription = `
@@ -24,15 +25,23 @@ every queue, and checks each frame arrived on the queue the rss engine
 predicts. It prints a per-queue histogram and "N/N frames on the predicted
 queue", removes everything it made, and exits 1 on any mismatch or loss.`
 
+// demoRun runs the demo; tests replace it to see that bad flags never get
+// this far.
+var demoRun = demo.Run
+
+// maxDemoFrames bounds the frames one demo sends: it builds them all in
+// memory first, and numbers them in 32 bits.
+const maxDemoFrames = 1 << 24
+
 func runDemo(args []string, stdout, stderr io.Writer) int {
 	return report(stderr, "demo", demoMain(args, stdout))
 }
 
 func demoMain(args []string, stdout io.Writer) error {
 	fs := newFlagSet("demo", "[--queues N] [--flows N] [--per-flow N] [--json]", demoDescription)
-	queues := fs.Int("queues", 4, "TAP queues, 1 to 256")
+	queues := fs.Int("queues", 4, fmt.Sprintf("TAP queues, 1 to %d", tap.MaxQueues))
 	flows := fs.Int("flows", 1000, "distinct flows, at least 12 so that every kind of flow appears")
-	perFlow := fs.Int("per-flow", 10, "frames sent per flow")
+	perFlow := fs.Int("per-flow", 10, fmt.Sprintf("frames sent per flow; flows × per-flow at most %d", maxDemoFrames))
 	jsonOut := fs.Bool("json", false, "print the result as one JSON object")
 	pos, err := fs.parse(args, stdout)
 	if err != nil {
@@ -42,17 +51,19 @@ func demoMain(args []string, stdout io.Writer) error {
 		return err
 	}
 	switch {
-	case *queues < 1 || *queues > 256:
-		return inputErrorf("--queues %d: want 1 to 256", *queues)
+	case *queues < 1 || *queues > tap.MaxQueues:
+		return inputErrorf("--queues %d: want 1 to %d", *queues, tap.MaxQueues)
 	case *flows < 12:
 		return inputErrorf("--flows %d: want at least 12", *flows)
 	case *perFlow < 1:
 		return inputErrorf("--per-flow %d: want at least 1", *perFlow)
+	case *flows > maxDemoFrames / *perFlow: // flows × per-flow, without overflow
+		return inputErrorf("--flows %d × --per-flow %d: want at most %d frames", *flows, *perFlow, maxDemoFrames)
 	}
 	if os.Geteuid() != 0 {
 		return fmt.Errorf("needs root: it creates a network namespace, a TAP device and loads eBPF (try: sudo vrss demo)")
 	}
-	res, err := demo.Run(demo.Options{Queues: *queues, Flows: *flows, PerFlow: *perFlow})
+	res, err := demoRun(demo.Options{Queues: *queues, Flows: *flows, PerFlow: *perFlow})
 	if err != nil {
 		return err
 	}

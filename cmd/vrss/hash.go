@@ -51,9 +51,9 @@ func hashMain(args []string, stdout io.Writer) error {
 		return err
 	}
 
-	key, err := rss.ParseKey(*keyHex)
+	key, err := parseKeyFlag(*keyHex)
 	if err != nil {
-		return asInput(fmt.Errorf("--key: %w", err))
+		return err
 	}
 	t, err := rss.ParseHashTypes(*types)
 	if err != nil {
@@ -72,6 +72,19 @@ func hashMain(args []string, stdout io.Writer) error {
 	w := bufio.NewWriter(stdout)
 	fmt.Fprintf(w, "0x%08x %s\n", r.Hash, r.Report)
 	return w.Flush()
+}
+
+// parseKeyFlag parses a --key value and checks its length against the
+// engine's bounds, so that every key error names the flag.
+func parseKeyFlag(s string) ([]byte, error) {
+	key, err := rss.ParseKey(s)
+	if err != nil {
+		return nil, asInput(fmt.Errorf("--key: %w", err))
+	}
+	if len(key) == 0 || len(key) > rss.MaxKeySize {
+		return nil, asInput(fmt.Errorf("--key: %w: %d bytes, want 1 to %d", rss.ErrKeySize, len(key), rss.MaxKeySize))
+	}
+	return key, nil
 }
 
 // flowSpec turns the --src, --dst and --proto arguments into a frame.

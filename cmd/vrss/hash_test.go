@@ -155,8 +155,10 @@ func TestHashErrors(t *testing.T) {
 	src, dst := "--src=66.9.149.187:2794", "--dst=161.142.100.80:1766"
 	wantInputError(t, "--key: bad hex key", "hash", src, dst, "--key", "6d5g")
 	wantInputError(t, "--key: bad hex key", "hash", src, dst, "--key", "6d5")
-	wantInputError(t, "bad key size", "hash", src, dst, "--key", "")
-	wantInputError(t, "bad key size", "hash", src, dst, "--key", strings.Repeat("00", 256))
+	// Every key error names the flag, an empty key too (issue 9, defect 10).
+	wantInputError(t, "--key: rss: bad key size: 0 bytes, want 1 to 255", "hash", src, dst, "--key", "")
+	wantInputError(t, "--key: rss: bad key size: 0 bytes", "hash", src, dst, "--key", " : ")
+	wantInputError(t, "--key: rss: bad key size: 256 bytes, want 1 to 255", "hash", src, dst, "--key", strings.Repeat("00", 256))
 	wantInputError(t, `unknown hash type "sctp"`, "hash", src, dst, "--types", "tcpv4,sctp")
 	wantInputError(t, "--src and --dst are required", "hash", src)
 	wantInputError(t, "--src and --dst are required", "hash")

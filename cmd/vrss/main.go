@@ -204,6 +204,18 @@ func (fs *flagSet) parse(args []string, stdout io.Writer) ([]string, error) {
 	}
 }
 
+// isSet reports whether the flag name was given on the command line, so
+// that a command can tell an explicit value from the default.
+func (fs *flagSet) isSet(name string) bool {
+	set := false
+	fs.Visit(func(f *flag.Flag) {
+		if f.Name == name {
+			set = true
+		}
+	})
+	return set
+}
+
 // noArgs rejects positional arguments for commands that take none.
 func noArgs(pos []string) error {
 	if len(pos) > 0 {

@@ -3,6 +3,7 @@ package main
 import (
 	"fmt"
 	"io"
+	"math"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -162,7 +163,7 @@ RSS program and its configuration, key and indirection table maps (in that
 order; the agent/client QEMUEBPF call gets them from vrssd) must follow at
 the next four descriptors.`)
 	nf := addQEMUNetFlags(fs)
-	first := fs.Int("first-fd", qemu.FirstFD, "descriptor number of queue 0 in QEMU")
+	first := fs.Int("first-fd", qemu.FirstFD, "descriptor number of queue 0 in QEMU, 3 or more")
 	pos, err := fs.parse(args, stdout)
 	if err != nil {
 		return err
@@ -172,6 +173,11 @@ the next four descriptors.`)
 	}
 	if *nf.tap == "" {
 		return inputErrorf("want --tap NAME (run 'vrss qemu args -h')")
+	}
+	// 0 would mean the default to package qemu, and 0 to 2 are QEMU's
+	// standard input, output and error; descriptors are C ints.
+	if *first < 3 || *first > math.MaxInt32 {
+		return inputErrorf("--first-fd %d: want a descriptor from 3 to %d (0, 1 and 2 are standard input, output and error)", *first, math.MaxInt32)
 	}
 	c, ctx, cancel, err := dial(*nf.socket)
 	if err != nil {
@@ -185,6 +191,9 @@ the next four descriptors.`)
 	}
 	opts := nf.options(queues)
 	opts.FirstFD = *first
+	if last := *first + opts.Files() - 1; last > math.MaxInt32 {
+		return inputErrorf("--first-fd %d: the last of the %d descriptors would be %d, beyond %d", *first, opts.Files(), last, math.MaxInt32)
+	}
 	a, err := qemu.Args(opts)
 	if err != nil {
 		return asInput(err)

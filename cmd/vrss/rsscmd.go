@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -37,11 +38,11 @@ nothing. Examples:
 	keyHex := fs.String("key", "", "Toeplitz key in `HEX` (':' or space separators allowed), 1 to 255 bytes")
 	randomKey := fs.Bool("random-key", false, "use a new random 40-byte key")
 	types := fs.String("types", "", "enabled hash types, a comma-separated `LIST` of ipv4, tcpv4, udpv4, ipv6,\ntcpv6, udpv6, ip_ex, tcp_ex, udp_ex, all or none")
-	equal := fs.Int("equal", 0, "spread the table evenly over the first `N` queues")
+	equal := fs.Int("equal", 0, "spread the table evenly over the first `N` queues, 1 to the TAP's number of queues")
 	table := fs.String("table", "", "the whole indirection table as a comma-separated `LIST` of queues (length a power of two)")
-	weights := fs.String("weights", "", "queue weights, a comma-separated `LIST` (queue 0 first); the table gives each queue a share in proportion")
+	weights := fs.String("weights", "", "queue weights, a comma-separated `LIST` (queue 0 first, at most one a queue); the table\ngives each queue a share in proportion")
 	size := fs.Int("size", 128, "table length for --equal and --weights, a power of two")
-	unclassified := fs.Int("unclassified", -1, "queue for frames no enabled hash type applies to")
+	unclassified := fs.Int("unclassified", 0, "queue `Q` for frames no enabled hash type applies to: one of the TAP's N queues,\n0 to N-1")
 	socket := fs.String("socket", "", socketHelp)
 	pos, err := fs.parse(args, stdout)
 	if err != nil {
@@ -51,12 +52,14 @@ nothing. Examples:
 		return inputErrorf("want exactly one TAP name (run 'vrss rss set -h')")
 	}
 	name := pos[0]
-	if *keyHex != "" && *randomKey {
+	// Every number is range-checked before it is converted, here against
+	// the 16 bits a queue has, below against the TAP's queues.
+	if fs.isSet("key") && *randomKey {
 		return inputErrorf("--key and --random-key exclude each other")
 	}
 	n := 0
-	for _, s := range []bool{*equal != 0, *table != "", *weights != ""} {
-		if s {
+	for _, f := range []string{"equal", "table", "weights"} {
+		if fs.isSet(f) {
 			n++
 		}
 	}
@@ -65,6 +68,38 @@ nothing. Examples:
 	}
 	if *size < 1 || *size&(*size-1) != 0 || *size > rss.MaxTableLen {
 		return inputErrorf("--size %d: want a power of two from 1 to %d", *size, rss.MaxTableLen)
+	}
+	if fs.isSet("equal") && *equal < 1 {
+		return inputErrorf("--equal %d: want a positive number of queues", *equal)
+	}
+	if fs.isSet("unclassified") && (*unclassified < 0 || *unclassified > maxQueueNumber) {
+		return inputErrorf("--unclassified %d: want a queue from 0 to %d", *unclassified, maxQueueNumber)
+	}
+	var key []byte
+	if fs.isSet("key") {
+		if key, err = parseKeyFlag(*keyHex); err != nil {
+			return err
+		}
+	}
+	var hashTypes rss.HashType
+	if *types != "" {
+		if hashTypes, err = rss.ParseHashTypes(*types); err != nil {
+			return asInput(fmt.Errorf("--types: %w", err))
+		}
+	}
+	var entries, ws []uint16
+	if fs.isSet("table") {
+		if entries, err = parseUints(*table, "--table"); err != nil {
+			return err
+		}
+	}
+	if fs.isSet("weights") {
+		if ws, err = parseUints(*weights, "--weights"); err != nil {
+			return err
+		}
+		if !slices.ContainsFunc(ws, func(w uint16) bool { return w > 0 }) {
+			return inputErrorf("--weights %s: want at least one positive weight", *weights)
+		}
 	}
 
 	c, ctx, cancel, err := dial(*socket)
@@ -77,55 +112,59 @@ nothing. Examples:
 	if err != nil {
 		return daemonError(err)
 	}
+	queues, err := tapQueues(ctx, c, name)
+	if err != nil {
+		return err
+	}
+	// The daemon would refuse a queue the TAP does not have too, but
+	// without saying which flag named it.
+	outOfRange := func(flag, why string) error {
+		return inputErrorf("%s: %w: %s (%s has %d queues)", flag, rss.ErrQueueRange, why, name, queues)
+	}
+	switch {
+	case fs.isSet("unclassified") && *unclassified >= queues:
+		return outOfRange(fmt.Sprintf("--unclassified %d", *unclassified), fmt.Sprintf("want 0 to %d", queues-1))
+	case fs.isSet("equal") && *equal > queues:
+		return outOfRange(fmt.Sprintf("--equal %d", *equal), fmt.Sprintf("want 1 to %d", queues))
+	case len(ws) > queues:
+		return outOfRange("--weights", fmt.Sprintf("%d weights, want at most one a queue", len(ws)))
+	}
+	for i, q := range entries {
+		if int(q) >= queues {
+			return outOfRange("--table", fmt.Sprintf("entry %d is queue %d, want 0 to %d", i, q, queues-1))
+		}
+	}
+
 	var cfg rss.Config
 	if st.Config != nil {
 		cfg = st.Config.Clone()
 	} else {
-		queues, err := tapQueues(ctx, c, name)
-		if err != nil {
-			return err
-		}
 		cfg = rss.Config{HashTypes: rss.AllHashTypes, Key: rss.DefaultKey, Table: rss.EqualTable(128, queues)}
 	}
-
 	switch {
-	case *keyHex != "":
-		if cfg.Key, err = rss.ParseKey(*keyHex); err != nil {
-			return asInput(fmt.Errorf("--key: %w", err))
-		}
+	case key != nil:
+		cfg.Key = key
 	case *randomKey:
 		cfg.Key = make([]byte, 40)
 		rand.Read(cfg.Key)
 	}
 	if *types != "" {
-		if cfg.HashTypes, err = rss.ParseHashTypes(*types); err != nil {
-			return asInput(fmt.Errorf("--types: %w", err))
-		}
+		cfg.HashTypes = hashTypes
 	}
 	switch {
-	case *equal < 0:
-		return inputErrorf("--equal %d: want a positive number of queues", *equal)
-	case *equal > 0:
+	case fs.isSet("equal"):
 		cfg.Table = rss.EqualTable(*size, *equal)
-	case *table != "":
-		if cfg.Table, err = parseUints(*table, "--table"); err != nil {
-			return err
-		}
-	case *weights != "":
-		ws, err := parseUints(*weights, "--weights")
-		if err != nil {
-			return err
-		}
+	case fs.isSet("table"):
+		cfg.Table = entries
+	case fs.isSet("weights"):
 		w := make([]int, len(ws))
 		for i, v := range ws {
 			w[i] = int(v)
 		}
-		if cfg.Table = rss.WeightedTable(*size, w); cfg.Table == nil {
-			return inputErrorf("--weights %s: want at least one positive weight", *weights)
-		}
+		cfg.Table = rss.WeightedTable(*size, w) // not nil: a weight is positive
 	}
-	if *unclassified >= 0 {
-		cfg.UnclassifiedQueue = uint16(*unclassified)
+	if fs.isSet("unclassified") {
+		cfg.UnclassifiedQueue = uint16(*unclassified) // 0 to queues-1, checked above
 	}
 	res, err := c.SetRSS(ctx, name, cfg)
 	if err != nil {
@@ -153,6 +192,12 @@ func tapQueues(ctx context.Context, c *client.Client, name string) (int, error) 
 	return 0, fmt.Errorf("TAP %s not found", name)
 }
 
+// maxQueueNumber is the highest queue number there is: virtio-net and the
+// configuration name queues in 16 bits.
+const maxQueueNumber = 1<<16 - 1
+
+// parseUints parses a comma-separated list of numbers from 0 to 65535, the
+// values of flag; a number outside that range is an error, not truncated.
 func parseUints(list, flag string) ([]uint16, error) {
 	var out []uint16
 	for _, f := range strings.Split(list, ",") {

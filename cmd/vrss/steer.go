@@ -30,7 +30,8 @@ The JSON configuration is
 where hash_types may also be one comma-separated string ("all" for every
 type), key (hex, ':' separators allowed) defaults to the Microsoft
 verification key, and "queues": N may replace indirection_table to spread a
-128-entry table evenly over queues 0 to N-1.
+128-entry table evenly over queues 0 to N-1; unclassified_queue must then be
+one of those N queues too. Queues are numbers from 0 to 65535.
 
 Output is one line per frame, numbered from 1 as Wireshark does:
 

@@ -327,3 +327,22 @@ func TestSteerErrors(t *testing.T) {
 	wantInputError(t, "--pcap is required", "steer", "--config", cfg)
 	wantInputError(t, `unexpected argument "x"`, "steer", "--config", cfg, "x", "--pcap", pcap)
 }
+
+// A JSON configuration with "queues": N names its queues: an unclassified
+// queue outside them is refused, not steered to (issue 9, defect 10), and
+// a number beyond a queue's 16 bits is refused, not truncated.
+func TestSteerConfigQueueRange(t *testing.T) {
+	pcap := writePcap(t, testFrames())
+	cfg := func(s string) string { return writeFile(t, "rss.json", []byte(s)) }
+	wantInputError(t, "unclassified_queue is 9, want 0 to 3 (queues is 4)", "steer", "--config", cfg(`{"hash_types":"all","queues":4,"unclassified_queue":9}`), "--pcap", pcap)
+	wantInputError(t, "queue out of range", "steer", "--config", cfg(`{"hash_types":"all","queues":4,"unclassified_queue":4}`), "--pcap", pcap)
+	wantInputError(t, "unclassified_queue", "steer", "--config", cfg(`{"hash_types":"all","queues":4,"unclassified_queue":65540}`), "--pcap", pcap)
+	wantInputError(t, "indirection_table", "steer", "--config", cfg(`{"hash_types":"all","indirection_table":[65536]}`), "--pcap", pcap)
+	wantInputError(t, "queues is 65537", "steer", "--config", cfg(`{"hash_types":"all","queues":65537}`), "--pcap", pcap)
+	// The last of the N queues is fine: the histogram has N lines.
+	code, out, errOut := vrss(t, "steer", "--config", cfg(`{"hash_types":"none","queues":4,"unclassified_queue":3}`), "--pcap", pcap, "--json")
+	var res steerJSON
+	if code != 0 || json.Unmarshal([]byte(out), &res) != nil || len(res.Histogram) != 4 || res.Histogram[3] != res.Total {
+		t.Errorf("unclassified queue 3 of 4: exit %d, stdout %q, stderr %q", code, out, errOut)
+	}
+}

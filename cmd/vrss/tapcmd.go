@@ -6,6 +6,7 @@ import (
 	"text/tabwriter"
 
 	"github.com/vrss-dev/vrss/agent/api"
+	"github.com/vrss-dev/vrss/tap"
 )
 
 const tapUsage = "tap (create NAME --queues N [--owner UID] [--group GID] [--vnet-hdr N] | delete NAME | attach NAME | detach NAME | list [--json])"
@@ -73,10 +74,12 @@ Ask vrssd to create a persistent multi-queue TAP device with the vrss steering
 program attached, owned by --owner (default: you). Its owner may then open
 it (receive the queue fds and the configuration map) and configure it without
 privileges. Until a configuration is set, every packet goes to queue 0.`)
-	queues := fs.Int("queues", 0, "number of queues, 1 to 256 (required)")
-	owner := fs.Int("owner", -1, "owner `UID`; only root or an admin may name someone else")
-	group := fs.Int("group", -1, "owner `GID`")
-	vnet := fs.Int("vnet-hdr", 12, "virtio-net header length in bytes: 10, 12 or 20")
+	queues := fs.Int("queues", 0, fmt.Sprintf("number of queues, 1 to %d (required): not the kernel's %d, because\n"+
+		"'open' hands the VMM every queue fd and the configuration map in one SCM_RIGHTS\n"+
+		"message, which carries at most %d fds", api.MaxQueues, tap.MaxQueues, api.MaxFDs))
+	owner := fs.Int("owner", 0, "owner `UID` (default: you); only root or an admin may name someone else")
+	group := fs.Int("group", 0, "owner `GID` (default: your group)")
+	vnet := fs.Int("vnet-hdr", 12, "virtio-net header length in bytes: 10, 12 or 20; a vrssd TAP always has one")
 	socket := fs.String("socket", "", socketHelp)
 	pos, err := fs.parse(args, stdout)
 	if err != nil {
@@ -85,14 +88,14 @@ privileges. Until a configuration is set, every packet goes to queue 0.`)
 	if len(pos) != 1 {
 		return inputErrorf("want exactly one TAP name (run 'vrss tap create -h')")
 	}
-	if *queues < 1 || *queues > 256 {
-		return inputErrorf("--queues %d: want 1 to 256", *queues)
+	if err := checkTapCreate(fs, *queues, *owner, *group, *vnet); err != nil {
+		return err
 	}
 	a := api.CreateArgs{Name: pos[0], Queues: *queues, VnetHdrLen: *vnet}
-	if *owner >= 0 {
+	if fs.isSet("owner") {
 		a.OwnerUID = owner
 	}
-	if *group >= 0 {
+	if fs.isSet("group") {
 		a.OwnerGID = group
 	}
 	c, ctx, cancel, err := dial(*socket)
@@ -106,6 +109,35 @@ privileges. Until a configuration is set, every packet goes to queue 0.`)
 		return daemonError(err)
 	}
 	fmt.Fprintf(stdout, "created %s: %d queues, owner %d:%d, steering attached\n", t.Name, t.Queues, t.OwnerUID, t.OwnerGID)
+	return nil
+}
+
+// maxID is the highest uid or gid a TAP's owner can be: the kernel's ids are
+// 32 bits, and 4294967295 ((uid_t)-1) means "none".
+const maxID = 1<<32 - 2
+
+// checkTapCreate range-checks tap create's numbers before anything is sent.
+func checkTapCreate(fs *flagSet, queues, owner, group, vnet int) error {
+	if queues < 1 || queues > api.MaxQueues {
+		return inputErrorf("--queues %d: want 1 to %d (vrssd hands a TAP's queue fds and its configuration map in one SCM_RIGHTS message of at most %d fds)", queues, api.MaxQueues, api.MaxFDs)
+	}
+	for _, id := range []struct {
+		flag, what string
+		v          int
+	}{{"owner", "uid", owner}, {"group", "gid", group}} {
+		if fs.isSet(id.flag) && (id.v < 0 || id.v > maxID) {
+			return inputErrorf("--%s %d: want a %s from 0 to %d", id.flag, id.v, id.what, maxID)
+		}
+	}
+	switch vnet {
+	case 10, 12, 20:
+	case 0:
+		// The daemon reads a zero length as "the default", 12: refused
+		// here rather than answered with a TAP that has one after all.
+		return inputErrorf("--vnet-hdr 0: vrssd TAPs always carry a virtio-net header: want 10, 12 or 20")
+	default:
+		return inputErrorf("--vnet-hdr %d: want 10, 12 or 20 (virtio_net_hdr, virtio_net_hdr_v1 or virtio_net_hdr_v1_hash)", vnet)
+	}
 	return nil
 }
 
