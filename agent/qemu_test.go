@@ -14,6 +14,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strconv"
 	"strings"
 	"syscall"
@@ -40,6 +41,12 @@ const stubObject = "testdata/qemu_rss_stub.o"
 // is nil, fails as a QEMU without the command does.
 func fakeQEMU(t *testing.T, path, log, version string, object []byte) {
 	t.Helper()
+	fakeQEMUProbe(t, path, log, version, object, "")
+}
+
+// fakeQEMUProbe is fakeQEMU with probe, shell commands, run first.
+func fakeQEMUProbe(t *testing.T, path, log, version string, object []byte, probe string) {
+	t.Helper()
 	v := strings.Split(version, ".")
 	if len(v) != 3 {
 		t.Fatalf("version %q", version)
@@ -51,7 +58,7 @@ func fakeQEMU(t *testing.T, path, log, version string, object []byte) {
 	}
 	// vrssd marshals a map, so "id" is the last key of every command.
 	script := `#!/bin/sh
-echo "$(id -u) $*" >> ` + log + `
+` + probe + `echo "$(id -u) $*" >> ` + log + `
 echo '{"QMP": {"version": ` + ver + `, "capabilities": ["oob"]}}'
 while read -r line; do
 	id=$(echo "$line" | sed -n 's/.*"id":\([0-9][0-9]*\)}$/\1/p')
@@ -73,7 +80,7 @@ done
 type qemuStubs struct {
 	dir, log                   string
 	modern, old, noEBPF, other string // QEMU 10 with request-ebpf; 7.2; 9.1 without eBPF; 10, not allowlisted
-	link                       string // a symbolic link to modern
+	link                       string // a symbolic link to modern, which TestQEMUEBPF allowlists
 	object                     []byte
 }
 
@@ -137,20 +144,36 @@ func TestQEMUEBPF(t *testing.T) {
 	requirePriv(t)
 	const vmm, other = 4242, 4343
 	s := newQEMUStubs(t)
-	d := newDaemon(t, fmt.Sprintf(`{"create": {"uids": [%d, %d]}, "qemu_binaries": [%q, %q, %q]}`, vmm, other, s.modern, s.old, s.noEBPF))
+	// The link is listed, not the file: a client may name either.
+	d := newDaemon(t, fmt.Sprintf(`{"create": {"uids": [%d, %d]}, "qemu_binaries": [%q, %q, %q]}`, vmm, other, s.link, s.old, s.noEBPF))
 	if r := d.asUser(vmm, "call", helperArgs{Op: api.OpCreate, Args: mustJSON(api.CreateArgs{Name: "qe0", Queues: 2})}); r.Error != nil {
 		t.Fatalf("create: %+v", r)
 	}
 
 	t.Run("allowlist", func(t *testing.T) {
-		for _, bin := range []string{s.other, "/bin/sh", "/usr/bin/id"} {
+		// A link of the client's own to a listed binary is not followed,
+		// and a path outside the allowlist gets the same refusal whatever
+		// is there (issue #7: vrssd resolved it as root).
+		mine := filepath.Join(s.dir, "my-qemu")
+		if err := os.Symlink("qemu-10", mine); err != nil {
+			t.Fatal(err)
+		}
+		private := filepath.Join(d.stateDir, "state.json") // root's, 0600, in a 0700 directory
+		var want string
+		for _, bin := range []string{s.dir + "/nonexistent", s.other, "/bin/sh", "/usr/bin/id", mine, private, d.stateDir + "/nonexistent", private + "/x"} {
 			r := d.asUser(vmm, "call", helperArgs{Op: api.OpQEMUEBPF, Args: qemuEBPFArgs("qe0", bin)})
 			wantDenied(t, "qemu_ebpf with "+bin, r)
 			if !strings.Contains(r.Error.Message, "allowlist") {
 				t.Errorf("refusal does not say why: %s", r.Error.Message)
 			}
+			msg := strings.Replace(r.Error.Message, strconv.Quote(bin), "PATH", 1)
+			if want == "" {
+				want = msg
+			} else if msg != want {
+				t.Errorf("qemu_ebpf with %s: %q, while a path that does not exist gets %q", bin, msg, want)
+			}
 		}
-		for _, bin := range []string{"qemu-10", "", s.dir + "/nonexistent"} {
+		for _, bin := range []string{"qemu-10", ""} {
 			if r := d.asUser(vmm, "call", helperArgs{Op: api.OpQEMUEBPF, Args: qemuEBPFArgs("qe0", bin)}); r.Error == nil || r.Error.Code != api.CodeBadRequest || r.FDs != 0 {
 				t.Errorf("qemu_ebpf with %q: %+v, want bad_request", bin, r)
 			}
@@ -161,7 +184,11 @@ func TestQEMUEBPF(t *testing.T) {
 	})
 
 	t.Run("not the owner", func(t *testing.T) {
-		wantDenied(t, "qemu_ebpf by a third uid", d.asUser(other, "call", helperArgs{Op: api.OpQEMUEBPF, Args: qemuEBPFArgs("qe0", s.modern)}))
+		// denied, or not_found where vrssd hides TAPs a uid may not see.
+		if r := d.asUser(other, "call", helperArgs{Op: api.OpQEMUEBPF, Args: qemuEBPFArgs("qe0", s.modern)}); r.Error == nil ||
+			(r.Error.Code != api.CodeDenied && r.Error.Code != api.CodeNotFound) || r.FDs != 0 {
+			t.Fatalf("qemu_ebpf by a third uid: got %+v, want it refused", r)
+		}
 		if runs := s.runs(t); len(runs) != 0 {
 			t.Fatalf("vrssd ran QEMU for a peer that may not use the TAP: %q", runs)
 		}
@@ -181,7 +208,7 @@ func TestQEMUEBPF(t *testing.T) {
 
 	t.Run("handover", func(t *testing.T) {
 		before := len(s.runs(t))
-		// Through the link: vrssd resolves it to an allowlisted binary.
+		// Through the allowlisted link: vrssd runs the file it links to.
 		cmd := execHelper("qemuvmm", helperArgs{Socket: d.socket, Args: qemuEBPFArgs("qe0", s.link), Frames: 40, Queue: 1})
 		cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: vmm, Gid: vmm}}
 		stdout, err := cmd.StdoutPipe()
@@ -260,7 +287,8 @@ func TestQEMUEBPF(t *testing.T) {
 		}
 
 		// The cache: the object under the binary's digest; asking again
-		// does not run QEMU, also for another path to the same binary.
+		// does not run QEMU, also for the other allowed path to the same
+		// binary, the link's target.
 		cached, err := os.ReadFile(filepath.Join(d.stateDir, "qemu-ebpf", hex.EncodeToString(sum[:])+".o"))
 		if err != nil || !bytes.Equal(cached, s.object) {
 			t.Errorf("cache holds %d bytes (%v), want the %d-byte object", len(cached), err, len(s.object))
@@ -381,4 +409,171 @@ func qemuVMMHelper(ctx context.Context, c *client.Client, a helperArgs, res *hel
 	res.FDs = len(files)
 	res.Result = mustJSON(map[string]any{"result": r, "fdinfo": info, "per_queue": perQueue})
 	return nil
+}
+
+// qemuProbe are shell commands a fake QEMU runs first: they log, to log,
+// what the QEMU process was given: its uid, its groups, its capability
+// sets and no_new_privs (of a child, which inherits them), and its open
+// descriptors (ls's, which inherits them: the one ls opens itself names
+// /proc/PID/fd).
+func qemuProbe(log string) string {
+	return `echo "uid $(id -u)" >> ` + log + `
+echo "groups $(id -G)" >> ` + log + `
+grep -E '^(CapInh|CapPrm|CapEff|CapAmb|NoNewPrivs):' /proc/self/status >> ` + log + `
+ls -l /proc/self/fd >> ` + log + `
+`
+}
+
+// qemuProbed is what qemuProbe logged.
+type qemuProbed struct {
+	fields map[string]string // uid, groups, CapEff, NoNewPrivs, ...
+	fds    map[int]string    // descriptor → what it is
+}
+
+func parseQEMUProbe(t *testing.T, log string) qemuProbed {
+	t.Helper()
+	p := qemuProbed{fields: map[string]string{}, fds: map[int]string{}}
+	for _, line := range strings.Split(strings.TrimSpace(string(mustRead(t, log))), "\n") {
+		if before, after, ok := strings.Cut(line, " -> "); ok {
+			f := strings.Fields(before)
+			fd, err := strconv.Atoi(f[len(f)-1])
+			if err != nil {
+				t.Fatalf("probe: %q", line)
+			}
+			p.fds[fd] = after
+			continue
+		}
+		if k, v, ok := strings.Cut(line, " "); ok && !strings.HasSuffix(k, ":") {
+			p.fields[k] = v
+		} else if k, v, ok := strings.Cut(line, ":"); ok {
+			p.fields[k] = strings.TrimSpace(v)
+		}
+	}
+	return p
+}
+
+// check requires what vrssd promises of every QEMU it runs: the user
+// nobody with no supplementary group, no capability, no_new_privs, and no
+// descriptor but 0, 1, 2 and 3, the binary (bin).
+func (p qemuProbed) check(t *testing.T, bin string) {
+	t.Helper()
+	want := map[string]string{"uid": "65534", "groups": "65534", "NoNewPrivs": "1",
+		"CapInh": "0000000000000000", "CapPrm": "0000000000000000", "CapEff": "0000000000000000", "CapAmb": "0000000000000000"}
+	for k, v := range want {
+		if p.fields[k] != v {
+			t.Errorf("QEMU ran with %s %q, want %q", k, p.fields[k], v)
+		}
+	}
+	lsDir := regexp.MustCompile(`^/proc/[0-9]+/fd$`)
+	ownDirs := 0
+	for fd, what := range p.fds {
+		switch {
+		case fd <= 2:
+		case fd == 3 && what == bin:
+		case lsDir.MatchString(what) && ownDirs == 0:
+			ownDirs++ // ls's own
+		default:
+			t.Errorf("QEMU got fd %d: %s", fd, what)
+		}
+	}
+	if _, ok := p.fds[3]; !ok || len(p.fds) < 4 {
+		t.Errorf("the probe saw fds %v: want 0, 1, 2, 3 and ls's own", p.fds)
+	}
+}
+
+// TestQEMUConfined: vrssd runs QEMU as nobody, with no supplementary
+// group, no capability, no_new_privs and only the descriptors it needs,
+// also when vrssd itself inherited others; and a binary nobody may not
+// execute is refused, not run as vrssd's user (issue #8: vrssd ran it as
+// root with every capability, and both runs inherited vrssd's inherited
+// fds, without no_new_privs).
+func TestQEMUConfined(t *testing.T) {
+	requirePriv(t)
+	const vmm = 4242
+	s := newQEMUStubs(t)
+	probe, probeLog := filepath.Join(s.dir, "qemu-probe"), filepath.Join(s.dir, "probe.log")
+	if err := os.WriteFile(probeLog, nil, 0o666); err != nil {
+		t.Fatal(err)
+	}
+	os.Chmod(probeLog, 0o666)
+	fakeQEMUProbe(t, probe, s.log, "10.0.0", s.object, qemuProbe(probeLog))
+	private := filepath.Join(s.dir, "qemu-private")
+	fakeQEMU(t, private, s.log, "10.0.0", s.object)
+	if err := os.Chmod(private, 0o700); err != nil {
+		t.Fatal(err)
+	}
+
+	// vrssd inherits what a careless parent leaves open without
+	// close-on-exec: a file and a pipe's write end, at high numbers.
+	canary := filepath.Join(s.dir, "inherited")
+	inherited := inheritFDs(t, canary)
+	d := newDaemon(t, fmt.Sprintf(`{"create": {"uids": [%d]}, "qemu_binaries": [%q, %q]}`, vmm, probe, private))
+	for _, fd := range inherited {
+		unix.Close(fd)
+		if what, err := os.Readlink(fmt.Sprintf("/proc/%d/fd/%d", d.pid(), fd)); err != nil {
+			t.Logf("vrssd does not hold fd %d it was given (%v): the stub's part is TestQEMUStubClosesInherited's", fd, err)
+		} else {
+			t.Logf("vrssd inherited fd %d: %s", fd, what)
+		}
+	}
+	if r := d.asUser(vmm, "call", helperArgs{Op: api.OpCreate, Args: mustJSON(api.CreateArgs{Name: "qc0", Queues: 2})}); r.Error != nil {
+		t.Fatalf("create: %+v", r)
+	}
+
+	t.Run("not executable by nobody", func(t *testing.T) {
+		r := d.asUser(vmm, "call", helperArgs{Op: api.OpQEMUEBPF, Args: qemuEBPFArgs("qc0", private)})
+		if r.Error == nil || r.Error.Code != api.CodeUnavailable || r.FDs != 0 ||
+			!strings.Contains(r.Error.Message, "may not be executed by the user nobody") || !strings.Contains(r.Error.Message, "chmod o+x "+private) {
+			t.Errorf("qemu_ebpf with a binary at mode 0700: %+v, want unavailable, saying to make it executable by others", r)
+		} else {
+			t.Logf("refused: %s", r.Error.Message)
+		}
+		if runs := s.runs(t); len(runs) != 0 {
+			t.Errorf("vrssd ran it: %q", runs)
+		}
+		if strings.Contains(d.log(), "as vrssd's user") {
+			t.Errorf("vrssd fell back to its own user:\n%s", d.log())
+		}
+	})
+
+	t.Run("confined", func(t *testing.T) {
+		before := len(s.runs(t))
+		r := d.asUser(vmm, "call", helperArgs{Op: api.OpQEMUEBPF, Args: qemuEBPFArgs("qc0", probe)})
+		if r.Error != nil || r.FDs != 4 {
+			t.Fatalf("qemu_ebpf: %+v", r)
+		}
+		if runs := s.runs(t)[before:]; len(runs) != 1 {
+			t.Fatalf("runs %q, want one", runs)
+		}
+		t.Logf("the probe:\n%s", mustRead(t, probeLog))
+		parseQEMUProbe(t, probeLog).check(t, probe)
+	})
+}
+
+// inheritFDs puts, in this process, a file (canary, created) and a pipe's
+// write end at fds 251 and 250 without close-on-exec, so that the next
+// process started inherits them; the caller closes them once it has.
+func inheritFDs(t *testing.T, canary string) []int {
+	t.Helper()
+	f, err := os.Create(canary)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	r, w, err := os.Pipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer w.Close()
+	t.Cleanup(func() { r.Close() })
+	fds := []int{251, 250}
+	for i, from := range []*os.File{f, w} {
+		// dup2 (dup3 with no flags): no close-on-exec.
+		if err := unix.Dup2(int(from.Fd()), fds[i]); err != nil {
+			t.Fatal(err)
+		}
+		fd := fds[i]
+		t.Cleanup(func() { unix.Close(fd) })
+	}
+	return fds
 }

@@ -12,12 +12,10 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"os/exec"
 	"os/user"
 	"path/filepath"
 	"strconv"
 	"strings"
-	"syscall"
 	"time"
 
 	"github.com/cilium/ebpf"
@@ -106,28 +104,29 @@ func (s *Server) qemuEBPF(p *peer, raw json.RawMessage, _ []int) (any, []int, er
 	return res, fds, nil
 }
 
-// resolveQEMU resolves the symbolic links of path and checks the result
-// against the allowlist, whose entries are resolved too (those that do
-// not exist are skipped). vrssd runs the binary as part of the request:
-// anything not listed is refused.
+// resolveQEMU returns the file vrssd runs for the QEMU binary path a
+// client names: path must be, as written, an entry of the allowlist or
+// the file an entry resolves to (symbolic links are resolved on the
+// allowlist's side only). The client's path is never looked up: vrssd
+// resolves paths as root, so any answer that depended on what is at path
+// (no such file, permission denied, a link to somewhere) would tell the
+// client about files it may not see. Every path not listed gets the same
+// refusal, and vrssd runs nothing a client chose.
 func resolveQEMU(path string, allow []string) (string, error) {
 	if !filepath.IsAbs(path) {
 		return "", api.Errorf(api.CodeBadRequest, "QEMU binary %q: want an absolute path", path)
 	}
-	resolved, err := filepath.EvalSymlinks(path)
-	if err != nil {
-		return "", api.Errorf(api.CodeBadRequest, "QEMU binary %s: %v", path, err)
-	}
 	for _, a := range allow {
-		if r, err := filepath.EvalSymlinks(a); err == nil && r == resolved {
-			return resolved, nil
+		r, err := filepath.EvalSymlinks(a)
+		if path != a && path != filepath.Clean(a) && (err != nil || path != r) {
+			continue
 		}
+		if err != nil {
+			return "", api.Errorf(api.CodeUnavailable, "QEMU binary %s is in vrssd's qemu_binaries allowlist but cannot be used: %v", a, err)
+		}
+		return r, nil
 	}
-	shown := path
-	if resolved != path {
-		shown += " (" + resolved + ")"
-	}
-	return "", api.Errorf(api.CodeDenied, "QEMU binary %s is not in vrssd's qemu_binaries allowlist %q: vrssd runs only the QEMU binaries its configuration file names", shown, allow)
+	return "", api.Errorf(api.CodeDenied, "QEMU binary %q is not in vrssd's qemu_binaries allowlist %q: vrssd runs only the QEMU binaries its configuration file names, given by those paths or the files they link to", path, allow)
 }
 
 // qemuObj is a QEMU build's eBPF RSS object and where it came from.
@@ -181,7 +180,7 @@ func (s *Server) qemuObject(path string) (*qemuObj, error) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), qmpTimeout)
 	defer cancel()
-	a, err := askQEMU(ctx, bin, path, s.log.Warn)
+	a, err := askQEMU(ctx, bin, path)
 	if err != nil {
 		return nil, err
 	}
@@ -237,29 +236,14 @@ type qmpAnswer struct {
 var qemuArgs = []string{"-machine", "none", "-nodefaults", "-no-user-config", "-display", "none", "-S", "-qmp", "stdio"}
 
 // askQEMU runs the QEMU binary bin (opened from path) and asks it, over
-// QMP, for its version and its eBPF RSS object. It runs as an unprivileged
-// user (nobody) where vrssd may switch to one, and is executed through its
+// QMP, for its version and its eBPF RSS object. It runs as nobody and
+// confined (see qemu_exec.go), or not at all, and is executed through its
 // open descriptor (/proc/self/fd), so that the file digested is the file
-// run and path's directories need not be searchable by that user.
-func askQEMU(ctx context.Context, bin *os.File, path string, warn func(string, ...any)) (*qmpAnswer, error) {
+// run and path's directories need not be searchable by nobody.
+func askQEMU(ctx context.Context, bin *os.File, path string) (*qmpAnswer, error) {
 	uid, gid := nobody()
-	a, err := runQMP(ctx, bin, path, &syscall.Credential{Uid: uid, Gid: gid})
-	var se *startError
-	if errors.As(err, &se) && (errors.Is(err, unix.EPERM) || errors.Is(err, unix.EACCES)) {
-		// Without CAP_SETUID, or a binary nobody may not execute: the
-		// binary is allowlisted and runs without a machine or devices, so
-		// running it as vrssd's own user is an acceptable fallback.
-		warn("cannot run QEMU as an unprivileged user; running it as vrssd's user", "qemu", path, "uid", uid, "err", err)
-		a, err = runQMP(ctx, bin, path, nil)
-	}
-	return a, err
+	return runQMP(ctx, bin, path, uid, gid)
 }
-
-// startError marks a QEMU that could not be started at all.
-type startError struct{ err error }
-
-func (e *startError) Error() string { return e.err.Error() }
-func (e *startError) Unwrap() error { return e.err }
 
 // nobody returns the uid and gid of the user nobody (65534 if unknown).
 func nobody() (uint32, uint32) {
@@ -300,26 +284,26 @@ func (v qmpVersion) String() string {
 	return fmt.Sprintf("%d.%d.%d", v.QEMU.Major, v.QEMU.Minor, v.QEMU.Micro)
 }
 
-func runQMP(ctx context.Context, bin *os.File, path string, cred *syscall.Credential) (*qmpAnswer, error) {
-	cmd := exec.CommandContext(ctx, "/proc/self/fd/3", qemuArgs...)
-	cmd.Args[0] = path
-	cmd.ExtraFiles = []*os.File{bin} // fd 3 in the child
-	cmd.Env = []string{"PATH=/usr/sbin:/usr/bin:/sbin:/bin", "HOME=/", "LC_ALL=C"}
-	cmd.Dir = "/"
-	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: cred, Setsid: true}
+func runQMP(ctx context.Context, bin *os.File, path string, uid, gid uint32) (*qmpAnswer, error) {
+	cmd, err := newQEMUCommand(ctx, bin, path, qemuArgs, uid, gid)
+	if err != nil {
+		return nil, err
+	}
 	cmd.WaitDelay = time.Second
 	var stderr bytes.Buffer
 	cmd.Stderr = &limitedWriter{w: &stderr, n: 4096}
 	stdin, err := cmd.StdinPipe()
 	if err != nil {
+		cmd.close()
 		return nil, err
 	}
 	stdout, err := cmd.StdoutPipe()
 	if err != nil {
+		cmd.close()
 		return nil, err
 	}
-	if err := cmd.Start(); err != nil {
-		return nil, &startError{fmt.Errorf("start QEMU %s: %w", path, err)}
+	if err := cmd.start(ctx); err != nil {
+		return nil, err
 	}
 	// Whatever happens, QEMU does not outlive the request. It runs no
 	// machine and holds nothing, so there is nothing to shut down cleanly.

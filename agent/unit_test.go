@@ -5,6 +5,7 @@ import (
 	"os"
 	"path/filepath"
 	"reflect"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -69,8 +70,9 @@ func TestPolicyQEMUBinaries(t *testing.T) {
 	}
 }
 
-// resolveQEMU resolves symbolic links on both sides and refuses anything
-// not listed, before anything is run.
+// resolveQEMU accepts an allowlist entry, as written or as the file it
+// links to, and refuses anything else, before anything is run; the
+// client's path itself is never resolved.
 func TestResolveQEMU(t *testing.T) {
 	dir := t.TempDir()
 	real := filepath.Join(dir, "qemu-10")
@@ -85,13 +87,22 @@ func TestResolveQEMU(t *testing.T) {
 		code  api.Code
 	}{
 		{real, []string{real}, real, ""},
-		{filepath.Join(dir, "qemu-link"), []string{real}, real, ""},
+		{real, []string{dir + "//qemu-10"}, real, ""},
+		// A link the client names is not followed, even to a listed file.
+		{filepath.Join(dir, "qemu-link"), []string{real}, "", api.CodeDenied},
+		// A listed link is, and its target may be named instead.
 		{real, []string{filepath.Join(dir, "listed-link")}, real, ""},
+		{filepath.Join(dir, "listed-link"), []string{filepath.Join(dir, "listed-link")}, real, ""},
+		{filepath.Join(dir, "qemu-link"), []string{filepath.Join(dir, "listed-link")}, "", api.CodeDenied},
 		{filepath.Join(dir, "other"), []string{real}, "", api.CodeDenied},
 		{real, nil, "", api.CodeDenied},
 		{real, []string{filepath.Join(dir, "missing"), real}, real, ""},
+		{dir + "/./qemu-10", []string{real}, "", api.CodeDenied},
 		{"qemu-10", []string{real}, "", api.CodeBadRequest},
-		{filepath.Join(dir, "missing"), []string{real}, "", api.CodeBadRequest},
+		{"", []string{real}, "", api.CodeBadRequest},
+		{filepath.Join(dir, "missing"), []string{real}, "", api.CodeDenied},
+		// A listed binary that is not there is the host's problem.
+		{filepath.Join(dir, "missing"), []string{filepath.Join(dir, "missing")}, "", api.CodeUnavailable},
 	} {
 		got, err := resolveQEMU(tc.path, tc.allow)
 		var ae *api.Error
@@ -100,6 +111,51 @@ func TestResolveQEMU(t *testing.T) {
 			t.Errorf("resolveQEMU(%s, %v) = %q, %v; want %q", tc.path, tc.allow, got, err, tc.want)
 		case tc.code != "" && (!errors.As(err, &ae) || ae.Code != tc.code):
 			t.Errorf("resolveQEMU(%s, %v) = %q, %v; want %s", tc.path, tc.allow, got, err, tc.code)
+		}
+	}
+}
+
+// resolveQEMU's refusal of a path outside the allowlist says nothing
+// about what is there: an existing file, one the client could not read, a
+// directory, a link (to a secret, to nowhere, to an allowlisted binary), a
+// path through a file or a loop, and nothing at all get the same answer,
+// but for the path as the client wrote it. (Issue #7: vrssd resolved the
+// client's path as root, so /root/.bashrc was "not in allowlist" while
+// /root/nonexistent was "no such file".)
+func TestResolveQEMURevealsNothing(t *testing.T) {
+	dir := t.TempDir()
+	real := filepath.Join(dir, "qemu-10")
+	os.WriteFile(real, []byte("#!/bin/sh\n"), 0o755)
+	private := filepath.Join(dir, "private")
+	os.Mkdir(private, 0o700)
+	secret := filepath.Join(private, ".bashrc")
+	os.WriteFile(secret, []byte("secret\n"), 0o600)
+	os.Symlink(secret, filepath.Join(dir, "to-secret"))
+	os.Symlink(filepath.Join(dir, "nowhere"), filepath.Join(dir, "dangling"))
+	os.Symlink(real, filepath.Join(private, "to-qemu"))
+	os.Symlink("loop", filepath.Join(dir, "loop"))
+	allow := []string{real}
+	var want string
+	for i, p := range []string{
+		filepath.Join(private, "nonexistent"), secret, private, filepath.Join(dir, "to-secret"),
+		filepath.Join(dir, "dangling"), filepath.Join(private, "to-qemu"), filepath.Join(dir, "loop"),
+		secret + "/x", filepath.Join(dir, "no", "such", "dir"), "/proc/self/exe", "/",
+	} {
+		got, err := resolveQEMU(p, allow)
+		var ae *api.Error
+		if !errors.As(err, &ae) || ae.Code != api.CodeDenied || got != "" {
+			t.Errorf("resolveQEMU(%s) = %q, %v; want denied", p, got, err)
+			continue
+		}
+		msg := strings.Replace(ae.Message, strconv.Quote(p), "PATH", 1)
+		if strings.Count(msg, dir) != 1 || !strings.Contains(msg, strconv.Quote(real)) {
+			t.Errorf("resolveQEMU(%s): %q names more than the allowlist", p, ae.Message)
+		}
+		if i == 0 {
+			want = msg
+			t.Logf("the refusal: %s", ae.Message)
+		} else if msg != want {
+			t.Errorf("resolveQEMU(%s): %q\nwhile a path that does not exist gets %q", p, msg, want)
 		}
 	}
 }
