@@ -96,6 +96,7 @@ type daemon struct {
 	socket, stateDir, bpffsDir, config string
 	ns                                 netns.NsHandle
 	args                               []string
+	env                                []string // added to vrssd's environment
 
 	mu     sync.Mutex
 	cmd    *exec.Cmd
@@ -220,6 +221,7 @@ func (d *daemon) start() {
 		args = append(args, "--config", d.config)
 	}
 	cmd := exec.Command(vrssd, append(args, d.args...)...)
+	cmd.Env = append(os.Environ(), d.env...)
 	stderr := &syncBuffer{}
 	cmd.Stderr = stderr
 	cmd.Stdout = stderr
@@ -488,6 +490,11 @@ type helperArgs struct {
 	// Queue, for the "qemuvmm" helper: the queue to write into the
 	// configuration map handed by qemu_ebpf.
 	Queue int `json:"queue,omitempty"`
+	// Conns, for the "hold" helper: connections to open (each with a
+	// hello) and hold until the helper's standard input closes.
+	Conns int `json:"conns,omitempty"`
+	// Name, for the "tunsetiff" helper: the TAP to attach a queue to.
+	Name string `json:"name,omitempty"`
 }
 
 // asUser runs the helper action as uid (gid = uid) and returns its result.
@@ -547,6 +554,12 @@ func helperMain(action string) int {
 	err := func() error {
 		switch action {
 		case "call", "open", "vmm", "qemuvmm":
+		case "hold":
+			os.Exit(holdHelper(ctx, a))
+		case "flood":
+			os.Exit(floodHelper(ctx, a))
+		case "tunsetiff":
+			return tunsetiffHelper(a, &res)
 		case "die":
 			// Send a request with fds attached, then exit without
 			// reading the answer.

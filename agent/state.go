@@ -59,6 +59,10 @@ type tapState struct {
 // record names directories vrssd removes and uids it hands fds to.
 func (r *tapState) validate() error {
 	if err := checkName(r.Name); err != nil {
+		var ae *api.Error
+		if errors.As(err, &ae) {
+			return errors.New(ae.Message)
+		}
 		return err
 	}
 	switch {

@@ -226,6 +226,14 @@ func (c *Client) callLocked(ctx context.Context, op api.Op, args any, fds []int,
 	}
 	for {
 		m, err := wire.Recv(c.conn, c.bufs)
+		if errors.Is(err, unix.ECONNRESET) {
+			// The daemon answered and closed before reading all we
+			// sent (a refusal at its connection limit): the reset is
+			// reported first, its answer is still there to read.
+			if ae := c.pendingError(); ae != nil {
+				return nil, ae
+			}
+		}
 		if errors.Is(err, io.EOF) {
 			return nil, fmt.Errorf("vrssd: %s: vrssd closed the connection before answering (it stopped, or timed the connection out): the request may or may not have been carried out", op)
 		}

@@ -15,6 +15,7 @@ import (
 	"os/signal"
 	"runtime/debug"
 	"syscall"
+	"time"
 
 	"github.com/vrss-dev/vrss/agent"
 	"github.com/vrss-dev/vrss/agent/api"
@@ -50,7 +51,13 @@ filesystem).
 Anyone may connect; each request is authorised by the peer's uid and
 groups: root and the configuration file's admins may do everything, its
 creators may create TAPs owned by themselves, and anyone may use the TAPs
-it owns. Every refusal is logged.
+it owns; a TAP a user may not use is answered as one that does not exist.
+Refusals are logged, a few per user a minute (the rest are counted).
+
+vrssd refuses to start unless its state, bpffs and socket directories are
+its own (owned by its uid, not writable by group or others), and unless
+every record of state.json is valid; it locks the state and bpffs
+directories, so a second vrssd on either is refused.
 
 flags:
   --socket PATH      unix socket to listen on (default %s);
@@ -63,11 +70,20 @@ flags:
                        {"create": {"uids": [1000], "gids": [107]},
                         "admin": {"uids": [], "gids": []},
                         "max_queues": 16,
+                        "max_taps_per_uid": 64, "max_queues_per_uid": 512,
+                        "max_conns_per_uid": 64,
+                        "requests_per_second_per_uid": 100,
                         "qemu_binaries": ["/usr/bin/qemu-system-x86_64"]}
+                     the per-uid limits bind every user but root and the
+                     admins (0 or absent: the defaults shown)
                      qemu_binaries: the QEMUs whose own eBPF RSS object
                      vrssd may fetch (QMP request-ebpf) and load for
                      'vrss qemu exec --ebpf-rss' (that list is the default)
                      unknown fields are an error
+  --max-conns N      connections served at once for users other than root
+                     and the admins, who always get through (default %d)
+  --idle-timeout D   close a connection idle this long (default %v); the
+                     client library reconnects by itself
   --log-format F     text or json (default text); logs go to stderr
   --log-level L      debug, info, warn or error (default info); debug logs
                      every request
@@ -93,9 +109,11 @@ func run(args []string, stdout, stderr io.Writer) int {
 		logFormat = fs.String("log-format", "text", "")
 		logLevel  = fs.String("log-level", "info", "")
 		showVer   = fs.Bool("version", false, "")
+		maxConns  = fs.Int("max-conns", agent.DefaultMaxConns, "")
+		idle      = fs.Duration("idle-timeout", agent.DefaultIdleTimeout, "")
 	)
 	usage := func() {
-		fmt.Fprintf(stdout, help, api.DefaultSocket, agent.DefaultStateDir, agent.DefaultBPFFSDir, agent.DefaultConfig)
+		fmt.Fprintf(stdout, help, api.DefaultSocket, agent.DefaultStateDir, agent.DefaultBPFFSDir, agent.DefaultConfig, agent.DefaultMaxConns, agent.DefaultIdleTimeout)
 	}
 	bad := func(format string, a ...any) int {
 		fmt.Fprintf(stderr, "vrssd: "+format+" (run 'vrssd --help')\n", a...)
@@ -110,6 +128,12 @@ func run(args []string, stdout, stderr io.Writer) int {
 	}
 	if fs.NArg() > 0 {
 		return bad("unexpected argument %q", fs.Arg(0))
+	}
+	if *maxConns < 1 || *maxConns > 1<<20 {
+		return bad("--max-conns %d: want 1 to %d", *maxConns, 1<<20)
+	}
+	if *idle < time.Second {
+		return bad("--idle-timeout %v: want at least 1s", *idle)
 	}
 	if *showVer {
 		fmt.Fprintf(stdout, "vrssd %s\nprotocol %d, ABI %s\n", serverVersion(), api.ProtocolVersion, steering.ABIStamp())
@@ -141,6 +165,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	srv, err := agent.New(agent.Options{
 		Socket: *socket, StateDir: *stateDir, BPFFSDir: *bpffsDir,
 		Policy: policy, Logger: log, Version: serverVersion(),
+		MaxConns: *maxConns, IdleTimeout: *idle,
 	})
 	if err != nil {
 		log.Error("cannot start", "err", err)
