@@ -192,15 +192,13 @@ func attached(t *netlink.Tuntap) int { return t.Queues + t.DisabledQueues }
 
 // kernelOwner reports whether the kernel would let c attach to t without
 // CAP_NET_ADMIN (tun_not_capable): c must be its owner, when one is set,
-// and in its group, when one is set. A TAP with neither lets every process
-// attach; vrssd gives such a TAP only to root and admins, since it would
-// have no owner to give it to.
+// and in its group, when one is set. vrssd asks one thing more: that an
+// owner is set. A TAP without one lets every process (or every member of
+// its group) attach, so it has no single user vrssd could give it to: only
+// root and admins may adopt it.
 func kernelOwner(c *peer, t *netlink.Tuntap) bool {
 	const unset = ^uint32(0)
-	if t.Owner == unset && t.Group == unset {
-		return false
-	}
-	if t.Owner != unset && int(t.Owner) != c.uid {
+	if t.Owner == unset || int(t.Owner) != c.uid {
 		return false
 	}
 	return t.Group == unset || slices.Contains(c.groups(), int(t.Group))

@@ -165,6 +165,9 @@ func TestClassifyLoadError(t *testing.T) {
 		{"verifier non-root", verifier, 1000, "2\n", ReasonVerifierRejected},
 		// EPERM with a log is a permission failure that a log came with.
 		{"verifier EPERM non-root", &ebpf.VerifierError{Cause: unix.EPERM}, 1000, "2\n", ReasonUnprivDisabled},
+		// Out of descriptors: not an old kernel, whatever a probe says.
+		{"EMFILE", fmt.Errorf("map create: %w", unix.EMFILE), 0, "2\n", ReasonNoFDs},
+		{"ENFILE", fmt.Errorf("load program: %w", unix.ENFILE), 1000, "0\n", ReasonNoFDs},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			geteuid = func() int { return c.euid }

@@ -51,6 +51,7 @@ const (
 	ReasonNoMmapableMaps   Reason = "mmapable maps unsupported"
 	ReasonVerifierRejected Reason = "program rejected by the verifier"
 	ReasonMemlock          Reason = "locked-memory limit too low"
+	ReasonNoFDs            Reason = "out of file descriptors"
 	ReasonUnknown          Reason = "eBPF unavailable"
 	unprivilegedBPFSysctl         = "/proc/sys/kernel/unprivileged_bpf_disabled"
 )
@@ -149,6 +150,12 @@ var (
 
 // classifyLoadError turns a load failure into the reason a caller can act on.
 func classifyLoadError(err error) error {
+	// Before anything that probes the kernel: a process out of
+	// descriptors fails every probe too, and would be told its kernel
+	// is too old.
+	if errors.Is(err, unix.EMFILE) || errors.Is(err, unix.ENFILE) {
+		return &UnavailableError{Reason: ReasonNoFDs, Detail: "close some, or raise RLIMIT_NOFILE (ulimit -n)", Err: err}
+	}
 	var verr *ebpf.VerifierError
 	if errors.As(err, &verr) && !errors.Is(err, unix.EPERM) {
 		return &UnavailableError{Reason: ReasonVerifierRejected, Detail: kernelRelease(), Err: err}
