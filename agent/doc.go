@@ -13,20 +13,41 @@
 // as SCM_RIGHTS. A connection starts with a hello that must carry the
 // daemon's protocol version and ABI stamp (steering.ABIStamp), so no client
 // built against another program or map layout is ever handed fds; a failed
-// handshake is answered and the connection closed. Malformed, oversized or
+// handshake is answered and the connection closed, and a connection that
+// sends no hello within 2 seconds is closed. Malformed, oversized or
 // unknown requests are answered with an error and the connection stays
-// usable; file descriptors attached to a request that takes none are
-// closed. Idle connections are closed after Options.IdleTimeout, and at
-// most Options.MaxConns are served at once.
+// usable. Only adopt takes file descriptors: any other request that
+// carries some, a hello included, is refused with api.CodeBadRequest and
+// its descriptors closed (a refused hello closes the connection too).
+// Idle connections are closed after Options.IdleTimeout; the client
+// library reconnects by itself.
+//
+// # Limits
+//
+// No local user can lock others out or take all of vrssd's resources.
+// Root and the admins always get through; every other user is bound by
+// the configuration file's per-uid limits (see Policy): connections open
+// at once (and all such users together by Options.MaxConns; a connection
+// past a limit is answered with api.CodeBusy and closed), requests a
+// second (past the rate, requests are answered with api.CodeBusy), and the
+// TAPs and queues it owns (past them, create and adopt are denied). A
+// refusal names the limit and the configuration field that sets it.
 //
 // # Authorisation
 //
 // Each connection is authorised by the peer's credentials as the kernel
 // recorded them (SO_PEERCRED, SO_PEERGROUPS). Root and the configuration
 // file's admins may do everything; the file's creators may create TAPs
-// owned by themselves and adopt TAPs the kernel already lets them use;
-// anyone may use the TAPs it owns. Every refusal is answered with
-// api.CodeDenied (or another code) and logged at warn level.
+// owned by themselves, and adopt TAPs the kernel already lets them attach
+// to: their kernel owner (TUNSETOWNER) must be the creator and their group
+// (TUNSETGROUP), if set, one of its groups, as tun itself checks; an
+// adopted TAP keeps its kernel owner. Every TAP vrssd creates has a kernel
+// owner (root when root asked), so that no other process can attach a
+// queue to it. Anyone may use the TAPs it owns; a TAP it may not use is
+// answered exactly as one that does not exist (api.CodeNotFound), and
+// authorisation comes before any work on the device. Refusals are logged
+// at warn level, at most a few per user a minute; the rest are counted and
+// the count logged with the next line.
 //
 // # QEMU's own eBPF RSS program
 //
@@ -34,30 +55,54 @@
 // the RSS configuration its guest sets, if it is handed the program and
 // its maps (ebpf-rss-fds): loading them needs privileges QEMU should not
 // have. qemu_ebpf does it for the owner of a TAP, as libvirt does for its
-// QEMUs: vrssd runs the QEMU binary the client names, which must be in the
-// configuration file's qemu_binaries allowlist (symbolic links resolved;
-// vrssd never runs a binary a client chose), as nobody, with no machine,
-// and asks it over QMP for its object (request-ebpf); it caches the object
-// under StateDir/qemu-ebpf by the binary's SHA-256, loads it, and hands
-// over the program and its three maps in ebpf-rss-fds order. vrss's own
-// program is detached from the TAP (QEMU attaches its program when the
-// guest enables RSS). A QEMU without request-ebpf is refused with
-// api.CodeUnavailable and the version it would take.
+// QEMUs: vrssd runs the QEMU binary the client names, which must be an
+// entry of the configuration file's qemu_binaries allowlist or the file an
+// entry links to (vrssd never looks the client's path up, so a refusal is
+// the same whatever is there, and never runs a binary a client chose), as
+// nobody with no supplementary groups, no capabilities, no_new_privs and no
+// descriptors but its standard streams and its own binary's, or not at all
+// (if nobody may not execute it, or vrssd cannot switch to nobody, the
+// request is refused with api.CodeUnavailable), with no machine, and asks
+// it over QMP for its object (request-ebpf); it caches the object under
+// StateDir/qemu-ebpf by the binary's SHA-256, loads it, and hands over the
+// program and its three maps in ebpf-rss-fds order. vrss's own program is
+// detached from the TAP (QEMU attaches its program when the guest enables
+// RSS). A QEMU without request-ebpf is refused with api.CodeUnavailable
+// and the version it would take.
 //
 // # State
 //
 // Each TAP is persistent (TUNSETPERSIST) and its program and maps are
-// pinned in bpffs under Options.BPFFSDir/NAME/{prog,config,stats}; the list
-// of TAPs is in Options.StateDir/state.json, replaced atomically (a lock in
-// that directory, and the live socket, keep a second daemon off). When the
-// daemon stops, steering goes on: the kernel keeps the program attached
-// and the configuration in the pinned map. When it starts, it re-adopts
-// every TAP: it loads the pins, and re-opens the queues unless another
-// process (a VMM) still holds some, in which case it does not attach any,
-// since that would change the number of queues and with it every packet's
-// queue; open hands only the configuration map (config_only) until they
-// are released. A TAP deleted behind the
-// daemon's back (or renamed, or moved to another namespace) is noticed
-// through netlink link updates, and on the next request that touches it,
-// and forgotten: fds closed, pins removed, state updated.
+// pinned in bpffs under Options.BPFFSDir/NAME/{prog,config,stats} (a dot
+// in NAME is written %2e: bpffs refuses dots); the list of TAPs, with the
+// configuration each was last seen steered by, is in
+// Options.StateDir/state.json, replaced atomically. vrssd refuses to start
+// unless the state, bpffs and socket directories are its own (owned by its
+// uid, writable by no one else), and it locks the state and bpffs
+// directories, so no second daemon shares either. state.json is read
+// without following links and every record is validated: an invalid one
+// stops the start with a message naming it. The socket is bound in a
+// private directory, given mode 0666 there and renamed into place.
+//
+// When the daemon stops, steering goes on: the kernel keeps the program
+// attached and the configuration in the pinned map. When it starts, it
+// re-adopts every TAP: it loads the pins, and re-opens the queues unless
+// another process (a VMM) still holds some, in which case it does not
+// attach any, since that would change the number of queues and with it
+// every packet's queue; open hands only the configuration map
+// (config_only) until they are released. A TAP whose pins are gone is kept
+// and steered anew with the configuration state.json recorded (vrssd
+// refreshes that copy when a VMM publishes through its own mapping); if a
+// VMM holds its queues, the new program is attached once vrssd holds them
+// again, and list shows the problem meanwhile. A start with another bpffs
+// directory than the TAPs were pinned in is refused. vrssd removes only
+// the pins of TAPs it recorded, so the bpffs directory may be shared with
+// other software.
+//
+// create records its intent in state.json before it makes the device; a
+// start that finds such a record (vrssd was killed in between) deletes the
+// device it made and the record, so the name is free again. A TAP deleted
+// behind the daemon's back (or renamed, or moved to another namespace) is
+// noticed through netlink link updates, and on the next request that
+// touches it, and forgotten: fds closed, pins removed, state updated.
 package agent

@@ -260,10 +260,11 @@ type OpenResult struct {
 type QEMUEBPFArgs struct {
 	Name string `json:"name"` // the TAP QEMU will use; the peer must own it
 	// QEMU is the absolute path of the QEMU binary that will run: the
-	// program must come from that very build. The daemon runs it (as an
-	// unprivileged user) to ask for the object, so it must be one of the
-	// binaries the daemon's configuration file allows (qemu_binaries),
-	// after symbolic links are resolved.
+	// program must come from that very build. The daemon runs it (as
+	// nobody, confined) to ask for the object, so it must be one of the
+	// binaries the daemon's configuration file allows (qemu_binaries): an
+	// entry as written, or the file it links to; the daemon does not
+	// resolve this path (client.QEMUEBPF resolves it as the caller).
 	QEMU string `json:"qemu"`
 }
 

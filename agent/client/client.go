@@ -20,6 +20,7 @@ import (
 	"io"
 	"net"
 	"os"
+	"path/filepath"
 	"runtime"
 	"sync"
 	"time"
@@ -396,6 +397,13 @@ func (c *Client) List(ctx context.Context) ([]api.TAP, error) {
 // guest enables RSS. A QEMU without request-ebpf is refused with
 // api.CodeUnavailable and a message naming the version required.
 func (c *Client) QEMUEBPF(ctx context.Context, name, qemuPath string) (api.QEMUEBPFResult, []*os.File, error) {
+	// The daemon compares the path with its allowlist without looking it
+	// up (a lookup as root would tell the caller about paths it cannot
+	// see): resolve links here, as the caller, so that a QEMU reached
+	// through a link to an allowed binary is accepted.
+	if p, err := filepath.EvalSymlinks(qemuPath); err == nil && filepath.IsAbs(qemuPath) {
+		qemuPath = p
+	}
 	var r api.QEMUEBPFResult
 	fds, err := c.call(ctx, api.OpQEMUEBPF, api.QEMUEBPFArgs{Name: name, QEMU: qemuPath}, nil, &r)
 	if err != nil {

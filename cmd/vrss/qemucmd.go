@@ -92,8 +92,9 @@ the only one that takes ebpf-rss-fds.`)
 	}
 	qemuBin := *ebpfBin
 	if *nf.ebpfRSS && qemuBin == "" {
-		// vrssd wants the binary's absolute path, and checks it
-		// (symbolic links resolved) against its allowlist.
+		// vrssd wants the binary's absolute path, and checks it against
+		// its allowlist without resolving it: the client library
+		// resolves links, as this user.
 		p, err := exec.LookPath(pos[0])
 		if err == nil {
 			p, err = filepath.Abs(p)
