@@ -745,3 +745,46 @@ func TestHelloWithFDsAndIdleReconnect(t *testing.T) {
 		t.Fatalf("after the daemon's idle timeout: %v", err)
 	}
 }
+
+// BenchmarkListCost measures what one list costs vrssd in CPU time (its
+// utime+stime from /proc) with 100 TAPs of root's: for a uid that owns none
+// of them (which must not pay a lookup per TAP, defect 13) and, as the
+// baseline in the same run, for root, who sees all 100.
+func BenchmarkListCost(b *testing.B) {
+	d := newDaemon(b, `{"requests_per_second_per_uid": 1000000}`)
+	c := d.dial()
+	for i := range 100 {
+		if _, err := c.Create(ctx, api.CreateArgs{Name: fmt.Sprintf("lc%d", i), Queues: 2}); err != nil {
+			b.Fatal(err)
+		}
+	}
+	cpu := func() time.Duration {
+		st, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", d.pid()))
+		if err != nil {
+			b.Fatal(err)
+		}
+		f := strings.Fields(string(st[strings.LastIndexByte(string(st), ')')+2:]))
+		var u, s int64
+		fmt.Sscan(f[11], &u)
+		fmt.Sscan(f[12], &s)
+		return time.Duration(u+s) * 10 * time.Millisecond // USER_HZ 100
+	}
+	for _, who := range []struct {
+		name string
+		uid  int
+	}{{"stranger", 4343}, {"root", 0}} {
+		b.Run(who.name, func(b *testing.B) {
+			cmd := execHelper("flood", helperArgs{Socket: d.socket, Conns: b.N * 2})
+			if who.uid != 0 {
+				cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: uint32(who.uid), Gid: uint32(who.uid)}}
+			}
+			before := cpu()
+			b.ResetTimer()
+			if out, err := cmd.CombinedOutput(); err != nil {
+				b.Fatalf("%v: %s", err, out)
+			}
+			b.StopTimer()
+			b.ReportMetric(float64(cpu()-before)/float64(2*b.N), "daemon-cpu-ns/req")
+		})
+	}
+}

@@ -81,7 +81,7 @@ var buildOnce = sync.OnceValue(func() error {
 
 // requirePriv skips (or, with VRSS_REQUIRE_PRIV=1, fails) without root,
 // TAP devices, BPF and network namespaces.
-func requirePriv(t *testing.T) {
+func requirePriv(t testing.TB) {
 	t.Helper()
 	for _, what := range []string{"root", "tap", "bpf", "netns"} {
 		privtest.Require(t, what)
@@ -91,7 +91,7 @@ func requirePriv(t *testing.T) {
 // daemon is one vrssd process, and the directories and network namespace
 // a restarted one reuses.
 type daemon struct {
-	t                                  *testing.T
+	t                                  testing.TB
 	dir                                string
 	socket, stateDir, bpffsDir, config string
 	ns                                 netns.NsHandle
@@ -124,7 +124,7 @@ func (s *syncBuffer) String() string {
 
 // newDaemon starts vrssd in a fresh network namespace. policy, if not
 // empty, is written as its configuration file.
-func newDaemon(t *testing.T, policy string, args ...string) *daemon {
+func newDaemon(t testing.TB, policy string, args ...string) *daemon {
 	t.Helper()
 	requirePriv(t)
 	if err := buildOnce(); err != nil {
@@ -166,7 +166,7 @@ func newDaemon(t *testing.T, policy string, args ...string) *daemon {
 
 // newNetns returns a new network namespace with lo up and IPv6 off for
 // new interfaces, so that no stray traffic mixes with injected frames.
-func newNetns(t *testing.T) netns.NsHandle {
+func newNetns(t testing.TB) netns.NsHandle {
 	t.Helper()
 	runtime.LockOSThread()
 	defer runtime.UnlockOSThread()
@@ -346,7 +346,7 @@ func (d *daemon) fdsSettle(want int) int {
 // rawConn is a connection that speaks the protocol by hand, for the cases
 // the client library never produces.
 type rawConn struct {
-	t *testing.T
+	t testing.TB
 	c *net.UnixConn
 }
 
