@@ -200,5 +200,14 @@ func tapList(args []string, stdout io.Writer) error {
 		}
 		fmt.Fprintf(w, "%s\t%d\t%d:%d\t%s\t%d\n", t.Name, t.Queues, t.OwnerUID, t.OwnerGID, steer, t.Generation)
 	}
-	return w.Flush()
+	if err := w.Flush(); err != nil {
+		return err
+	}
+	// What vrssd says is wrong with a TAP goes under the table, whole.
+	for _, t := range taps {
+		if t.Problem != "" {
+			fmt.Fprintf(stdout, "%s: %s\n", t.Name, t.Problem)
+		}
+	}
+	return nil
 }
