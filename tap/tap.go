@@ -38,6 +38,18 @@ type Options struct {
 	Group      int    // gid for TUNSETGROUP; 0 or Unowned leaves it unset
 	Persist    bool   // TUNSETPERSIST: the device survives closing its fds
 	Up         bool   // bring the link up via netlink
+
+	// KeepDefaultQdisc leaves the kernel's default qdisc on the device.
+	// By default Create makes noqueue its root qdisc before the link goes
+	// up (see SetNoqueue): a multi-queue TAP has MaxQueues transmit
+	// queues whatever Queues says, and the default (mq with one
+	// net.core.default_qdisc per transmit queue) costs about 6.5 MiB of
+	// unswappable kernel memory per device with pfifo_fast, more with
+	// fq_codel, for nothing: tun never stops its queues, so a qdisc never
+	// holds a frame back and drops the same frames noqueue does. A kernel
+	// whose tun pushes back on a qdisc would change that; see
+	// docs/tap-memory.md.
+	KeepDefaultQdisc bool
 }
 
 // Unowned, as Options.Owner, leaves a device's owner unset.
@@ -76,7 +88,14 @@ func Create(o Options) (*Device, error) {
 		err = d.attach(d.name, o.VnetHdrLen, 0, false)
 	}
 	if err == nil {
-		err = d.lookup(o.Up)
+		err = d.lookup()
+	}
+	if err == nil && !o.KeepDefaultQdisc {
+		// Before the link goes up, which would attach the default.
+		err = setNoqueue(d.index, d.name)
+	}
+	if err == nil && o.Up {
+		err = d.up()
 	}
 	if err == nil && o.Persist {
 		// Last, so that a failure above needs no undo: closing the fds
@@ -143,7 +162,7 @@ func Open(name string, queues int, vnetHdrLen int) (*Device, error) {
 		err = ioctlPtrInt(d.queues[0], unix.TUNSETVNETHDRSZ, vnetHdrLen, "TUNSETVNETHDRSZ", d.name)
 	}
 	if err == nil {
-		err = d.lookup(false)
+		err = d.lookup()
 	}
 	if err != nil {
 		d.Close()
@@ -212,17 +231,58 @@ func (d *Device) attach(name string, vnetHdrLen int, extra uint16, create bool) 
 	return nil
 }
 
-// lookup finds the ifindex and brings the link up if asked.
-func (d *Device) lookup(up bool) error {
+// lookup finds the ifindex.
+func (d *Device) lookup() error {
 	l, err := netlink.LinkByName(d.name)
 	if err != nil {
 		return fmt.Errorf("tap: netlink lookup %s: %w", d.name, err)
 	}
 	d.index = l.Attrs().Index
-	if up {
-		if err := netlink.LinkSetUp(l); err != nil {
-			return fmt.Errorf("tap: link up %s: %w", d.name, err)
-		}
+	return nil
+}
+
+// up brings the link up.
+func (d *Device) up() error {
+	l, err := netlink.LinkByIndex(d.index)
+	if err == nil {
+		err = netlink.LinkSetUp(l)
+	}
+	if err != nil {
+		return fmt.Errorf("tap: link up %s: %w", d.name, err)
+	}
+	return nil
+}
+
+// SetNoqueue makes noqueue the root qdisc of the TAP device name, freeing
+// the default qdiscs the kernel attached when the link first went up (mq
+// with one net.core.default_qdisc per transmit queue: about 6.5 MiB per
+// multi-queue TAP with pfifo_fast). Create does this itself unless
+// Options.KeepDefaultQdisc is set; SetNoqueue is for a device made
+// elsewhere, such as by ip tuntap or an older vrss. It is idempotent.
+//
+// A TAP loses nothing by it: tun_net_xmit never stops its transmit
+// queues, it drops a frame when the queue's ring (tx_queue_len frames) is
+// full, so a qdisc in front of it never holds a frame back. Frames the old
+// qdisc holds at the moment of the switch (none, for that reason) would be
+// dropped.
+func SetNoqueue(name string) error {
+	l, err := netlink.LinkByName(name)
+	if err != nil {
+		return fmt.Errorf("tap: qdisc noqueue %s: %w", name, err)
+	}
+	if t := l.Type(); t != "tuntap" {
+		return fmt.Errorf("tap: qdisc noqueue %s: not a TAP device (type %s)", name, t)
+	}
+	return setNoqueue(l.Attrs().Index, name)
+}
+
+func setNoqueue(index int, name string) error {
+	q := &netlink.GenericQdisc{
+		QdiscAttrs: netlink.QdiscAttrs{LinkIndex: index, Parent: netlink.HANDLE_ROOT},
+		QdiscType:  "noqueue",
+	}
+	if err := netlink.QdiscReplace(q); err != nil {
+		return fmt.Errorf("tap: qdisc noqueue %s: %w", name, err)
 	}
 	return nil
 }
