@@ -678,6 +678,14 @@ func (s *Server) readopt(rec tapState) (*device, error) {
 		owner: rec.OwnerUID, group: rec.OwnerGID, steering: rec.Steering, adopted: rec.Adopted,
 		abi: rec.ABI, hash: rec.HashReport, config: rec.Config,
 	}
+	if !d.adopted {
+		// A TAP an older vrssd made has the default qdisc, ~6.5 MiB of
+		// kernel memory (docs/tap-memory.md); adopted TAPs keep their
+		// owner's choice.
+		if err := tap.SetNoqueue(d.name); err != nil {
+			s.log.Warn("setting the noqueue qdisc", "tap", d.name, "err", err)
+		}
+	}
 	prog, err := loadPinned(d.pinDir(s.opts.BPFFSDir))
 	if err != nil {
 		if !errors.Is(err, os.ErrNotExist) {
