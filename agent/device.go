@@ -109,6 +109,9 @@ func (d *device) stale() error {
 	if d.pub != nil {
 		return nil
 	}
+	if d.prog == nil {
+		return api.Errorf(api.CodeUnavailable, "TAP %s: %s", d.name, d.problem)
+	}
 	return api.Errorf(api.CodeABIMismatch, "TAP %s is steered by a program of another vrssd build (ABI %s, this daemon has %s); it keeps steering, but only list, detach and delete work on it", d.name, d.abi, steering.ABIStamp())
 }
 

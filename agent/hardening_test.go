@@ -788,3 +788,52 @@ func BenchmarkListCost(b *testing.B) {
 		})
 	}
 }
+
+// Defect 4, unloadable pins: a TAP whose pins cannot be loaded (here a
+// directory where the program's pin should be) stays in the state with
+// its configuration, shows the problem, and is steered again by the next
+// start once the pins are fixed.
+func TestUnloadablePinsKept(t *testing.T) {
+	d := newDaemon(t, "")
+	c := d.dial()
+	tp, err := c.Create(ctx, api.CreateArgs{Name: "u0", Queues: 2})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := skewed(2)
+	if _, err := c.SetRSS(ctx, "u0", cfg); err != nil {
+		t.Fatal(err)
+	}
+	c.Close()
+	d.stop()
+	pins := filepath.Join(d.bpffsDir, "u0")
+	os.Remove(filepath.Join(pins, "prog"))
+	if err := os.Mkdir(filepath.Join(pins, "prog"), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	d.start()
+	c = d.dial()
+	taps, err := c.List(ctx)
+	if err != nil || listNames(taps) != "u0" || taps[0].Problem == "" {
+		t.Fatalf("u0 with an unloadable pin: %+v, %v", taps, err)
+	}
+	_, err = c.GetRSS(ctx, "u0")
+	wantCode(t, err, api.CodeUnavailable)
+	if !stateHas(t, d, "u0", cfg) {
+		t.Fatalf("u0's record lost its configuration:\n%s", d.stateFile())
+	}
+	c.Close()
+	d.stop()
+	os.Remove(filepath.Join(pins, "prog"))
+	d.start()
+	c = d.dial()
+	if st, err := c.GetRSS(ctx, "u0"); err != nil || !reflect.DeepEqual(*st.Config, cfg) {
+		t.Fatalf("u0 after the repair: %+v, %v", st, err)
+	}
+	h, err := c.Open(ctx, "u0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer h.Close()
+	d.steerCheck(tp.Index, h.Queues, 12, cfg, 24)
+}

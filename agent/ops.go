@@ -537,7 +537,7 @@ func (s *Server) holdQueuesLocked(d *device, why string) error {
 		return err
 	}
 	d.elsewhere = false
-	if d.reattach {
+	if d.reattach && d.prog != nil {
 		// The program pinned anew after the pins were lost (see
 		// resteer) can be attached now that vrssd holds a queue.
 		if err := d.dev.SetSteering(d.prog.Prog.FD()); err != nil {
@@ -613,6 +613,9 @@ func (s *Server) setSteering(p *peer, raw json.RawMessage, on bool) (any, []int,
 	}
 	if !on && !d.steering {
 		return d.info(), nil, nil
+	}
+	if d.prog == nil {
+		return nil, nil, d.stale()
 	}
 	verb, progFD := "detach", -1
 	if on {

@@ -629,7 +629,10 @@ func (s *Server) restore() error {
 // owner recorded); s.mu is held.
 func (s *Server) undoCreateLocked(rec tapState) {
 	t, err := tuntapByName(rec.Name)
+	var ae *api.Error
 	switch {
+	case err != nil && !(errors.As(err, &ae) && ae.Code == api.CodeNotFound):
+		s.log.Warn("an interrupted create's name belongs to a device vrssd did not make; leaving it", "tap", rec.Name, "err", err)
 	case err == nil && t.NonPersist:
 		s.log.Warn("an interrupted create left a device vrssd did not make persistent; leaving it", "tap", rec.Name)
 	case err == nil && int(t.Owner) == rec.OwnerUID:
@@ -688,11 +691,14 @@ func (s *Server) readopt(rec tapState) (*device, error) {
 	}
 	prog, err := loadPinned(d.pinDir(s.opts.BPFFSDir))
 	if err != nil {
-		if !errors.Is(err, os.ErrNotExist) {
-			return nil, fmt.Errorf("pinned program: %w", err)
+		if errors.Is(err, os.ErrNotExist) {
+			err = s.resteer(d, t)
 		}
-		if err := s.resteer(d, t); err != nil {
-			return nil, fmt.Errorf("its pins are gone, and steering it anew failed: %w", err)
+		if err != nil {
+			// The device is there: keep it, and its record, and say
+			// what is wrong; the next start tries again.
+			d.problem = fmt.Sprintf("its pins could not be loaded and steering it anew failed (%v); vrssd tries again at its next start, or delete it", err)
+			d.elsewhere = attached(t) > 0
 		}
 		return d, nil
 	}
