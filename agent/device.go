@@ -37,19 +37,31 @@ type device struct {
 	// program was loaded by a vrssd with another ABI, whose map layout
 	// this one must not touch.
 	pub *steering.Publisher
-	// dev holds the queues; nil when another process holds them (a VMM
-	// that kept them across a restart of vrssd, or adopted from a fd).
-	dev *tap.Device
-	// elsewhere: at the last look, queues were attached that vrssd does
-	// not hold.
-	elsewhere bool
+	// ctl is vrssd's control queue: one queue fd, kept disabled
+	// (IFF_DETACH_QUEUE) so that steering never picks it, through which
+	// vrssd attaches and detaches the program whoever holds the other
+	// queues. nil only if it could not be opened.
+	ctl *tap.Device
+	// attachedQ and disabledQ are the queues other processes hold, as the
+	// kernel last reported them: enabled (the ones steering picks from)
+	// and disabled.
+	attachedQ, disabledQ int
+	// lost: the program was found detached behind vrssd's back (the
+	// TAP transmitted frames the program never saw) and not yet
+	// re-attached; reattached counts the re-attachments.
+	lost       bool
+	reattached uint64
+	// transient: the TAP is not persistent (adopted from a VMM's fd): it
+	// lives as long as its queues, so vrssd lets go of its control queue
+	// once the others are gone.
+	transient bool
+	// progSeen and txSeen are the program's frame count and the TAP's
+	// tx_packets at the monitor's last look; seen says they are valid.
+	progSeen, txSeen uint64
+	seen             bool
 	// problem, when set, says what is wrong with the TAP's steering (its
-	// pins were lost and it could not be re-steered yet); list shows it.
+	// pins could not be loaded or made again); list shows it.
 	problem string
-	// reattach: the pins were lost at startup and a new program is
-	// pinned, but it could not be attached (a VMM holds the queues); it is
-	// attached as soon as vrssd holds a queue again.
-	reattach bool
 	// config is the configuration last saved in state.json, and savedGen
 	// the generation it was read at.
 	config   *rss.Config
@@ -60,7 +72,12 @@ func (d *device) info() api.TAP {
 	t := api.TAP{
 		Name: d.name, Index: d.index, Queues: d.queues, VnetHdrLen: d.vnetHdrLen,
 		OwnerUID: d.owner, OwnerGID: d.group, Steering: d.steering, Adopted: d.adopted,
-		ABI: d.abi, HeldElsewhere: d.dev == nil && d.elsewhere, Problem: d.problem,
+		ABI: d.abi, HeldElsewhere: d.elsewhere(), Problem: d.problem,
+		AttachedQueues: d.attachedQ, DisabledQueues: d.disabledQ, Reattached: d.reattached,
+	}
+	t.Steering = d.steering && !d.lost
+	if t.Problem == "" && d.attachedQ+d.disabledQ > d.queues {
+		t.Problem = fmt.Sprintf("%d queues are open on it (%d enabled), more than its %d: more than one process opened it, so steering picks queues some of them do not read", d.attachedQ+d.disabledQ, d.attachedQ, d.queues)
 	}
 	if d.pub != nil {
 		t.Generation = d.pub.Generation()
@@ -98,9 +115,9 @@ func (d *device) release() {
 		d.prog.Close()
 		d.prog = nil
 	}
-	if d.dev != nil {
-		d.dev.Close()
-		d.dev = nil
+	if d.ctl != nil {
+		d.ctl.Close()
+		d.ctl = nil
 	}
 }
 
@@ -192,6 +209,40 @@ func asTAP(l netlink.Link) (*netlink.Tuntap, error) {
 
 // attached is the number of queue fds open on a TAP, enabled or not.
 func attached(t *netlink.Tuntap) int { return t.Queues + t.DisabledQueues }
+
+// elsewhere reports whether other processes hold queues of d.
+func (d *device) elsewhere() bool { return d.attachedQ+d.disabledQ > 0 }
+
+// noteQueues records the kernel's queue counts of t, less vrssd's own
+// (disabled) control queue; it reports whether they changed.
+func (d *device) noteQueues(t *netlink.Tuntap) bool {
+	a, dis := t.Queues, t.DisabledQueues
+	if d.ctl != nil && dis > 0 {
+		dis--
+	}
+	changed := a != d.attachedQ || dis != d.disabledQ
+	d.attachedQ, d.disabledQ = a, dis
+	return changed
+}
+
+// openControl opens vrssd's control queue on TAP name and disables it.
+// While it is enabled, for a moment, it is the last queue: the queues a VMM
+// holds keep their numbers.
+func openControl(name string, vnetHdrLen int) (*tap.Device, error) {
+	c, err := tap.Open(name, 1, vnetHdrLen)
+	if err != nil {
+		return nil, err
+	}
+	if err := disableControl(c); err != nil {
+		c.Close()
+		return nil, err
+	}
+	return c, nil
+}
+
+// disableControl disables the one queue of c, which must be the last one
+// enabled, so that no other queue moves.
+func disableControl(c *tap.Device) error { return c.SetQueueEnabled(0, false) }
 
 // kernelOwner reports whether the kernel would let c attach to t without
 // CAP_NET_ADMIN (tun_not_capable): c must be its owner, when one is set,

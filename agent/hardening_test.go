@@ -202,12 +202,11 @@ func TestRootTAPHasKernelOwner(t *testing.T) {
 	if got != "operation not permitted" {
 		t.Fatalf("uid 4242 attaching to root's TAP: %q", got)
 	}
-	if tt := d.tuntap("rootvm"); attachedQueues(tt) != 2 {
-		t.Fatalf("%d queues attached, want vrssd's 2", attachedQueues(tt))
+	if tt := d.tuntap("rootvm"); tt.Queues != 0 || tt.DisabledQueues != 1 {
+		t.Fatalf("%d queues enabled, %d disabled; want only vrssd's disabled control queue", tt.Queues, tt.DisabledQueues)
 	}
 }
 
-func attachedQueues(t *netlink.Tuntap) int { return t.Queues + t.DisabledQueues }
 
 // holder is a helper process holding connections as another uid.
 type holder struct {
@@ -444,8 +443,9 @@ func stateHas(t *testing.T, d *daemon, name string, cfg rss.Config) bool {
 }
 
 // Defect 4, pins held elsewhere: when a VMM holds the queues of a TAP
-// whose pins were lost, vrssd keeps the TAP, says what is wrong, and
-// attaches the new program once the VMM lets go.
+// whose pins were lost, vrssd steers it anew at once, through its own
+// disabled control queue, and the VMM's queues receive the predicted
+// frames.
 func TestLostPinsWhileHeld(t *testing.T) {
 	d := newDaemon(t, "")
 	c := d.dial()
@@ -459,6 +459,7 @@ func TestLostPinsWhileHeld(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	defer h.Close()
 	c.Close()
 	d.stop()
 	for _, f := range []string{"prog", "config", "stats"} {
@@ -468,19 +469,10 @@ func TestLostPinsWhileHeld(t *testing.T) {
 	d.start()
 	c = d.dial()
 	taps, err := c.List(ctx)
-	if err != nil || len(taps) != 1 || taps[0].Problem == "" || !taps[0].HeldElsewhere {
+	if err != nil || len(taps) != 1 || taps[0].Problem != "" || !taps[0].HeldElsewhere || !taps[0].Steering || taps[0].AttachedQueues != 2 {
 		t.Fatalf("h0 with lost pins, held by a VMM: %+v, %v", taps, err)
 	}
-	h.Close()
-	h2, err := c.Open(ctx, "h0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer h2.Close()
-	if taps, _ := c.List(ctx); taps[0].Problem != "" {
-		t.Fatalf("problem stays after the VMM let go: %+v", taps[0])
-	}
-	d.steerCheck(tp.Index, h2.Queues, 12, cfg, 23)
+	d.steerCheck(tp.Index, h.Queues, 12, cfg, 23)
 }
 
 // Defect 5: per-uid quotas on TAPs and queues; root is not bound by them.

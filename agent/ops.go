@@ -158,8 +158,12 @@ func (s *Server) create(p *peer, raw json.RawMessage, _ []int) (any, []int, erro
 		prog.Close()
 		return nil, nil, fmt.Errorf("recording the create: %w", err)
 	}
-	dev, err := tap.Create(tap.Options{
-		Name: a.Name, Queues: a.Queues, VnetHdrLen: a.VnetHdrLen,
+	// The device is made with one queue, vrssd's control queue, which
+	// is disabled at once: the queues its VMM opens (through open, or by
+	// name as libvirt does) are then queues 0 to N-1, the ones steering
+	// picks from.
+	ctl, err := tap.Create(tap.Options{
+		Name: a.Name, Queues: 1, VnetHdrLen: a.VnetHdrLen,
 		Owner: uid, Group: gid, Persist: true, Up: true,
 	})
 	if err != nil {
@@ -168,11 +172,17 @@ func (s *Server) create(p *peer, raw json.RawMessage, _ []int) (any, []int, erro
 	}
 	faultPoint("create-made")
 	d := &device{
-		name: dev.Name(), index: dev.Index(), queues: a.Queues, vnetHdrLen: a.VnetHdrLen,
-		owner: uid, group: gid, dev: dev,
+		name: ctl.Name(), index: ctl.Index(), queues: a.Queues, vnetHdrLen: a.VnetHdrLen,
+		owner: uid, group: gid, ctl: ctl,
 	}
-	if err := s.steerLocked(d, prog, -1); err != nil {
-		dev.Close()
+	err = disableControl(ctl)
+	if err == nil {
+		err = s.steerLocked(d, prog, -1)
+	} else {
+		prog.Close()
+	}
+	if err != nil {
+		ctl.Close()
 		tap.Delete(d.name)
 		return nil, nil, err
 	}
@@ -261,8 +271,8 @@ func (s *Server) steerLocked(d *device, prog *steering.Program, queueFD int) (er
 		return err
 	}
 	faultPoint("steer-pinned")
-	if d.dev != nil {
-		err = d.dev.SetSteering(prog.Prog.FD())
+	if d.ctl != nil {
+		err = d.ctl.SetSteering(prog.Prog.FD())
 	} else {
 		err = tap.SetSteeringFD(uintptr(queueFD), prog.Prog.FD())
 	}
@@ -355,33 +365,31 @@ func (s *Server) adopt(p *peer, raw json.RawMessage, fds []int) (any, []int, err
 	if err := s.quotaLocked(p, uid, queues); err != nil {
 		return nil, nil, err
 	}
-	d := &device{name: t.Name, index: t.Index, owner: uid, group: gid, adopted: true}
+	d := &device{name: t.Name, index: t.Index, owner: uid, group: gid, adopted: true, transient: t.NonPersist}
 	if a.FromFD {
 		d.queues, d.vnetHdrLen = attached(t), q.vnetHdrLen
-		d.elsewhere = true
 		if err := s.checkQueues(d.queues); err != nil {
-			return nil, nil, err
-		}
-		handed = true
-		if err := s.steerLocked(d, prog, fds[0]); err != nil {
 			return nil, nil, err
 		}
 	} else {
 		if n := attached(t); n > 0 {
-			return nil, nil, api.Errorf(api.CodeBusy, "%d queues of %s are attached by another process, and attaching more would change every packet's queue; adopt it from one of their fds (from_fd), or close them first", n, a.Name)
+			return nil, nil, api.Errorf(api.CodeBusy, "%d queues of %s are attached by another process; adopt it from one of their fds (from_fd), or close them first", n, a.Name)
 		}
 		d.queues, d.vnetHdrLen = a.Queues, a.VnetHdrLen
 		if d.vnetHdrLen == 0 && t.Flags&netlink.TUNTAP_VNET_HDR != 0 {
 			d.vnetHdrLen = defaultVnetHdrLen
 		}
-		if d.dev, err = tap.Open(a.Name, a.Queues, d.vnetHdrLen); err != nil {
-			return nil, nil, api.Errorf(api.CodeBadRequest, "%v", err)
-		}
-		handed = true
-		if err := s.steerLocked(d, prog, -1); err != nil {
-			d.dev.Close()
-			return nil, nil, err
-		}
+	}
+	// vrssd's control queue: appended after any queue a VMM holds, for
+	// a moment, then disabled.
+	d.noteQueues(t)
+	if d.ctl, err = openControl(a.Name, d.vnetHdrLen); err != nil {
+		return nil, nil, api.Errorf(api.CodeBadRequest, "%v", err)
+	}
+	handed = true
+	if err := s.steerLocked(d, prog, -1); err != nil {
+		d.ctl.Close()
+		return nil, nil, err
 	}
 	s.log.Info("adopted", "tap", d.name, "queues", d.queues, "from_fd", a.FromFD, "owner", uid, "by_uid", p.uid)
 	return d.info(), nil, nil
@@ -510,6 +518,7 @@ func (s *Server) stats(p *peer, raw json.RawMessage, _ []int) (any, []int, error
 	out := &api.Stats{
 		Name: d.name, Queues: make([]uint64, d.queues),
 		Unclassified: st.Unclassified, Retries: st.Retries, Torn: st.Torn, Unconfigured: st.Unconfigured,
+		AttachedQueues: d.attachedQ, Reattached: d.reattached,
 	}
 	// The program's answers are taken modulo the queues by the kernel.
 	for q, n := range st.Queues {
@@ -518,33 +527,15 @@ func (s *Server) stats(p *peer, raw json.RawMessage, _ []int) (any, []int, error
 	return out, nil, nil
 }
 
-// holdQueuesLocked makes sure vrssd holds d's queues, re-opening them if
-// no process does. It refuses when another process holds some: attaching
-// more would change the number of queues and so every packet's queue.
-func (s *Server) holdQueuesLocked(d *device, why string) error {
-	if d.dev != nil {
+// controlLocked makes sure vrssd holds d's control queue, opening it if
+// it could not be before. s.mu is held.
+func (s *Server) controlLocked(d *device) error {
+	if d.ctl != nil {
 		return nil
 	}
-	t, err := tuntapByName(d.name)
-	if err != nil {
-		return err
-	}
-	if n := attached(t); n > 0 {
-		d.elsewhere = true
-		return api.Errorf(api.CodeBusy, "another process holds %d queues of %s (a VMM that opened it before vrssd restarted, or adopted it from a fd): %s", n, d.name, why)
-	}
-	if d.dev, err = tap.Open(d.name, d.queues, d.vnetHdrLen); err != nil {
-		return err
-	}
-	d.elsewhere = false
-	if d.reattach && d.prog != nil {
-		// The program pinned anew after the pins were lost (see
-		// resteer) can be attached now that vrssd holds a queue.
-		if err := d.dev.SetSteering(d.prog.Prog.FD()); err != nil {
-			return err
-		}
-		d.reattach, d.problem = false, ""
-		s.log.Info("attached the program pinned anew", "tap", d.name)
+	var err error
+	if d.ctl, err = openControl(d.name, d.vnetHdrLen); err != nil {
+		return fmt.Errorf("opening vrssd's control queue: %w", err)
 	}
 	return nil
 }
@@ -572,11 +563,19 @@ func (s *Server) open(p *peer, raw json.RawMessage, _ []int) (res any, fds []int
 		}
 	}()
 	if !a.ConfigOnly {
-		if err := s.holdQueuesLocked(d, "open it with config_only, or close them first"); err != nil {
+		// New queues, kept by no one but the caller: when it closes
+		// them they are gone, and the next VMM (or libvirt opening the
+		// TAP by name) gets queues 0 to N-1 again.
+		if d.elsewhere() {
+			return nil, nil, api.Errorf(api.CodeBusy, "another process holds %d queues of %s (%d enabled), and more would change every packet's queue: open it with config_only, or close them first", d.attachedQ+d.disabledQ, d.name, d.attachedQ)
+		}
+		q, err := tap.Open(d.name, d.queues, d.vnetHdrLen)
+		if err != nil {
 			return nil, nil, err
 		}
-		for i := range d.dev.NumQueues() {
-			fd, err := dupFile(d.dev.Queue(i))
+		defer q.Close()
+		for i := range q.NumQueues() {
+			fd, err := dupFile(q.Queue(i))
 			if err != nil {
 				return nil, fds, fmt.Errorf("dup queue %d: %w", i, err)
 			}
@@ -621,14 +620,15 @@ func (s *Server) setSteering(p *peer, raw json.RawMessage, on bool) (any, []int,
 	if on {
 		verb, progFD = "attach", d.prog.Prog.FD()
 	}
-	// TUNSETSTEERINGEBPF needs a queue fd.
-	if err := s.holdQueuesLocked(d, verb+" through one of them (TUNSETSTEERINGEBPF, tap.SetSteeringFD), or close them first"); err != nil {
+	// TUNSETSTEERINGEBPF needs a queue fd: vrssd's disabled control
+	// queue serves, whoever holds the others.
+	if err := s.controlLocked(d); err != nil {
 		return nil, nil, err
 	}
-	if err := d.dev.SetSteering(progFD); err != nil {
+	if err := d.ctl.SetSteering(progFD); err != nil {
 		return nil, nil, err
 	}
-	d.steering = on
+	d.steering, d.lost = on, false
 	s.saveLocked()
 	s.log.Info(verb+"ed", "tap", d.name, "by_uid", p.uid)
 	return d.info(), nil, nil

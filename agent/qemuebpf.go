@@ -85,11 +85,11 @@ func (s *Server) qemuEBPF(p *peer, raw json.RawMessage, _ []int) (any, []int, er
 	// attached when its guest enables RSS, and detaches it when RSS is
 	// turned off. Detach vrss's now, so that vrssd's state says so.
 	if d.steering {
-		if err := s.holdQueuesLocked(d, "QEMU's program replaces vrss's when the guest enables RSS, but vrssd must detach its own first: close them, or detach through one of them (TUNSETSTEERINGEBPF with -1)"); err != nil {
+		if err := s.controlLocked(d); err != nil {
 			closeFDs()
 			return nil, nil, err
 		}
-		if err := d.dev.DetachSteering(); err != nil {
+		if err := d.ctl.DetachSteering(); err != nil {
 			closeFDs()
 			return nil, nil, err
 		}

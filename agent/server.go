@@ -209,6 +209,7 @@ func New(o Options) (*Server, error) {
 	}
 	s.watchWG.Go(s.watch)
 	s.watchWG.Go(s.snapshots)
+	s.watchWG.Go(s.monitor)
 	s.log.Info("vrssd ready", "socket", o.Socket, "state_dir", o.StateDir, "bpffs_dir", o.BPFFSDir,
 		"taps", len(s.taps), "abi", steering.ABIStamp(), "version", o.Version, "nofile", nofile)
 	return s, nil
@@ -618,7 +619,7 @@ func (s *Server) restore() error {
 		if d.problem != "" {
 			s.log.Error("TAP needs attention", "tap", d.name, "problem", d.problem)
 		}
-		s.log.Info("re-adopted", "tap", d.name, "queues", d.queues, "held_elsewhere", d.dev == nil, "steering", d.steering)
+		s.log.Info("re-adopted", "tap", d.name, "queues", d.queues, "held_elsewhere", d.elsewhere(), "steering", d.steering)
 	}
 	return s.saveLocked()
 }
@@ -689,16 +690,21 @@ func (s *Server) readopt(rec tapState) (*device, error) {
 			s.log.Warn("setting the noqueue qdisc", "tap", d.name, "err", err)
 		}
 	}
+	// The queues others hold, before vrssd's control queue is added.
+	d.noteQueues(t)
+	d.transient = t.NonPersist
+	if d.ctl, err = openControl(d.name, d.vnetHdrLen); err != nil {
+		s.log.Warn("opening the control queue; attach and detach will try again", "tap", d.name, "err", err)
+	}
 	prog, err := loadPinned(d.pinDir(s.opts.BPFFSDir))
 	if err != nil {
 		if errors.Is(err, os.ErrNotExist) {
-			err = s.resteer(d, t)
+			err = s.resteer(d)
 		}
 		if err != nil {
 			// The device is there: keep it, and its record, and say
 			// what is wrong; the next start tries again.
 			d.problem = fmt.Sprintf("its pins could not be loaded and steering it anew failed (%v); vrssd tries again at its next start, or delete it", err)
-			d.elsewhere = attached(t) > 0
 		}
 		return d, nil
 	}
@@ -713,24 +719,16 @@ func (s *Server) readopt(rec tapState) (*device, error) {
 		s.log.Error("TAP is steered by a program of another vrssd build; it keeps steering as configured, but vrssd will not touch its maps: delete and re-create it to upgrade",
 			"tap", rec.Name, "abi", rec.ABI, "daemon_abi", steering.ABIStamp())
 	}
-	// Attaching queues while a VMM holds some would change the number of
-	// queues, and with it every packet's queue (the program's answer is
-	// taken modulo that number).
-	if n := attached(t); n > 0 {
-		d.elsewhere = true
-		s.log.Info("another process holds the TAP's queues; open is refused until it releases them", "tap", rec.Name, "attached", n)
-	} else if d.dev, err = tap.Open(rec.Name, rec.Queues, rec.VnetHdrLen); err != nil {
-		s.log.Warn("re-opening queues", "tap", rec.Name, "err", err)
+	if d.elsewhere() {
+		s.log.Info("another process holds the TAP's queues; open hands only the configuration map until it releases them", "tap", rec.Name, "enabled", d.attachedQ, "disabled", d.disabledQ)
 	}
 	return d, nil
 }
 
 // resteer steers d, whose pins are gone, with a new program configured
-// as state.json last recorded. If another process holds the queues,
-// the program is pinned but cannot be attached (that needs a queue fd,
-// and attaching one would move every packet): d then carries a problem,
-// and the program is attached when vrssd next holds the queues.
-func (s *Server) resteer(d *device, t *netlink.Tuntap) error {
+// as state.json last recorded, attached through vrssd's control queue
+// (whoever holds the others).
+func (s *Server) resteer(d *device) error {
 	prog, err := steering.Load()
 	if err != nil {
 		return loadError(err)
@@ -741,7 +739,9 @@ func (s *Server) resteer(d *device, t *netlink.Tuntap) error {
 	}
 	d.prog, d.abi = prog, steering.ABIStamp()
 	fail := func(err error) error {
-		d.release()
+		d.pub.Close()
+		d.prog.Close()
+		d.pub, d.prog = nil, nil
 		s.removePins(d.name)
 		return err
 	}
@@ -757,25 +757,15 @@ func (s *Server) resteer(d *device, t *netlink.Tuntap) error {
 	if err := pin(d.pinDir(s.opts.BPFFSDir), prog); err != nil {
 		return fail(err)
 	}
-	want := d.steering
-	if n := attached(t); n > 0 {
-		d.elsewhere = true
-		if want {
-			d.reattach = true
-			d.problem = "its pins were lost while vrssd was stopped; it is steered by the program attached before, which vrssd can no longer configure, until the process holding its queues releases them and vrssd attaches the new one"
+	if d.steering {
+		if d.ctl == nil {
+			return fail(errors.New("no control queue to attach it through"))
 		}
-		s.log.Error("re-steered a TAP whose pins were lost; another process holds its queues, so the new program is not attached yet", "tap", d.name, "attached", n)
-		return nil
-	}
-	if d.dev, err = tap.Open(d.name, d.queues, d.vnetHdrLen); err != nil {
-		return fail(err)
-	}
-	if want {
-		if err := d.dev.SetSteering(prog.Prog.FD()); err != nil {
+		if err := d.ctl.SetSteering(prog.Prog.FD()); err != nil {
 			return fail(err)
 		}
 	}
-	s.log.Warn("the TAP's pins were lost while vrssd was stopped: steered it anew with the configuration state.json recorded", "tap", d.name, "configured", d.config != nil, "steering", want)
+	s.log.Warn("the TAP's pins were lost while vrssd was stopped: steered it anew with the configuration state.json recorded", "tap", d.name, "configured", d.config != nil, "steering", d.steering)
 	return nil
 }
 
@@ -848,8 +838,8 @@ func (s *Server) checkLocked(d *device) bool {
 		s.forgetLocked(d, "renamed behind vrssd's back to "+l.Attrs().Name)
 		return false
 	}
-	if t, ok := l.(*netlink.Tuntap); ok && d.dev == nil {
-		d.elsewhere = attached(t) > 0
+	if t, ok := l.(*netlink.Tuntap); ok {
+		s.queuesLocked(d, t)
 	}
 	return true
 }
@@ -922,6 +912,12 @@ func (s *Server) linkUpdate(u netlink.LinkUpdate) {
 			s.forgetLocked(d, "deleted behind vrssd's back")
 		case u.Link != nil && u.Link.Attrs().Name != d.name:
 			s.forgetLocked(d, "renamed behind vrssd's back to "+u.Link.Attrs().Name)
+		default:
+			// tun announces every queue attached, detached, enabled or
+			// disabled with a link update.
+			if t, ok := u.Link.(*netlink.Tuntap); ok {
+				s.queuesLocked(d, t)
+			}
 		}
 		return
 	}

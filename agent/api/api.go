@@ -170,7 +170,7 @@ type TAP struct {
 	VnetHdrLen int    `json:"vnet_hdr_len"`
 	OwnerUID   int    `json:"owner_uid"`
 	OwnerGID   int    `json:"owner_gid"`
-	Steering   bool   `json:"steering"`   // the vrss program is attached
+	Steering   bool   `json:"steering"`   // the vrss program is attached (as far as vrssd can tell: see Reattached)
 	Adopted    bool   `json:"adopted"`    // it existed before vrssd took it over
 	Generation uint64 `json:"generation"` // configurations published so far
 	// ABI is the stamp of the program and maps steering the TAP. It
@@ -182,6 +182,15 @@ type TAP struct {
 	// the queues and vrssd holds none: open then hands only the
 	// configuration map (OpenArgs.ConfigOnly) until they are released.
 	HeldElsewhere bool `json:"held_elsewhere,omitempty"`
+	// AttachedQueues and DisabledQueues are the queues the kernel reports
+	// open on the TAP by processes other than vrssd (whose own control
+	// queue is always disabled): enabled ones, which steering picks from,
+	// and disabled ones.
+	AttachedQueues int `json:"attached_queues,omitempty"`
+	DisabledQueues int `json:"disabled_queues,omitempty"`
+	// Reattached counts the times vrssd found the program detached
+	// behind its back (a VMM reset) and attached it again.
+	Reattached uint64 `json:"reattached,omitempty"`
 	// Problem, when set, says what is wrong with the TAP's steering: for
 	// example that its pins were lost while vrssd was stopped and the
 	// program it pinned anew waits for a queue to be attached through.
@@ -243,6 +252,12 @@ type Stats struct {
 	Retries      uint64   `json:"retries"`
 	Torn         uint64   `json:"torn"`
 	Unconfigured uint64   `json:"unconfigured"` // packets seen before any configuration; they went to queue 0
+	// AttachedQueues is the number of enabled queues the kernel reports:
+	// the program's answers are taken modulo it.
+	AttachedQueues int `json:"attached_queues,omitempty"`
+	// Reattached counts the times vrssd found the program detached behind
+	// its back and attached it again.
+	Reattached uint64 `json:"reattached,omitempty"`
 }
 
 // OpenResult accompanies the fds handed to a TAP's owner: first one fd per

@@ -71,6 +71,12 @@ func TestGolden(t *testing.T) {
 			`{"id":7,"result":{"tap":{"name":"vm0","index":5,"queues":4,"vnet_hdr_len":12,"owner_uid":1000,"owner_gid":1000,"steering":true,"adopted":false,"generation":2,"abi":"vrss1-0123456789abcdef01234567"},"queue_fds":4,"config_size":4735000,"abi":"vrss1-0123456789abcdef01234567"},"fds":5}`,
 		},
 		{
+			"list response, a TAP held by a VMM",
+			&Response{ID: 11, Result: mustJSON(t, ListResult{TAPs: []TAP{{Name: "vm0", Index: 5, Queues: 4, VnetHdrLen: 12, Steering: true,
+				ABI: "vrss1-0123456789abcdef01234567", HeldElsewhere: true, AttachedQueues: 4, DisabledQueues: 1, Reattached: 2}}})},
+			`{"id":11,"result":{"taps":[{"name":"vm0","index":5,"queues":4,"vnet_hdr_len":12,"owner_uid":0,"owner_gid":0,"steering":true,"adopted":false,"generation":0,"abi":"vrss1-0123456789abcdef01234567","held_elsewhere":true,"attached_queues":4,"disabled_queues":1,"reattached":2}]}}`,
+		},
+		{
 			"qemu_ebpf request",
 			&Request{ID: 9, Op: OpQEMUEBPF, Args: mustJSON(t, QEMUEBPFArgs{Name: "vm0", QEMU: "/usr/bin/qemu-system-x86_64"})},
 			`{"id":9,"op":"qemu_ebpf","args":{"name":"vm0","qemu":"/usr/bin/qemu-system-x86_64"}}`,
