@@ -207,7 +207,6 @@ func TestRootTAPHasKernelOwner(t *testing.T) {
 	}
 }
 
-
 // holder is a helper process holding connections as another uid.
 type holder struct {
 	cmd   *exec.Cmd
