@@ -117,7 +117,7 @@ func TestDaemonCommands(t *testing.T) {
 	fails(2, "exclude each other", "rss", "set", "cli0", "--equal", "2", "--weights", "1,1")
 	fails(1, "not_found", "rss", "show", "nope")
 
-	if out := ok("stats", "cli0"); !strings.Contains(out, "cli0: 0 packets steered, 0 unclassified") || strings.Count(out, "\n") != 6 {
+	if out := ok("stats", "cli0"); !strings.Contains(out, "cli0: 0 packets steered, 0 unclassified") || !strings.Contains(out, "queues enabled in the kernel: 0 of 4") || strings.Count(out, "\n") != 7 {
 		t.Errorf("stats:\n%s", out)
 	}
 	var stats api.Stats
@@ -127,7 +127,7 @@ func TestDaemonCommands(t *testing.T) {
 	if out := ok("tap", "detach", "cli0"); out != "detached steering of cli0\n" {
 		t.Errorf("detach: %q", out)
 	}
-	if out := ok("tap", "list"); !strings.Contains(out, "cli0  4       0:0    detached  2") {
+	if out := ok("tap", "list"); !strings.Contains(out, "cli0  4       0        0:0    detached  0           2") {
 		t.Errorf("list after detach:\n%s", out)
 	}
 	ok("tap", "attach", "cli0")

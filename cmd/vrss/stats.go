@@ -119,6 +119,11 @@ func printStats(w io.Writer, st api.Stats, prev *api.Stats, interval time.Durati
 	if st.Retries > 0 || st.Torn > 0 {
 		fmt.Fprintf(w, "re-read during a publish: %d, gave up: %d\n", st.Retries, st.Torn)
 	}
+	// What the kernel says: the program's queue is taken modulo this.
+	fmt.Fprintf(w, "queues enabled in the kernel: %d of %d\n", st.AttachedQueues, len(st.Queues))
+	if st.Reattached > 0 {
+		fmt.Fprintf(w, "program re-attached after a VMM detached it: %d times\n", st.Reattached)
+	}
 }
 
 // isTerminal reports whether w is a character device (a terminal).

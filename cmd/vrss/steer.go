@@ -2,12 +2,14 @@ package main
 
 import (
 	"bufio"
+	"bytes"
 	"encoding/json"
 	"fmt"
 	"io"
 	"os"
 	"strings"
 
+	"github.com/vrss-dev/vrss/agent/api"
 	"github.com/vrss-dev/vrss/rss"
 	"github.com/vrss-dev/vrss/virtio"
 )
@@ -31,7 +33,9 @@ where hash_types may also be one comma-separated string ("all" for every
 type), key (hex, ':' separators allowed) defaults to the Microsoft
 verification key, and "queues": N may replace indirection_table to spread a
 128-entry table evenly over queues 0 to N-1; unclassified_queue must then be
-one of those N queues too. Queues are numbers from 0 to 65535.
+one of those N queues too. Queues are numbers from 0 to 65535. The output of
+'vrss rss show NAME --json' is accepted as it is: its "config" member is this
+form.
 
 Output is one line per frame, numbered from 1 as Wireshark does:
 
@@ -104,6 +108,28 @@ func steerMain(args []string, stdout io.Writer) error {
 	return w.Flush()
 }
 
+// parseConfigDoc reads a configuration in its one JSON form, either alone
+// or as the "config" member of what 'vrss rss show --json' prints (which
+// is api.RSSState), so that one command's output is the other's input.
+func parseConfigDoc(b []byte) (rss.Config, error) {
+	var probe map[string]json.RawMessage
+	if json.Unmarshal(b, &probe) == nil {
+		if _, ok := probe["config"]; ok {
+			dec := json.NewDecoder(bytes.NewReader(b))
+			dec.DisallowUnknownFields()
+			var st api.RSSState
+			if err := dec.Decode(&st); err != nil {
+				return rss.Config{}, fmt.Errorf("'vrss rss show --json' output: %w", err)
+			}
+			if st.Config == nil {
+				return rss.Config{}, fmt.Errorf("'vrss rss show --json' output of %s: no configuration was published", st.Name)
+			}
+			return *st.Config, nil
+		}
+	}
+	return rss.ParseConfigJSON(b)
+}
+
 // loadConfig reads the configuration from exactly one of the JSON file and
 // the raw virtio file.
 func loadConfig(jsonFile, virtioFile string) (rss.Config, error) {
@@ -117,7 +143,7 @@ func loadConfig(jsonFile, virtioFile string) (rss.Config, error) {
 		if err != nil {
 			return rss.Config{}, asInput(err)
 		}
-		c, err := rss.ParseConfigJSON(b)
+		c, err := parseConfigDoc(b)
 		if err != nil {
 			return rss.Config{}, inputErrorf("%s: %w", jsonFile, err)
 		}

@@ -18,6 +18,7 @@ import (
 	"github.com/gopacket/gopacket"
 	"github.com/gopacket/gopacket/layers"
 	"github.com/gopacket/gopacket/pcapgo"
+	"github.com/vrss-dev/vrss/agent/api"
 	"github.com/vrss-dev/vrss/internal/frame"
 	"github.com/vrss-dev/vrss/rss"
 )
@@ -345,4 +346,26 @@ func TestSteerConfigQueueRange(t *testing.T) {
 	if code != 0 || json.Unmarshal([]byte(out), &res) != nil || len(res.Histogram) != 4 || res.Histogram[3] != res.Total {
 		t.Errorf("unclassified queue 3 of 4: exit %d, stdout %q, stderr %q", code, out, errOut)
 	}
+}
+
+// What 'vrss rss show --json' prints (api.RSSState) is a configuration
+// file steer reads: one JSON shape for a configuration.
+func TestSteerAcceptsRSSShow(t *testing.T) {
+	pcap := writePcap(t, testFrames())
+	cfg := rss.Config{HashTypes: rss.AllHashTypes, Key: rss.DefaultKey, Table: rss.WeightedTable(128, []int{5, 3, 1, 1}), UnclassifiedQueue: 3}
+	bare, err := json.Marshal(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	shown, err := json.MarshalIndent(api.RSSState{Name: "vm0", Config: &cfg, Generation: 7, HashReport: &api.HashReport{HashTypes: rss.HashTCPv4, Key: []byte{1}}}, "", "  ")
+	if err != nil {
+		t.Fatal(err)
+	}
+	c1, out1, e1 := vrss(t, "steer", "--config", writeFile(t, "bare.json", bare), "--pcap", pcap)
+	c2, out2, e2 := vrss(t, "steer", "--config", writeFile(t, "shown.json", shown), "--pcap", pcap)
+	if c1 != 0 || c2 != 0 || out1 != out2 || out1 == "" {
+		t.Fatalf("bare: exit %d %q %q; rss show output: exit %d %q %q", c1, out1, e1, c2, out2, e2)
+	}
+	wantInputError(t, "no configuration was published", "steer", "--config", writeFile(t, "none.json", []byte(`{"name":"vm0","generation":0,"config":null}`)), "--pcap", pcap)
+	wantInputError(t, "unknown field", "steer", "--config", writeFile(t, "odd.json", []byte(`{"name":"vm0","config":{"hash_types":"all","queues":2},"extra":1}`)), "--pcap", pcap)
 }

@@ -192,13 +192,15 @@ func tapList(args []string, stdout io.Writer) error {
 		return writeJSON(stdout, taps)
 	}
 	w := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(w, "NAME\tQUEUES\tOWNER\tSTEERING\tCONFIGS")
+	// ENABLED is what the kernel reports: the queues other processes (a
+	// VMM) hold enabled, which steering picks from.
+	fmt.Fprintln(w, "NAME\tQUEUES\tENABLED\tOWNER\tSTEERING\tREATTACHED\tCONFIGS")
 	for _, t := range taps {
 		steer := "attached"
 		if !t.Steering {
 			steer = "detached"
 		}
-		fmt.Fprintf(w, "%s\t%d\t%d:%d\t%s\t%d\n", t.Name, t.Queues, t.OwnerUID, t.OwnerGID, steer, t.Generation)
+		fmt.Fprintf(w, "%s\t%d\t%d\t%d:%d\t%s\t%d\t%d\n", t.Name, t.Queues, t.AttachedQueues, t.OwnerUID, t.OwnerGID, steer, t.Reattached, t.Generation)
 	}
 	if err := w.Flush(); err != nil {
 		return err
