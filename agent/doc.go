@@ -84,20 +84,42 @@
 // stops the start with a message naming it. The socket is bound in a
 // private directory, given mode 0666 there and renamed into place.
 //
+// # Queues
+//
+// vrssd holds one queue of each TAP, its control queue, and keeps it
+// disabled (TUNSETQUEUE with IFF_DETACH_QUEUE): a disabled queue is never
+// one steering picks, and the kernel numbers the enabled queues densely, so
+// the queues a VMM opens — through open, or by name as libvirt does for an
+// unmanaged TAP — are queues 0 to N-1, the numbers the program answers
+// with. The control queue is what TUNSETSTEERINGEBPF needs: through it vrssd
+// attaches, detaches and re-attaches the program whoever holds the other
+// queues, and it keeps the device's features when the last VMM queue
+// closes. open hands the caller N new queues and keeps none, so when the
+// VMM exits its queues are gone; it is refused (busy) while another
+// process holds queues, since more would change every packet's queue.
+// While vrssd opens its control queue (at create, adopt and start) it is
+// enabled for a moment as the last queue, so the queues a VMM holds keep
+// their numbers. list and stats report the queues the kernel says are
+// open, and a TAP with more than it was made for (two processes opened it)
+// is reported as a problem.
+//
+// A VMM may detach the program behind vrssd's back (QEMU 7.2 does at
+// device reset and when its guest changes the queue pairs). vrssd attaches
+// it again when tun announces a queue change, and when the TAP transmits
+// frames the program never counted (see heal.go), counts it (Reattached)
+// and logs it; an operator's detach is respected.
+//
+// # Restarts
+//
 // When the daemon stops, steering goes on: the kernel keeps the program
 // attached and the configuration in the pinned map. When it starts, it
-// re-adopts every TAP: it loads the pins, and re-opens the queues unless
-// another process (a VMM) still holds some, in which case it does not
-// attach any, since that would change the number of queues and with it
-// every packet's queue; open hands only the configuration map
-// (config_only) until they are released. A TAP whose pins are gone is kept
-// and steered anew with the configuration state.json recorded (vrssd
-// refreshes that copy when a VMM publishes through its own mapping); if a
-// VMM holds its queues, the new program is attached once vrssd holds them
-// again, and list shows the problem meanwhile. A start with another bpffs
-// directory than the TAPs were pinned in is refused. vrssd removes only
-// the pins of TAPs it recorded, so the bpffs directory may be shared with
-// other software.
+// re-adopts every TAP: it loads the pins and opens its control queue;
+// nothing a VMM holds moves. A TAP whose pins are gone is kept and steered
+// anew with the configuration state.json recorded (vrssd refreshes that
+// copy when a VMM publishes through its own mapping). A start with another
+// bpffs directory than the TAPs were pinned in is refused. vrssd removes
+// only the pins of TAPs it recorded, so the bpffs directory may be shared
+// with other software.
 //
 // create records its intent in state.json before it makes the device; a
 // start that finds such a record (vrssd was killed in between) deletes the
