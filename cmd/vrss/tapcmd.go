@@ -33,13 +33,15 @@ func tapDetach(args []string, stdout io.Writer) error {
 func tapSteering(args []string, stdout io.Writer, on bool) error {
 	verb, what := "detach", `
 Remove the vrss steering program from a TAP: the kernel's own queue choice
-applies again. The TAP, its configuration and counters stay; 'vrss tap
-attach' restores steering.`
+applies again. The TAP, its configuration and counters stay; vrssd leaves
+it detached until 'vrss tap attach'.`
 	if on {
 		verb, what = "attach", `
-Attach the TAP's vrss steering program again, after 'vrss tap detach', or
-after a VMM removed it (QEMU 7.2 does when its guest changes the number of
-queues). Attaching while attached is harmless.`
+Attach the TAP's vrss steering program again, after 'vrss tap detach'. It
+works while a VMM holds every queue. A program a VMM removed (QEMU 7.2 does
+at device reset and when its guest changes the number of queues) is
+attached again by vrssd itself, within a fraction of a second; 'vrss tap
+list' counts those in REATTACHED. Attaching while attached is harmless.`
 	}
 	fs := newFlagSet("tap "+verb, "NAME", what)
 	socket := fs.String("socket", "", socketHelp)
