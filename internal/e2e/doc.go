@@ -22,10 +22,13 @@
 // vrss end to end: a vrssd of the test's own (as in scenario B) creates
 // the TAP for uid 4242 (`vrss tap create`), which starts bookworm's QEMU
 // 7.2 itself with `vrss qemu exec --tap NAME -- qemu-system-x86_64 ...`
-// (the queue fds come from vrssd and are inherited; no --ebpf-rss), and,
-// once the guest is READY, re-attaches steering (`vrss tap attach`: QEMU
-// 7.2 detaches any steering program when the guest sets its queues) and
-// sets each RSS configuration with `vrss rss set`. The harness injects
+// (the queue fds come from vrssd and are inherited; no --ebpf-rss), and
+// sets each RSS configuration with `vrss rss set`. QEMU 7.2 detaches any
+// steering program whenever the guest sets its queue pairs (at probe and
+// at ethtool -L); vrssd attaches it again by itself, and the report says
+// how long steering was missing, from a kernel trace of the
+// TUNSETSTEERINGEBPF calls (steerTracer), and whether the frames sent at
+// READY were all steered. The harness injects
 // frames with AF_PACKET, and the deltas of the guest's rx_queue_N_packets
 // counters, and of the program's per-queue counters (`vrss stats --json`),
 // must equal the rss engine's predicted histogram exactly.

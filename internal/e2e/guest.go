@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"os/exec"
 	"regexp"
@@ -41,11 +42,12 @@ type Guest struct {
 	// Release is the guest kernel's `uname -r`, from the READY line.
 	Release string
 
-	cmd   *exec.Cmd
-	stdin *os.File
-	lines chan string   // console lines; closed when QEMU's stdout closes
-	done  chan struct{} // closed when QEMU has exited
-	quit  chan struct{} // closed by Close and Shutdown
+	cmd   *exec.Cmd      // QEMU or its wrapper; nil for a console Attach-ed to
+	pid   int            // QEMU's process
+	stdin io.WriteCloser // the console's input
+	lines chan string    // console lines; closed when QEMU's stdout closes
+	done  chan struct{}  // closed when QEMU has exited (Attach: the console closed)
+	quit  chan struct{}  // closed by Close and Shutdown
 	seq   int
 
 	closeOnce sync.Once
@@ -107,7 +109,7 @@ func Boot(o BootOptions) (*Guest, error) {
 		outR.Close()
 		return nil, fmt.Errorf("e2e: start %s: %w", name, err)
 	}
-	g.stdin = inW
+	g.stdin, g.pid = inW, g.cmd.Process.Pid
 	go g.read(outR)
 	go func() {
 		err := g.cmd.Wait()
@@ -117,18 +119,54 @@ func Boot(o BootOptions) (*Guest, error) {
 		close(g.done)
 	}()
 
-	line, err := g.await(o.Timeout, func(l string) bool { return strings.HasPrefix(l, markerReady) })
+	if err := g.ready(o.Timeout); err != nil {
+		return nil, err
+	}
+	return g, nil
+}
+
+// ready waits for the READY marker; on failure it closes g.
+func (g *Guest) ready(timeout time.Duration) error {
+	line, err := g.await(timeout, func(l string) bool { return strings.HasPrefix(l, markerReady) })
 	if err != nil {
 		g.Close()
-		return nil, fmt.Errorf("e2e: guest boot: %w", err)
+		return fmt.Errorf("e2e: guest boot: %w", err)
 	}
 	g.Release = strings.TrimSpace(strings.TrimPrefix(line, markerReady))
+	return nil
+}
+
+// Attach drives a guest that another program started (libvirt), whose
+// serial console is conn (QEMU connected to a socket the harness listens
+// on), and waits until its init prints READY. pid is QEMU's process. The
+// guest's end is QEMU closing the console; Close closes the console but
+// leaves QEMU to whoever started it.
+func Attach(conn io.ReadWriteCloser, pid int, consoleLog, header string, timeout time.Duration) (*Guest, error) {
+	g := &Guest{pid: pid, stdin: conn, lines: make(chan string, 1024), done: make(chan struct{}), quit: make(chan struct{})}
+	if consoleLog != "" {
+		var err error
+		if g.logFile, err = os.Create(consoleLog); err != nil {
+			conn.Close()
+			return nil, err
+		}
+		fmt.Fprintf(g.logFile, "# %s\n", header)
+	}
+	go func() {
+		g.read(conn)
+		g.mu.Lock()
+		g.waitErr = errors.New("the console closed")
+		g.mu.Unlock()
+		close(g.done)
+	}()
+	if err := g.ready(timeout); err != nil {
+		return nil, err
+	}
 	return g, nil
 }
 
 // read copies console lines to the channel and the log, without the
 // carriage returns the guest's tty adds.
-func (g *Guest) read(r *os.File) {
+func (g *Guest) read(r io.ReadCloser) {
 	defer close(g.lines)
 	defer r.Close()
 	sc := bufio.NewScanner(r)
@@ -360,7 +398,7 @@ func parseEthtoolX(out string) ([]uint16, []byte, error) {
 }
 
 // Pid is QEMU's process id (the wrapper's, which execs into QEMU).
-func (g *Guest) Pid() int { return g.cmd.Process.Pid }
+func (g *Guest) Pid() int { return g.pid }
 
 // Flow types of `ethtool -N/-n rx-flow-hash`, and the hash types the Linux
 // virtio_net driver keeps for each: a flow type hashed on addresses and
@@ -435,7 +473,7 @@ func (g *Guest) Shutdown(timeout time.Duration) error {
 	select {
 	case <-g.done:
 	case <-time.After(timeout):
-		g.cmd.Process.Kill()
+		g.kill()
 		<-g.done
 		g.closeFiles()
 		return fmt.Errorf("e2e: guest did not power off within %v; killed", timeout)
@@ -444,15 +482,26 @@ func (g *Guest) Shutdown(timeout time.Duration) error {
 	return nil
 }
 
-// Close kills QEMU if it still runs and releases everything.
+// Close kills QEMU if it still runs (an Attach-ed guest: closes its
+// console) and releases everything.
 func (g *Guest) Close() {
 	select {
 	case <-g.done:
 	default:
-		g.cmd.Process.Kill()
+		g.kill()
 		<-g.done
 	}
 	g.closeFiles()
+}
+
+// kill ends QEMU if the harness started it, else closes the console, which
+// ends the reader.
+func (g *Guest) kill() {
+	if g.cmd != nil {
+		g.cmd.Process.Kill()
+		return
+	}
+	g.stdin.Close()
 }
 
 func (g *Guest) closeFiles() {

@@ -251,27 +251,44 @@ type Report struct {
 	Seed    uint64
 	UID     int // the TAP's owner, QEMU's user and the vrss commands'
 	// Commands are the vrss commands run before the scenarios, each with
-	// what it printed: tap create, qemu exec, tap attach.
+	// what it printed: tap create, qemu exec.
 	Commands []string
 	// QEMUPid and QEMUFDs are QEMU's process and the descriptors through
 	// which it holds the TAP's queues (checked: 3, 4, ...).
 	QEMUPid int
 	QEMUFDs []int
-	// ProbeSent frames were injected once the guest was READY, before
-	// `vrss tap attach`; the steering program ran ProbeRuns times on them
-	// (0 when the VMM detached it).
+	// ProbeSent frames were injected as soon as the guest was READY (QEMU
+	// had detached the steering program twice by then); the steering
+	// program ran ProbeRuns times on them: all of them, if vrssd had
+	// attached it again by itself.
 	ProbeSent int
 	ProbeRuns uint64
-	Results   []Result
+	// Steering is every detach of the steering program by QEMU until the
+	// probe, and how long it took vrssd to attach it again: the kernel's
+	// TUNSETSTEERINGEBPF calls, traced (see steerTracer), times from
+	// QEMUStart (CLOCK_MONOTONIC). TraceErr says why there is no trace.
+	Steering                    []steerGap
+	QEMUStart, ReadyAt, ProbeAt time.Duration
+	TraceErr                    string
+	// Reattached is vrssd's count of programs it found detached by the
+	// frames they missed (vrss stats: reattached), at the end of the run;
+	// re-attachments on queue-change link events are not counted there.
+	Reattached uint64
+	Results    []Result
 	// Prepare, Boot and Total are wall times: packages, kernel,
 	// initramfs and the vrss and vrssd builds; QEMU start to READY; the
 	// whole run.
 	Prepare, Boot, Total time.Duration
 }
 
-// OK reports whether every scenario passed.
+// OK reports whether every scenario passed, steering was back before the
+// first frame after READY, and vrssd attached the program again after
+// every detach.
 func (r *Report) OK() bool {
-	if len(r.Results) == 0 {
+	if len(r.Results) == 0 || r.ProbeSent == 0 || r.ProbeRuns != uint64(r.ProbeSent) {
+		return false
+	}
+	if _, closed := maxMissing(r.Steering); !closed {
 		return false
 	}
 	for i := range r.Results {
@@ -287,9 +304,13 @@ func (r *Report) OK() bool {
 // (as scenario B runs it) creates a multi-queue TAP for an unprivileged
 // user (Options.VMMUID), and that user starts QEMU (bookworm's 7.2 by
 // default) with `vrss qemu exec --tap NAME -- QEMU ...`, which obtains the
-// queue fds from vrssd and execs QEMU with them inherited. Once the guest
-// is READY, the owner re-attaches steering (`vrss tap attach`) and, for
-// each scenario, sets the configuration (`vrss rss set`), the harness
+// queue fds from vrssd and execs QEMU with them inherited. QEMU 7.2
+// detaches the steering program whenever the guest sets its queue pairs;
+// vrssd attaches it again by itself (nobody runs `vrss tap attach`), and
+// the run measures how long steering was missing (a kernel trace of
+// TUNSETSTEERINGEBPF) and checks that frames sent at READY are steered.
+// Then, for each scenario, the owner sets the configuration (`vrss rss
+// set`), the harness
 // injects the frames with AF_PACKET and compares the guest's per-queue
 // counter deltas, and the program's (`vrss stats --json`), with the
 // engine's prediction. The report is returned even when scenarios fail;
@@ -335,8 +356,8 @@ const (
 	sendWindow = 128
 	// stallTimeout bounds how long delivery may make no progress.
 	stallTimeout = 60 * time.Second
-	// probeFlows x probePerFlow frames test, before `vrss tap attach`,
-	// whether the steering program is still attached at READY.
+	// probeFlows x probePerFlow frames test whether the steering program
+	// is attached at READY.
 	probeFlows, probePerFlow = 4, 8
 )
 
@@ -390,8 +411,17 @@ func runPreSteered(o Options, w *workDir, rep *Report) error {
 	}
 	execArgs := []string{"qemu", "exec", "--tap", aTAP, "--id", "n0", "--mac", GuestMAC, "--device-props", strings.Join(DeviceProps, ","), "--"}
 	wrapper := append([]string{w.vrss, "qemu", "exec", "--socket", w.socket}, execArgs[2:]...)
+	// The tracer runs from before QEMU starts: it sees every detach.
+	tr, err := startSteerTrace()
+	if err != nil {
+		rep.TraceErr = err.Error()
+		fmt.Fprintf(o.Log, "e2e: %v: the report cannot say when QEMU detached steering\n", err)
+	} else {
+		defer tr.Close()
+	}
 	fmt.Fprintf(o.Log, "e2e: booting %s with %s as uid %d through vrss qemu exec (TCG, %d vCPUs)\n", rep.Assets.KernelRelease, qemuBin, o.VMMUID, o.CPUs)
 	bootStart := time.Now()
+	rep.QEMUStart = monotonic()
 	consoleLog := filepath.Join(o.Cache, "console.log")
 	g, err := Boot(BootOptions{
 		QEMU: qemuBin, Machine: m, Wrapper: wrapper, ConsoleLog: consoleLog,
@@ -401,6 +431,7 @@ func runPreSteered(o Options, w *workDir, rep *Report) error {
 		return fail(err)
 	}
 	defer g.Close()
+	readyAt := monotonic()
 	rep.Boot = time.Since(bootStart)
 	rep.Release = g.Release
 	record(append(execArgs, qemuBin, "…"), "")
@@ -434,30 +465,35 @@ func runPreSteered(o Options, w *workDir, rep *Report) error {
 	defer inj.Close()
 
 	// QEMU before 9.0 (bookworm's 7.2) detaches the TAP's steering program
-	// on every MQ control command and device reset (virtio_net_disable_rss
-	// -> TUNSETSTEERINGEBPF -1, even without rss=on; an inherited queue fd
-	// needs no privilege for it), and the guest's driver sends one at probe
-	// and at ethtool -L: the program vrssd attached at `tap create` is gone
-	// by READY with 7.2 (10.0 keeps it). A few frames show it: the
-	// program's counters do not move. Then the owner attaches it again
-	// through vrssd, which always issues the ioctl.
+	// on every MQ control command (virtio_net_handle_mq ->
+	// virtio_net_disable_rss -> TUNSETSTEERINGEBPF -1, even without rss=on;
+	// an inherited queue fd needs no privilege for it), and the guest's
+	// driver sends one at probe and init another at ethtool -L: the program
+	// vrssd attached at `tap create` is detached twice before READY. vrssd
+	// attaches it again by itself (on tun's queue-change link events, and
+	// when the TAP sends frames the program never counted); nobody runs
+	// `vrss tap attach`. Frames sent at once after READY show whether
+	// steering was back before the first frame: the program must have run
+	// on every one of them. The tracer says when QEMU detached and when
+	// vrssd attached again.
 	probe := demo.Frames(probeFlows, probePerFlow, o.Seed|2)
 	var s0, s1 api.Stats
 	if err := cli.json(&s0, "stats", aTAP, "--json"); err != nil {
 		return fail(err)
 	}
+	probeAt := monotonic()
 	if _, err := deliver(g, index, inj, probe, o.Queues); err != nil {
-		return fmt.Errorf("e2e: probe before vrss tap attach: %w", err)
+		return fmt.Errorf("e2e: probe after READY: %w", err)
 	}
 	if err := cli.json(&s1, "stats", aTAP, "--json"); err != nil {
 		return fail(err)
 	}
 	rep.ProbeSent, rep.ProbeRuns = len(probe), programRuns(s1)-programRuns(s0)
-	attach := []string{"tap", "attach", aTAP}
-	if out, err = cli.run(attach...); err != nil {
-		return fail(err)
+	if tr != nil {
+		rep.Steering = steerGaps(tr.Events(100*time.Millisecond, rep.QEMUPid, vd.cmd.Process.Pid), rep.QEMUPid, vd.cmd.Process.Pid)
+		rep.ProbeAt = probeAt - rep.QEMUStart
+		rep.ReadyAt = readyAt - rep.QEMUStart
 	}
-	record(attach, out)
 
 	for _, sc := range o.Scenarios {
 		fmt.Fprintf(o.Log, "e2e: scenario %s\n", sc.Name)
@@ -467,6 +503,11 @@ func runPreSteered(o Options, w *workDir, rep *Report) error {
 		}
 		rep.Results = append(rep.Results, *res)
 	}
+	var st api.Stats
+	if err := cli.json(&st, "stats", aTAP, "--json"); err != nil {
+		return fail(err)
+	}
+	rep.Reattached = st.Reattached
 	return g.Shutdown(30 * time.Second)
 }
 
@@ -675,13 +716,7 @@ func (r *Report) String() string {
 	if r.QEMUPid != 0 {
 		fmt.Fprintf(&b, "  QEMU (pid %d, uid %d) holds %s's queues at fds %s, inherited from vrss qemu exec\n", r.QEMUPid, r.UID, r.Device, joinInts(r.QEMUFDs, " "))
 	}
-	if r.ProbeSent > 0 {
-		state := "detached by QEMU when the guest set its queues"
-		if r.ProbeRuns > 0 {
-			state = "still attached"
-		}
-		fmt.Fprintf(&b, "  at READY, before vrss tap attach: the steering program ran on %d of %d probe frames (%s)\n", r.ProbeRuns, r.ProbeSent, state)
-	}
+	r.writeSteering(&b)
 	for i := range r.Results {
 		res := &r.Results[i]
 		c := res.Scenario.Config
@@ -714,6 +749,31 @@ func (r *Report) String() string {
 		fmt.Fprintf(&b, "RESULT: FAIL\n")
 	}
 	return b.String()
+}
+
+// writeSteering reports how long steering was missing: every detach by
+// QEMU, traced, and vrssd's re-attachment; then whether the frames sent at
+// READY were steered.
+func (r *Report) writeSteering(b *strings.Builder) {
+	if r.ProbeSent == 0 {
+		return
+	}
+	fmt.Fprintf(b, "  steering missing (no vrss tap attach anywhere; QEMU 7.2 detaches the program at every MQ command of the guest):\n")
+	switch {
+	case r.TraceErr != "":
+		fmt.Fprintf(b, "    not traced: %s\n", r.TraceErr)
+	default:
+		fmt.Fprintf(b, "    measured: from QEMU's TUNSETSTEERINGEBPF(-1) to vrssd's next TUNSETSTEERINGEBPF(program), both as the kernel saw them enter (raw tracepoint sys_enter, CLOCK_MONOTONIC), times from QEMU's start\n")
+		fmt.Fprintf(b, "    %s\n", describeGaps(r.Steering, r.QEMUStart))
+		if m, closed := maxMissing(r.Steering); closed && len(r.Steering) > 0 {
+			fmt.Fprintf(b, "    longest: %v; guest READY at +%v, first frame at +%v\n", fmtMissing(m), r.ReadyAt.Round(time.Millisecond), r.ProbeAt.Round(time.Millisecond))
+		}
+	}
+	verdict := "steering was back before the first frame"
+	if r.ProbeRuns != uint64(r.ProbeSent) {
+		verdict = fmt.Sprintf("%d frames went out unsteered", uint64(r.ProbeSent)-r.ProbeRuns)
+	}
+	fmt.Fprintf(b, "    frames sent at READY: the steering program ran on %d of %d (%s); vrss stats reattached (detaches caught by unsteered frames) at the end: %d\n", r.ProbeRuns, r.ProbeSent, verdict, r.Reattached)
 }
 
 // shortArgs shortens a command line's long arguments (keys, tables) for
