@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/vrss-dev/vrss/agent/api"
+	"github.com/vrss-dev/vrss/internal/buildinfo/buildtest"
 	"github.com/vrss-dev/vrss/internal/privtest"
 )
 
@@ -22,7 +23,9 @@ func startDaemon(t *testing.T) string {
 	}
 	dir := t.TempDir()
 	bin := filepath.Join(dir, "vrssd")
-	if out, err := exec.Command("go", "build", "-o", bin, "../vrssd").CombinedOutput(); err != nil {
+	build := exec.Command("go", "build", "-o", bin, "../vrssd")
+	build.Env = append(os.Environ(), buildtest.TrustCheckout(buildtest.Root(t))...)
+	if out, err := build.CombinedOutput(); err != nil {
 		t.Fatalf("build vrssd: %v\n%s", err, out)
 	}
 	sock := filepath.Join(dir, "vrss.sock")

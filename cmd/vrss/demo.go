@@ -61,7 +61,7 @@ func demoMain(args []string, stdout io.Writer) error {
 		return inputErrorf("--flows %d × --per-flow %d: want at most %d frames", *flows, *perFlow, maxDemoFrames)
 	}
 	if os.Geteuid() != 0 {
-		return fmt.Errorf("needs root: it creates a network namespace, a TAP device and loads eBPF (try: sudo vrss demo)")
+		return fmt.Errorf("needs root: it creates a network namespace, a TAP device and loads eBPF (run it as root, or with sudo)")
 	}
 	res, err := demoRun(demo.Options{Queues: *queues, Flows: *flows, PerFlow: *perFlow})
 	if err != nil {
@@ -69,15 +69,7 @@ func demoMain(args []string, stdout io.Writer) error {
 	}
 	w := bufio.NewWriter(stdout)
 	if *jsonOut {
-		reports := map[string]int{}
-		for r, n := range res.Reports {
-			reports[r.String()] = n
-		}
-		json.NewEncoder(w).Encode(map[string]any{
-			"device": res.Device, "queues": res.Queues, "sent": res.Sent, "received": res.Received,
-			"on_predicted_queue": res.Correct, "predicted": res.Predicted, "observed": res.Observed,
-			"reports": reports, "foreign": res.Foreign, "mismatches": res.Wrong, "ok": res.OK(),
-		})
+		json.NewEncoder(w).Encode(demoJSON(res))
 	} else {
 		printDemo(w, res)
 	}
@@ -90,10 +82,39 @@ func demoMain(args []string, stdout io.Writer) error {
 	return nil
 }
 
+// demoJSON is what --json prints: the configuration in its one JSON form
+// (hash_types are the enabled hash types), and per report type the frames
+// the engine hashed as that type. Lists are [] rather than null when empty.
+func demoJSON(res *demo.Result) map[string]any {
+	reports := map[string]int{}
+	for r, n := range res.Reports {
+		reports[r.String()] = n
+	}
+	nonNil := func(s []int) []int {
+		if s == nil {
+			return []int{}
+		}
+		return s
+	}
+	wrong := res.Wrong
+	if wrong == nil {
+		wrong = []string{}
+	}
+	return map[string]any{
+		"device": res.Device, "queues": res.Queues, "config": res.Config, "sent": res.Sent, "received": res.Received,
+		"on_predicted_queue": res.Correct, "predicted": nonNil(res.Predicted), "observed": nonNil(res.Observed),
+		"reports": reports, "foreign": res.Foreign, "mismatches": wrong, "ok": res.OK(),
+	}
+}
+
 func printDemo(w io.Writer, res *demo.Result) {
-	fmt.Fprintf(w, "TAP %s, %d queues, eBPF steering: %s, key %x…, %d-entry table\n",
-		res.Device, res.Queues, res.Config.HashTypes, res.Config.Key[:8], len(res.Config.Table))
-	fmt.Fprintf(w, "sent %d frames (", res.Sent)
+	// Hash types (what the configuration enables: ipv4, ..., tcp_ex) and
+	// hash reports (what a frame was hashed as: none, ..., tcpv6_ex) have
+	// similar names; the labels say which is which.
+	fmt.Fprintf(w, "TAP %s, %d queues, eBPF steering, key %x…, %d-entry indirection table\n",
+		res.Device, res.Queues, res.Config.Key[:min(8, len(res.Config.Key))], len(res.Config.Table))
+	fmt.Fprintf(w, "hash types enabled: %s\n", res.Config.HashTypes)
+	fmt.Fprintf(w, "sent %d frames in %v, per hash report (what each frame is hashed as):\n  ", res.Sent, res.Elapsed.Round(1e6))
 	sep := ""
 	for r := rss.ReportNone; r <= rss.ReportUDPv6Ex; r++ {
 		if n := res.Reports[r]; n > 0 {
@@ -101,7 +122,7 @@ func printDemo(w io.Writer, res *demo.Result) {
 			sep = ", "
 		}
 	}
-	fmt.Fprintf(w, ") in %v\n\n", res.Elapsed.Round(1e6))
+	fmt.Fprint(w, "\n\n")
 	fmt.Fprintf(w, "queue  predicted  observed\n")
 	for q := range res.Queues {
 		bar := 0

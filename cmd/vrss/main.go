@@ -6,9 +6,10 @@
 //
 //	vrss COMMAND [arguments]
 //
-// Run "vrss help" for the list of commands and "vrss help COMMAND" for one
-// command's flags. Exit status is 0 on success, 2 for bad input (usage
-// errors, unreadable or invalid files) and 1 when an operation fails.
+// Run "vrss -h" for the list of commands and "vrss COMMAND -h" for one
+// command's flags; "vrss --version" prints the version. Exit status is 0 on
+// success, 2 for bad input (usage errors, unreadable or invalid files) and 1
+// when an operation fails.
 package main
 
 import (
@@ -18,6 +19,10 @@ import (
 	"io"
 	"os"
 	"strings"
+
+	"github.com/vrss-dev/vrss/agent/api"
+	"github.com/vrss-dev/vrss/internal/buildinfo"
+	"github.com/vrss-dev/vrss/steering"
 )
 
 // command is one subcommand. run gets the arguments after the command name
@@ -29,7 +34,7 @@ type command struct {
 	run     func(args []string, stdout, stderr io.Writer) int
 }
 
-// commands lists the subcommands in the order "vrss help" shows them. Each
+// commands lists the subcommands in the order "vrss -h" shows them. Each
 // lives in its own file.
 var commands = []command{
 	{"demo", "show eBPF steering on a real multi-queue TAP (the main job; needs root)", runDemo},
@@ -54,30 +59,44 @@ func main() {
 }
 
 // run dispatches args (without the program name) to a subcommand.
+//
+// The one way to ask for help, which every hint names, is -h: "vrss -h"
+// lists the commands and "vrss COMMAND [VERB] -h" explains one (--help
+// works too). "vrss help [COMMAND]" is still understood.
 func run(args []string, stdout, stderr io.Writer) int {
 	if len(args) == 0 {
 		names := make([]string, len(commands))
 		for i, c := range commands {
 			names[i] = c.name
 		}
-		return report(stderr, "", inputErrorf("missing command, one of %s (run 'vrss help')", strings.Join(names, ", ")))
+		return report(stderr, "", inputErrorf("missing command, one of %s (run 'vrss -h')", strings.Join(names, ", ")))
 	}
 	name, rest := args[0], args[1:]
 	switch name {
 	case "help", "-h", "-help", "--help":
 		if name == "help" && len(rest) > 0 {
 			if c := lookup(rest[0]); c != nil {
-				return c.run([]string{"-h"}, stdout, stderr)
+				return c.run(append(rest[1:len(rest):len(rest)], "-h"), stdout, stderr)
 			}
-			return report(stderr, "", inputErrorf("unknown command %q (run 'vrss help')", rest[0]))
+			return report(stderr, "", inputErrorf("unknown command %q (run 'vrss -h')", rest[0]))
 		}
 		usage(stdout)
+		return exitOK
+	case "version", "-version", "--version":
+		printVersion(stdout, "vrss")
 		return exitOK
 	}
 	if c := lookup(name); c != nil {
 		return c.run(rest, stdout, stderr)
 	}
-	return report(stderr, "", inputErrorf("unknown command %q (run 'vrss help')", name))
+	return report(stderr, "", inputErrorf("unknown command %q (run 'vrss -h')", name))
+}
+
+// printVersion prints what --version shows, the same for vrss and vrssd:
+// the build's version (see buildinfo.Describe), then the daemon protocol
+// and the steering program's ABI stamp, which a CLI and a vrssd must share.
+func printVersion(w io.Writer, program string) {
+	fmt.Fprintf(w, "%s %s\nprotocol %d, ABI %s\n", program, buildinfo.Version(), api.ProtocolVersion, steering.ABIStamp())
 }
 
 func lookup(name string) *command {
@@ -99,9 +118,10 @@ commands:
 	for _, c := range commands {
 		fmt.Fprintf(w, "  %-8s %s\n", c.name, c.summary)
 	}
-	fmt.Fprint(w, `  help     show this text; 'vrss help COMMAND' shows a command's flags
-
-Flags are written -name or --name and may come before or after arguments.
+	fmt.Fprint(w, `
+'vrss COMMAND -h' explains a command and every flag; 'vrss --version' prints
+the version. Flags are written -name or --name and may come before or after
+arguments.
 Exit status: 0 success, 1 the operation failed, 2 bad input (usage errors,
 bad values, unreadable or invalid files).
 `)

@@ -13,17 +13,18 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
-	"runtime/debug"
 	"syscall"
 	"time"
 
 	"github.com/vrss-dev/vrss/agent"
 	"github.com/vrss-dev/vrss/agent/api"
+	"github.com/vrss-dev/vrss/internal/buildinfo"
 	"github.com/vrss-dev/vrss/steering"
 )
 
 // version is set at link time (-ldflags "-X main.version=v1.2.3"); without
-// it the module version from the build information is used.
+// it the build information says (see buildinfo.Describe): the module
+// version, else the VCS revision and time, else "(devel)".
 var version = ""
 
 // Exit statuses.
@@ -182,8 +183,5 @@ func serverVersion() string {
 	if version != "" {
 		return version
 	}
-	if bi, ok := debug.ReadBuildInfo(); ok && bi.Main.Version != "" {
-		return bi.Main.Version
-	}
-	return "(devel)"
+	return buildinfo.Version()
 }

@@ -2,11 +2,15 @@ package main
 
 import (
 	"bytes"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 
+	"github.com/vrss-dev/vrss/agent/api"
+	"github.com/vrss-dev/vrss/internal/buildinfo"
+	"github.com/vrss-dev/vrss/internal/buildinfo/buildtest"
 	"github.com/vrss-dev/vrss/steering"
 )
 
@@ -54,4 +58,19 @@ func TestRuntimeFailure(t *testing.T) {
 	if code != exitFailed || !strings.Contains(stderr.String(), "cannot start") {
 		t.Fatalf("exit %d, stderr %q", code, stderr.String())
 	}
+}
+
+// vrssd --version prints the build's version, the protocol and the ABI
+// stamp; built with go build in a git checkout, a version that names the
+// commit rather than "(devel)".
+func TestVersion(t *testing.T) {
+	var stdout, stderr bytes.Buffer
+	want := fmt.Sprintf("vrssd %s\nprotocol %d, ABI %s\n", buildinfo.Version(), api.ProtocolVersion, steering.ABIStamp())
+	if code := run([]string{"--version"}, &stdout, &stderr); code != exitOK || stdout.String() != want || stderr.Len() != 0 {
+		t.Errorf("exit %d, stdout %q, stderr %q; want %q", code, stdout.String(), stderr.String(), want)
+	}
+	if testing.Short() {
+		t.Skip("builds vrssd")
+	}
+	buildtest.CheckStamped(t, "vrssd", buildtest.Stamped(t, "vrssd"))
 }
