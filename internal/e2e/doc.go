@@ -1,7 +1,7 @@
 // Package e2e is the real-guest end-to-end harness behind `make e2e`: a
-// Linux guest under QEMU (TCG: KVM is not assumed) with a 4-queue
-// virtio-net device on a TAP that vrss steers, and the guest's own
-// per-queue receive counters as the judge.
+// Linux guest under QEMU (TCG: KVM is not assumed), started directly or by
+// libvirt, with a 4-queue virtio-net device on a TAP that vrss steers, and
+// the guest's own per-queue receive counters as the judge.
 //
 // Everything the guest needs comes from Debian packages, fetched by the
 // harness itself and cached (see CacheDir):
@@ -50,4 +50,21 @@
 // of 0) and reports, per kind, the engine's prediction, the guest's
 // counters, the queues QEMU's live program picks in BPF_PROG_TEST_RUN, and
 // the rule that explains them; the differences are in docs/semantics.md.
+//
+// Scenario L (RunLibvirt) is libvirt on a vrss TAP, the way most people run
+// QEMU and the way KubeVirt's tap binding works: Debian's libvirt
+// (libvirt-daemon-system, libvirt-clients, installed with apt-get; the
+// harness starts virtlogd and libvirtd itself, inside the test's network
+// namespace, with security_driver "none", no cgroup controllers and no
+// namespaces in qemu.conf for the run) runs a transient TCG domain (virsh
+// create) that boots the same guest directly, with an unmanaged 4-queue
+// TAP (<interface type='ethernet'>, <target dev='NAME' managed='no'/>,
+// <driver name='qemu' queues='4'/>) that vrssd created for libvirt-qemu
+// and libvirtd opens by name. The guest's per-queue counters must equal
+// the engine's prediction after boot, after the guest halves and restores
+// its queue count (ethtool -L), after a live `vrss rss set`, and after
+// virsh destroy and virsh create; nobody runs `vrss tap attach`, and the
+// report says, per step, when QEMU detached the program and how soon vrssd
+// attached it again. VRSS_E2E_LIBVIRT_RSS=1 adds a characterisation of
+// rss='on' with QEMU 7.2 (not judged).
 package e2e

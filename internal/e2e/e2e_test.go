@@ -19,12 +19,13 @@ const budget = 10 * time.Minute
 
 // TestE2E runs the real-guest scenarios: A, the pre-steered TAP created by
 // vrssd, QEMU started unprivileged by `vrss qemu exec` and RSS set with
-// `vrss rss set` (see RunPreSteered), and B, QEMU's own eBPF RSS program handed to an
+// `vrss rss set` (see RunPreSteered); B, QEMU's own eBPF RSS program handed to an
 // unprivileged QEMU by vrssd, with the guest configuring RSS itself (see
-// RunGuestRSS). It installs Debian packages, downloads a kernel and QEMU
+// RunGuestRSS); and L, a libvirt domain on a vrss TAP that libvirtd opens
+// by name (see RunLibvirt). It installs Debian packages, downloads a kernel and QEMU
 // 10 from bookworm-backports and boots QEMU under TCG, so it only runs
-// when asked to. Optional settings: VRSS_E2E_SCENARIOS (A, B or A,B, the
-// default), VRSS_E2E_SEED (the random keys), VRSS_E2E_QEMU (a QEMU binary
+// when asked to. Optional settings: VRSS_E2E_SCENARIOS (any of A, B and L,
+// comma-separated; default A,B,L), VRSS_E2E_SEED (the random keys), VRSS_E2E_QEMU (a QEMU binary
 // for A), VRSS_E2E_QEMU_B (a QEMU >= 9.0 binary for B; default QEMU from
 // bookworm-backports), VRSS_E2E_KERNEL (an exact linux-image package),
 // VRSS_E2E_BACKPORTS=qemu[,kernel] (take those from bookworm-backports
@@ -50,7 +51,7 @@ func TestE2E(t *testing.T) {
 	}
 	scenarios := strings.ToUpper(os.Getenv("VRSS_E2E_SCENARIOS"))
 	if scenarios == "" {
-		scenarios = "A,B"
+		scenarios = "A,B,L"
 	}
 	want := func(s string) bool { return strings.Contains(scenarios, s) }
 	backports := os.Getenv("VRSS_E2E_BACKPORTS")
@@ -90,6 +91,24 @@ func TestE2E(t *testing.T) {
 			}
 			if !rep.OK() {
 				t.Fatalf("the guest's per-queue counters differ from the engine's prediction for the guest's configuration, or QEMU's program did not steer every frame (rerun with VRSS_E2E_SEED=%d)", rep.Seed)
+			}
+		})
+	}
+	if want("L") {
+		t.Run("L", func(t *testing.T) {
+			rep, err := RunLibvirt(Options{
+				Log: os.Stdout, Seed: seed,
+				KernelPackage:   os.Getenv("VRSS_E2E_KERNEL"),
+				BackportsKernel: strings.Contains(backports, "kernel"),
+			})
+			if rep != nil && (len(rep.Steps) > 0 || len(rep.Commands) > 0) {
+				fmt.Print("\n" + rep.String() + "\n")
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !rep.OK() {
+				t.Fatalf("scenario L: the guest's per-queue counters differ from the prediction, or vrssd did not attach the program again after QEMU detached it (rerun with VRSS_E2E_SEED=%d)", rep.Seed)
 			}
 		})
 	}

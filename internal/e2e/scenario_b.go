@@ -200,7 +200,8 @@ func newWorkDir(a *Assets, scenario string) (w *workDir, err error) {
 	}
 	defer func() {
 		if err != nil {
-			w.remove()
+			// w is nil here: remove what was made through a copy.
+			(&workDir{dir: dir, bpffs: filepath.Join(dir, "bpf")}).remove()
 		}
 	}()
 	if err := os.Chmod(dir, 0o755); err != nil {

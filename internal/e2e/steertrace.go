@@ -248,7 +248,7 @@ func steerGaps(events []steerEvent, vmm, vrssd int) []steerGap {
 	return gaps
 }
 
-// describeGaps is a one-line account of gaps relative to base.
+// describeGaps is a one-line account of gaps, times relative to base.
 func describeGaps(gaps []steerGap, base time.Duration) string {
 	if len(gaps) == 0 {
 		return "the VMM never detached the program"
