@@ -49,10 +49,13 @@ demo:
 
 ## e2e: a real guest (QEMU, TCG) on a 4-queue TAP that vrssd creates for an
 ## unprivileged QEMU: steered by vrss, QEMU 7.2 started by `vrss qemu exec`,
-## RSS set with `vrss rss set` (scenario A); and by QEMU 10's own eBPF program
-## that vrssd hands to QEMU while the guest sets RSS itself (scenario B); its
-## per-queue counters must match the engine. Needs root; fetches Debian packages, a kernel and QEMU 10
-## into a cache (VRSS_E2E_CACHE, default $(GOCACHE)/../vrss-e2e).
+## RSS set with `vrss rss set`, QEMU's detaches undone by vrssd (scenario A);
+## by QEMU 10's own eBPF program that vrssd hands to QEMU while the guest sets
+## RSS itself (scenario B); and by libvirt 9.0 opening the TAP by name for a
+## transient domain (scenario L). Each guest's per-queue counters must match
+## the engine. Needs root; installs libvirt and fetches Debian packages, a
+## kernel and QEMU 10 into a cache (VRSS_E2E_CACHE, default
+## $(GOCACHE)/../vrss-e2e).
 e2e:
 	VRSS_E2E=1 VRSS_REQUIRE_PRIV=1 $(GO) test -count=1 -run '^TestE2E$$' -v -timeout 15m ./internal/e2e
 
