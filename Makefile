@@ -80,3 +80,4 @@ fuzz:
 	$(GO) test ./virtio -run '^$$' -fuzz '^FuzzDecodeNetHdrHash$$' -fuzztime $(FUZZTIME)
 	$(GO) test ./agent/api -run '^$$' -fuzz '^FuzzDecodeRequest$$' -fuzztime $(FUZZTIME)
 	$(GO) test ./qemu/ebpfrss -run '^$$' -fuzz '^FuzzDecode$$' -fuzztime $(FUZZTIME)
+	$(GO) test ./qemu/qmp -run '^$$' -fuzz '^FuzzFetchEBPFRSS$$' -fuzztime $(FUZZTIME)

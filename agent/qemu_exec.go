@@ -40,6 +40,12 @@ import (
 // TEXT" on fd 4, a close-on-exec pipe whose other end vrssd reads, and
 // exits; end of file on the pipe means QEMU was executed.
 //
+// The stub stays in package agent, which only vrssd and its tests link,
+// rather than moving to qemu/ with the QMP conversation (package qmp): an
+// init that re-executes the process when it sees an argv[0] and an
+// environment variable would otherwise come along into every program that
+// imports a qemu package for its command lines or its QMP client.
+//
 // No mount namespace or seccomp filter: as nobody with no_new_privs, the
 // binary cannot mount anything, and a namespace that only copies the
 // host's mounts hides nothing; hiding paths would take mounts made before

@@ -1,11 +1,9 @@
 package agent
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"crypto/sha256"
-	"encoding/base64"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
@@ -16,6 +14,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/cilium/ebpf"
@@ -24,15 +23,16 @@ import (
 
 	"github.com/vrss-dev/vrss/agent/api"
 	"github.com/vrss-dev/vrss/qemu/ebpfrss"
+	"github.com/vrss-dev/vrss/qemu/qmp"
 )
 
 // QEMUEBPFMinVersion is the first QEMU with request-ebpf and ebpf-rss-fds,
 // which return and take its eBPF RSS object (see package ebpfrss).
-const QEMUEBPFMinVersion = "9.0"
+const QEMUEBPFMinVersion = qmp.EBPFMinVersion
 
 // qmpTimeout bounds one conversation with a QEMU started to ask for its
-// object: it starts with -machine none, so it answers in well under a
-// second even on a loaded machine.
+// object: it starts with qmp.StdioArgs (-machine none), so it answers in
+// well under a second even on a loaded machine.
 const qmpTimeout = 30 * time.Second
 
 // qemuEBPFCacheDir is where objects are cached, under the state directory,
@@ -230,11 +230,6 @@ type qmpAnswer struct {
 	version, pkg string
 }
 
-// qemuArgs start QEMU doing nothing but answer QMP on its standard input
-// and output: no machine, no devices, no display, no configuration files,
-// CPUs stopped.
-var qemuArgs = []string{"-machine", "none", "-nodefaults", "-no-user-config", "-display", "none", "-S", "-qmp", "stdio"}
-
 // askQEMU runs the QEMU binary bin (opened from path) and asks it, over
 // QMP, for its version and its eBPF RSS object. It runs as nobody and
 // confined (see qemu_exec.go), or not at all, and is executed through its
@@ -259,39 +254,17 @@ func nobody() (uint32, uint32) {
 	return uid, gid
 }
 
-// qmpMessage is any line QEMU writes on its QMP channel.
-type qmpMessage struct {
-	ID     *int            `json:"id"`
-	Return json.RawMessage `json:"return"`
-	Error  *struct {
-		Class string `json:"class"`
-		Desc  string `json:"desc"`
-	} `json:"error"`
-	Event string `json:"event"`
-	QMP   *struct {
-		Version qmpVersion `json:"version"`
-	} `json:"QMP"`
-}
-
-type qmpVersion struct {
-	QEMU struct {
-		Major, Minor, Micro int
-	} `json:"qemu"`
-	Package string `json:"package"`
-}
-
-func (v qmpVersion) String() string {
-	return fmt.Sprintf("%d.%d.%d", v.QEMU.Major, v.QEMU.Minor, v.QEMU.Micro)
-}
-
+// runQMP starts the QEMU binary bin, confined, as uid and gid with
+// qmp.StdioArgs, and has the conversation of qmp.FetchEBPFRSS with it on
+// its standard input and output. QEMU is killed when it returns.
 func runQMP(ctx context.Context, bin *os.File, path string, uid, gid uint32) (*qmpAnswer, error) {
-	cmd, err := newQEMUCommand(ctx, bin, path, qemuArgs, uid, gid)
+	cmd, err := newQEMUCommand(ctx, bin, path, qmp.StdioArgs(), uid, gid)
 	if err != nil {
 		return nil, err
 	}
 	cmd.WaitDelay = time.Second
-	var stderr bytes.Buffer
-	cmd.Stderr = &limitedWriter{w: &stderr, n: 4096}
+	stderr := &limitedWriter{n: 4096}
+	cmd.Stderr = stderr
 	stdin, err := cmd.StdinPipe()
 	if err != nil {
 		cmd.close()
@@ -312,131 +285,61 @@ func runQMP(ctx context.Context, bin *os.File, path string, uid, gid uint32) (*q
 		stdin.Close()
 		cmd.Wait()
 	}()
-	sc := bufio.NewScanner(stdout)
-	// The object is some tens of KiB of base64 on one line.
-	sc.Buffer(make([]byte, 64<<10), 32<<20)
-	fail := func(what string, err error) error {
-		if ctx.Err() != nil {
-			err = fmt.Errorf("no answer within %v", qmpTimeout)
-		}
-		msg := fmt.Sprintf("QEMU %s: %s: %v", path, what, err)
-		if e := strings.TrimSpace(stderr.String()); e != "" {
-			msg += " (QEMU said: " + e + ")"
-		}
-		return api.Errorf(api.CodeUnavailable, "%s", msg)
-	}
-	next := func() (*qmpMessage, error) {
-		for sc.Scan() {
-			var m qmpMessage
-			if err := json.Unmarshal(sc.Bytes(), &m); err != nil {
-				return nil, fmt.Errorf("not QMP: %q", truncate(sc.Text(), 120))
-			}
-			if m.Event != "" {
-				continue
-			}
-			return &m, nil
-		}
-		if err := sc.Err(); err != nil {
-			return nil, err
-		}
-		return nil, io.ErrUnexpectedEOF
-	}
-	id := 0
-	execute := func(command string, args any) (*qmpMessage, error) {
-		id++
-		req := map[string]any{"execute": command, "id": id}
-		if args != nil {
-			req["arguments"] = args
-		}
-		b, _ := json.Marshal(req)
-		if _, err := stdin.Write(append(b, '\n')); err != nil {
-			return nil, err
-		}
-		for {
-			m, err := next()
-			if err != nil {
-				return nil, err
-			}
-			if m.ID != nil && *m.ID == id {
-				return m, nil
-			}
-		}
-	}
-	greeting, err := next()
-	if err != nil || greeting.QMP == nil {
-		if err == nil {
-			err = errors.New("no QMP greeting")
-		}
-		return nil, fail("QMP greeting", err)
-	}
-	if m, err := execute("qmp_capabilities", nil); err != nil || m.Error != nil {
-		return nil, fail("qmp_capabilities", qmpErr(m, err))
-	}
-	m, err := execute("query-version", nil)
-	if err != nil || m.Error != nil {
-		return nil, fail("query-version", qmpErr(m, err))
-	}
-	var ver qmpVersion
-	if err := json.Unmarshal(m.Return, &ver); err != nil {
-		return nil, fail("query-version", err)
-	}
-	a := &qmpAnswer{version: ver.String(), pkg: ver.Package}
-	m, err = execute("request-ebpf", map[string]string{"id": "rss"})
+	r, err := qmp.FetchEBPFRSS(qmp.NewClient(stdout, stdin))
 	if err != nil {
-		return nil, fail("request-ebpf", err)
+		return nil, qmpError(path, err, ctx.Err() != nil, stderr.String())
 	}
-	if m.Error != nil {
-		if m.Error.Class == "CommandNotFound" {
-			why := "eBPF RSS fds (ebpf-rss-fds) need QEMU ≥ " + QEMUEBPFMinVersion
-			if ver.QEMU.Major >= 9 {
-				why = "this build has no eBPF support (CONFIG_EBPF, libbpf); " + why + " built with it"
-			}
-			return nil, api.Errorf(api.CodeUnavailable, "QEMU %s (%s) has no request-ebpf: %s", a.version, path, why)
-		}
-		return nil, fail("request-ebpf", qmpErr(m, nil))
-	}
-	var obj struct {
-		Object string `json:"object"`
-	}
-	if err := json.Unmarshal(m.Return, &obj); err != nil {
-		return nil, fail("request-ebpf", err)
-	}
-	if a.object, err = base64.StdEncoding.DecodeString(obj.Object); err != nil || len(a.object) == 0 {
-		if err == nil {
-			err = errors.New("empty object")
-		}
-		return nil, fail("request-ebpf object", err)
-	}
-	return a, nil
+	return &qmpAnswer{object: r.Object, version: r.Version.String(), pkg: r.Version.Package}, nil
 }
 
-func qmpErr(m *qmpMessage, err error) error {
-	if err != nil {
-		return err
+// qmpError is the refusal for a failed conversation with the QEMU at path:
+// its step, what went wrong (nothing but the time limit if timedOut) and
+// what QEMU said on its standard error.
+func qmpError(path string, err error, timedOut bool, stderr string) error {
+	var no *qmp.NoEBPFError
+	if errors.As(err, &no) {
+		return api.Errorf(api.CodeUnavailable, "QEMU %s (%s) has no request-ebpf: %s", no.Version, path, no.Reason())
 	}
-	return fmt.Errorf("%s: %s", m.Error.Class, m.Error.Desc)
+	step := "QMP"
+	var qe *qmp.Error
+	if errors.As(err, &qe) {
+		step, err = qe.Step, qe.Err
+	}
+	if timedOut {
+		err = fmt.Errorf("no answer within %v", qmpTimeout)
+	}
+	msg := fmt.Sprintf("QEMU %s: %s: %v", path, step, err)
+	if e := strings.TrimSpace(stderr); e != "" {
+		msg += " (QEMU said: " + e + ")"
+	}
+	return api.Errorf(api.CodeUnavailable, "%s", msg)
 }
 
-func truncate(s string, n int) string {
-	if len(s) > n {
-		return s[:n] + "…"
-	}
-	return s
-}
-
-// limitedWriter keeps the first n bytes written to it.
+// limitedWriter keeps the first n bytes written to it. os/exec copies
+// QEMU's standard error into it from a goroutine of its own while the
+// conversation runs, hence the lock.
 type limitedWriter struct {
-	w io.Writer
-	n int
+	mu  sync.Mutex
+	buf bytes.Buffer
+	n   int
 }
 
 func (l *limitedWriter) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
 	if l.n > 0 {
 		k := min(len(p), l.n)
-		l.w.Write(p[:k])
+		l.buf.Write(p[:k])
 		l.n -= k
 	}
 	return len(p), nil
+}
+
+// String returns what was kept so far.
+func (l *limitedWriter) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.buf.String()
 }
 
 // loadQEMUObject loads QEMU's object and returns the fds of its program
