@@ -30,6 +30,8 @@ import (
 	"syscall"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/vrss-dev/vrss/internal/fd"
 )
 
 // FirstFD is the descriptor number the first queue gets in QEMU: the one
@@ -259,25 +261,21 @@ func Exec(path string, args []string, net NetOptions, files []*os.File) error {
 		return fmt.Errorf("qemu: %w", err)
 	}
 	// Duplicate everything above the target range first, so that moving
-	// file i to FirstFD+i never closes a file still to be moved.
+	// file i to FirstFD+i never closes a file still to be moved. The
+	// duplicates are close-on-exec: only the placed copies reach QEMU.
 	top := FirstFD + len(files) + 64
-	raw := make([]int, len(files))
+	dups := make([]*fd.FD, 0, len(files))
+	defer func() { fd.CloseAll(dups) }() // reached only if exec fails
 	for i, f := range files {
-		sc, err := f.SyscallConn()
+		dup, err := fd.DupFileAbove(f, top)
 		if err != nil {
-			return fmt.Errorf("qemu: file %d: %w", i, err)
+			return fmt.Errorf("qemu: duplicate file %d: %w", i, err)
 		}
-		var derr error
-		if err := sc.Control(func(fd uintptr) { raw[i], derr = unix.FcntlInt(fd, unix.F_DUPFD_CLOEXEC, top) }); err != nil {
-			return err
-		}
-		if derr != nil {
-			return fmt.Errorf("qemu: duplicate file %d: %w", i, derr)
-		}
+		dups = append(dups, dup)
 	}
-	for i, fd := range raw {
+	for i, dup := range dups {
 		// Dup3 without O_CLOEXEC: the target survives exec.
-		if err := unix.Dup3(fd, FirstFD+i, 0); err != nil {
+		if err := unix.Dup3(dup.Int(), FirstFD+i, 0); err != nil {
 			return fmt.Errorf("qemu: place file %d at fd %d: %w", i, FirstFD+i, err)
 		}
 	}
