@@ -3,19 +3,17 @@ package agent
 import (
 	"errors"
 	"fmt"
-	"os"
 	"path/filepath"
 	"slices"
 	"strings"
 
-	"github.com/cilium/ebpf"
-	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
 
 	"github.com/vrss-dev/vrss/agent/api"
+	"github.com/vrss-dev/vrss/agent/internal/kernel"
+	"github.com/vrss-dev/vrss/internal/fd"
 	"github.com/vrss-dev/vrss/rss"
 	"github.com/vrss-dev/vrss/steering"
-	"github.com/vrss-dev/vrss/tap"
 )
 
 // device is a TAP under vrssd: its steering program and maps (pinned in
@@ -32,16 +30,16 @@ type device struct {
 	abi        string
 	hash       *api.HashReport
 
-	prog *steering.Program
+	prog kernel.Program
 	// pub publishes through the mmapped configuration map; nil when the
 	// program was loaded by a vrssd with another ABI, whose map layout
 	// this one must not touch.
-	pub *steering.Publisher
+	pub kernel.Publisher
 	// ctl is vrssd's control queue: one queue fd, kept disabled
 	// (IFF_DETACH_QUEUE) so that steering never picks it, through which
 	// vrssd attaches and detaches the program whoever holds the other
 	// queues. nil only if it could not be opened.
-	ctl *tap.Device
+	ctl kernel.Queues
 	// attachedQ and disabledQ are the queues other processes hold, as the
 	// kernel last reported them: enabled (the ones steering picks from)
 	// and disabled.
@@ -132,44 +130,6 @@ func (d *device) stale() error {
 	return api.Errorf(api.CodeABIMismatch, "TAP %s is steered by a program of another vrssd build (ABI %s, this daemon has %s); it keeps steering, but only list, detach and delete work on it", d.name, d.abi, steering.ABIStamp())
 }
 
-// Pin file names inside a TAP's pin directory.
-const (
-	pinProg   = "prog"
-	pinConfig = "config"
-	pinStats  = "stats"
-)
-
-func pin(dir string, p *steering.Program) error {
-	if err := os.Mkdir(dir, 0o700); err != nil {
-		return err
-	}
-	for _, o := range []struct {
-		name string
-		pin  func(string) error
-	}{{pinProg, p.Prog.Pin}, {pinConfig, p.ConfigMap.Pin}, {pinStats, p.StatsMap.Pin}} {
-		if err := o.pin(filepath.Join(dir, o.name)); err != nil {
-			return fmt.Errorf("pin %s: %w", o.name, err)
-		}
-	}
-	return nil
-}
-
-func loadPinned(dir string) (*steering.Program, error) {
-	p := &steering.Program{Variant: steering.Production}
-	var err error
-	if p.Prog, err = ebpf.LoadPinnedProgram(filepath.Join(dir, pinProg), nil); err != nil {
-		return nil, err
-	}
-	if p.ConfigMap, err = ebpf.LoadPinnedMap(filepath.Join(dir, pinConfig), nil); err == nil {
-		p.StatsMap, err = ebpf.LoadPinnedMap(filepath.Join(dir, pinStats), nil)
-	}
-	if err != nil {
-		p.Close()
-		return nil, err
-	}
-	return p, nil
-}
-
 // checkName applies the kernel's rules for interface names (dev_valid_name)
 // and refuses templates: vrssd must know the name before it asks for it.
 func checkName(name string) error {
@@ -184,10 +144,13 @@ func checkName(name string) error {
 	return nil
 }
 
+// tuntap is the Type of TUN and TAP links.
+const tuntap = "tuntap"
+
 // tuntapByName returns the TAP link name in vrssd's network namespace.
-func tuntapByName(name string) (*netlink.Tuntap, error) {
-	l, err := netlink.LinkByName(name)
-	if _, ok := err.(netlink.LinkNotFoundError); ok {
+func (s *Server) tuntapByName(name string) (*kernel.Link, error) {
+	l, err := s.opts.TAPs.LinkByName(name)
+	if errors.Is(err, kernel.ErrNoDevice) {
 		return nil, api.Errorf(api.CodeNotFound, "no network device named %s", name)
 	}
 	if err != nil {
@@ -196,26 +159,25 @@ func tuntapByName(name string) (*netlink.Tuntap, error) {
 	return asTAP(l)
 }
 
-func asTAP(l netlink.Link) (*netlink.Tuntap, error) {
-	t, ok := l.(*netlink.Tuntap)
-	if !ok || t.Mode != netlink.TUNTAP_MODE_TAP {
-		return nil, api.Errorf(api.CodeBadRequest, "%s is a %s device, not a TAP", l.Attrs().Name, l.Type())
+func asTAP(l *kernel.Link) (*kernel.Link, error) {
+	if l.Type != tuntap || !l.TAP {
+		return nil, api.Errorf(api.CodeBadRequest, "%s is a %s device, not a TAP", l.Name, l.Type)
 	}
-	if t.Flags&netlink.TUNTAP_MULTI_QUEUE == 0 {
-		return nil, api.Errorf(api.CodeBadRequest, "%s is not a multi-queue TAP (IFF_MULTI_QUEUE); steering needs one", t.Name)
+	if !l.MultiQueue {
+		return nil, api.Errorf(api.CodeBadRequest, "%s is not a multi-queue TAP (IFF_MULTI_QUEUE); steering needs one", l.Name)
 	}
-	return t, nil
+	return l, nil
 }
 
 // attached is the number of queue fds open on a TAP, enabled or not.
-func attached(t *netlink.Tuntap) int { return t.Queues + t.DisabledQueues }
+func attached(t *kernel.Link) int { return t.Queues + t.DisabledQueues }
 
 // elsewhere reports whether other processes hold queues of d.
 func (d *device) elsewhere() bool { return d.attachedQ+d.disabledQ > 0 }
 
 // noteQueues records the kernel's queue counts of t, less vrssd's own
 // (disabled) control queue; it reports whether they changed.
-func (d *device) noteQueues(t *netlink.Tuntap) bool {
+func (d *device) noteQueues(t *kernel.Link) bool {
 	a, dis := t.Queues, t.DisabledQueues
 	if d.ctl != nil && dis > 0 {
 		dis--
@@ -228,8 +190,8 @@ func (d *device) noteQueues(t *netlink.Tuntap) bool {
 // openControl opens vrssd's control queue on TAP name and disables it.
 // While it is enabled, for a moment, it is the last queue: the queues a VMM
 // holds keep their numbers.
-func openControl(name string, vnetHdrLen int) (*tap.Device, error) {
-	c, err := tap.Open(name, 1, vnetHdrLen)
+func (s *Server) openControl(name string, vnetHdrLen int) (kernel.Queues, error) {
+	c, err := s.opts.TAPs.Open(name, 1, vnetHdrLen)
 	if err != nil {
 		return nil, err
 	}
@@ -242,7 +204,7 @@ func openControl(name string, vnetHdrLen int) (*tap.Device, error) {
 
 // disableControl disables the one queue of c, which must be the last one
 // enabled, so that no other queue moves.
-func disableControl(c *tap.Device) error { return c.SetQueueEnabled(0, false) }
+func disableControl(c kernel.Queues) error { return c.SetQueueEnabled(0, false) }
 
 // kernelOwner reports whether the kernel would let c attach to t without
 // CAP_NET_ADMIN (tun_not_capable): c must be its owner, when one is set,
@@ -250,73 +212,31 @@ func disableControl(c *tap.Device) error { return c.SetQueueEnabled(0, false) }
 // owner is set. A TAP without one lets every process (or every member of
 // its group) attach, so it has no single user vrssd could give it to: only
 // root and admins may adopt it.
-func kernelOwner(c *peer, t *netlink.Tuntap) bool {
-	const unset = ^uint32(0)
-	if t.Owner == unset || int(t.Owner) != c.uid {
+func kernelOwner(c *peer, t *kernel.Link) bool {
+	if t.Owner == kernel.Unset || int(t.Owner) != c.uid {
 		return false
 	}
-	return t.Group == unset || slices.Contains(c.groups(), int(t.Group))
+	return t.Group == kernel.Unset || slices.Contains(c.groups(), int(t.Group))
 }
 
-// queueInfo describes the TAP a queue fd received from a client belongs to.
-type queueInfo struct {
-	name       string
-	flags      uint16
-	vnetHdrLen int
-}
-
-// inspectQueue identifies the device of queue fd fd and checks that it
-// lives in vrssd's network namespace, where its name means the same device.
-func inspectQueue(fd int) (queueInfo, error) {
-	ifr, err := unix.NewIfreq("")
-	if err != nil {
-		return queueInfo{}, err
+// inspectQueue identifies the TAP of queue fd q, received from a client,
+// and checks that it lives in vrssd's network namespace, where its name
+// means the same device.
+func (s *Server) inspectQueue(q *fd.FD) (kernel.QueueInfo, error) {
+	info, err := s.opts.TAPs.InspectQueue(q)
+	switch {
+	case errors.Is(err, kernel.ErrNotQueue):
+		return info, api.Errorf(api.CodeBadRequest, "the fd passed is not an attached TAP queue (%v)", err)
+	case err != nil:
+		return info, err
+	case !info.TAP:
+		return info, api.Errorf(api.CodeBadRequest, "the fd passed is a queue of TUN device %s, not a TAP", info.Name)
+	case !info.MultiQueue:
+		return info, api.Errorf(api.CodeBadRequest, "%s is not a multi-queue TAP (IFF_MULTI_QUEUE); steering needs one", info.Name)
+	case !info.SameNetns:
+		return info, api.Errorf(api.CodeBadRequest, "TAP %s is in another network namespace than vrssd", info.Name)
 	}
-	if err := unix.IoctlIfreq(fd, unix.TUNGETIFF, ifr); err != nil {
-		return queueInfo{}, api.Errorf(api.CodeBadRequest, "the fd passed is not an attached TAP queue (TUNGETIFF: %v)", err)
-	}
-	q := queueInfo{name: ifr.Name(), flags: ifr.Uint16()}
-	if q.flags&unix.IFF_TAP == 0 {
-		return q, api.Errorf(api.CodeBadRequest, "the fd passed is a queue of TUN device %s, not a TAP", q.name)
-	}
-	if q.flags&unix.IFF_MULTI_QUEUE == 0 {
-		return q, api.Errorf(api.CodeBadRequest, "%s is not a multi-queue TAP (IFF_MULTI_QUEUE); steering needs one", q.name)
-	}
-	if q.flags&unix.IFF_VNET_HDR != 0 {
-		if q.vnetHdrLen, err = unix.IoctlGetInt(fd, unix.TUNGETVNETHDRSZ); err != nil {
-			return q, fmt.Errorf("TUNGETVNETHDRSZ %s: %w", q.name, err)
-		}
-	}
-	nsfd, _, errno := unix.Syscall(unix.SYS_IOCTL, uintptr(fd), unix.TUNGETDEVNETNS, 0)
-	if errno != 0 {
-		return q, fmt.Errorf("TUNGETDEVNETNS %s: %w", q.name, errno)
-	}
-	defer unix.Close(int(nsfd))
-	var theirs, ours unix.Stat_t
-	if err := unix.Fstat(int(nsfd), &theirs); err != nil {
-		return q, err
-	}
-	if err := unix.Stat("/proc/thread-self/ns/net", &ours); err != nil {
-		return q, err
-	}
-	if theirs.Dev != ours.Dev || theirs.Ino != ours.Ino {
-		return q, api.Errorf(api.CodeBadRequest, "TAP %s is in another network namespace than vrssd", q.name)
-	}
-	return q, nil
-}
-
-// dupFile duplicates f's descriptor without f.Fd, which would switch f to
-// blocking mode.
-func dupFile(f *os.File) (int, error) {
-	rc, err := f.SyscallConn()
-	if err != nil {
-		return -1, err
-	}
-	nfd, derr := -1, error(nil)
-	if err := rc.Control(func(fd uintptr) { nfd, derr = unix.FcntlInt(fd, unix.F_DUPFD_CLOEXEC, 0) }); err != nil {
-		return -1, err
-	}
-	return nfd, derr
+	return info, nil
 }
 
 // tapError classifies a failure of the tap package for the client.

@@ -11,10 +11,10 @@ import (
 	"testing"
 	"time"
 
-	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
 
 	"github.com/vrss-dev/vrss/agent/api"
+	"github.com/vrss-dev/vrss/agent/internal/kernel"
 	"github.com/vrss-dev/vrss/steering"
 )
 
@@ -60,7 +60,7 @@ func TestUserLimits(t *testing.T) {
 }
 
 func TestKernelOwner(t *testing.T) {
-	const unset = ^uint32(0)
+	const unset = kernel.Unset
 	p := &peer{uid: 4242, gid: 4242, extra: []int{4300}}
 	for _, tc := range []struct {
 		owner, group uint32
@@ -74,7 +74,7 @@ func TestKernelOwner(t *testing.T) {
 		{unset, 4242, false}, // group only: no owner to give it to
 		{unset, unset, false},
 	} {
-		tt := &netlink.Tuntap{Owner: tc.owner, Group: tc.group}
+		tt := &kernel.Link{Owner: tc.owner, Group: tc.group}
 		if got := kernelOwner(p, tt); got != tc.want {
 			t.Errorf("owner %d group %d: %v, want %v", int32(tc.owner), int32(tc.group), got, tc.want)
 		}

@@ -3,7 +3,7 @@ package agent
 import (
 	"time"
 
-	"github.com/vishvananda/netlink"
+	"github.com/vrss-dev/vrss/agent/internal/kernel"
 )
 
 // monitorInterval is how often vrssd checks that the programs of the TAPs
@@ -34,7 +34,7 @@ const monitorInterval = 250 * time.Millisecond
 
 // queuesLocked records t's queue counts for d and, when they changed,
 // re-attaches d's program. s.mu is held.
-func (s *Server) queuesLocked(d *device, t *netlink.Tuntap) {
+func (s *Server) queuesLocked(d *device, t *kernel.Link) {
 	before := d.attachedQ + d.disabledQ
 	if !d.noteQueues(t) {
 		return
@@ -70,7 +70,7 @@ func (s *Server) attachLocked(d *device, why string) bool {
 		s.log.Warn("re-attaching the steering program", "tap", d.name, "err", err)
 		return false
 	}
-	if err := d.ctl.SetSteering(d.prog.Prog.FD()); err != nil {
+	if err := d.ctl.SetSteering(d.prog); err != nil {
 		s.log.Warn("re-attaching the steering program", "tap", d.name, "err", err)
 		return false
 	}
@@ -91,14 +91,14 @@ func (s *Server) monitor() {
 		case <-t.C:
 		}
 		// One dump of every link, outside the lock.
-		links, err := netlink.LinkList()
+		links, err := s.opts.TAPs.Links()
 		if err != nil {
 			continue
 		}
-		byIndex := make(map[int]*netlink.Tuntap, len(links))
+		byIndex := make(map[int]*kernel.Link, len(links))
 		for _, l := range links {
-			if tt, ok := l.(*netlink.Tuntap); ok {
-				byIndex[tt.Index] = tt
+			if l.Type == tuntap {
+				byIndex[l.Index] = l
 			}
 		}
 		s.mu.Lock()
@@ -113,8 +113,8 @@ func (s *Server) monitor() {
 
 // checkSteeringLocked compares the TAP's transmitted frames with the
 // frames its program counted since the last look. s.mu is held.
-func (s *Server) checkSteeringLocked(d *device, t *netlink.Tuntap) {
-	if !d.steering || d.prog == nil || t.Statistics == nil {
+func (s *Server) checkSteeringLocked(d *device, t *kernel.Link) {
+	if !d.steering || d.prog == nil || !t.HasStats {
 		d.seen = false
 		return
 	}
@@ -128,7 +128,7 @@ func (s *Server) checkSteeringLocked(d *device, t *netlink.Tuntap) {
 		prog += n
 	}
 	prog += st.Unconfigured
-	tx := t.Statistics.TxPackets
+	tx := t.TxPackets
 	multi := t.Queues > 1
 	if d.seen && multi && tx > d.txSeen && prog == d.progSeen {
 		if s.attachLocked(d, "") {

@@ -8,20 +8,21 @@ import (
 	"slices"
 	"sort"
 
-	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
 
 	"github.com/vrss-dev/vrss/agent/api"
+	"github.com/vrss-dev/vrss/agent/internal/kernel"
+	"github.com/vrss-dev/vrss/internal/fd"
 	"github.com/vrss-dev/vrss/rss"
 	"github.com/vrss-dev/vrss/steering"
 	"github.com/vrss-dev/vrss/tap"
 	"github.com/vrss-dev/vrss/virtio"
 )
 
-// handler runs one operation. fds are the descriptors the request carried;
-// the caller closes them afterwards. The returned fds go with the answer
-// and are closed by the caller once sent.
-type handler func(s *Server, p *peer, args json.RawMessage, fds []int) (result any, out []int, err error)
+// handler runs one operation. in are the descriptors the request carried;
+// the caller closes them afterwards. The returned descriptors go with the
+// answer and are closed by the caller once sent (or, on error, at once).
+type handler func(s *Server, p *peer, args json.RawMessage, in []*fd.FD) (result any, out []*fd.FD, err error)
 
 var handlers = map[api.Op]handler{
 	api.OpVersion:  (*Server).version,
@@ -48,7 +49,7 @@ const defaultVnetHdrLen = 12
 // steering program could hold.
 func virtioLimits(queues int) rss.Limits { return rss.DefaultLimits(queues) }
 
-func (s *Server) version(_ *peer, _ json.RawMessage, _ []int) (any, []int, error) {
+func (s *Server) version(_ *peer, _ json.RawMessage, _ []*fd.FD) (any, []*fd.FD, error) {
 	var u unix.Utsname
 	unix.Uname(&u)
 	return &api.VersionResult{
@@ -96,7 +97,7 @@ func (s *Server) mayCreate(p *peer, what string) error {
 	return api.Errorf(api.CodeDenied, "uid %d may not %s TAPs: it is not root, and the vrssd configuration file lists it neither under \"create\" nor under \"admin\"", p.uid, what)
 }
 
-func (s *Server) create(p *peer, raw json.RawMessage, _ []int) (any, []int, error) {
+func (s *Server) create(p *peer, raw json.RawMessage, _ []*fd.FD) (any, []*fd.FD, error) {
 	var a api.CreateArgs
 	if err := api.DecodeArgs(raw, &a); err != nil {
 		return nil, nil, err
@@ -129,7 +130,7 @@ func (s *Server) create(p *peer, raw json.RawMessage, _ []int) (any, []int, erro
 		return nil, nil, err
 	}
 	// Loading (the verifier) is the slow part: not under the lock.
-	prog, err := steering.Load()
+	prog, err := s.opts.Programs.Load()
 	if err != nil {
 		return nil, nil, loadError(err)
 	}
@@ -162,7 +163,7 @@ func (s *Server) create(p *peer, raw json.RawMessage, _ []int) (any, []int, erro
 	// is disabled at once: the queues its VMM opens (through open, or by
 	// name as libvirt does) are then queues 0 to N-1, the ones steering
 	// picks from.
-	ctl, err := tap.Create(tap.Options{
+	ctl, err := s.opts.TAPs.Create(tap.Options{
 		Name: a.Name, Queues: 1, VnetHdrLen: a.VnetHdrLen,
 		Owner: uid, Group: gid, Persist: true, Up: true,
 	})
@@ -177,13 +178,13 @@ func (s *Server) create(p *peer, raw json.RawMessage, _ []int) (any, []int, erro
 	}
 	err = disableControl(ctl)
 	if err == nil {
-		err = s.steerLocked(d, prog, -1)
+		err = s.steerLocked(d, prog)
 	} else {
 		prog.Close()
 	}
 	if err != nil {
 		ctl.Close()
-		tap.Delete(d.name)
+		s.opts.TAPs.Delete(d.name)
 		return nil, nil, err
 	}
 	s.log.Info("created", "tap", d.name, "queues", d.queues, "owner", uid, "group", gid, "by_uid", p.uid)
@@ -225,7 +226,7 @@ func (s *Server) nameFreeLocked(name string) error {
 	if _, ok := s.creating[name]; ok {
 		return api.Errorf(api.CodeExists, "TAP %s is being created", name)
 	}
-	_, err := tuntapByName(name)
+	_, err := s.tuntapByName(name)
 	var ae *api.Error
 	switch {
 	case err == nil:
@@ -238,11 +239,10 @@ func (s *Server) nameFreeLocked(name string) error {
 	return err
 }
 
-// steerLocked pins prog and its maps for d and attaches it, through d's
-// own queues or, if it holds none, through queueFD; then it records d. It
-// takes prog over: on error it is closed, and nothing is left behind but
-// the device.
-func (s *Server) steerLocked(d *device, prog *steering.Program, queueFD int) (err error) {
+// steerLocked pins prog and its maps for d and attaches it through d's
+// control queue; then it records d. It takes prog over: on error it is
+// closed, and nothing is left behind but the device.
+func (s *Server) steerLocked(d *device, prog kernel.Program) (err error) {
 	pinned := false
 	defer func() {
 		if err != nil {
@@ -267,16 +267,11 @@ func (s *Server) steerLocked(d *device, prog *steering.Program, queueFD int) (er
 		return api.Errorf(api.CodeExists, "%s exists in the bpffs directory and is not vrssd's: remove it, or choose another TAP name", dir)
 	}
 	pinned = true
-	if err := pin(dir, prog); err != nil {
+	if err := s.opts.Programs.Pin(prog, dir); err != nil {
 		return err
 	}
 	faultPoint("steer-pinned")
-	if d.ctl != nil {
-		err = d.ctl.SetSteering(prog.Prog.FD())
-	} else {
-		err = tap.SetSteeringFD(uintptr(queueFD), prog.Prog.FD())
-	}
-	if err != nil {
+	if err := d.ctl.SetSteering(prog); err != nil {
 		return err
 	}
 	d.steering = true
@@ -290,7 +285,7 @@ func (s *Server) steerLocked(d *device, prog *steering.Program, queueFD int) (er
 	return nil
 }
 
-func (s *Server) adopt(p *peer, raw json.RawMessage, fds []int) (any, []int, error) {
+func (s *Server) adopt(p *peer, raw json.RawMessage, in []*fd.FD) (any, []*fd.FD, error) {
 	var a api.AdoptArgs
 	if err := api.DecodeArgs(raw, &a); err != nil {
 		return nil, nil, err
@@ -299,10 +294,10 @@ func (s *Server) adopt(p *peer, raw json.RawMessage, fds []int) (any, []int, err
 		return nil, nil, err
 	}
 	switch {
-	case a.FromFD && len(fds) != 1:
-		return nil, nil, api.Errorf(api.CodeBadRequest, "adopt from_fd takes exactly one queue fd, %d attached", len(fds))
-	case !a.FromFD && len(fds) != 0:
-		return nil, nil, api.Errorf(api.CodeBadRequest, "adopt by name takes no fd (set from_fd to adopt from one), %d attached", len(fds))
+	case a.FromFD && len(in) != 1:
+		return nil, nil, api.Errorf(api.CodeBadRequest, "adopt from_fd takes exactly one queue fd, %d attached", len(in))
+	case !a.FromFD && len(in) != 0:
+		return nil, nil, api.Errorf(api.CodeBadRequest, "adopt by name takes no fd (set from_fd to adopt from one), %d attached", len(in))
 	case !a.FromFD:
 		if err := checkName(a.Name); err != nil {
 			return nil, nil, err
@@ -311,18 +306,18 @@ func (s *Server) adopt(p *peer, raw json.RawMessage, fds []int) (any, []int, err
 			return nil, nil, err
 		}
 	}
-	var q queueInfo
+	var q kernel.QueueInfo
 	var err error
 	if a.FromFD {
-		if q, err = inspectQueue(fds[0]); err != nil {
+		if q, err = s.inspectQueue(in[0]); err != nil {
 			return nil, nil, err
 		}
-		if a.Name != "" && a.Name != q.name {
-			return nil, nil, api.Errorf(api.CodeBadRequest, "the fd passed is a queue of %s, not of %s", q.name, a.Name)
+		if a.Name != "" && a.Name != q.Name {
+			return nil, nil, api.Errorf(api.CodeBadRequest, "the fd passed is a queue of %s, not of %s", q.Name, a.Name)
 		}
-		a.Name = q.name
+		a.Name = q.Name
 	}
-	prog, err := steering.Load()
+	prog, err := s.opts.Programs.Load()
 	if err != nil {
 		return nil, nil, loadError(err)
 	}
@@ -338,7 +333,7 @@ func (s *Server) adopt(p *peer, raw json.RawMessage, fds []int) (any, []int, err
 	if _, ok := s.taps[a.Name]; ok {
 		return nil, nil, api.Errorf(api.CodeExists, "TAP %s is already under vrssd", a.Name)
 	}
-	t, err := tuntapByName(a.Name)
+	t, err := s.tuntapByName(a.Name)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -347,11 +342,10 @@ func (s *Server) adopt(p *peer, raw json.RawMessage, fds []int) (any, []int, err
 	}
 	// The TAP keeps the owner the kernel gave it, unless root or an admin
 	// names another.
-	const unset = ^uint32(0)
-	if a.OwnerUID == nil && t.Owner != unset {
+	if a.OwnerUID == nil && t.Owner != kernel.Unset {
 		a.OwnerUID = ptrTo(int(t.Owner))
 	}
-	if a.OwnerGID == nil && t.Group != unset {
+	if a.OwnerGID == nil && t.Group != kernel.Unset {
 		a.OwnerGID = ptrTo(int(t.Group))
 	}
 	uid, gid, err := s.owners(p, a.OwnerUID, a.OwnerGID)
@@ -365,9 +359,9 @@ func (s *Server) adopt(p *peer, raw json.RawMessage, fds []int) (any, []int, err
 	if err := s.quotaLocked(p, uid, queues); err != nil {
 		return nil, nil, err
 	}
-	d := &device{name: t.Name, index: t.Index, owner: uid, group: gid, adopted: true, transient: t.NonPersist}
+	d := &device{name: t.Name, index: t.Index, owner: uid, group: gid, adopted: true, transient: !t.Persistent}
 	if a.FromFD {
-		d.queues, d.vnetHdrLen = attached(t), q.vnetHdrLen
+		d.queues, d.vnetHdrLen = attached(t), q.VnetHdrLen
 		if err := s.checkQueues(d.queues); err != nil {
 			return nil, nil, err
 		}
@@ -376,18 +370,18 @@ func (s *Server) adopt(p *peer, raw json.RawMessage, fds []int) (any, []int, err
 			return nil, nil, api.Errorf(api.CodeBusy, "%d queues of %s are attached by another process; adopt it from one of their fds (from_fd), or close them first", n, a.Name)
 		}
 		d.queues, d.vnetHdrLen = a.Queues, a.VnetHdrLen
-		if d.vnetHdrLen == 0 && t.Flags&netlink.TUNTAP_VNET_HDR != 0 {
+		if d.vnetHdrLen == 0 && t.VnetHdr {
 			d.vnetHdrLen = defaultVnetHdrLen
 		}
 	}
 	// vrssd's control queue: appended after any queue a VMM holds, for
 	// a moment, then disabled.
 	d.noteQueues(t)
-	if d.ctl, err = openControl(a.Name, d.vnetHdrLen); err != nil {
+	if d.ctl, err = s.openControl(a.Name, d.vnetHdrLen); err != nil {
 		return nil, nil, api.Errorf(api.CodeBadRequest, "%v", err)
 	}
 	handed = true
-	if err := s.steerLocked(d, prog, -1); err != nil {
+	if err := s.steerLocked(d, prog); err != nil {
 		d.ctl.Close()
 		return nil, nil, err
 	}
@@ -423,7 +417,7 @@ func (s *Server) namedLocked(p *peer, raw json.RawMessage) (*device, error) {
 	return s.lookupLocked(p, a.Name)
 }
 
-func (s *Server) setRSS(p *peer, raw json.RawMessage, _ []int) (any, []int, error) {
+func (s *Server) setRSS(p *peer, raw json.RawMessage, _ []*fd.FD) (any, []*fd.FD, error) {
 	var a api.SetRSSArgs
 	if err := api.DecodeArgs(raw, &a); err != nil {
 		return nil, nil, err
@@ -478,7 +472,7 @@ func (s *Server) setRSS(p *peer, raw json.RawMessage, _ []int) (any, []int, erro
 	return &api.SetRSSResult{Ack: virtio.AckOK, Generation: d.pub.Generation()}, nil, nil
 }
 
-func (s *Server) getRSS(p *peer, raw json.RawMessage, _ []int) (any, []int, error) {
+func (s *Server) getRSS(p *peer, raw json.RawMessage, _ []*fd.FD) (any, []*fd.FD, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	d, err := s.namedLocked(p, raw)
@@ -501,7 +495,7 @@ func (s *Server) getRSS(p *peer, raw json.RawMessage, _ []int) (any, []int, erro
 	return st, nil, nil
 }
 
-func (s *Server) stats(p *peer, raw json.RawMessage, _ []int) (any, []int, error) {
+func (s *Server) stats(p *peer, raw json.RawMessage, _ []*fd.FD) (any, []*fd.FD, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	d, err := s.namedLocked(p, raw)
@@ -534,13 +528,13 @@ func (s *Server) controlLocked(d *device) error {
 		return nil
 	}
 	var err error
-	if d.ctl, err = openControl(d.name, d.vnetHdrLen); err != nil {
+	if d.ctl, err = s.openControl(d.name, d.vnetHdrLen); err != nil {
 		return fmt.Errorf("opening vrssd's control queue: %w", err)
 	}
 	return nil
 }
 
-func (s *Server) open(p *peer, raw json.RawMessage, _ []int) (res any, fds []int, err error) {
+func (s *Server) open(p *peer, raw json.RawMessage, _ []*fd.FD) (res any, out []*fd.FD, err error) {
 	var a api.OpenArgs
 	if err := api.DecodeArgs(raw, &a); err != nil {
 		return nil, nil, err
@@ -556,10 +550,8 @@ func (s *Server) open(p *peer, raw json.RawMessage, _ []int) (res any, fds []int
 	}
 	defer func() {
 		if err != nil {
-			for _, fd := range fds {
-				unix.Close(fd)
-			}
-			fds = nil
+			fd.CloseAll(out)
+			out = nil
 		}
 	}()
 	if !a.ConfigOnly {
@@ -569,33 +561,33 @@ func (s *Server) open(p *peer, raw json.RawMessage, _ []int) (res any, fds []int
 		if d.elsewhere() {
 			return nil, nil, api.Errorf(api.CodeBusy, "another process holds %d queues of %s (%d enabled), and more would change every packet's queue: open it with config_only, or close them first", d.attachedQ+d.disabledQ, d.name, d.attachedQ)
 		}
-		q, err := tap.Open(d.name, d.queues, d.vnetHdrLen)
+		q, err := s.opts.TAPs.Open(d.name, d.queues, d.vnetHdrLen)
 		if err != nil {
 			return nil, nil, err
 		}
 		defer q.Close()
-		for i := range q.NumQueues() {
-			fd, err := dupFile(q.Queue(i))
+		for i, f := range q.Files() {
+			dup, err := fd.DupFile(f)
 			if err != nil {
-				return nil, fds, fmt.Errorf("dup queue %d: %w", i, err)
+				return nil, out, fmt.Errorf("dup queue %d: %w", i, err)
 			}
-			fds = append(fds, fd)
+			out = append(out, dup)
 		}
 	}
-	mfd, err := unix.FcntlInt(uintptr(d.prog.ConfigMap.FD()), unix.F_DUPFD_CLOEXEC, 0)
+	m, err := d.prog.DupConfigMap()
 	if err != nil {
-		return nil, fds, fmt.Errorf("dup configuration map: %w", err)
+		return nil, out, fmt.Errorf("dup configuration map: %w", err)
 	}
-	fds = append(fds, mfd)
-	s.log.Info("opened", "tap", d.name, "uid", p.uid, "pid", p.pid, "queue_fds", len(fds)-1)
-	return &api.OpenResult{TAP: d.info(), QueueFDs: len(fds) - 1, ConfigSize: steering.ConfigSize, ABI: d.abi}, fds, nil
+	out = append(out, m)
+	s.log.Info("opened", "tap", d.name, "uid", p.uid, "pid", p.pid, "queue_fds", len(out)-1)
+	return &api.OpenResult{TAP: d.info(), QueueFDs: len(out) - 1, ConfigSize: steering.ConfigSize, ABI: d.abi}, out, nil
 }
 
-func (s *Server) detach(p *peer, raw json.RawMessage, _ []int) (any, []int, error) {
+func (s *Server) detach(p *peer, raw json.RawMessage, _ []*fd.FD) (any, []*fd.FD, error) {
 	return s.setSteering(p, raw, false)
 }
 
-func (s *Server) attach(p *peer, raw json.RawMessage, _ []int) (any, []int, error) {
+func (s *Server) attach(p *peer, raw json.RawMessage, _ []*fd.FD) (any, []*fd.FD, error) {
 	return s.setSteering(p, raw, true)
 }
 
@@ -603,7 +595,7 @@ func (s *Server) attach(p *peer, raw json.RawMessage, _ []int) (any, []int, erro
 // issues the ioctl, even if vrssd believes the program is attached: a VMM
 // may have replaced or removed it (QEMU 7.2 detaches any program when its
 // guest changes queues). Detaching what is not attached does nothing.
-func (s *Server) setSteering(p *peer, raw json.RawMessage, on bool) (any, []int, error) {
+func (s *Server) setSteering(p *peer, raw json.RawMessage, on bool) (any, []*fd.FD, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	d, err := s.namedLocked(p, raw)
@@ -616,16 +608,16 @@ func (s *Server) setSteering(p *peer, raw json.RawMessage, on bool) (any, []int,
 	if d.prog == nil {
 		return nil, nil, d.stale()
 	}
-	verb, progFD := "detach", -1
+	verb, prog := "detach", kernel.Program(nil)
 	if on {
-		verb, progFD = "attach", d.prog.Prog.FD()
+		verb, prog = "attach", d.prog
 	}
 	// TUNSETSTEERINGEBPF needs a queue fd: vrssd's disabled control
 	// queue serves, whoever holds the others.
 	if err := s.controlLocked(d); err != nil {
 		return nil, nil, err
 	}
-	if err := d.ctl.SetSteering(progFD); err != nil {
+	if err := d.ctl.SetSteering(prog); err != nil {
 		return nil, nil, err
 	}
 	d.steering, d.lost = on, false
@@ -634,21 +626,21 @@ func (s *Server) setSteering(p *peer, raw json.RawMessage, on bool) (any, []int,
 	return d.info(), nil, nil
 }
 
-func (s *Server) delete(p *peer, raw json.RawMessage, _ []int) (any, []int, error) {
+func (s *Server) delete(p *peer, raw json.RawMessage, _ []*fd.FD) (any, []*fd.FD, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	d, err := s.namedLocked(p, raw)
 	if err != nil {
 		return nil, nil, err
 	}
-	if err := tap.Delete(d.name); err != nil && !errors.As(err, &netlink.LinkNotFoundError{}) {
+	if err := s.opts.TAPs.Delete(d.name); err != nil && !errors.Is(err, kernel.ErrNoDevice) {
 		return nil, nil, err
 	}
 	s.forgetLocked(d, fmt.Sprintf("deleted by uid %d", p.uid))
 	return nil, nil, nil
 }
 
-func (s *Server) list(p *peer, raw json.RawMessage, _ []int) (any, []int, error) {
+func (s *Server) list(p *peer, raw json.RawMessage, _ []*fd.FD) (any, []*fd.FD, error) {
 	if err := api.DecodeArgs(raw, &struct{}{}); err != nil {
 		return nil, nil, err
 	}

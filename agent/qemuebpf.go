@@ -19,9 +19,9 @@ import (
 
 	"github.com/cilium/ebpf"
 	"github.com/cilium/ebpf/rlimit"
-	"golang.org/x/sys/unix"
 
 	"github.com/vrss-dev/vrss/agent/api"
+	"github.com/vrss-dev/vrss/internal/fd"
 	"github.com/vrss-dev/vrss/qemu/ebpfrss"
 	"github.com/vrss-dev/vrss/qemu/qmp"
 )
@@ -42,7 +42,7 @@ const qemuEBPFCacheDir = "qemu-ebpf"
 // qemuEBPF loads the eBPF RSS program and maps of the QEMU binary the peer
 // names, for a TAP the peer may use, and hands over their fds. It detaches
 // vrss's own program from the TAP: QEMU attaches its program itself.
-func (s *Server) qemuEBPF(p *peer, raw json.RawMessage, _ []int) (any, []int, error) {
+func (s *Server) qemuEBPF(p *peer, raw json.RawMessage, _ []*fd.FD) (any, []*fd.FD, error) {
 	var a api.QEMUEBPFArgs
 	if err := api.DecodeArgs(raw, &a); err != nil {
 		return nil, nil, err
@@ -67,11 +67,7 @@ func (s *Server) qemuEBPF(p *peer, raw json.RawMessage, _ []int) (any, []int, er
 	if err != nil {
 		return nil, nil, api.Errorf(api.CodeUnavailable, "QEMU %s's eBPF RSS object (%s): %v", obj.version, obj.digest, err)
 	}
-	closeFDs := func() {
-		for _, fd := range fds {
-			unix.Close(fd)
-		}
-	}
+	closeFDs := func() { fd.CloseAll(fds) }
 	res.QEMU, res.QEMUVersion, res.QEMUPackage, res.Digest, res.Cached = resolved, obj.version, obj.pkg, obj.digest, obj.cached
 
 	s.mu.Lock()
@@ -89,7 +85,7 @@ func (s *Server) qemuEBPF(p *peer, raw json.RawMessage, _ []int) (any, []int, er
 			closeFDs()
 			return nil, nil, err
 		}
-		if err := d.ctl.DetachSteering(); err != nil {
+		if err := d.ctl.SetSteering(nil); err != nil {
 			closeFDs()
 			return nil, nil, err
 		}
@@ -346,7 +342,7 @@ func (l *limitedWriter) String() string {
 // and its three maps in ebpf-rss-fds order, with a description. The maps
 // must be mmapable arrays: QEMU maps them and writes the guest's
 // configuration into them without a bpf() call.
-func loadQEMUObject(obj []byte) (*api.QEMUEBPFResult, []int, error) {
+func loadQEMUObject(obj []byte) (*api.QEMUEBPFResult, []*fd.FD, error) {
 	spec, err := ebpfrss.ParseObject(obj)
 	if err != nil {
 		return nil, nil, err
@@ -359,13 +355,13 @@ func loadQEMUObject(obj []byte) (*api.QEMUEBPFResult, []int, error) {
 	}
 	defer o.Close()
 	res := &api.QEMUEBPFResult{Program: ebpfrss.ProgramName, Maps: ebpfrss.MapNames[:]}
-	var fds []int
-	dup := func(fd int) error {
-		nfd, err := unix.FcntlInt(uintptr(fd), unix.F_DUPFD_CLOEXEC, 0)
+	var fds []*fd.FD
+	dup := func(raw int) error {
+		f, err := fd.Dup(raw)
 		if err != nil {
 			return err
 		}
-		fds = append(fds, nfd)
+		fds = append(fds, f)
 		return nil
 	}
 	err = dup(o.Program.FD())
@@ -386,9 +382,7 @@ func loadQEMUObject(obj []byte) (*api.QEMUEBPFResult, []int, error) {
 		}
 	}
 	if err != nil {
-		for _, fd := range fds {
-			unix.Close(fd)
-		}
+		fd.CloseAll(fds)
 		return nil, nil, fmt.Errorf("dup: %w", err)
 	}
 	return res, fds, nil

@@ -14,13 +14,13 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
 
 	"github.com/vrss-dev/vrss/agent/api"
+	"github.com/vrss-dev/vrss/agent/internal/kernel"
 	"github.com/vrss-dev/vrss/agent/internal/wire"
+	"github.com/vrss-dev/vrss/internal/fd"
 	"github.com/vrss-dev/vrss/steering"
-	"github.com/vrss-dev/vrss/tap"
 )
 
 // Defaults for Options.
@@ -64,6 +64,12 @@ type Options struct {
 	// ShutdownTimeout bounds how long Serve waits for requests in flight
 	// once its context is done.
 	ShutdownTimeout time.Duration
+	// Programs loads and pins the steering programs, and TAPs makes,
+	// opens and watches the TAP devices. nil means the running kernel
+	// (kernel.Host), which is all a daemon uses; the package's
+	// unprivileged tests put an in-memory fake kernel in their place.
+	Programs kernel.Programs
+	TAPs     kernel.TAPs
 }
 
 // Server is vrssd: it creates and adopts multi-queue TAPs, steers them
@@ -131,6 +137,12 @@ func New(o Options) (*Server, error) {
 	if o.ShutdownTimeout <= 0 {
 		o.ShutdownTimeout = DefaultShutdownTimeout
 	}
+	if o.Programs == nil {
+		o.Programs = kernel.Host{}
+	}
+	if o.TAPs == nil {
+		o.TAPs = kernel.Host{}
+	}
 	// Every queue vrssd holds is a descriptor. (Go's runtime raises the
 	// soft limit already; vrssd does not rely on it.)
 	nofile, err := raiseNofile()
@@ -169,7 +181,7 @@ func New(o Options) (*Server, error) {
 	if unix.Lstat(o.Socket, &st) == nil {
 		s.sockIno = st.Ino
 	}
-	mounted, err := ensureBPFFS(o.BPFFSDir)
+	mounted, err := o.Programs.PinRoot(o.BPFFSDir)
 	if err != nil {
 		s.ln.Close()
 		s.removeSocket()
@@ -458,11 +470,12 @@ func (s *Server) serveConn(c *net.UnixConn, p *peer) {
 			}
 			return
 		}
-		resp, fds, keep := s.handle(ss, m)
+		in := fd.NewAll(m.FDs)
+		resp, out, keep := s.handle(ss, m, in)
 		// No request keeps a received fd: close them all.
-		wire.CloseFDs(m.FDs)
-		err = s.reply(c, resp, fds)
-		wire.CloseFDs(fds)
+		fd.CloseAll(in)
+		err = s.reply(c, resp, out)
+		fd.CloseAll(out)
 		if err != nil {
 			s.log.Debug("send response", "uid", p.uid, "pid", p.pid, "err", err)
 			return
@@ -473,7 +486,7 @@ func (s *Server) serveConn(c *net.UnixConn, p *peer) {
 	}
 }
 
-func (s *Server) reply(c *net.UnixConn, r *api.Response, fds []int) error {
+func (s *Server) reply(c *net.UnixConn, r *api.Response, fds []*fd.FD) error {
 	r.FDs = len(fds)
 	b, err := api.Encode(r)
 	if err != nil {
@@ -484,12 +497,14 @@ func (s *Server) reply(c *net.UnixConn, r *api.Response, fds []int) error {
 		}
 	}
 	c.SetWriteDeadline(time.Now().Add(writeTimeout))
-	return wire.Send(c, b, fds)
+	return wire.Send(c, b, fd.Ints(fds))
 }
 
-// handle answers one message. keep is false when the connection must be
-// closed after the answer: the handshake failed.
-func (s *Server) handle(ss *session, m wire.Message) (resp *api.Response, fds []int, keep bool) {
+// handle answers one message, whose descriptors are in (the caller closes
+// them). The descriptors returned go with the answer; the caller closes
+// them once it is sent. keep is false when the connection must be closed
+// after the answer: the handshake failed.
+func (s *Server) handle(ss *session, m wire.Message, in []*fd.FD) (resp *api.Response, out []*fd.FD, keep bool) {
 	p := ss.peer
 	fail := func(id uint64, op api.Op, name string, err error) *api.Response {
 		var ae *api.Error
@@ -523,8 +538,8 @@ func (s *Server) handle(ss *session, m wire.Message) (resp *api.Response, fds []
 	name := argName(req.Args)
 	// Only adopt takes a descriptor: any other request that carries some
 	// is refused (and its descriptors closed by the caller), a hello too.
-	if len(m.FDs) > 0 && req.Op != api.OpAdopt {
-		return fail(req.ID, req.Op, name, api.Errorf(api.CodeBadRequest, "%s takes no file descriptors, %d attached", req.Op, len(m.FDs))), nil, ss.hello
+	if len(in) > 0 && req.Op != api.OpAdopt {
+		return fail(req.ID, req.Op, name, api.Errorf(api.CodeBadRequest, "%s takes no file descriptors, %d attached", req.Op, len(in))), nil, ss.hello
 	}
 	if req.Op == api.OpHello {
 		res, err := s.hello(p, req)
@@ -543,12 +558,12 @@ func (s *Server) handle(ss *session, m wire.Message) (resp *api.Response, fds []
 		return fail(req.ID, req.Op, name, api.Errorf(api.CodeUnknownOp, "unknown operation %q", req.Op)), nil, true
 	}
 	s.log.Debug("request", "uid", p.uid, "pid", p.pid, "op", req.Op, "tap", name)
-	res, fds, err := h(s, p, req.Args, m.FDs)
+	res, out, err := h(s, p, req.Args, in)
 	if err != nil {
-		wire.CloseFDs(fds)
+		fd.CloseAll(out)
 		return fail(req.ID, req.Op, name, err), nil, true
 	}
-	return result(req.ID, res), fds, true
+	return result(req.ID, res), out, true
 }
 
 func result(id uint64, v any) *api.Response {
@@ -629,15 +644,15 @@ func (s *Server) restore() error {
 // it is what that create made (a persistent multi-queue TAP with the
 // owner recorded); s.mu is held.
 func (s *Server) undoCreateLocked(rec tapState) {
-	t, err := tuntapByName(rec.Name)
+	t, err := s.tuntapByName(rec.Name)
 	var ae *api.Error
 	switch {
 	case err != nil && !(errors.As(err, &ae) && ae.Code == api.CodeNotFound):
 		s.log.Warn("an interrupted create's name belongs to a device vrssd did not make; leaving it", "tap", rec.Name, "err", err)
-	case err == nil && t.NonPersist:
+	case err == nil && !t.Persistent:
 		s.log.Warn("an interrupted create left a device vrssd did not make persistent; leaving it", "tap", rec.Name)
 	case err == nil && int(t.Owner) == rec.OwnerUID:
-		if err := tap.Delete(rec.Name); err != nil {
+		if err := s.opts.TAPs.Delete(rec.Name); err != nil {
 			s.log.Error("undoing an interrupted create", "tap", rec.Name, "err", err)
 		} else {
 			s.log.Warn("undid a create that vrssd was interrupted in: deleted the TAP", "tap", rec.Name, "owner", rec.OwnerUID)
@@ -654,19 +669,13 @@ func (s *Server) undoCreateLocked(rec tapState) {
 // files vrssd pins, then the directory if nothing else is in it. Nothing
 // else is ever removed from the bpffs directory.
 func (s *Server) removePins(name string) {
-	dir := filepath.Join(s.opts.BPFFSDir, pinDirName(name))
-	for _, f := range []string{pinProg, pinConfig, pinStats} {
-		if err := os.Remove(filepath.Join(dir, f)); err != nil && !errors.Is(err, os.ErrNotExist) {
-			s.log.Error("removing a pin", "tap", name, "err", err)
-		}
-	}
-	if err := os.Remove(dir); err != nil && !errors.Is(err, os.ErrNotExist) {
-		s.log.Error("removing a pin directory", "tap", name, "err", err)
+	if err := s.opts.Programs.Unpin(filepath.Join(s.opts.BPFFSDir, pinDirName(name))); err != nil {
+		s.log.Error("removing pins", "tap", name, "err", err)
 	}
 }
 
 func (s *Server) readopt(rec tapState) (*device, error) {
-	l, err := netlink.LinkByName(rec.Name)
+	l, err := s.opts.TAPs.LinkByName(rec.Name)
 	if err != nil {
 		return nil, fmt.Errorf("the device is gone: %w", err)
 	}
@@ -686,17 +695,17 @@ func (s *Server) readopt(rec tapState) (*device, error) {
 		// A TAP an older vrssd made has the default qdisc, ~6.5 MiB of
 		// kernel memory (docs/tap-memory.md); adopted TAPs keep their
 		// owner's choice.
-		if err := tap.SetNoqueue(d.name); err != nil {
+		if err := s.opts.TAPs.SetNoqueue(d.name); err != nil {
 			s.log.Warn("setting the noqueue qdisc", "tap", d.name, "err", err)
 		}
 	}
 	// The queues others hold, before vrssd's control queue is added.
 	d.noteQueues(t)
-	d.transient = t.NonPersist
-	if d.ctl, err = openControl(d.name, d.vnetHdrLen); err != nil {
+	d.transient = !t.Persistent
+	if d.ctl, err = s.openControl(d.name, d.vnetHdrLen); err != nil {
 		s.log.Warn("opening the control queue; attach and detach will try again", "tap", d.name, "err", err)
 	}
-	prog, err := loadPinned(d.pinDir(s.opts.BPFFSDir))
+	prog, err := s.opts.Programs.LoadPinned(d.pinDir(s.opts.BPFFSDir))
 	if err != nil {
 		if errors.Is(err, os.ErrNotExist) {
 			err = s.resteer(d)
@@ -710,7 +719,7 @@ func (s *Server) readopt(rec tapState) (*device, error) {
 	}
 	d.prog = prog
 	if rec.ABI == steering.ABIStamp() {
-		if d.pub, err = steering.NewPublisher(prog.ConfigMap.FD(), rec.Queues); err != nil {
+		if d.pub, err = prog.Publisher(rec.Queues); err != nil {
 			prog.Close()
 			return nil, err
 		}
@@ -729,7 +738,7 @@ func (s *Server) readopt(rec tapState) (*device, error) {
 // as state.json last recorded, attached through vrssd's control queue
 // (whoever holds the others).
 func (s *Server) resteer(d *device) error {
-	prog, err := steering.Load()
+	prog, err := s.opts.Programs.Load()
 	if err != nil {
 		return loadError(err)
 	}
@@ -754,14 +763,14 @@ func (s *Server) resteer(d *device) error {
 	// Some pins may be left (a crash while pinning): only vrssd's own
 	// three names are removed.
 	s.removePins(d.name)
-	if err := pin(d.pinDir(s.opts.BPFFSDir), prog); err != nil {
+	if err := s.opts.Programs.Pin(prog, d.pinDir(s.opts.BPFFSDir)); err != nil {
 		return fail(err)
 	}
 	if d.steering {
 		if d.ctl == nil {
 			return fail(errors.New("no control queue to attach it through"))
 		}
-		if err := d.ctl.SetSteering(prog.Prog.FD()); err != nil {
+		if err := d.ctl.SetSteering(prog); err != nil {
 			return fail(err)
 		}
 	}
@@ -825,8 +834,8 @@ func (s *Server) forgetLocked(d *device, why string) {
 // elsewhere. A failing lookup that does not say the device is gone keeps
 // d: better stale for a moment than dropped by mistake.
 func (s *Server) checkLocked(d *device) bool {
-	l, err := netlink.LinkByIndex(d.index)
-	if _, ok := err.(netlink.LinkNotFoundError); ok {
+	l, err := s.opts.TAPs.LinkByIndex(d.index)
+	if errors.Is(err, kernel.ErrNoDevice) {
 		s.forgetLocked(d, "deleted behind vrssd's back")
 		return false
 	}
@@ -834,12 +843,12 @@ func (s *Server) checkLocked(d *device) bool {
 		s.log.Warn("netlink lookup", "tap", d.name, "err", err)
 		return true
 	}
-	if l.Attrs().Name != d.name {
-		s.forgetLocked(d, "renamed behind vrssd's back to "+l.Attrs().Name)
+	if l.Name != d.name {
+		s.forgetLocked(d, "renamed behind vrssd's back to "+l.Name)
 		return false
 	}
-	if t, ok := l.(*netlink.Tuntap); ok {
-		s.queuesLocked(d, t)
+	if l.Type == tuntap {
+		s.queuesLocked(d, l)
 	}
 	return true
 }
@@ -851,15 +860,13 @@ func (s *Server) checkLocked(d *device) bool {
 func (s *Server) watch() {
 	for {
 		sub := make(chan struct{})
-		ch := make(chan netlink.LinkUpdate, 256)
-		err := netlink.LinkSubscribeWithOptions(ch, sub, netlink.LinkSubscribeOptions{
-			ErrorCallback: func(err error) {
-				select {
-				case <-sub: // closed on purpose
-				default:
-					s.log.Warn("link updates", "err", err)
-				}
-			},
+		ch := make(chan kernel.LinkUpdate, 256)
+		err := s.opts.TAPs.WatchLinks(ch, sub, func(err error) {
+			select {
+			case <-sub: // closed on purpose
+			default:
+				s.log.Warn("link updates", "err", err)
+			}
 		})
 		if err != nil {
 			s.log.Error("subscribing to link updates", "err", err)
@@ -900,23 +907,23 @@ func (s *Server) checkAll() {
 	}
 }
 
-func (s *Server) linkUpdate(u netlink.LinkUpdate) {
+func (s *Server) linkUpdate(u kernel.LinkUpdate) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	for _, d := range s.taps {
-		if d.index != int(u.Index) {
+		if d.index != u.Index {
 			continue
 		}
 		switch {
-		case u.Header.Type == unix.RTM_DELLINK:
+		case u.Deleted:
 			s.forgetLocked(d, "deleted behind vrssd's back")
-		case u.Link != nil && u.Link.Attrs().Name != d.name:
-			s.forgetLocked(d, "renamed behind vrssd's back to "+u.Link.Attrs().Name)
+		case u.Link != nil && u.Link.Name != d.name:
+			s.forgetLocked(d, "renamed behind vrssd's back to "+u.Link.Name)
 		default:
 			// tun announces every queue attached, detached, enabled or
 			// disabled with a link update.
-			if t, ok := u.Link.(*netlink.Tuntap); ok {
-				s.queuesLocked(d, t)
+			if u.Link != nil && u.Link.Type == tuntap {
+				s.queuesLocked(d, u.Link)
 			}
 		}
 		return
@@ -938,4 +945,14 @@ func raiseNofile() (uint64, error) {
 		l = raised
 	}
 	return l.Cur, nil
+}
+
+// privateMountNS reports whether vrssd runs in another mount namespace
+// than init, where its mounts are invisible to (and outlived by) the host.
+func privateMountNS() bool {
+	var self, init unix.Stat_t
+	if unix.Stat("/proc/self/ns/mnt", &self) != nil || unix.Stat("/proc/1/ns/mnt", &init) != nil {
+		return false
+	}
+	return self.Ino != init.Ino || self.Dev != init.Dev
 }

@@ -1,4 +1,4 @@
-package agent
+package kernel
 
 import (
 	"errors"
@@ -48,14 +48,4 @@ func isBPFFS(dir string) bool {
 func under(path, dir string) bool {
 	rel, err := filepath.Rel(dir, filepath.Clean(path))
 	return err == nil && rel != ".." && !filepath.IsAbs(rel) && (len(rel) < 3 || rel[:3] != "../")
-}
-
-// privateMountNS reports whether vrssd runs in another mount namespace
-// than init, where its mounts are invisible to (and outlived by) the host.
-func privateMountNS() bool {
-	var self, init unix.Stat_t
-	if unix.Stat("/proc/self/ns/mnt", &self) != nil || unix.Stat("/proc/1/ns/mnt", &init) != nil {
-		return false
-	}
-	return self.Ino != init.Ino || self.Dev != init.Dev
 }
