@@ -18,23 +18,28 @@ static __always_inline int load(struct __sk_buff *skb, __u32 off, void *to, __u3
 
 /*
  * The frame as the parser sees it. buf[0, avail) holds the frame's first
- * avail bytes, copied by one helper call (reader_init); a header that is
- * not all inside them is read on its own into buf[READER_PREFIX,
- * READER_PREFIX + READER_PIECE) — the longest piece the parser asks for at
- * once is the 40-byte fixed IPv6 header — and must be used before the next
- * one is read.
+ * avail bytes, copied by one helper call (reader_init). A header that is
+ * not all inside them is read on its own into one of two pieces: ip, for
+ * the IP header (the longest piece the parser asks for at once, the
+ * 40-byte fixed IPv6 header), and l4, for what follows it. The parser
+ * keeps pointers to the addresses and ports it hashes, not copies, so each
+ * stays valid until the frame is steered: the IP header's piece is never
+ * reused once it holds the addresses.
  *
  * READER_PREFIX is a power of two so that masking an in-prefix offset with
  * READER_PREFIX - 1, a no-op at run time, shows the verifier that every
- * access stays in buf.
+ * access stays in the reader.
  */
 #define READER_PREFIX 128
-#define READER_PIECE 40
+#define READER_IP 40
+#define READER_L4 24
 
 struct reader {
 	__u32 avail;
 	__u32 index; /* see get_ext */
-	__u8 buf[READER_PREFIX + READER_PIECE];
+	__u8 buf[READER_PREFIX];
+	__u8 ip[READER_IP];
+	__u8 l4[READER_L4];
 };
 
 /*
@@ -59,12 +64,17 @@ struct reader {
 
 static __always_inline void reader_init(struct __sk_buff *skb, struct reader *r)
 {
-	__u32 n = skb->len;
+	__u64 n = skb->len;
 
 	r->avail = 0;
 	if (n > READER_FIRST)
 		n = READER_FIRST;
-	if (n >= 1 && load(skb, 0, r->buf, n) == 0)
+	/* Tested as a signed number, which clang cannot turn into n != 0 (it
+	 * no longer knows n's range): the verifier of Linux 6.1 (Debian 12's)
+	 * learns no lower bound from n != 0, and refused the program for a
+	 * read of maybe 0 bytes; later ones do. */
+	asm volatile("" : "+r"(n));
+	if ((__s64)n > 0 && load(skb, 0, r->buf, n) == 0)
 		r->avail = n;
 	else if (n > 54 && load(skb, 0, r->buf, 54) == 0)
 		r->avail = 54;
@@ -73,17 +83,18 @@ static __always_inline void reader_init(struct __sk_buff *skb, struct reader *r)
 }
 
 /*
- * get returns the frame's bytes [off, off + len), len at most READER_PIECE,
- * or NULL if the frame ends before off + len (the engine's len(b) check).
- * A returned pointer is valid until the next call.
+ * get returns the frame's bytes [off, off + len), or NULL if the frame ends
+ * before off + len (the engine's len(b) check): from the first read if they
+ * are in it, else read into piece, which must hold len bytes. A pointer
+ * into a piece is valid until the piece's next read.
  */
-static __always_inline const __u8 *get(struct __sk_buff *skb, struct reader *r, __u32 off, const __u32 len)
+static __always_inline const __u8 *get(struct __sk_buff *skb, struct reader *r, __u32 off, const __u32 len, __u8 *piece)
 {
 	if (off + len <= r->avail)
 		return r->buf + (off & (READER_PREFIX - 1));
-	if (load(skb, off, r->buf + READER_PREFIX, len))
+	if (load(skb, off, piece, len))
 		return 0;
-	return r->buf + READER_PREFIX;
+	return piece;
 }
 
 #endif

@@ -14,12 +14,19 @@
  * nonlinear skb, not in its linear part: the helper reads only that): the
  * frame is then unclassified, as in the engine.
  *
- * Helper calls are most of the program's cost (about 25 ns each where this
- * was measured, against 40 ns for a program that returns at once), so it
- * makes as few as it can: one read copies the start of the frame (struct
- * reader), and the parser takes every header from that copy; only a header
- * that lies past it is read on its own. See reader_init for how much the
- * first read takes.
+ * Helper calls are a large part of the program's cost (25 ns each on one
+ * machine it was measured on, against 40 ns for a program that returns at
+ * once; 4 against 8 on another), so it makes as few as it can: one read
+ * copies the start of the frame (struct reader), and the parser takes
+ * every header from that copy; only a header that lies past it is read on
+ * its own. See reader_init for how much the first read takes. Nor does it
+ * copy what it hashes: classification notes where the addresses and ports
+ * lie, and the hash reads them there.
+ *
+ * Past the first read, what a frame costs is mostly its hash: one table
+ * lookup per input byte, 12 for IPv4 with ports, 36 for IPv6 (see
+ * toeplitz). The rest (parsing, the configuration's seqlock, the table and
+ * the per-queue counter) is the same few dozen instructions for both.
  *
  * Build variants (bpf2go, see steering/gen.go):
  *   VRSS_DEBUG      record hash, report and queue of the last packet
@@ -82,16 +89,30 @@ struct {
 } vrss_debug SEC(".maps");
 #endif
 
-/* What classification extracts; independent of the configuration (rss.flow). */
+/*
+ * What classification extracts (rss.flow): where the hash input lies, as
+ * pointers into the reader (the first read or its pieces), so that nothing
+ * is copied on the common path. Independent of the configuration.
+ */
 struct pkt {
-	__u8 family; /* 0 (unclassified), 4 or 6 */
-	__u8 l4;     /* PROTO_TCP, PROTO_UDP or 0 */
-	__u8 frag;
-	__u8 ext;
+	const __u8 *src;   /* source address: 4 or 16 bytes */
+	const __u8 *dst;   /* destination address */
+	const __u8 *ports; /* source and destination ports, if l4 */
+	__u8 family;       /* 0 (unclassified), 4 or 6 */
+	__u8 l4;           /* PROTO_TCP, PROTO_UDP or 0 */
+	__u8 ext;          /* IPv6 with extension headers: see struct ext */
+};
+
+/*
+ * What the extension-header walk (walk_ext) found. A global function cannot
+ * hand back pointers (the verifier sees what it writes as plain bytes), so
+ * it copies the little it finds into here.
+ */
+struct ext {
+	__u8 l4;
 	__u8 has_home;
 	__u8 has_rt2;
 	__u8 ports[4];
-	__u8 addrs[32]; /* IPv4: src 0..3, dst 4..7; IPv6: src 0..15, dst 16..31 */
 	__u8 home[16];
 	__u8 rt2[16];
 };
@@ -108,7 +129,8 @@ struct pkt {
  * exactly every value that becomes part of a pointer, would tell apart the
  * state of every chain of header and option lengths, far too many to
  * check; the mask keeps the index in buf, which is all it needs to know.
- * At run time each is a store and a load.
+ * At run time each is a store and a load. Pieces past the first read go
+ * to r->l4: the walk never touches r->ip, which holds the addresses.
  */
 static __always_inline __u32 untrack(struct reader *r, __u32 x)
 {
@@ -122,9 +144,9 @@ static __always_inline const __u8 *get_ext(struct __sk_buff *skb, struct reader 
 		*(volatile __u32 *)&r->index = off;
 		return r->buf + (*(volatile __u32 *)&r->index & (READER_PREFIX - 1));
 	}
-	if (load(skb, off, r->buf + READER_PREFIX, len))
+	if (load(skb, off, r->l4, len))
 		return 0;
-	return r->buf + READER_PREFIX;
+	return r->l4;
 }
 
 /* rss.transport: the whole TCP or UDP header must be there. */
@@ -133,15 +155,15 @@ static __always_inline int transport(struct __sk_buff *skb, struct reader *r, st
 	const __u8 *l4;
 
 	if (proto == PROTO_TCP)
-		l4 = get(skb, r, off, 20);
+		l4 = get(skb, r, off, 20, r->l4);
 	else if (proto == PROTO_UDP)
-		l4 = get(skb, r, off, 8);
+		l4 = get(skb, r, off, 8, r->l4);
 	else
 		return 0;
 	if (!l4)
 		return -1;
 	p->l4 = proto;
-	__builtin_memcpy(p->ports, l4, 4);
+	p->ports = l4;
 	return 0;
 }
 
@@ -149,30 +171,25 @@ static __always_inline int transport(struct __sk_buff *skb, struct reader *r, st
 static __always_inline int classify4(struct __sk_buff *skb, struct reader *r, struct pkt *p, const __u8 *ip, __u32 off)
 {
 	__u32 ihl;
-	__u8 proto;
-	int frag;
 
 	if (ip[0] >> 4 != 4)
 		return -1;
 	ihl = (ip[0] & 0x0f) * 4;
 	if (ihl < 20)
 		return -1;
-	__builtin_memcpy(p->addrs, ip + 12, 8);
-	proto = ip[9];
+	/* Options cut short. The byte is read into r->l4, never over ip. */
+	if (ihl > 20 && !get(skb, r, off + ihl - 1, 1, r->l4))
+		return -1;
+	p->src = ip + 12;
+	p->dst = ip + 16;
 	/* Any fragment, the first included, hashes on addresses only. */
-	frag = ((ip[6] << 8) | ip[7]) & 0x3fff;
-	/* ip is not used past here: get may reuse its bytes. */
-	if (ihl > 20 && !get(skb, r, off + ihl - 1, 1))
-		return -1; /* options cut short */
-	if (frag) {
-		p->frag = 1;
+	if (((ip[6] << 8) | ip[7]) & 0x3fff)
 		return 0;
-	}
-	return transport(skb, r, p, proto, off + ihl);
+	return transport(skb, r, p, ip[9], off + ihl);
 }
 
 /* rss.homeAddress: scan a destination options header [off, end). */
-static __always_inline void home_address(struct __sk_buff *skb, struct reader *r, struct pkt *p, __u32 off, __u32 end)
+static __always_inline void home_address(struct __sk_buff *skb, struct reader *r, struct ext *e, __u32 off, __u32 end)
 {
 	__u32 pos = off + 2;
 	const __u8 *opt;
@@ -194,8 +211,8 @@ static __always_inline void home_address(struct __sk_buff *skb, struct reader *r
 		if (opt[0] == 0xc9 && opt[1] == 16 && pos + 2 + 16 <= end) {
 			opt = get_ext(skb, r, pos + 2, 16);
 			if (opt) {
-				__builtin_memcpy(p->home, opt, 16);
-				p->has_home = 1;
+				__builtin_memcpy(e->home, opt, 16);
+				e->has_home = 1;
 			}
 			return;
 		}
@@ -214,25 +231,37 @@ static __always_inline int ext_header(__u8 next)
 
 /*
  * The extension-header walk of rss.classify6, from the header of type next
- * at off. A global function, so the verifier checks it once, for any offset
- * and any reader contents, instead of once per way of reaching it (VLAN
- * tags, first-read outcomes) with everything that follows it in the program
- * checked once per way out. Inlined, it saves the call (about 10 ns where
- * this was measured, paid only by frames with extension headers) but
- * doubles the verifier's work (about 210,000 instructions against 108,000).
+ * at off; what it finds goes to e. A global function, so the verifier
+ * checks it once, for any offset and any reader contents, instead of once
+ * per way of reaching it (VLAN tags, first-read outcomes) with everything
+ * that follows it in the program checked once per way out. Inlined, it
+ * saves the call (about 10 ns where this was measured, paid only by frames
+ * with extension headers) but doubles the verifier's work.
  */
-__attribute__((noinline)) int walk_ext(struct __sk_buff *skb, struct reader *r, struct pkt *p, __u32 off, __u32 next)
+__attribute__((noinline)) int walk_ext(struct __sk_buff *skb, struct reader *r, struct ext *e, __u32 off, __u32 next)
 {
 	const __u8 *h;
 	__u8 nh, b1, b2, b3;
 	__u32 hlen;
 
-	if (!skb || !r || !p)
+	if (!skb || !r || !e)
 		return -1;
 	for (int n = 0; n <= VRSS_MAX_EXT; n++) {
 		off = untrack(r, off);
-		if (!ext_header(next))
-			return transport(skb, r, p, next, off);
+		if (!ext_header(next)) {
+			/* rss.transport */
+			if (next == PROTO_TCP)
+				h = get_ext(skb, r, off, 20);
+			else if (next == PROTO_UDP)
+				h = get_ext(skb, r, off, 8);
+			else
+				return 0;
+			if (!h)
+				return -1;
+			e->l4 = next;
+			__builtin_memcpy(e->ports, h, 4);
+			return 0;
+		}
 		h = get_ext(skb, r, off, 8);
 		if (!h)
 			return -1;
@@ -250,24 +279,22 @@ __attribute__((noinline)) int walk_ext(struct __sk_buff *skb, struct reader *r, 
 			return -1; /* chain longer than the bound */
 		if (hlen > 8 && !get_ext(skb, r, off + hlen - 1, 1))
 			return -1; /* header cut short */
-		p->ext = 1;
 		if (next == 43) {
 			/* Type 2 routing header, one segment left: 24 bytes. */
-			if (!p->has_rt2 && b2 == 2 && b3 == 1 && b1 == 2) {
+			if (!e->has_rt2 && b2 == 2 && b3 == 1 && b1 == 2) {
 				h = get_ext(skb, r, off + 8, 16);
 				if (!h)
 					return -1;
-				__builtin_memcpy(p->rt2, h, 16);
-				p->has_rt2 = 1;
+				__builtin_memcpy(e->rt2, h, 16);
+				e->has_rt2 = 1;
 			}
 		} else if (next == 60) {
-			if (!p->has_home)
-				home_address(skb, r, p, off, off + hlen);
+			if (!e->has_home)
+				home_address(skb, r, e, off, off + hlen);
 		} else if (next == 44) {
 			if (((b2 << 8) | b3) & 0xfff9) {
 				/* Offset or more-fragments: a fragment. An atomic
 				 * fragment (both zero) is walked through. */
-				p->frag = 1;
 				return 0;
 			}
 		}
@@ -278,27 +305,38 @@ __attribute__((noinline)) int walk_ext(struct __sk_buff *skb, struct reader *r, 
 }
 
 /* rss.classify6. */
-static __always_inline int classify6(struct __sk_buff *skb, struct reader *r, struct pkt *p, __u32 off)
+static __always_inline int classify6(struct __sk_buff *skb, struct reader *r, struct ext *e, struct pkt *p, __u32 off)
 {
-	const __u8 *h = get(skb, r, off, 40);
+	const __u8 *h = get(skb, r, off, 40, r->ip);
 	__u8 next;
 
 	if (!h || h[0] >> 4 != 6)
 		return -1;
-	__builtin_memcpy(p->addrs, h + 8, 32);
+	p->src = h + 8;
+	p->dst = h + 24;
 	next = h[6];
-	if (ext_header(next))
-		return walk_ext(skb, r, p, off + 40, next);
-	return transport(skb, r, p, next, off + 40);
+	if (!ext_header(next))
+		return transport(skb, r, p, next, off + 40);
+	/* walk_ext sets only what it finds. */
+	e->l4 = 0;
+	e->has_home = 0;
+	e->has_rt2 = 0;
+	if (walk_ext(skb, r, e, off + 40, next))
+		return -1;
+	/* A walk that succeeds has passed at least one header. */
+	p->ext = 1;
+	p->l4 = e->l4;
+	p->ports = e->ports;
+	return 0;
 }
 
 /* rss.classify. On return p->family is 0 if the frame is unclassified. */
-static __always_inline void classify(struct __sk_buff *skb, struct reader *r, struct pkt *p)
+static __always_inline void classify(struct __sk_buff *skb, struct reader *r, struct ext *e, struct pkt *p)
 {
 	/* Every classifiable frame has at least Ethernet + a 20-byte IPv4
 	 * header, so its first 34 bytes cover the VLAN tags and, untagged,
 	 * the IPv4 header. */
-	const __u8 *hdr = get(skb, r, 0, 34);
+	const __u8 *hdr = get(skb, r, 0, 34, r->ip);
 	const __u8 *ip;
 	__u32 off = 12;
 	__u16 etype;
@@ -320,14 +358,14 @@ static __always_inline void classify(struct __sk_buff *skb, struct reader *r, st
 	if (etype == ETH_P_IP) {
 		ip = hdr + 14;
 		if (off != 14) {
-			ip = get(skb, r, off, 20);
+			ip = get(skb, r, off, 20, r->ip);
 			if (!ip)
 				return;
 		}
 		if (classify4(skb, r, p, ip, off) == 0)
 			p->family = 4;
 	} else if (etype == ETH_P_IPV6) {
-		if (classify6(skb, r, p, off) == 0)
+		if (classify6(skb, r, e, p, off) == 0)
 			p->family = 6;
 	}
 }
@@ -342,15 +380,15 @@ struct result {
  * Hash type selection (the first half of rss.Engine.Steer): the report, and
  * which source and destination addresses the hash input starts with.
  */
-static __always_inline __u16 select_report(const struct vrss_slot *s, const struct pkt *p, const __u8 **src, const __u8 **dst, int *ports)
+static __always_inline __u16 select_report(const struct vrss_slot *s, const struct pkt *p, const struct ext *e, const __u8 **src, const __u8 **dst, int *ports)
 {
 	__u32 t = s->hash_types;
 	__u16 report = REPORT_NONE;
 
 	*ports = p->l4 != 0;
-	*src = p->addrs;
+	*src = p->src;
+	*dst = p->dst;
 	if (p->family == 4) {
-		*dst = p->addrs + 4;
 		if (p->l4 == PROTO_TCP && (t & HASH_TCPV4))
 			report = REPORT_TCPV4;
 		else if (p->l4 == PROTO_UDP && (t & HASH_UDPV4))
@@ -361,7 +399,6 @@ static __always_inline __u16 select_report(const struct vrss_slot *s, const stru
 	}
 	if (p->family != 6)
 		return REPORT_NONE;
-	*dst = p->addrs + 16;
 	if (p->ext) {
 		if (p->l4 == PROTO_TCP && (t & HASH_TCP_EX))
 			report = REPORT_TCPV6_EX;
@@ -370,10 +407,10 @@ static __always_inline __u16 select_report(const struct vrss_slot *s, const stru
 		else if (t & HASH_IP_EX)
 			report = REPORT_IPV6_EX, *ports = 0;
 		if (report != REPORT_NONE) {
-			if (p->has_home)
-				*src = p->home;
-			if (p->has_rt2)
-				*dst = p->rt2;
+			if (e->has_home)
+				*src = e->home;
+			if (e->has_rt2)
+				*dst = e->rt2;
 			return report;
 		}
 	}
@@ -412,6 +449,12 @@ static __always_inline __u16 select_report(const struct vrss_slot *s, const stru
  * (about 4% of its cost, measured with both builds interleaved), which
  * lowers vrss's advantage over it by that much; production has no such
  * call. Only the benchmark builds this variant.
+ *
+ * And a second call: the input buffer is assembled in a function of its
+ * own (toeplitz_input), so that it takes stack in its own frame. In the
+ * program's frame it would take the program past 512 bytes of stack with
+ * walk_ext's on kernels that round each frame up to 32 bytes (6.1 does),
+ * which then refuse it. It costs the baseline a few ns more.
  */
 struct hash_input {
 	__u8 b[VRSS_MAX_INPUT];
@@ -439,11 +482,15 @@ __attribute__((noinline)) __u32 toeplitz_bits(const struct hash_input *input, co
 	return hash;
 }
 
-static __always_inline __u32 toeplitz(const struct vrss_slot *s, const __u8 *src, const __u8 *dst, int ports, const __u8 *pp, int v6)
+#define INPUT_PORTS 1
+#define INPUT_V6 2
+
+static __attribute__((noinline)) __u32 toeplitz_input(const struct vrss_slot *s, const __u8 *src, const __u8 *dst, const __u8 *pp, int flags)
 {
 	struct hash_input input = {};
+	int ports = flags & INPUT_PORTS;
 
-	if (v6) {
+	if (flags & INPUT_V6) {
 		__builtin_memcpy(input.b, src, 16);
 		__builtin_memcpy(input.b + 16, dst, 16);
 		if (ports)
@@ -456,47 +503,86 @@ static __always_inline __u32 toeplitz(const struct vrss_slot *s, const __u8 *src
 	}
 	return toeplitz_bits(&input, s);
 }
-#else
-/*
- * rss.Toeplitz: one table load and XOR per input byte. The hash is linear
- * and position-wise, so each segment is hashed where it lies, at its own
- * input position, without assembling an input buffer.
- */
-static __always_inline __u32 hseg(const struct vrss_slot *s, const __u8 *b, const int pos, const int len)
-{
-	__u32 h = 0;
-
-#pragma unroll
-	for (int i = 0; i < len; i++)
-		h ^= s->toeplitz[pos + i][b[i]];
-	return h;
-}
 
 static __always_inline __u32 toeplitz(const struct vrss_slot *s, const __u8 *src, const __u8 *dst, int ports, const __u8 *pp, int v6)
 {
-	__u32 h;
+	return toeplitz_input(s, src, dst, pp, (ports ? INPUT_PORTS : 0) | (v6 ? INPUT_V6 : 0));
+}
+#else
+/*
+ * rss.Toeplitz: one table lookup and XOR per input byte, read where it lies
+ * (in the first read of the frame, or a piece). The hash is linear and
+ * position-wise, so each segment is hashed at its own input position,
+ * without assembling an input buffer: 12 lookups for IPv4 with ports, 36
+ * for IPv6, which is what an IPv6 frame costs more than an IPv4 one.
+ *
+ * TZ is one lookup, h ^= s->toeplitz[pos][b[i]], in five instructions: a
+ * byte load, a shift, an add, a load at a constant offset, an XOR (BPF has
+ * no scaled-index load; this is the least it takes). It is written in
+ * assembly because clang, left to itself, hoists all 36 byte loads of an
+ * IPv6 input to the top and spills them (past the stack limit), copies the
+ * table's base for each lookup, and chains every XOR into one; this way
+ * each lookup uses one scratch register and alternate lookups go to two
+ * accumulators, which the CPU overlaps. tab is s->toeplitz[0], or
+ * s->toeplitz[32] for the last four positions, whose offsets from the
+ * first would not fit an instruction's 16 bits.
+ */
+#define TZ(h, tab, b, i, pos)                                     \
+	asm volatile("%[t] = *(u8 *)(%[bp] + %[bi])\n\t"          \
+		     "%[t] <<= 2\n\t"                             \
+		     "%[t] += %[tp]\n\t"                          \
+		     "%[t] = *(u32 *)(%[t] + %[off])\n\t"         \
+		     "%[hv] ^= %[t]"                              \
+		     : [hv] "+r"(h), [t] "=&r"(t)                 \
+		     : [bp] "r"(b), [bi] "i"(i), [tp] "r"(tab), [off] "i"((pos) * 1024))
+
+/* Input bytes [pos, pos + 4) from b[0, 4). */
+#define TZ4(tab, b, pos)                      \
+	do {                                  \
+		TZ(h0, tab, b, 0, (pos));     \
+		TZ(h1, tab, b, 1, (pos) + 1); \
+		TZ(h0, tab, b, 2, (pos) + 2); \
+		TZ(h1, tab, b, 3, (pos) + 3); \
+	} while (0)
+
+#define TZ16(tab, b, pos)                       \
+	do {                                    \
+		TZ4(tab, b, (pos));             \
+		TZ4(tab, (b) + 4, (pos) + 4);   \
+		TZ4(tab, (b) + 8, (pos) + 8);   \
+		TZ4(tab, (b) + 12, (pos) + 12); \
+	} while (0)
+
+static __always_inline __u32 toeplitz(const struct vrss_slot *s, const __u8 *src, const __u8 *dst, int ports, const __u8 *pp, int v6)
+{
+	const __u8 *tab = (const __u8 *)s->toeplitz[0];
+	__u64 h0 = 0, h1 = 0, t;
 
 	if (v6) {
-		h = hseg(s, src, 0, 16) ^ hseg(s, dst, 16, 16);
-		if (ports)
-			h ^= hseg(s, pp, 32, 4);
+		TZ16(tab, src, 0);
+		TZ16(tab, dst, 16);
+		if (ports) {
+			tab = (const __u8 *)s->toeplitz[32];
+			TZ4(tab, pp, 0);
+		}
 	} else {
-		h = hseg(s, src, 0, 4) ^ hseg(s, dst, 4, 4);
+		TZ4(tab, src, 0);
+		TZ4(tab, dst, 4);
 		if (ports)
-			h ^= hseg(s, pp, 8, 4);
+			TZ4(tab, pp, 8);
 	}
-	return h;
+	return h0 ^ h1;
 }
 #endif
 
 /* rss.Engine.Steer: hash type selection, hashing and the table lookup. */
-static __always_inline void steer(const struct vrss_slot *s, const struct pkt *p, struct result *r)
+static __always_inline void steer(const struct vrss_slot *s, const struct pkt *p, const struct ext *e, struct result *r)
 {
 	const __u8 *src, *dst;
 	int ports;
 
 	r->hash = 0;
-	r->report = select_report(s, p, &src, &dst, &ports);
+	r->report = select_report(s, p, e, &src, &dst, &ports);
 	if (r->report == REPORT_NONE) {
 		r->queue = s->unclassified_queue;
 		return;
@@ -518,7 +604,9 @@ int vrss_steer(struct __sk_buff *skb)
 {
 	__u32 zero = 0;
 	struct vrss_config *cfg = bpf_map_lookup_elem(&vrss_config, &zero);
-	struct pkt p = {};
+	struct reader rd;
+	struct ext e;
+	struct pkt p;
 	struct result r = {};
 
 	if (!cfg)
@@ -527,14 +615,17 @@ int vrss_steer(struct __sk_buff *skb)
 		count(VRSS_STAT_UNCONFIGURED);
 		return 0;
 	}
-	{
-		/* Scoped, so that the compiler can reuse its stack: the
-		 * bit-serial build needs the room for its hash input. */
-		struct reader rd;
-
-		reader_init(skb, &rd);
-		classify(skb, &rd, &p);
-	}
+	reader_init(skb, &rd);
+	/* Until classify says otherwise the pointers point somewhere valid
+	 * (never read): the verifier, which does not follow p's flags through
+	 * the stack, then accepts every way of reaching the hash. */
+	p.src = p.dst = p.ports = rd.l4;
+	p.family = p.l4 = p.ext = 0;
+	classify(skb, &rd, &e, &p);
+	/* p lives on the stack and each attempt reads it back: kept in
+	 * registers across the loop, its fields would be spilled anyway, each
+	 * to a slot of its own, and the stack would not hold them. */
+	asm volatile("" : : "r"(&p) : "memory");
 
 	/* Seqlock read: a result counts only if its slot's sequence number was
 	 * even and unchanged across the whole computation. */
@@ -544,7 +635,7 @@ int vrss_steer(struct __sk_buff *skb)
 		__u32 seq = READ_ONCE_U32(s->seq);
 
 		barrier();
-		steer(s, &p, &r);
+		steer(s, &p, &e, &r);
 		barrier();
 		if (!(seq & 1) && READ_ONCE_U32(s->seq) == seq)
 			goto done;
