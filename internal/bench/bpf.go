@@ -121,19 +121,35 @@ func measurePrograms(r *Result, p *programs, o Options) error {
 	}
 	r.Floor = median(floor)
 	r.BPF, r.ReadFloor, r.BitSerial = map[string]float64{}, map[string]float64{}, map[string]float64{}
+	r.OverReadFloor = map[string]map[string]float64{"vrss": {}, "bitserial": {}}
 	for i, k := range Kinds {
 		r.BPF[k] = median(vrss[i])
 		r.ReadFloor[k] = median(read[i])
 		r.BitSerial[k] = median(bits[i])
+		r.OverReadFloor["vrss"][k] = medianOver(vrss[i], read[i])
+		r.OverReadFloor["bitserial"][k] = medianOver(bits[i], read[i])
 	}
 	if p.qemu != nil {
 		r.QEMU, r.QEMUAgrees = map[string]float64{}, map[string]bool{}
+		r.OverReadFloor["qemu"] = map[string]float64{}
 		for i, k := range Kinds {
 			r.QEMU[k] = median(qemu[i])
 			r.QEMUAgrees[k] = p.qemuAgrees[i]
+			r.OverReadFloor["qemu"][k] = medianOver(qemu[i], read[i])
 		}
 	}
 	return nil
+}
+
+// medianOver returns the median over rounds of xs[i] - floor[i]: each
+// program's cost above the read floor measured in the same round, right
+// after it, so that the machine's drift between rounds cancels out.
+func medianOver(xs, floor []float64) float64 {
+	d := make([]float64, len(xs))
+	for i := range xs {
+		d[i] = xs[i] - floor[i]
+	}
+	return median(d)
 }
 
 // benchmarker is a program the benchmark can run: a steering.Program or

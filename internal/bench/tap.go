@@ -36,12 +36,14 @@ const (
 	tapQuiet = 200 * time.Millisecond
 )
 
-// measureTAP fills in TAPPPS and TAPLost. In a new network namespace it
-// creates a TAP device and injects frames into it through an AF_PACKET
-// socket, the path of traffic a bridge forwards to a VM, while reading every
-// queue. Rounds without a program and with vrss alternate, after one
-// warm-up round of each, and the first mode swaps every round so that
-// neither always follows the other.
+// measureTAP fills in TAPPPS, TAPPairs and TAPLost. In a new network
+// namespace it creates a TAP device and injects frames into it through an
+// AF_PACKET socket, the path of traffic a bridge forwards to a VM, while
+// reading every queue. Rounds without a program and with vrss alternate in
+// pairs, after one warm-up pair, and the first of a pair swaps every pair
+// so that neither mode always follows the other. The ratio within each
+// pair compares two rounds taken next to each other, so that the machine's
+// speed, which drifts over a run on a shared host, affects both alike.
 func measureTAP(r *Result, vrss *steering.Program, o Options) error {
 	return netnstest.Do(func() error {
 		d, err := tap.Create(tap.Options{Queues: tapQueues, VnetHdrLen: tapVnetHdrLen, Up: true})
@@ -73,10 +75,12 @@ func measureTAP(r *Result, vrss *steering.Program, o Options) error {
 		}{{"none", -1}, {"vrss", vrss.Prog.FD()}}
 		samples := map[string][]float64{}
 		r.TAPLost = map[string]int{"none": 0, "vrss": 0}
+		r.TAPPairs = nil
 		received := 0 // frames that arrived with vrss attached
-		for round := -1; round < o.Rounds; round++ {
+		for pair := -1; pair < o.TAPPairs; pair++ {
+			rate := map[string]float64{}
 			for i := range modes {
-				m := modes[(i+round+1)%len(modes)]
+				m := modes[(i+pair+1)%len(modes)]
 				if err := d.SetSteering(m.prog); err != nil {
 					return err
 				}
@@ -87,11 +91,15 @@ func measureTAP(r *Result, vrss *steering.Program, o Options) error {
 				if m.name == "vrss" {
 					received += got
 				}
-				if round < 0 {
+				rate[m.name] = pps
+				if pair < 0 {
 					continue // warm-up
 				}
 				samples[m.name] = append(samples[m.name], pps)
 				r.TAPLost[m.name] += max(0, o.Frames-got)
+			}
+			if pair >= 0 {
+				r.TAPPairs = append(r.TAPPairs, ratio(rate["vrss"], rate["none"]))
 			}
 		}
 		if err := d.DetachSteering(); err != nil {
