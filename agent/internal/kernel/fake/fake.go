@@ -55,6 +55,7 @@ type Kernel struct {
 	handles  int // Program values not closed
 	watchers map[*watcher]bool
 	loadErr  error
+	drop     bool // updates are lost
 	closed   bool
 }
 
@@ -612,8 +613,19 @@ func (k *Kernel) WatchLinks(ch chan<- kernel.LinkUpdate, stop <-chan struct{}, o
 	return nil
 }
 
+// DropUpdates makes the kernel lose every link update from now on (as a
+// full netlink socket buffer loses them), or stop losing them.
+func (k *Kernel) DropUpdates(drop bool) {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	k.drop = drop
+}
+
 // notify announces d; k.mu is held.
 func (k *Kernel) notify(d *device, deleted bool) {
+	if k.drop {
+		return
+	}
 	u := kernel.LinkUpdate{Index: d.index, Deleted: deleted, Link: d.link()}
 	for w := range k.watchers {
 		select {
