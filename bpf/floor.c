@@ -12,6 +12,7 @@
 #include <bpf/bpf_helpers.h>
 
 #ifdef VRSS_READ_FLOOR
+#include "ctx/skb.h"
 #include "reader.h"
 #endif
 

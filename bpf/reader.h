@@ -1,20 +1,15 @@
 /* SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause) */
 /*
- * How the steering program reads a frame: one helper call copies its start
- * (reader_init), and headers are taken from that copy (get). Shared by the
- * program (vrss.c) and the benchmark's read floor (floor.c), which makes
- * the same first read and nothing else.
+ * How the parser reads a frame: one load copies its start (reader_init),
+ * and headers are taken from that copy (get). Loads go through the
+ * context's ctx_load (ctx/skb.h: a helper call; ctx/xdp.h: direct access).
+ * Shared by every program and the benchmark's read floor (floor.c), which
+ * makes the same first read and nothing else.
  */
 #ifndef VRSS_READER_H
 #define VRSS_READER_H
 
-#include <linux/bpf.h>
-#include <bpf/bpf_helpers.h>
-
-static __always_inline int load(struct __sk_buff *skb, __u32 off, void *to, __u32 len)
-{
-	return bpf_skb_load_bytes_relative(skb, off, to, len, BPF_HDR_START_MAC);
-}
+#include "ctx.h"
 
 /*
  * The frame as the parser sees it. buf[0, avail) holds the frame's first
@@ -51,10 +46,11 @@ struct reader {
  * this was measured), and frames that long are nearly all full-size TCP or
  * UDP segments, whose headers fit the shorter read.
  *
- * skb->len counts from skb->data: in tun that is the Ethernet header, so the
- * read is the whole frame (or its start); under BPF_PROG_TEST_RUN skb->data
- * is the network header and the read misses the frame's last 14 bytes,
- * which the parser then reads header by header. Either way every byte read
+ * skb->len (ctx/skb.h) counts from skb->data: in tun that is the Ethernet
+ * header, so the read is the whole frame (or its start); under
+ * BPF_PROG_TEST_RUN skb->data is the network header and the read misses
+ * the frame's last 14 bytes, which the parser then reads header by header.
+ * An XDP frame (ctx/xdp.h) starts at the Ethernet header. Either way every byte read
  * is in the frame, unless the skb is nonlinear (the helper reads only the
  * linear part): then shorter reads that still cover the usual headers are
  * tried — 54 bytes is Ethernet, IPv4 and TCP, or Ethernet and IPv6 — and
@@ -62,9 +58,9 @@ struct reader {
  */
 #define READER_FIRST (READER_PREFIX - 1)
 
-static __always_inline void reader_init(struct __sk_buff *skb, struct reader *r)
+static __always_inline void reader_init(ctx_t *ctx, struct reader *r)
 {
-	__u64 n = skb->len;
+	__u64 n = ctx_len(ctx);
 
 	r->avail = 0;
 	if (n > READER_FIRST)
@@ -74,11 +70,11 @@ static __always_inline void reader_init(struct __sk_buff *skb, struct reader *r)
 	 * learns no lower bound from n != 0, and refused the program for a
 	 * read of maybe 0 bytes; later ones do. */
 	asm volatile("" : "+r"(n));
-	if ((__s64)n > 0 && load(skb, 0, r->buf, n) == 0)
+	if ((__s64)n > 0 && ctx_load(ctx, 0, r->buf, n) == 0)
 		r->avail = n;
-	else if (n > 54 && load(skb, 0, r->buf, 54) == 0)
+	else if (n > 54 && ctx_load(ctx, 0, r->buf, 54) == 0)
 		r->avail = 54;
-	else if (n > 34 && load(skb, 0, r->buf, 34) == 0)
+	else if (n > 34 && ctx_load(ctx, 0, r->buf, 34) == 0)
 		r->avail = 34;
 }
 
@@ -88,11 +84,11 @@ static __always_inline void reader_init(struct __sk_buff *skb, struct reader *r)
  * are in it, else read into piece, which must hold len bytes. A pointer
  * into a piece is valid until the piece's next read.
  */
-static __always_inline const __u8 *get(struct __sk_buff *skb, struct reader *r, __u32 off, const __u32 len, __u8 *piece)
+static __always_inline const __u8 *get(ctx_t *ctx, struct reader *r, __u32 off, const __u32 len, __u8 *piece)
 {
 	if (off + len <= r->avail)
 		return r->buf + (off & (READER_PREFIX - 1));
-	if (load(skb, off, piece, len))
+	if (ctx_load(ctx, off, piece, len))
 		return 0;
 	return piece;
 }
