@@ -1,6 +1,10 @@
 package rss
 
-import "encoding/binary"
+import (
+	"encoding/binary"
+
+	"github.com/vrss-dev/vrss/internal/proto"
+)
 
 // Parser bounds. They are part of the semantics: the eBPF program uses the
 // same ones (docs/semantics.md).
@@ -16,26 +20,11 @@ const (
 	MaxDestOptions = 16
 )
 
-const (
-	etherTypeIPv4 = 0x0800
-	etherTypeIPv6 = 0x86dd
-	etherTypeVLAN = 0x8100 // 802.1Q
-	etherTypeQinQ = 0x88a8 // 802.1ad service tag
-
-	protoTCP = 6
-	protoUDP = 17
-
-	tcpHeaderLen = 20
-	udpHeaderLen = 8
-
-	optHomeAddress = 0xc9
-)
-
 // flow is what classification extracts from a frame: where the addresses and
 // ports are, as offsets into the frame so that nothing is copied.
 type flow struct {
 	family uint8 // 0 (not IP, or malformed), 4 or 6
-	l4     uint8 // protoTCP, protoUDP, or 0 when neither (or a fragment)
+	l4     uint8 // proto.IPProtoTCP, proto.IPProtoUDP, or 0 when neither (or a fragment)
 	frag   bool  // an IP fragment (NDIS rule: hash addresses only)
 	ext    bool  // IPv6 with at least one extension header
 	src    int   // offset of the source address
@@ -50,24 +39,24 @@ type flow struct {
 // (family 0). It fills f in place: returning the struct by value through
 // each layer costs as much as the parsing.
 func classify(b []byte, f *flow) {
-	if len(b) < 14 {
+	if len(b) < proto.EthHeaderLen {
 		return
 	}
-	off := 12
+	off := proto.EthTypeOff
 	etype := binary.BigEndian.Uint16(b[off:])
-	for tags := 0; etype == etherTypeVLAN || etype == etherTypeQinQ; tags++ {
-		if tags == MaxVLANTags || len(b) < off+6 {
+	for tags := 0; etype == proto.EtherTypeVLAN || etype == proto.EtherTypeQinQ; tags++ {
+		if tags == MaxVLANTags || len(b) < off+proto.VLANHeaderLen+2 {
 			return
 		}
-		off += 4
+		off += proto.VLANHeaderLen
 		etype = binary.BigEndian.Uint16(b[off:])
 	}
-	off += 2
+	off += 2 // past the EtherType
 	ok := false
 	switch etype {
-	case etherTypeIPv4:
+	case proto.EtherTypeIPv4:
 		ok = classify4(b, off, f)
-	case etherTypeIPv6:
+	case proto.EtherTypeIPv6:
 		ok = classify6(b, off, f)
 	}
 	if !ok {
@@ -76,44 +65,45 @@ func classify(b []byte, f *flow) {
 }
 
 func classify4(b []byte, off int, f *flow) bool {
-	if len(b) < off+20 || b[off]>>4 != 4 {
+	if len(b) < off+proto.IPv4MinHeaderLen || b[off]>>4 != 4 {
 		return false
 	}
 	ihl := int(b[off]&0x0f) * 4
-	if ihl < 20 || len(b) < off+ihl {
+	if ihl < proto.IPv4MinHeaderLen || len(b) < off+ihl {
 		return false
 	}
-	f.family, f.src, f.dst = 4, off+12, off+16
+	f.family, f.src, f.dst = 4, off+proto.IPv4SrcOff, off+proto.IPv4DstOff
 	// Any fragment, the first included, hashes on addresses only.
-	if binary.BigEndian.Uint16(b[off+6:])&0x3fff != 0 {
+	if binary.BigEndian.Uint16(b[off+proto.IPv4FragOff:])&proto.IPv4FragMask != 0 {
 		f.frag = true
 		return true
 	}
-	return transport(b, f, b[off+9], off+ihl)
+	return transport(b, f, b[off+proto.IPv4ProtoOff], off+ihl)
 }
 
 func classify6(b []byte, off int, f *flow) bool {
-	if len(b) < off+40 || b[off]>>4 != 6 {
+	if len(b) < off+proto.IPv6HeaderLen || b[off]>>4 != 6 {
 		return false
 	}
-	f.family, f.src, f.dst = 6, off+8, off+24
-	next := b[off+6]
-	off += 40
+	f.family, f.src, f.dst = 6, off+proto.IPv6SrcOff, off+proto.IPv6DstOff
+	next := b[off+proto.IPv6NextOff]
+	off += proto.IPv6HeaderLen
 	for n := 0; ; n++ {
 		var hlen int
 		switch next {
-		case 0, 43, 60, 135, 139, 140, 253, 254: // generic (len+1)*8 format
-			if len(b) < off+8 {
+		case proto.IPProtoHopOpts, proto.IPProtoRouting, proto.IPProtoDstOpts, proto.IPProtoMH, proto.IPProtoHIP, proto.IPProtoShim6, proto.IPProtoExp1, proto.IPProtoExp2:
+			// generic (len+1)*8 format
+			if len(b) < off+proto.IPv6ExtMinHeaderLen {
 				return false
 			}
 			hlen = (int(b[off+1]) + 1) * 8
-		case 51: // authentication header: (len+2)*4
-			if len(b) < off+8 {
+		case proto.IPProtoAH: // (len+2)*4
+			if len(b) < off+proto.IPv6ExtMinHeaderLen {
 				return false
 			}
 			hlen = (int(b[off+1]) + 2) * 4
-		case 44: // fragment header
-			hlen = 8
+		case proto.IPProtoFragment:
+			hlen = proto.IPv6FragHeaderLen
 		default:
 			return transport(b, f, next, off)
 		}
@@ -122,16 +112,16 @@ func classify6(b []byte, off int, f *flow) bool {
 		}
 		f.ext = true
 		switch next {
-		case 43: // type 2 routing header with one segment left: 24 bytes
-			if f.rt2 == 0 && b[off+2] == 2 && b[off+3] == 1 && b[off+1] == 2 {
-				f.rt2 = off + 8
+		case proto.IPProtoRouting: // type 2 routing header with one segment left: 24 bytes
+			if f.rt2 == 0 && b[off+2] == proto.IPv6RT2Type && b[off+3] == 1 && b[off+1] == proto.IPv6RT2ExtLen {
+				f.rt2 = off + proto.IPv6RT2AddrOff
 			}
-		case 60:
+		case proto.IPProtoDstOpts:
 			if f.home == 0 {
 				f.home = homeAddress(b[:off+hlen], off)
 			}
-		case 44:
-			if binary.BigEndian.Uint16(b[off+2:])&0xfff9 != 0 {
+		case proto.IPProtoFragment:
+			if binary.BigEndian.Uint16(b[off+2:])&proto.IPv6FragMask != 0 {
 				// Offset or more-fragments set; an atomic fragment
 				// (both zero) is a whole packet and walked through.
 				f.frag = true
@@ -149,7 +139,7 @@ func classify6(b []byte, off int, f *flow) bool {
 func homeAddress(b []byte, off int) int {
 	p := off + 2
 	for i := 0; i < MaxDestOptions && p < len(b); i++ {
-		if b[p] == 0 { // Pad1 has no length byte
+		if b[p] == proto.IPv6OptPad1 { // no length byte
 			p++
 			continue
 		}
@@ -157,7 +147,7 @@ func homeAddress(b []byte, off int) int {
 			return 0
 		}
 		olen := int(b[p+1])
-		if b[p] == optHomeAddress && olen == 16 && p+2+16 <= len(b) {
+		if b[p] == proto.IPv6OptHomeAddress && olen == proto.IPv6AddrLen && p+2+proto.IPv6AddrLen <= len(b) {
 			return p + 2
 		}
 		p += 2 + olen
@@ -167,20 +157,20 @@ func homeAddress(b []byte, off int) int {
 
 // transport records the TCP or UDP ports at off, if the whole header is
 // there; a cut-off TCP or UDP header makes the frame malformed.
-func transport(b []byte, f *flow, proto byte, off int) bool {
+func transport(b []byte, f *flow, next byte, off int) bool {
 	need := 0
-	switch proto {
-	case protoTCP:
-		need = tcpHeaderLen
-	case protoUDP:
-		need = udpHeaderLen
+	switch next {
+	case proto.IPProtoTCP:
+		need = proto.TCPMinHeaderLen
+	case proto.IPProtoUDP:
+		need = proto.UDPHeaderLen
 	default:
 		return true
 	}
 	if len(b) < off+need {
 		return false
 	}
-	f.l4 = proto
+	f.l4 = next
 	f.ports = off
 	return true
 }

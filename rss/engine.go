@@ -1,5 +1,7 @@
 package rss
 
+import "github.com/vrss-dev/vrss/internal/proto"
+
 // Engine steers frames by one RSS configuration. It is immutable after New
 // and safe for concurrent use.
 type Engine struct {
@@ -44,9 +46,9 @@ func (e *Engine) Steer(frame []byte) Result {
 	switch f.family {
 	case 4:
 		switch {
-		case f.l4 == protoTCP && t&HashTCPv4 != 0:
+		case f.l4 == proto.IPProtoTCP && t&HashTCPv4 != 0:
 			report = ReportTCPv4
-		case f.l4 == protoUDP && t&HashUDPv4 != 0:
+		case f.l4 == proto.IPProtoUDP && t&HashUDPv4 != 0:
 			report = ReportUDPv4
 		case t&HashIPv4 != 0:
 			report, ports = ReportIPv4, false
@@ -55,9 +57,9 @@ func (e *Engine) Steer(frame []byte) Result {
 		alen = 16
 		if f.ext {
 			switch {
-			case f.l4 == protoTCP && t&HashTCPEx != 0:
+			case f.l4 == proto.IPProtoTCP && t&HashTCPEx != 0:
 				report = ReportTCPv6Ex
-			case f.l4 == protoUDP && t&HashUDPEx != 0:
+			case f.l4 == proto.IPProtoUDP && t&HashUDPEx != 0:
 				report = ReportUDPv6Ex
 			case t&HashIPEx != 0:
 				report, ports = ReportIPv6Ex, false
@@ -73,9 +75,9 @@ func (e *Engine) Steer(frame []byte) Result {
 		}
 		if report == ReportNone {
 			switch {
-			case f.l4 == protoTCP && t&HashTCPv6 != 0:
+			case f.l4 == proto.IPProtoTCP && t&HashTCPv6 != 0:
 				report = ReportTCPv6
-			case f.l4 == protoUDP && t&HashUDPv6 != 0:
+			case f.l4 == proto.IPProtoUDP && t&HashUDPv6 != 0:
 				report = ReportUDPv6
 			case t&HashIPv6 != 0:
 				report, ports = ReportIPv6, false

@@ -18,9 +18,10 @@ const module = "github.com/vrss-dev/vrss"
 // has a doc_other.go that fails its build off Linux.
 var portable = []string{
 	"rss", "virtio", // the RSS engine and the virtio-net wire formats
-	"qemu/qmp",  // the QMP client
-	"agent/api", // vrssd's protocol types
-	"internal/frame", "internal/buildinfo", "internal/buildinfo/buildtest", "internal/crossbuild",
+	"qemu/qmp",                         // the QMP client
+	"agent/api",                        // vrssd's protocol types
+	"internal/frame", "internal/proto", // frame builders, protocol numbers and offsets
+	"internal/buildinfo", "internal/buildinfo/buildtest", "internal/crossbuild",
 }
 
 // marker is the declaration each Linux-only package's doc_other.go holds,

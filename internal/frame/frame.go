@@ -7,19 +7,21 @@ package frame
 import (
 	"encoding/binary"
 	"net/netip"
+
+	"github.com/vrss-dev/vrss/internal/proto"
 )
 
-// IP protocol numbers used by Spec.Proto.
+// IP protocol numbers used by Spec.Proto (package proto names the rest).
 const (
-	ProtoTCP  = 6
-	ProtoUDP  = 17
-	ProtoICMP = 1
+	ProtoTCP  = proto.IPProtoTCP
+	ProtoUDP  = proto.IPProtoUDP
+	ProtoICMP = proto.IPProtoICMP
 )
 
 // ExtHeader is one IPv6 extension header. Data is its content after the
 // next-header and length bytes; Build pads it to the header's unit size.
 type ExtHeader struct {
-	Type uint8 // 0, 43, 44, 51, 60, 135, ...
+	Type uint8 // proto.IPProtoHopOpts, IPProtoRouting, ...
 	Data []byte
 }
 
@@ -28,15 +30,15 @@ type ExtHeader struct {
 func HomeAddressOption(addr netip.Addr) ExtHeader {
 	a := addr.As16()
 	// PadN of 2 bytes aligns the address to 8n+6 as RFC 6275 asks.
-	d := append([]byte{1, 2, 0, 0, 0xc9, 16}, a[:]...)
-	return ExtHeader{Type: 60, Data: d}
+	d := append([]byte{1, 2, 0, 0, proto.IPv6OptHomeAddress, proto.IPv6AddrLen}, a[:]...)
+	return ExtHeader{Type: proto.IPProtoDstOpts, Data: d}
 }
 
 // RoutingType2 returns a type 2 routing header for addr with segmentsLeft.
 func RoutingType2(addr netip.Addr, segmentsLeft uint8) ExtHeader {
 	a := addr.As16()
-	d := append([]byte{2, segmentsLeft, 0, 0, 0, 0}, a[:]...)
-	return ExtHeader{Type: 43, Data: d}
+	d := append([]byte{proto.IPv6RT2Type, segmentsLeft, 0, 0, 0, 0}, a[:]...)
+	return ExtHeader{Type: proto.IPProtoRouting, Data: d}
 }
 
 // FragmentHeader returns an IPv6 fragment header.
@@ -45,7 +47,7 @@ func FragmentHeader(offset uint16, more bool) ExtHeader {
 	if more {
 		v |= 1
 	}
-	return ExtHeader{Type: 44, Data: []byte{0, byte(v >> 8), byte(v), 0, 0, 0, 1}}
+	return ExtHeader{Type: proto.IPProtoFragment, Data: []byte{0, byte(v >> 8), byte(v), 0, 0, 0, 1}}
 }
 
 // Spec describes a frame.
@@ -71,12 +73,12 @@ func Build(s Spec) []byte {
 	}
 	l4 := transport(s)
 	if s.Src.Is4() {
-		b = binary.BigEndian.AppendUint16(b, 0x0800)
+		b = binary.BigEndian.AppendUint16(b, proto.EtherTypeIPv4)
 		opts := append([]byte(nil), s.IPv4Opts...)
 		for len(opts)%4 != 0 {
 			opts = append(opts, 0)
 		}
-		hl := 20 + len(opts)
+		hl := proto.IPv4MinHeaderLen + len(opts)
 		b = append(b, byte(0x40|hl/4), 0)
 		b = binary.BigEndian.AppendUint16(b, uint16(hl+len(l4)))
 		b = append(b, 0x12, 0x34)
@@ -92,7 +94,7 @@ func Build(s Spec) []byte {
 		b = append(b, opts...)
 		return append(b, l4...)
 	}
-	b = binary.BigEndian.AppendUint16(b, 0x86dd)
+	b = binary.BigEndian.AppendUint16(b, proto.EtherTypeIPv6)
 	var ext []byte
 	next := s.Proto
 	for i := len(s.Ext) - 1; i >= 0; i-- {
@@ -111,12 +113,12 @@ func Build(s Spec) []byte {
 
 func extBytes(h ExtHeader, next uint8) []byte {
 	switch h.Type {
-	case 44:
-		d := make([]byte, 8)
+	case proto.IPProtoFragment:
+		d := make([]byte, proto.IPv6FragHeaderLen)
 		d[0] = next
 		copy(d[1:], h.Data)
 		return d
-	case 51: // AH: length in 4-byte units minus 2
+	case proto.IPProtoAH: // length in 4-byte units minus 2
 		n := (2 + len(h.Data) + 3) / 4 * 4
 		if n < 8 {
 			n = 8
@@ -130,7 +132,7 @@ func extBytes(h ExtHeader, next uint8) []byte {
 	d := make([]byte, n)
 	d[0], d[1] = next, byte(n/8-1)
 	copy(d[2:], h.Data)
-	if pad := n - 2 - len(h.Data); pad >= 2 && (h.Type == 0 || h.Type == 60) {
+	if pad := n - 2 - len(h.Data); pad >= 2 && (h.Type == proto.IPProtoHopOpts || h.Type == proto.IPProtoDstOpts) {
 		// Fill the tail with a PadN option so the options stay well formed.
 		d[2+len(h.Data)], d[3+len(h.Data)] = 1, byte(pad-2)
 	}
@@ -145,12 +147,12 @@ func transport(s Spec) []byte {
 	var h []byte
 	switch s.Proto {
 	case ProtoTCP:
-		h = make([]byte, 20)
+		h = make([]byte, proto.TCPMinHeaderLen)
 		h[12] = 5 << 4
 		h[13] = 0x18
 	case ProtoUDP:
-		h = make([]byte, 8)
-		binary.BigEndian.PutUint16(h[4:], uint16(8+len(payload)))
+		h = make([]byte, proto.UDPHeaderLen)
+		binary.BigEndian.PutUint16(h[4:], uint16(proto.UDPHeaderLen+len(payload)))
 	default:
 		return payload
 	}

@@ -3,6 +3,8 @@ package frame
 import (
 	"math/rand/v2"
 	"net/netip"
+
+	"github.com/vrss-dev/vrss/internal/proto"
 )
 
 // Random returns a frame for differential testing: mostly well-formed
@@ -85,9 +87,9 @@ func RandomSpec(r *rand.Rand) Spec {
 
 func vlanTPID(r *rand.Rand) uint16 {
 	if r.IntN(2) == 0 {
-		return 0x8100
+		return proto.EtherTypeVLAN
 	}
-	return 0x88a8
+	return proto.EtherTypeQinQ
 }
 
 // RandomAddr4 returns a random IPv4 address.
@@ -125,19 +127,19 @@ func randomExt(r *rand.Rand) ExtHeader {
 		if r.IntN(4) == 0 {
 			// Padding before the option, sometimes past the 16 options examined.
 			pads := make([]byte, r.IntN(20))
-			d := append(pads, 0xc9, 16)
+			d := append(pads, proto.IPv6OptHomeAddress, proto.IPv6AddrLen)
 			a := RandomAddr6(r).As16()
-			return ExtHeader{Type: 60, Data: append(d, a[:]...)}
+			return ExtHeader{Type: proto.IPProtoDstOpts, Data: append(d, a[:]...)}
 		}
 		return HomeAddressOption(RandomAddr6(r))
 	case 6:
-		return ExtHeader{Type: 51, Data: make([]byte, 10+4*r.IntN(3))}
+		return ExtHeader{Type: proto.IPProtoAH, Data: make([]byte, 10+4*r.IntN(3))}
 	case 7:
-		return ExtHeader{Type: []uint8{135, 139, 140, 253, 254}[r.IntN(5)], Data: make([]byte, 6+8*r.IntN(2))}
+		return ExtHeader{Type: []uint8{proto.IPProtoMH, proto.IPProtoHIP, proto.IPProtoShim6, proto.IPProtoExp1, proto.IPProtoExp2}[r.IntN(5)], Data: make([]byte, 6+8*r.IntN(2))}
 	case 8:
 		// A destination options header with an odd option mix.
 		d := []byte{1, byte(r.IntN(4)), 0, 0, 0, 0}
-		return ExtHeader{Type: 60, Data: append(d, make([]byte, 8*r.IntN(2))...)}
+		return ExtHeader{Type: proto.IPProtoDstOpts, Data: append(d, make([]byte, 8*r.IntN(2))...)}
 	}
-	return ExtHeader{Type: 60, Data: make([]byte, 6)}
+	return ExtHeader{Type: proto.IPProtoDstOpts, Data: make([]byte, 6)}
 }
