@@ -7,6 +7,7 @@ import (
 	"github.com/vrss-dev/vrss/internal/frame"
 	"github.com/vrss-dev/vrss/rss"
 	"github.com/vrss-dev/vrss/steering"
+	_ "github.com/vrss-dev/vrss/steering/baseline" // the benchmark baselines
 )
 
 // identityTable maps every index to itself, so the queue a frame is steered

@@ -21,12 +21,15 @@ const (
 	// Debug also records each packet's hash, report and queue, so tests
 	// can compare hashes with the rss engine, not only queues.
 	Debug
-	// BitSerial hashes bit by bit from the key: a benchmark baseline.
+	// BitSerial hashes bit by bit from the key: a benchmark baseline
+	// (package steering/baseline).
 	BitSerial
-	// Floor returns 0 for every packet: the benchmark's cost floor.
+	// Floor returns 0 for every packet: the benchmark's cost floor
+	// (package steering/baseline).
 	Floor
 	// ReadFloor makes the production program's first read of the frame
-	// and returns 0: what any program that reads the packet costs at least.
+	// and returns 0: what any program that reads the packet costs at least
+	// (package steering/baseline).
 	ReadFloor
 )
 
@@ -98,46 +101,60 @@ type Program struct {
 // error is an *UnavailableError saying precisely why.
 func Load() (*Program, error) { return LoadVariant(Production) }
 
-// LoadVariant loads one build of the steering program.
-func LoadVariant(v Variant) (*Program, error) {
-	var (
-		spec *ebpf.CollectionSpec
-		err  error
-	)
-	switch v {
-	case Production:
-		spec, err = loadVrss()
-	case Debug:
-		spec, err = loadVrssdebug()
-	case BitSerial:
-		spec, err = loadVrssbitserial()
-	case Floor:
-		spec, err = loadFloor()
-	case ReadFloor:
-		spec, err = loadReadfloor()
-	default:
-		return nil, fmt.Errorf("steering: unknown variant %d", v)
+// loaders load each build through the objects bpf2go generated for it,
+// into p's fields. The production and debug builds are this package's; the
+// benchmark baselines (BitSerial, Floor, ReadFloor) are registered by
+// package steering/baseline, so that their objects are not in every binary
+// that steers (vrssd), only in those that import it.
+var loaders = map[Variant]func(p *Program) error{
+	Production: func(p *Program) error {
+		var o vrssObjects
+		if err := loadVrssObjects(&o, nil); err != nil {
+			return err
+		}
+		p.Prog, p.ConfigMap, p.StatsMap = o.VrssSteer, o.VrssConfig, o.VrssStats
+		return nil
+	},
+	Debug: func(p *Program) error {
+		var o vrssdebugObjects
+		if err := loadVrssdebugObjects(&o, nil); err != nil {
+			return err
+		}
+		p.Prog, p.ConfigMap, p.StatsMap, p.DebugMap = o.VrssSteer, o.VrssConfig, o.VrssStats, o.VrssDebug
+		return nil
+	},
+}
+
+// RegisterBaseline makes LoadVariant(v) load a benchmark baseline with load,
+// which fills p's fields (as bpf2go's generated loaders do) or fails with
+// the load's error. Package steering/baseline calls it when imported; it is
+// not for other callers, and must be called before any LoadVariant.
+func RegisterBaseline(v Variant, load func(p *Program) error) {
+	if v < BitSerial || v > ReadFloor {
+		panic(fmt.Sprintf("steering: %s is not a benchmark baseline", v))
 	}
-	if err != nil {
-		return nil, err
+	loaders[v] = load
+}
+
+// LoadVariant loads one build of the steering program. The benchmark
+// baselines (BitSerial, Floor, ReadFloor) need package steering/baseline
+// imported.
+func LoadVariant(v Variant) (*Program, error) {
+	load, ok := loaders[v]
+	if !ok {
+		if v >= BitSerial && v <= ReadFloor {
+			return nil, fmt.Errorf("steering: %s is a benchmark baseline: import github.com/vrss-dev/vrss/steering/baseline to load it", v)
+		}
+		return nil, fmt.Errorf("steering: unknown variant %d", v)
 	}
 	// Before Linux 5.11 maps count against RLIMIT_MEMLOCK; lift it where
 	// the process may. Later kernels need nothing, and failing is fine: a
 	// real shortage is reported by the load below.
 	_ = rlimit.RemoveMemlock()
-	coll, err := ebpf.NewCollection(spec)
-	if err != nil {
+	p := &Program{Variant: v}
+	if err := load(p); err != nil {
 		return nil, classifyLoadError(err)
 	}
-	p := &Program{Variant: v, ConfigMap: coll.Maps["vrss_config"], StatsMap: coll.Maps["vrss_stats"], DebugMap: coll.Maps["vrss_debug"]}
-	for name, prog := range coll.Programs {
-		p.Prog = prog
-		delete(coll.Programs, name)
-	}
-	delete(coll.Maps, "vrss_config")
-	delete(coll.Maps, "vrss_stats")
-	delete(coll.Maps, "vrss_debug")
-	coll.Close()
 	return p, nil
 }
 

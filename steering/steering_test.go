@@ -9,6 +9,7 @@ import (
 	"github.com/vrss-dev/vrss/internal/privtest"
 	"github.com/vrss-dev/vrss/rss"
 	"github.com/vrss-dev/vrss/steering"
+	_ "github.com/vrss-dev/vrss/steering/baseline" // the benchmark baselines
 )
 
 // load loads a variant, skipping (or failing under VRSS_REQUIRE_PRIV=1) when

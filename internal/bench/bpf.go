@@ -8,6 +8,7 @@ import (
 
 	"github.com/vrss-dev/vrss/rss"
 	"github.com/vrss-dev/vrss/steering"
+	_ "github.com/vrss-dev/vrss/steering/baseline" // the baselines it compares with
 )
 
 // programs are the builds the benchmark compares, and QEMU's program if

@@ -1,4 +1,6 @@
-package steering
+//go:build linux
+
+package baseline
 
 import (
 	"net/netip"
@@ -9,12 +11,13 @@ import (
 
 	"github.com/vrss-dev/vrss/internal/frame"
 	"github.com/vrss-dev/vrss/internal/privtest"
+	"github.com/vrss-dev/vrss/steering"
 )
 
 // helperCalls lists the helpers a variant's program calls, in order.
-func helperCalls(t *testing.T, v Variant) []asm.BuiltinFunc {
+func helperCalls(t *testing.T, v steering.Variant) []asm.BuiltinFunc {
 	t.Helper()
-	load := map[Variant]func() (*ebpf.CollectionSpec, error){Floor: loadFloor, ReadFloor: loadReadfloor}[v]
+	load := map[steering.Variant]func() (*ebpf.CollectionSpec, error){steering.Floor: loadFloor, steering.ReadFloor: loadReadfloor}[v]
 	spec, err := load()
 	if err != nil {
 		t.Fatal(err)
@@ -37,10 +40,10 @@ func helperCalls(t *testing.T, v Variant) []asm.BuiltinFunc {
 // the floor calls nothing; the read floor calls only the frame read, with
 // the same fallbacks as the production reader (reader_init).
 func TestFloorPrograms(t *testing.T) {
-	if calls := helperCalls(t, Floor); len(calls) != 0 {
+	if calls := helperCalls(t, steering.Floor); len(calls) != 0 {
 		t.Errorf("floor calls helpers %v, want none", calls)
 	}
-	calls := helperCalls(t, ReadFloor)
+	calls := helperCalls(t, steering.ReadFloor)
 	if len(calls) != 3 {
 		t.Errorf("read floor calls %v, want the 3 reads of reader_init", calls)
 	}
@@ -53,8 +56,8 @@ func TestFloorPrograms(t *testing.T) {
 	privtest.Require(t, "bpf")
 	ip := netip.MustParseAddr
 	f := frame.Build(frame.Spec{Src: ip("192.168.1.10"), Dst: ip("10.0.0.1"), Proto: frame.ProtoTCP, SrcPort: 43210, DstPort: 443})
-	for _, v := range []Variant{Floor, ReadFloor} {
-		p, err := LoadVariant(v)
+	for _, v := range []steering.Variant{steering.Floor, steering.ReadFloor} {
+		p, err := steering.LoadVariant(v)
 		if err != nil {
 			t.Fatalf("load %s: %v", v, err)
 		}
