@@ -6,6 +6,8 @@ import (
 	"testing"
 	"time"
 
+	"golang.org/x/sys/unix"
+
 	"github.com/vrss-dev/vrss/agent/api"
 	"github.com/vrss-dev/vrss/internal/demo"
 	"github.com/vrss-dev/vrss/internal/inject"
@@ -102,8 +104,11 @@ func TestOpenByName(t *testing.T) {
 		t.Fatalf("list while held by name: %+v", ti)
 	}
 
-	// The VMM detaches the program, as QEMU 7.2 does at device reset; the
-	// next frames tell vrssd, which attaches it again.
+	// The VMM detaches the program with no queue change (as QEMU 7.2 does
+	// with rss='on' when the device is created), once vrssd's delayed
+	// re-attach after the queue changes above is past; the next frames
+	// tell vrssd, which attaches it again.
+	time.Sleep(300 * time.Millisecond)
 	if err := tap.SetSteeringFD(fdOf(t, qs[0]), -1); err != nil {
 		t.Fatal(err)
 	}
@@ -189,4 +194,46 @@ func fdOf(t *testing.T, f *os.File) uintptr {
 	var fd uintptr
 	rc.Control(func(v uintptr) { fd = v })
 	return fd
+}
+
+// vrssd opening its control queue (at a restart, here) leaves alone the
+// vnet header length a VMM holding the other queues has set: the length
+// is the device's, for every queue.
+func TestControlQueueKeepsVnetHdrLen(t *testing.T) {
+	d := newDaemon(t, "")
+	if _, err := d.dial().Create(ctx, api.CreateArgs{Name: "vh0", Queues: 2}); err != nil {
+		t.Fatal(err)
+	}
+	_, qs := d.openByName("vh0", 2)
+	// The guest negotiated hash reports: QEMU sets 20.
+	if err := unix.IoctlSetPointerInt(int(fdOf(t, qs[0])), unix.TUNSETVNETHDRSZ, 20); err != nil {
+		t.Fatal(err)
+	}
+	d.stop()
+	d.start()
+	n, err := unix.IoctlGetInt(int(fdOf(t, qs[1])), unix.TUNGETVNETHDRSZ)
+	if err != nil || n != 20 {
+		t.Fatalf("after vrssd restarted under the VMM: vnet header length %d, %v; want the VMM's 20", n, err)
+	}
+}
+
+// A client whose daemon went away reconnects once it is back, even after
+// a reconnect failed meanwhile.
+func TestClientReconnectsAfterRestart(t *testing.T) {
+	d := newDaemon(t, "")
+	c := d.dial()
+	if _, err := c.List(ctx); err != nil {
+		t.Fatal(err)
+	}
+	d.stop()
+	if _, err := c.List(ctx); err == nil {
+		t.Fatal("a call with vrssd stopped succeeded")
+	}
+	if _, err := c.List(ctx); err == nil {
+		t.Fatal("a second call with vrssd stopped succeeded")
+	}
+	d.start()
+	if _, err := c.List(ctx); err != nil {
+		t.Fatalf("after vrssd came back: %v", err)
+	}
 }

@@ -57,6 +57,9 @@ type device struct {
 	// tx_packets at the monitor's last look; seen says they are valid.
 	progSeen, txSeen uint64
 	seen             bool
+	// suspect: the last look saw frames sent that the program never
+	// counted; a second such look in a row re-attaches.
+	suspect bool
 	// problem, when set, says what is wrong with the TAP's steering (its
 	// pins could not be loaded or made again); list shows it.
 	problem string
@@ -179,8 +182,14 @@ func (d *device) elsewhere() bool { return d.attachedQ+d.disabledQ > 0 }
 // (disabled) control queue; it reports whether they changed.
 func (d *device) noteQueues(t *kernel.Link) bool {
 	a, dis := t.Queues, t.DisabledQueues
-	if d.ctl != nil && dis > 0 {
-		dis--
+	if d.ctl != nil {
+		// vrssd's control queue is disabled, but for the moment after
+		// it was opened, when it is the last enabled one.
+		if dis > 0 {
+			dis--
+		} else if a > 0 {
+			a--
+		}
 	}
 	changed := a != d.attachedQ || dis != d.disabledQ
 	d.attachedQ, d.disabledQ = a, dis
@@ -191,7 +200,9 @@ func (d *device) noteQueues(t *kernel.Link) bool {
 // While it is enabled, for a moment, it is the last queue: the queues a VMM
 // holds keep their numbers.
 func (s *Server) openControl(name string, vnetHdrLen int) (kernel.Queues, error) {
-	c, err := s.opts.TAPs.Open(name, 1, vnetHdrLen)
+	// Not TUNSETVNETHDRSZ: it applies to every queue, and a VMM holding
+	// the others may have set another length.
+	c, err := s.opts.TAPs.OpenQueue(name, vnetHdrLen != 0)
 	if err != nil {
 		return nil, err
 	}

@@ -25,9 +25,11 @@ const monitorInterval = 250 * time.Millisecond
 //     "unconfigured"), and tun runs it for every frame it transmits while
 //     more than one queue is enabled (with one, the stack never asks tun
 //     for a queue). So when the TAP's tx_packets grow and the program's
-//     count does not, with more than one queue enabled at both looks, no
-//     program of vrssd's is attached. This catches a detach without queue
-//     changes (a device reset), within monitorInterval of the first frame.
+//     count does not, with more than one queue enabled, at two looks with
+//     no frame counted in between (tx_packets counts a frame when the VMM
+//     reads it, the program when it is queued, so a backlog can fool one
+//     look), no program of vrssd's is attached. This catches a detach without queue changes
+//     (a device reset) within two monitor intervals of steady traffic.
 //
 // An explicit detach (vrss tap detach, or qemu_ebpf handing QEMU its own
 // program) clears the wish, and vrssd never fights its operator.
@@ -130,7 +132,21 @@ func (s *Server) checkSteeringLocked(d *device, t *kernel.Link) {
 	prog += st.Unconfigured
 	tx := t.TxPackets
 	multi := t.Queues > 1
-	if d.seen && multi && tx > d.txSeen && prog == d.progSeen {
+	// tun counts tx_packets when the VMM reads a frame, the program when
+	// the frame is queued: a backlog read after one look makes tx grow
+	// while the program's count stands, once. Only two looks with frames
+	// sent and none counted, and no frame counted in between, say the
+	// program is gone.
+	// A look where the program counted frames clears the suspicion; a
+	// quiet look keeps it.
+	confirmed := false
+	switch {
+	case !d.seen || !multi || prog != d.progSeen:
+		d.suspect = false
+	case tx > d.txSeen:
+		confirmed, d.suspect = d.suspect, !d.suspect
+	}
+	if confirmed {
 		if s.attachLocked(d, "") {
 			d.reattached++
 			d.lost = false

@@ -20,7 +20,7 @@ const (
 // refusal logging. Root and admins are not rate limited by the callers;
 // their refusals are logged under the same limit.
 type userLimits struct {
-	rate float64 // requests per second; the bucket holds 2 seconds' worth
+	rate float64 // requests per second; the bucket holds 2 seconds' worth, at least 1
 	log  *slog.Logger
 
 	mu    sync.Mutex
@@ -56,11 +56,15 @@ func (l *userLimits) get(uid int, now time.Time) *userLimit {
 	}
 	u := l.users[uid]
 	if u == nil {
-		u = &userLimit{tokens: 2 * l.rate, last: now}
+		u = &userLimit{tokens: l.burst(), last: now}
 		l.users[uid] = u
 	}
 	return u
 }
+
+// burst is the bucket's size: two seconds' worth, and never less than one
+// request, or a rate below 0.5/s would refuse everything.
+func (l *userLimits) burst() float64 { return max(2*l.rate, 1) }
 
 // allow takes a token from uid's bucket, and reports whether there was one.
 func (l *userLimits) allow(uid int) bool {
@@ -68,7 +72,7 @@ func (l *userLimits) allow(uid int) bool {
 	defer l.mu.Unlock()
 	now := l.now()
 	u := l.get(uid, now)
-	u.tokens = min(2*l.rate, u.tokens+now.Sub(u.last).Seconds()*l.rate)
+	u.tokens = min(l.burst(), u.tokens+now.Sub(u.last).Seconds()*l.rate)
 	u.last = now
 	if u.tokens < 1 {
 		return false

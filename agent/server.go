@@ -625,6 +625,9 @@ func (s *Server) restore() error {
 			continue
 		}
 		d, err := s.readopt(rec)
+		if errors.Is(err, errKeep) {
+			return err
+		}
 		if err != nil {
 			s.log.Warn("forgetting a TAP recorded in the state", "tap", rec.Name, "reason", err)
 			s.removePins(rec.Name)
@@ -665,6 +668,10 @@ func (s *Server) undoCreateLocked(rec tapState) {
 	s.removePins(rec.Name)
 }
 
+// errKeep marks a restore failure that must not forget the TAP: the start
+// fails instead.
+var errKeep = errors.New("cannot tell whether a recorded TAP still exists")
+
 // removePins removes the pins of TAP name (a validated name): the three
 // files vrssd pins, then the directory if nothing else is in it. Nothing
 // else is ever removed from the bpffs directory.
@@ -676,8 +683,12 @@ func (s *Server) removePins(name string) {
 
 func (s *Server) readopt(rec tapState) (*device, error) {
 	l, err := s.opts.TAPs.LinkByName(rec.Name)
-	if err != nil {
+	if errors.Is(err, kernel.ErrNoDevice) {
 		return nil, fmt.Errorf("the device is gone: %w", err)
+	}
+	if err != nil {
+		// Not known to be gone: refuse to start rather than forget it.
+		return nil, fmt.Errorf("%w: looking up TAP %s: %v", errKeep, rec.Name, err)
 	}
 	t, err := asTAP(l)
 	if err != nil {
@@ -720,7 +731,7 @@ func (s *Server) readopt(rec tapState) (*device, error) {
 	d.prog = prog
 	if rec.ABI == steering.ABIStamp() {
 		if d.pub, err = prog.Publisher(rec.Queues); err != nil {
-			prog.Close()
+			d.release()
 			return nil, err
 		}
 		d.savedGen = d.pub.Generation()

@@ -171,6 +171,34 @@ func Open(name string, queues int, vnetHdrLen int) (*Device, error) {
 	return d, nil
 }
 
+// OpenQueue attaches one more queue to the existing multi-queue TAP name,
+// with IFF_VNET_HDR as vnetHdr says. Unlike Open it leaves the device's
+// vnet header length alone: TUNSETVNETHDRSZ applies to every queue, and a
+// VMM holding the others may have set another length than the one the
+// device was made with.
+func OpenQueue(name string, vnetHdr bool) (*Device, error) {
+	if name == "" {
+		return nil, errors.New("tap: OpenQueue needs a device name")
+	}
+	d := &Device{}
+	hdr := 0
+	if vnetHdr {
+		hdr = 1 // any nonzero length: attach only looks at whether it is set
+	}
+	err := d.attach(name, hdr, 0, false)
+	if err == nil {
+		err = d.checkVnetHdr(vnetHdr)
+	}
+	if err == nil {
+		err = d.lookup()
+	}
+	if err != nil {
+		d.Close()
+		return nil, err
+	}
+	return d, nil
+}
+
 // checkVnetHdr reports whether the device's IFF_VNET_HDR is as wanted.
 func (d *Device) checkVnetHdr(want bool) error {
 	ifr, err := unix.NewIfreq("")

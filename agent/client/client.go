@@ -36,12 +36,15 @@ import (
 // Client is a connection to vrssd. Its methods may be called from several
 // goroutines; requests are sent one at a time.
 type Client struct {
-	mu    sync.Mutex
-	path  string
-	conn  *net.UnixConn
-	bufs  *wire.Buffers
-	id    uint64
-	hello api.HelloResult
+	mu   sync.Mutex
+	path string
+	conn *net.UnixConn
+	// broken: the daemon closed the connection and reconnecting failed;
+	// the next call tries again. closed: Close was called.
+	broken, closed bool
+	bufs           *wire.Buffers
+	id             uint64
+	hello          api.HelloResult
 }
 
 // SocketPath returns the socket Dial uses for path "": $VRSS_SOCKET if set,
@@ -87,7 +90,7 @@ func (c *Client) connectLocked(ctx context.Context) error {
 		c.conn.Close()
 		return api.Errorf(api.CodeABIMismatch, "daemon has steering ABI %q, this client %q", hello.ABI, steering.ABIStamp())
 	}
-	c.hello = hello
+	c.hello, c.broken = hello, false
 	return nil
 }
 
@@ -98,12 +101,17 @@ func clientName() string {
 
 // Server returns the daemon's answer to the handshake: its version and
 // ABI, and the uid it sees this client as.
-func (c *Client) Server() api.HelloResult { return c.hello }
+func (c *Client) Server() api.HelloResult {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.hello
+}
 
 // Close closes the connection. Handles opened through it stay valid.
 func (c *Client) Close() error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	c.closed = true
 	return c.conn.Close()
 }
 
@@ -171,6 +179,12 @@ func (c *Client) pendingError() *api.Error {
 }
 
 func (c *Client) callLocked(ctx context.Context, op api.Op, args any, fds []int, result any, retry bool) ([]int, error) {
+	if retry && c.broken && !c.closed {
+		// The last reconnect failed: try again, once per call.
+		if err := c.connectLocked(ctx); err != nil {
+			return nil, fmt.Errorf("vrssd: %s: the connection was closed, and reconnecting failed: %w", op, err)
+		}
+	}
 	c.id++
 	req := api.Request{ID: c.id, Op: op}
 	if args != nil {
@@ -186,10 +200,11 @@ func (c *Client) callLocked(ctx context.Context, op api.Op, args any, fds []int,
 	}
 	// The deadline applies to the socket; a cancelled ctx interrupts it.
 	deadline, _ := ctx.Deadline()
-	c.conn.SetDeadline(deadline)
+	conn := c.conn // a reconnect replaces c.conn; the callback keeps this one
+	conn.SetDeadline(deadline)
 	fired := make(chan struct{})
 	stop := context.AfterFunc(ctx, func() {
-		c.conn.SetDeadline(time.Unix(1, 0))
+		conn.SetDeadline(time.Unix(1, 0))
 		close(fired)
 	})
 	defer func() {
@@ -221,6 +236,7 @@ func (c *Client) callLocked(ctx context.Context, op api.Op, args any, fds []int,
 		}
 		c.conn.Close()
 		if err := c.connectLocked(ctx); err != nil {
+			c.broken = true
 			return nil, fmt.Errorf("vrssd: %s: the connection was closed (vrssd's idle timeout, or a restart), and reconnecting failed: %w", op, err)
 		}
 		return c.callLocked(ctx, op, args, fds, result, false)

@@ -144,6 +144,15 @@ func (Host) Open(name string, n, vnetHdrLen int) (Queues, error) {
 	return &hostQueues{d}, nil
 }
 
+// OpenQueue attaches one queue with tap.OpenQueue.
+func (Host) OpenQueue(name string, vnetHdr bool) (Queues, error) {
+	d, err := tap.OpenQueue(name, vnetHdr)
+	if err != nil {
+		return nil, err
+	}
+	return &hostQueues{d}, nil
+}
+
 func (q *hostQueues) Name() string { return q.d.Name() }
 func (q *hostQueues) Index() int   { return q.d.Index() }
 

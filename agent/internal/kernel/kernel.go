@@ -76,6 +76,9 @@ type TAPs interface {
 	Create(o tap.Options) (Queues, error)
 	// Open attaches n more queues to the TAP name (tap.Open).
 	Open(name string, n, vnetHdrLen int) (Queues, error)
+	// OpenQueue attaches one more queue to the TAP name without changing
+	// its vnet header length (tap.OpenQueue).
+	OpenQueue(name string, vnetHdr bool) (Queues, error)
 	// Delete removes the TAP name (tap.Delete); an error wrapping
 	// ErrNoDevice says there is none.
 	Delete(name string) error

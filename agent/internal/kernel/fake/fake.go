@@ -287,6 +287,42 @@ func (k *Kernel) Open(name string, n, vnetHdrLen int) (kernel.Queues, error) {
 	return qs, nil
 }
 
+// OpenQueue attaches one queue to the TAP name, as tap.OpenQueue does:
+// the device's vnet header length stays as it is.
+func (k *Kernel) OpenQueue(name string, vnetHdr bool) (kernel.Queues, error) {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	k.refresh()
+	d := k.byName(name)
+	switch {
+	case d == nil:
+		return nil, tuntapErr("TUNSETIFF", name, unix.ENODEV, "")
+	case d.typ != "tuntap" || !d.tap || !d.multi:
+		return nil, tuntapErr("TUNSETIFF", name, unix.EINVAL, fmt.Sprintf(" (%s exists but is not a multi-queue TAP device)", name))
+	case len(d.queues)+1 > tap.MaxQueues:
+		return nil, tuntapErr("TUNSETIFF", name, unix.E2BIG, fmt.Sprintf(" (the device already has %d queues)", tap.MaxQueues))
+	case vnetHdr != (d.vnet != 0):
+		return nil, fmt.Errorf("tap: open %s: the device's vnet header (length %d) is not as asked (%v)", name, d.vnet, vnetHdr)
+	}
+	qs, err := k.attach(d, 1)
+	if err != nil {
+		return nil, err
+	}
+	k.notify(d, false)
+	return qs, nil
+}
+
+// VnetHdrLen is the vnet header length of the TAP name (0 for none or no
+// such TAP), for tests.
+func (k *Kernel) VnetHdrLen(name string) int {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	if d := k.byName(name); d != nil {
+		return d.vnet
+	}
+	return 0
+}
+
 // attach attaches n new queues to d; k.mu is held.
 func (k *Kernel) attach(d *device, n int) (*queues, error) {
 	qs := &queues{k: k, name: d.name, index: d.index}
