@@ -4,6 +4,7 @@ import (
 	"math/rand/v2"
 	"testing"
 
+	"github.com/vrss-dev/vrss/internal/diffcorpus"
 	"github.com/vrss-dev/vrss/internal/frame"
 	"github.com/vrss-dev/vrss/rss"
 	"github.com/vrss-dev/vrss/steering"
@@ -41,7 +42,7 @@ func TestBitSerialMatchesEngine(t *testing.T) {
 	}
 	cfgs := make([]rss.Config, configs)
 	for i := range cfgs {
-		c := randomConfig(r)
+		c := diffcorpus.Config(r)
 		if i == 0 {
 			c.HashTypes = rss.AllHashTypes
 		}

@@ -2,11 +2,9 @@ package steering_test
 
 import (
 	"fmt"
-	"math/rand/v2"
-	"os"
-	"strconv"
 	"testing"
 
+	"github.com/vrss-dev/vrss/internal/diffcorpus"
 	"github.com/vrss-dev/vrss/internal/frame"
 	"github.com/vrss-dev/vrss/rss"
 	"github.com/vrss-dev/vrss/steering"
@@ -19,35 +17,12 @@ func shortIPHeader(f []byte) bool {
 	return et == 0x0800 && len(f) < 14+20 || et == 0x86dd && len(f) < 14+40
 }
 
-// randomConfig returns a configuration with a random key (of a random
-// length), table and hash-type set.
-func randomConfig(r *rand.Rand) rss.Config {
-	key := make([]byte, []int{40, 40, 40, 52, 13, 255}[r.IntN(6)])
-	for i := range key {
-		key[i] = byte(r.Uint32())
-	}
-	table := make([]uint16, 1<<r.IntN(10))
-	for i := range table {
-		table[i] = uint16(r.IntN(256))
-	}
-	types := rss.HashType(r.Uint32()) & rss.AllHashTypes
-	if r.IntN(3) == 0 {
-		types = rss.AllHashTypes
-	}
-	return rss.Config{HashTypes: types, Key: key, Table: table, UnclassifiedQueue: uint16(r.IntN(256))}
-}
-
 // TestDifferential steers at least a million random and crafted frames
 // through the debug build of the program with BPF_PROG_TEST_RUN and checks
 // that queue, hash and report equal the rss engine's for every one.
 // VRSS_DIFF_FRAMES overrides the count.
 func TestDifferential(t *testing.T) {
-	total := 1_100_000 // about 5% are too short for BPF_PROG_TEST_RUN
-	if v, err := strconv.Atoi(os.Getenv("VRSS_DIFF_FRAMES")); err == nil {
-		total = v
-	} else if testing.Short() {
-		total = 50_000
-	}
+	total := diffcorpus.Frames()
 	p := load(t, steering.Debug)
 	pub, err := p.Publisher(0)
 	if err != nil {
@@ -55,12 +30,12 @@ func TestDifferential(t *testing.T) {
 	}
 	defer pub.Close()
 
-	const configs = 8
-	r := rand.New(rand.NewPCG(20261122, 1))
+	const configs = diffcorpus.Configs
+	r := diffcorpus.Rand()
 	reports := map[rss.HashReport]int{}
 	var runs, short, mismatches int
 	for c := 0; c < configs; c++ {
-		cfg := randomConfig(r)
+		cfg := diffcorpus.Config(r)
 		if c == 0 {
 			cfg.HashTypes = rss.AllHashTypes
 		}

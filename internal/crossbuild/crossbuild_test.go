@@ -22,6 +22,7 @@ var portable = []string{
 	"agent/api",                        // vrssd's protocol types
 	"internal/frame", "internal/proto", // frame builders, protocol numbers and offsets
 	"internal/buildinfo", "internal/buildinfo/buildtest", "internal/crossbuild",
+	"internal/diffcorpus", // the differential tests' corpus
 }
 
 // marker is the declaration each Linux-only package's doc_other.go holds,

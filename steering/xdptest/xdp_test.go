@@ -4,37 +4,17 @@ package xdptest
 
 import (
 	"fmt"
-	"math/rand/v2"
-	"os"
-	"strconv"
 	"testing"
 
 	"github.com/cilium/ebpf"
 	"github.com/cilium/ebpf/rlimit"
 
+	"github.com/vrss-dev/vrss/internal/diffcorpus"
 	"github.com/vrss-dev/vrss/internal/frame"
 	"github.com/vrss-dev/vrss/internal/privtest"
 	"github.com/vrss-dev/vrss/rss"
 	"github.com/vrss-dev/vrss/steering"
 )
-
-// randomConfig is the differential test's (steering/differential_test.go):
-// with the same seed, this test sees the same configurations and frames.
-func randomConfig(r *rand.Rand) rss.Config {
-	key := make([]byte, []int{40, 40, 40, 52, 13, 255}[r.IntN(6)])
-	for i := range key {
-		key[i] = byte(r.Uint32())
-	}
-	table := make([]uint16, 1<<r.IntN(10))
-	for i := range table {
-		table[i] = uint16(r.IntN(256))
-	}
-	types := rss.HashType(r.Uint32()) & rss.AllHashTypes
-	if r.IntN(3) == 0 {
-		types = rss.AllHashTypes
-	}
-	return rss.Config{HashTypes: types, Key: key, Table: table, UnclassifiedQueue: uint16(r.IntN(256))}
-}
 
 // TestXDPClassifiesAsEngine runs the XDP build of the steering headers
 // (bpf/xdp_test.c) through BPF_PROG_TEST_RUN on the differential test's
@@ -42,12 +22,7 @@ func randomConfig(r *rand.Rand) rss.Config {
 // every one. VRSS_DIFF_FRAMES overrides the count.
 func TestXDPClassifiesAsEngine(t *testing.T) {
 	privtest.Require(t, "bpf")
-	total := 1_100_000
-	if v, err := strconv.Atoi(os.Getenv("VRSS_DIFF_FRAMES")); err == nil {
-		total = v
-	} else if testing.Short() {
-		total = 50_000
-	}
+	total := diffcorpus.Frames()
 	_ = rlimit.RemoveMemlock()
 	var objs xdpObjects
 	if err := loadXdpObjects(&objs, nil); err != nil {
@@ -60,12 +35,12 @@ func TestXDPClassifiesAsEngine(t *testing.T) {
 	}
 	defer pub.Close()
 
-	const configs = 8
-	r := rand.New(rand.NewPCG(20261122, 1))
+	const configs = diffcorpus.Configs
+	r := diffcorpus.Rand()
 	reports := map[rss.HashReport]int{}
 	var runs, short, mismatches int
 	for c := 0; c < configs; c++ {
-		cfg := randomConfig(r)
+		cfg := diffcorpus.Config(r)
 		if c == 0 {
 			cfg.HashTypes = rss.AllHashTypes
 		}
