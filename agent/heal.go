@@ -82,34 +82,35 @@ func (s *Server) attachLocked(d *device, why string) bool {
 	return true
 }
 
-// monitor re-attaches programs found detached (see above) until shutdown.
+// monitor re-attaches programs found detached (see above); it runs every
+// monitorInterval until shutdown.
 func (s *Server) monitor() {
-	t := time.NewTicker(monitorInterval)
-	defer t.Stop()
-	for {
-		select {
-		case <-s.done:
-			return
-		case <-t.C:
+	s.mu.Lock()
+	steered := false
+	for _, d := range s.taps {
+		steered = steered || d.steering
+	}
+	s.mu.Unlock()
+	if !steered {
+		return // no link dump for nothing
+	}
+	// One dump of every link, outside the lock.
+	links, err := s.opts.TAPs.Links()
+	if err != nil {
+		return
+	}
+	byIndex := make(map[int]*kernel.Link, len(links))
+	for _, l := range links {
+		if l.Type == tuntap {
+			byIndex[l.Index] = l
 		}
-		// One dump of every link, outside the lock.
-		links, err := s.opts.TAPs.Links()
-		if err != nil {
-			continue
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, d := range s.taps {
+		if tt := byIndex[d.index]; tt != nil {
+			s.checkSteeringLocked(d, tt)
 		}
-		byIndex := make(map[int]*kernel.Link, len(links))
-		for _, l := range links {
-			if l.Type == tuntap {
-				byIndex[l.Index] = l
-			}
-		}
-		s.mu.Lock()
-		for _, d := range s.taps {
-			if tt := byIndex[d.index]; tt != nil {
-				s.checkSteeringLocked(d, tt)
-			}
-		}
-		s.mu.Unlock()
 	}
 }
 

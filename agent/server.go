@@ -220,8 +220,8 @@ func New(o Options) (*Server, error) {
 		return fail(err)
 	}
 	s.watchWG.Go(s.watch)
-	s.watchWG.Go(s.snapshots)
-	s.watchWG.Go(s.monitor)
+	s.watchWG.Go(func() { s.every(snapshotInterval, s.snapshots) })
+	s.watchWG.Go(func() { s.every(monitorInterval, s.monitor) })
 	s.log.Info("vrssd ready", "socket", o.Socket, "state_dir", o.StateDir, "bpffs_dir", o.BPFFSDir,
 		"taps", len(s.taps), "abi", steering.ABIStamp(), "version", o.Version, "nofile", nofile)
 	return s, nil
@@ -809,24 +809,30 @@ func (s *Server) saveLocked() error {
 
 // snapshots saves the state whenever a VMM has published a configuration
 // through its own mapping since the last save, so that state.json holds
-// what a TAP whose pins are lost must be steered by again.
+// what a TAP whose pins are lost must be steered by again. It runs every
+// snapshotInterval until shutdown.
 func (s *Server) snapshots() {
-	t := time.NewTicker(snapshotInterval)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, d := range s.taps {
+		if d.pub != nil && d.pub.Generation() != d.savedGen {
+			s.saveLocked()
+			return
+		}
+	}
+}
+
+// every calls fn every interval until shutdown.
+func (s *Server) every(interval time.Duration, fn func()) {
+	t := time.NewTicker(interval)
 	defer t.Stop()
 	for {
 		select {
 		case <-s.done:
 			return
 		case <-t.C:
+			fn()
 		}
-		s.mu.Lock()
-		for _, d := range s.taps {
-			if d.pub != nil && d.pub.Generation() != d.savedGen {
-				s.saveLocked()
-				break
-			}
-		}
-		s.mu.Unlock()
 	}
 }
 

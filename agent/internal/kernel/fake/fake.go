@@ -264,17 +264,9 @@ func (k *Kernel) Open(name string, n, vnetHdrLen int) (kernel.Queues, error) {
 	}
 	k.mu.Lock()
 	defer k.mu.Unlock()
-	k.refresh()
-	d := k.byName(name)
-	switch {
-	case d == nil:
-		return nil, tuntapErr("TUNSETIFF", name, unix.ENODEV, "")
-	case d.typ != "tuntap" || !d.tap || !d.multi:
-		return nil, tuntapErr("TUNSETIFF", name, unix.EINVAL, fmt.Sprintf(" (%s exists but is not a multi-queue TAP device)", name))
-	case len(d.queues)+n > tap.MaxQueues:
-		return nil, tuntapErr("TUNSETIFF", name, unix.E2BIG, fmt.Sprintf(" (the device already has %d queues)", tap.MaxQueues))
-	case (vnetHdrLen != 0) != (d.vnet != 0):
-		return nil, fmt.Errorf("tap: open %s: the device's vnet header (length %d) and the one asked for (%d) differ", name, d.vnet, vnetHdrLen)
+	d, err := k.openableLocked(name, n, vnetHdrLen != 0)
+	if err != nil {
+		return nil, err
 	}
 	qs, err := k.attach(d, n)
 	if err != nil {
@@ -292,17 +284,9 @@ func (k *Kernel) Open(name string, n, vnetHdrLen int) (kernel.Queues, error) {
 func (k *Kernel) OpenQueue(name string, vnetHdr bool) (kernel.Queues, error) {
 	k.mu.Lock()
 	defer k.mu.Unlock()
-	k.refresh()
-	d := k.byName(name)
-	switch {
-	case d == nil:
-		return nil, tuntapErr("TUNSETIFF", name, unix.ENODEV, "")
-	case d.typ != "tuntap" || !d.tap || !d.multi:
-		return nil, tuntapErr("TUNSETIFF", name, unix.EINVAL, fmt.Sprintf(" (%s exists but is not a multi-queue TAP device)", name))
-	case len(d.queues)+1 > tap.MaxQueues:
-		return nil, tuntapErr("TUNSETIFF", name, unix.E2BIG, fmt.Sprintf(" (the device already has %d queues)", tap.MaxQueues))
-	case vnetHdr != (d.vnet != 0):
-		return nil, fmt.Errorf("tap: open %s: the device's vnet header (length %d) is not as asked (%v)", name, d.vnet, vnetHdr)
+	d, err := k.openableLocked(name, 1, vnetHdr)
+	if err != nil {
+		return nil, err
 	}
 	qs, err := k.attach(d, 1)
 	if err != nil {
@@ -310,6 +294,25 @@ func (k *Kernel) OpenQueue(name string, vnetHdr bool) (kernel.Queues, error) {
 	}
 	k.notify(d, false)
 	return qs, nil
+}
+
+// openableLocked finds the TAP name and checks that n more queues, with
+// or without a vnet header, may be attached to it, as TUNSETIFF would;
+// k.mu is held.
+func (k *Kernel) openableLocked(name string, n int, vnetHdr bool) (*device, error) {
+	k.refresh()
+	d := k.byName(name)
+	switch {
+	case d == nil:
+		return nil, tuntapErr("TUNSETIFF", name, unix.ENODEV, "")
+	case d.typ != "tuntap" || !d.tap || !d.multi:
+		return nil, tuntapErr("TUNSETIFF", name, unix.EINVAL, fmt.Sprintf(" (%s exists but is not a multi-queue TAP device)", name))
+	case len(d.queues)+n > tap.MaxQueues:
+		return nil, tuntapErr("TUNSETIFF", name, unix.E2BIG, fmt.Sprintf(" (the device already has %d queues)", tap.MaxQueues))
+	case vnetHdr != (d.vnet != 0):
+		return nil, fmt.Errorf("tap: open %s: the device's vnet header (length %d) is not as asked (vnet header %v)", name, d.vnet, vnetHdr)
+	}
+	return d, nil
 }
 
 // VnetHdrLen is the vnet header length of the TAP name (0 for none or no
