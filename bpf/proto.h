@@ -21,6 +21,7 @@
 #define VRSS_IPV4_MIN_HLEN 20
 #define VRSS_IPV4_FRAG_OFF 6     /* flags and fragment offset, 16 bits */
 #define VRSS_IPV4_FRAG_MASK 0x3fff /* MF and the offset: set in every fragment */
+#define VRSS_IPV4_OFFSET_MASK 0x1fff /* the offset alone: zero in a first fragment */
 #define VRSS_IPV4_PROTO_OFF 9
 #define VRSS_IPV4_SRC_OFF 12
 #define VRSS_IPV4_DST_OFF 16
@@ -52,6 +53,7 @@
 #define VRSS_IPV6_EXT_MIN_HLEN 8 /* every one is at least 8 bytes */
 #define VRSS_IPV6_FRAG_HLEN 8
 #define VRSS_IPV6_FRAG_MASK 0xfff9 /* offset and M: set in every fragment */
+#define VRSS_IPV6_OFFSET_MASK 0xfff8 /* the offset alone: zero in a first fragment */
 #define VRSS_IPV6_RT2_TYPE 2       /* type 2 routing header, RFC 6275 6.4 */
 #define VRSS_IPV6_RT2_EXTLEN 2     /* its length field: 24 bytes */
 #define VRSS_IPV6_RT2_ADDR_OFF 8   /* its home address */
@@ -60,6 +62,7 @@
 
 /* Transport headers: the hash needs them whole; ports come first. */
 #define VRSS_TCP_MIN_HLEN 20
+#define VRSS_TCP_FLAGS_OFF 13 /* CWR ECE URG ACK PSH RST SYN FIN */
 #define VRSS_UDP_HLEN 8
 #define VRSS_PORTS_LEN 4
 

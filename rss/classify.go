@@ -32,6 +32,16 @@ type flow struct {
 	home   int   // offset of the Home Address option's address, or 0
 	rt2    int   // offset of the type 2 routing header's address, or 0
 	ports  int   // offset of the source and destination ports
+
+	// What flow rules match on besides the above (package flow). None of
+	// it changes how a frame is hashed.
+	etype    uint16 // the EtherType after the VLAN tags (0 if the frame has none)
+	tci      uint16 // the outer VLAN tag's TCI
+	tagged   bool   // at least one VLAN tag
+	proto    uint8  // IPv4 protocol, or IPv6's last next header
+	hasProto bool   // proto is known
+	kports   int    // offset of TCP/UDP ports for rules (first fragments too), or 0
+	kl4      uint8  // the transport kports belongs to
 }
 
 // classify parses an Ethernet frame into f, which must be zero. It never
@@ -46,11 +56,18 @@ func classify(b []byte, f *flow) {
 	etype := binary.BigEndian.Uint16(b[off:])
 	for tags := 0; etype == proto.EtherTypeVLAN || etype == proto.EtherTypeQinQ; tags++ {
 		if tags == MaxVLANTags || len(b) < off+proto.VLANHeaderLen+2 {
+			// Too many tags, or a cut-off one: the frame's EtherType
+			// is the last one read, and nothing past it is parsed.
+			f.etype = etype
 			return
+		}
+		if tags == 0 {
+			f.tagged, f.tci = true, binary.BigEndian.Uint16(b[off+2:])
 		}
 		off += proto.VLANHeaderLen
 		etype = binary.BigEndian.Uint16(b[off:])
 	}
+	f.etype = etype
 	off += 2 // past the EtherType
 	ok := false
 	switch etype {
@@ -60,7 +77,7 @@ func classify(b []byte, f *flow) {
 		ok = classify6(b, off, f)
 	}
 	if !ok {
-		*f = flow{}
+		*f = flow{etype: f.etype, tci: f.tci, tagged: f.tagged}
 	}
 }
 
@@ -73,12 +90,17 @@ func classify4(b []byte, off int, f *flow) bool {
 		return false
 	}
 	f.family, f.src, f.dst = 4, off+proto.IPv4SrcOff, off+proto.IPv4DstOff
-	// Any fragment, the first included, hashes on addresses only.
-	if binary.BigEndian.Uint16(b[off+proto.IPv4FragOff:])&proto.IPv4FragMask != 0 {
+	f.proto, f.hasProto = b[off+proto.IPv4ProtoOff], true
+	// Any fragment, the first included, hashes on addresses only; a first
+	// fragment still shows its ports to flow rules.
+	if frag := binary.BigEndian.Uint16(b[off+proto.IPv4FragOff:]); frag&proto.IPv4FragMask != 0 {
 		f.frag = true
+		if frag&proto.IPv4OffsetMask == 0 {
+			rulePorts(b, f, f.proto, off+ihl)
+		}
 		return true
 	}
-	return transport(b, f, b[off+proto.IPv4ProtoOff], off+ihl)
+	return transport(b, f, f.proto, off+ihl)
 }
 
 func classify6(b []byte, off int, f *flow) bool {
@@ -105,6 +127,7 @@ func classify6(b []byte, off int, f *flow) bool {
 		case proto.IPProtoFragment:
 			hlen = proto.IPv6FragHeaderLen
 		default:
+			f.proto, f.hasProto = next, true
 			return transport(b, f, next, off)
 		}
 		if n == MaxExtHeaders || len(b) < off+hlen {
@@ -121,12 +144,55 @@ func classify6(b []byte, off int, f *flow) bool {
 				f.home = homeAddress(b[:off+hlen], off)
 			}
 		case proto.IPProtoFragment:
-			if binary.BigEndian.Uint16(b[off+2:])&proto.IPv6FragMask != 0 {
+			if frag := binary.BigEndian.Uint16(b[off+2:]); frag&proto.IPv6FragMask != 0 {
 				// Offset or more-fragments set; an atomic fragment
 				// (both zero) is a whole packet and walked through.
+				// Rules see the fragment header's next header and,
+				// in a first fragment, the ports after the rest of
+				// the chain.
 				f.frag = true
+				f.proto, f.hasProto = b[off], true
+				if frag&proto.IPv6OffsetMask == 0 {
+					fragmentRest(b, f, b[off], off+hlen, n+1)
+				}
 				return true
 			}
+		}
+		next = b[off]
+		off += hlen
+	}
+}
+
+// fragmentRest walks the rest of a first IPv6 fragment's header chain, from
+// the header next at off (the n-th extension header), for flow rules only:
+// the hash is already settled (addresses), so a chain that ends badly only
+// leaves the protocol unknown and the ports absent.
+func fragmentRest(b []byte, f *flow, next byte, off, n int) {
+	for ; ; n++ {
+		var hlen int
+		switch next {
+		case proto.IPProtoHopOpts, proto.IPProtoRouting, proto.IPProtoDstOpts, proto.IPProtoMH, proto.IPProtoHIP, proto.IPProtoShim6, proto.IPProtoExp1, proto.IPProtoExp2:
+			if len(b) < off+proto.IPv6ExtMinHeaderLen {
+				f.hasProto = false
+				return
+			}
+			hlen = (int(b[off+1]) + 1) * 8
+		case proto.IPProtoAH:
+			if len(b) < off+proto.IPv6ExtMinHeaderLen {
+				f.hasProto = false
+				return
+			}
+			hlen = (int(b[off+1]) + 2) * 4
+		case proto.IPProtoFragment:
+			hlen = proto.IPv6FragHeaderLen
+		default:
+			f.proto = next
+			rulePorts(b, f, next, off)
+			return
+		}
+		if n == MaxExtHeaders || len(b) < off+hlen {
+			f.hasProto = false
+			return
 		}
 		next = b[off]
 		off += hlen
@@ -170,7 +236,65 @@ func transport(b []byte, f *flow, next byte, off int) bool {
 	if len(b) < off+need {
 		return false
 	}
-	f.l4 = next
-	f.ports = off
+	f.l4, f.kl4 = next, next
+	f.ports, f.kports = off, off
 	return true
+}
+
+// rulePorts records the ports of a first fragment's TCP or UDP header for
+// flow rules, if the whole header is there; the hash does not use them.
+func rulePorts(b []byte, f *flow, next byte, off int) {
+	need := 0
+	switch next {
+	case proto.IPProtoTCP:
+		need = proto.TCPMinHeaderLen
+	case proto.IPProtoUDP:
+		need = proto.UDPHeaderLen
+	default:
+		return
+	}
+	if len(b) >= off+need {
+		f.kl4, f.kports = next, off
+	}
+}
+
+// Headers is what the parser found in a frame beyond what the hash uses:
+// the fields flow rules match on (package flow). Offsets index the frame.
+type Headers struct {
+	// EtherType is the frame's EtherType after at most MaxVLANTags VLAN
+	// tags; 0 for a frame shorter than an Ethernet header.
+	EtherType uint16
+	// Tagged says the frame has a VLAN tag; TCI is the outer tag's.
+	Tagged bool
+	TCI    uint16
+	// Family is 4 or 6 when the IP header parsed as the hash requires
+	// (Src and Dst are then valid), else 0.
+	Family   uint8
+	Src, Dst int
+	// Proto is IPv4's protocol or IPv6's last next header, valid when
+	// HasProto: for a fragment, the fragment header's next header.
+	Proto    uint8
+	HasProto bool
+	// Fragment says the packet is an IP fragment (first or later).
+	Fragment bool
+	// Ports is the offset of the TCP or UDP source and destination ports,
+	// 0 when the frame shows none to rules: not TCP or UDP, a cut-off
+	// header, or a fragment other than the first. Transport names the
+	// protocol they belong to.
+	Ports     int
+	Transport uint8
+}
+
+// ParseHeaders parses frame as Engine.Steer does and returns the fields
+// flow rules match on. It never reads outside frame.
+func ParseHeaders(frame []byte) Headers {
+	var f flow
+	classify(frame, &f)
+	h := Headers{EtherType: f.etype, Tagged: f.tagged, TCI: f.tci, Family: f.family}
+	if f.family != 0 {
+		h.Src, h.Dst = f.src, f.dst
+		h.Proto, h.HasProto, h.Fragment = f.proto, f.hasProto, f.frag
+		h.Ports, h.Transport = f.kports, f.kl4
+	}
+	return h
 }

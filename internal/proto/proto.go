@@ -40,6 +40,7 @@ const (
 	IPv4MinHeaderLen = 20
 	IPv4FragOff      = 6      // flags and fragment offset, 16 bits
 	IPv4FragMask     = 0x3fff // MF and the offset: some bit set in every fragment
+	IPv4OffsetMask   = 0x1fff // the offset alone: zero in a first fragment
 	IPv4ProtoOff     = 9
 	IPv4SrcOff       = 12
 	IPv4DstOff       = 16
@@ -81,6 +82,7 @@ const (
 	IPv6ExtMinHeaderLen = 8 // every extension header is at least 8 bytes
 	IPv6FragHeaderLen   = 8
 	IPv6FragMask        = 0xfff9 // offset and M: some bit set in every fragment
+	IPv6OffsetMask      = 0xfff8 // the offset alone: zero in a first fragment
 	IPv6RT2Type         = 2      // type 2 routing header, RFC 6275 section 6.4
 	IPv6RT2ExtLen       = 2      // its length field: 24 bytes
 	IPv6RT2AddrOff      = 8      // its home address
@@ -91,6 +93,7 @@ const (
 // Transport headers: the hash needs them whole; the ports come first.
 const (
 	TCPMinHeaderLen = 20
+	TCPFlagsOff     = 13 // CWR ECE URG ACK PSH RST SYN FIN
 	UDPHeaderLen    = 8
 	PortsLen        = 4
 )
