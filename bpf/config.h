@@ -16,12 +16,19 @@
 #include "toeplitz.h"
 #include "vrss.h"
 
+#ifdef VRSS_FLOWS
+#include "flowmap.h"
+#define VRSS_CONFIG_TYPE struct vrss_flow_config
+#else
+#define VRSS_CONFIG_TYPE struct vrss_config
+#endif
+
 struct {
 	__uint(type, BPF_MAP_TYPE_ARRAY);
 	__uint(map_flags, BPF_F_MMAPABLE);
 	__uint(max_entries, 1);
 	__type(key, __u32);
-	__type(value, struct vrss_config);
+	__type(value, VRSS_CONFIG_TYPE);
 } vrss_config SEC(".maps");
 
 #define HASH_IPV4 (1u << 0)

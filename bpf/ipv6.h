@@ -78,12 +78,25 @@ __attribute__((noinline)) int walk_ext(ctx_t *ctx, struct reader *r, struct ext 
 	const __u8 *h;
 	__u8 nh, b1, b2, b3;
 	__u32 hlen;
+#ifdef VRSS_FLOWS
+	/* Past a first fragment's header the walk goes on for rules only
+	 * (rss.fragmentRest): the hash is settled, so a chain that ends
+	 * badly leaves the protocol unknown instead of failing. */
+	__u32 after = 0;
+#define WALK_FAIL() do { if (after) { e->has_proto = 0; return 0; } return -1; } while (0)
+#else
+#define WALK_FAIL() return -1
+#endif
 
 	if (!ctx || !r || !e)
 		return -1;
 	for (int n = 0; n <= VRSS_MAX_EXT; n++) {
 		off = untrack(r, off);
 		if (!ext_header(next)) {
+#ifdef VRSS_FLOWS
+			e->proto = next;
+			e->has_proto = 1;
+#endif
 			/* rss.transport */
 			if (next == VRSS_IPPROTO_TCP)
 				h = get_ext(ctx, r, off, VRSS_TCP_MIN_HLEN);
@@ -91,15 +104,26 @@ __attribute__((noinline)) int walk_ext(ctx_t *ctx, struct reader *r, struct ext 
 				h = get_ext(ctx, r, off, VRSS_UDP_HLEN);
 			else
 				return 0;
+#ifdef VRSS_FLOWS
+			if (!h)
+				return after ? 0 : -1;
+			e->kl4 = next;
+			__builtin_memcpy(e->kports, h, VRSS_PORTS_LEN);
+			if (next == VRSS_IPPROTO_TCP)
+				e->tcpflags = h[VRSS_TCP_FLAGS_OFF];
+			if (after)
+				return 0;
+#else
 			if (!h)
 				return -1;
+#endif
 			e->l4 = next;
 			__builtin_memcpy(e->ports, h, VRSS_PORTS_LEN);
 			return 0;
 		}
 		h = get_ext(ctx, r, off, VRSS_IPV6_EXT_MIN_HLEN);
 		if (!h)
-			return -1;
+			WALK_FAIL();
 		nh = h[0];
 		b1 = h[1];
 		b2 = h[2];
@@ -111,9 +135,16 @@ __attribute__((noinline)) int walk_ext(ctx_t *ctx, struct reader *r, struct ext 
 		else
 			hlen = ((__u32)b1 + 1) * 8;
 		if (n == VRSS_MAX_EXT)
-			return -1; /* chain longer than the bound */
+			WALK_FAIL(); /* chain longer than the bound */
 		if (hlen > VRSS_IPV6_EXT_MIN_HLEN && !get_ext(ctx, r, off + hlen - 1, 1))
-			return -1; /* header cut short */
+			WALK_FAIL(); /* header cut short */
+#ifdef VRSS_FLOWS
+		if (after) {
+			next = nh;
+			off += hlen;
+			continue;
+		}
+#endif
 		if (next == VRSS_IPPROTO_ROUTING) {
 			/* Type 2 routing header, one segment left: 24 bytes. */
 			if (!e->has_rt2 && b2 == VRSS_IPV6_RT2_TYPE && b3 == 1 && b1 == VRSS_IPV6_RT2_EXTLEN) {
@@ -130,13 +161,23 @@ __attribute__((noinline)) int walk_ext(ctx_t *ctx, struct reader *r, struct ext 
 			if (((b2 << 8) | b3) & VRSS_IPV6_FRAG_MASK) {
 				/* Offset or more-fragments: a fragment. An atomic
 				 * fragment (both zero) is walked through. */
+#ifdef VRSS_FLOWS
+				e->frag = 1;
+				e->proto = nh;
+				e->has_proto = 1;
+				if (((b2 << 8) | b3) & VRSS_IPV6_OFFSET_MASK)
+					return 0;
+				after = 1;
+#else
 				return 0;
+#endif
 			}
 		}
 		next = nh;
 		off += hlen;
 	}
 	return -1; /* not reached */
+#undef WALK_FAIL
 }
 
 /* rss.classify6. */
@@ -150,18 +191,36 @@ static __always_inline int classify6(ctx_t *ctx, struct reader *r, struct ext *e
 	p->src = h + VRSS_IPV6_SRC_OFF;
 	p->dst = h + VRSS_IPV6_DST_OFF;
 	next = h[VRSS_IPV6_NEXT_OFF];
-	if (!ext_header(next))
+	if (!ext_header(next)) {
+#ifdef VRSS_FLOWS
+		p->f->proto = next;
+		p->f->has_proto = 1;
+#endif
 		return transport(ctx, r, p, next, off + VRSS_IPV6_HLEN);
+	}
 	/* walk_ext sets only what it finds. */
 	e->l4 = 0;
 	e->has_home = 0;
 	e->has_rt2 = 0;
+#ifdef VRSS_FLOWS
+	e->has_proto = 0;
+	e->frag = 0;
+	e->kl4 = 0;
+#endif
 	if (walk_ext(ctx, r, e, off + VRSS_IPV6_HLEN, next))
 		return -1;
 	/* A walk that succeeds has passed at least one header. */
 	p->ext = 1;
 	p->l4 = e->l4;
 	p->ports = e->ports;
+#ifdef VRSS_FLOWS
+	p->f->proto = e->proto;
+	p->f->has_proto = e->has_proto;
+	p->f->frag = e->frag;
+	p->f->kl4 = e->kl4;
+	p->kports = e->kports;
+	p->f->tcpflags = e->tcpflags;
+#endif
 	return 0;
 }
 

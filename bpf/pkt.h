@@ -10,6 +10,23 @@
 #include "ctx.h"
 #include "reader.h"
 
+#ifdef VRSS_FLOWS
+/* What flow rules match on besides struct pkt's fields (rss.Headers). It
+ * lives in a per-CPU map (flow.h's scratch): the stack is nearly full. */
+struct pflow {
+	__u16 etype;        /* EtherType after the VLAN tags */
+	__u16 tci;          /* outer VLAN tag, if tagged */
+	__u8 tagged;
+	__u8 proto;         /* IPv4 protocol, IPv6 last next header */
+	__u8 has_proto;
+	__u8 frag;          /* any IP fragment */
+	__u8 kl4;           /* transport of kports: TCP or UDP, or 0 */
+	__u8 tcpflags;      /* if kl4 is TCP */
+	__u8 has_eth;       /* the frame has an Ethernet header: mac is valid */
+	__u8 mac[12];       /* destination and source addresses */
+};
+#endif
+
 /*
  * What classification extracts (rss.flow): where the hash input lies, as
  * pointers into the reader (the first read or its pieces), so that nothing
@@ -22,6 +39,10 @@ struct pkt {
 	__u8 family;       /* 0 (unclassified), 4 or 6 */
 	__u8 l4;           /* VRSS_IPPROTO_TCP, VRSS_IPPROTO_UDP or 0 */
 	__u8 ext;          /* IPv6 with extension headers: see struct ext */
+#ifdef VRSS_FLOWS
+	const __u8 *kports; /* ports for rules (first fragments too), if f->kl4 */
+	struct pflow *f;    /* the rest of what rules match on, off the stack */
+#endif
 };
 
 /*
@@ -36,6 +57,15 @@ struct ext {
 	__u8 ports[4];
 	__u8 home[16];
 	__u8 rt2[16];
+#ifdef VRSS_FLOWS
+	/* For flow rules. */
+	__u8 proto;     /* last next header, if has_proto */
+	__u8 has_proto;
+	__u8 frag;      /* a fragment header with offset or M set */
+	__u8 kl4;       /* transport of kports (also past a first fragment) */
+	__u8 tcpflags;
+	__u8 kports[4];
+#endif
 };
 
 /*

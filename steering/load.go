@@ -31,12 +31,18 @@ const (
 	// and returns 0: what any program that reads the packet costs at least
 	// (package steering/baseline).
 	ReadFloor
+	// Flows is the production build with flow rules and RSS contexts: a
+	// larger configuration map (FlowConfigSize) and a filter program to
+	// attach at the TAP's tc egress, which drops what drop rules match.
+	Flows
+	// FlowsDebug is Flows recording each frame's verdict for tests.
+	FlowsDebug
 )
 
-// String names the variant: production, debug, bitserial, floor or
-// readfloor.
+// String names the variant: production, debug, bitserial, floor,
+// readfloor, flows or flowsdebug.
 func (v Variant) String() string {
-	names := [...]string{"production", "debug", "bitserial", "floor", "readfloor"}
+	names := [...]string{"production", "debug", "bitserial", "floor", "readfloor", "flows", "flowsdebug"}
 	if v < 0 || int(v) >= len(names) {
 		return fmt.Sprintf("variant(%d)", int(v))
 	}
@@ -91,8 +97,16 @@ type Program struct {
 	ConfigMap *ebpf.Map
 	// StatsMap holds the per-CPU counters.
 	StatsMap *ebpf.Map
-	// DebugMap is the last packet's result; only in the Debug variant.
+	// DebugMap is the last packet's result; only in the Debug and
+	// FlowsDebug variants (a struct vrss_flow_debug in the latter).
 	DebugMap *ebpf.Map
+	// Filter is the flow builds' tc program, to attach at the TAP's egress
+	// (AttachFilter): it drops what drop rules match. Nil otherwise.
+	Filter *ebpf.Program
+	// FlowStatsMap holds the flow builds' per-CPU rule, drop and context
+	// counters (FlowStats). Nil otherwise.
+	FlowStatsMap *ebpf.Map
+	scratchMap       *ebpf.Map
 	// Variant is the build that was loaded.
 	Variant Variant
 }
@@ -121,6 +135,24 @@ var loaders = map[Variant]func(p *Program) error{
 			return err
 		}
 		p.Prog, p.ConfigMap, p.StatsMap, p.DebugMap = o.VrssSteer, o.VrssConfig, o.VrssStats, o.VrssDebug
+		return nil
+	},
+	Flows: func(p *Program) error {
+		var o vrssflowObjects
+		if err := loadVrssflowObjects(&o, nil); err != nil {
+			return err
+		}
+		p.Prog, p.Filter, p.ConfigMap, p.StatsMap = o.VrssSteer, o.VrssFilter, o.VrssConfig, o.VrssStats
+		p.FlowStatsMap, p.scratchMap = o.VrssFlowStats, o.VrssScratch
+		return nil
+	},
+	FlowsDebug: func(p *Program) error {
+		var o vrssflowdebugObjects
+		if err := loadVrssflowdebugObjects(&o, nil); err != nil {
+			return err
+		}
+		p.Prog, p.Filter, p.ConfigMap, p.StatsMap = o.VrssSteer, o.VrssFilter, o.VrssConfig, o.VrssStats
+		p.FlowStatsMap, p.scratchMap, p.DebugMap = o.VrssFlowStats, o.VrssScratch, o.VrssFlowDebug
 		return nil
 	},
 }
@@ -214,7 +246,7 @@ func (p *Program) Publisher(queues int) (*Publisher, error) {
 // keeps its own reference and goes on steering.
 func (p *Program) Close() error {
 	var errs []error
-	for _, c := range []interface{ Close() error }{p.Prog, p.ConfigMap, p.StatsMap, p.DebugMap} {
+	for _, c := range []interface{ Close() error }{p.Prog, p.Filter, p.ConfigMap, p.StatsMap, p.DebugMap, p.FlowStatsMap, p.scratchMap} {
 		if c != nil && !isNil(c) {
 			errs = append(errs, c.Close())
 		}

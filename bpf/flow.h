@@ -1,0 +1,329 @@
+/* SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause) */
+/*
+ * Flow rules and RSS contexts (package flow): the frame's key
+ * (flow.KeyOf), the rule lookup (flow.Engine.Steer's first match, by
+ * hashing per mask pattern), and steering by an RSS context. Only the flow
+ * build (VRSS_FLOWS) includes it.
+ */
+#ifndef VRSS_FLOW_H
+#define VRSS_FLOW_H
+
+#include <linux/bpf.h>
+#include <bpf/bpf_helpers.h>
+
+#include "config.h"
+#include "flowmap.h"
+#include "pkt.h"
+#include "proto.h"
+
+/* flow.Flag*: which fields the frame has. */
+#define FKEY_TAGGED (1u << 0)
+#define FKEY_IPV4 (1u << 1)
+#define FKEY_IPV6 (1u << 2)
+#define FKEY_PROTO (1u << 3)
+#define FKEY_PORTS (1u << 4)
+#define FKEY_FRAGMENT (1u << 5)
+#define FKEY_TCP (1u << 6)
+
+/* flow.Key, as 32-bit words loaded little-endian; two words of padding so
+ * that a word index masked with 15 stays inside. */
+struct fkey {
+	__u32 w[16];
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, VRSS_NFSTATS);
+	__type(key, __u32);
+	__type(value, __u64);
+} vrss_flow_stats SEC(".maps");
+
+/*
+ * The hash input candidates of a frame steered by an RSS context, copied
+ * out of the parser's state (whose pointers a global function cannot take)
+ * so that steer_ctx_global can choose among them.
+ */
+struct hin {
+	__u8 src[16];
+	__u8 dst[16];
+	__u8 home[16];
+	__u8 rt2[16];
+	__u8 ports[4];
+	__u8 family;
+	__u8 l4;
+	__u8 ext;
+	__u8 has_home;
+	__u8 has_rt2;
+};
+
+/* The key, the context input and the extension-header walk's findings
+ * live here, not on the stack, which the parser's reader and the rest of
+ * the program already nearly fill (and steer_ctx_global adds its frame). */
+struct scratch {
+	struct fkey key;
+	struct hin in;
+	struct ext e;
+	struct pflow f;
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct scratch);
+} vrss_scratch SEC(".maps");
+
+static __always_inline void flow_count(__u32 idx)
+{
+	__u64 *c = bpf_map_lookup_elem(&vrss_flow_stats, &idx);
+
+	if (c)
+		*c += 1;
+}
+
+/* flow.KeyOf, from what classify found. */
+static __always_inline void build_key(const struct pkt *p, struct fkey *k)
+{
+	__u8 *b = (__u8 *)k->w;
+	__u8 flags = 0;
+
+	__builtin_memset(k, 0, sizeof(*k));
+	__builtin_memcpy(b, p->f->mac, 12);
+	b[12] = p->f->etype >> 8;
+	b[13] = p->f->etype;
+	if (p->f->tagged) {
+		flags |= FKEY_TAGGED;
+		b[16] = p->f->tci >> 8;
+		b[17] = p->f->tci;
+	}
+	if (p->family) {
+		if (p->family == 6) {
+			flags |= FKEY_IPV6;
+			__builtin_memcpy(b + 20, p->src, 16);
+			__builtin_memcpy(b + 36, p->dst, 16);
+		} else {
+			flags |= FKEY_IPV4;
+			__builtin_memcpy(b + 20, p->src, 4);
+			__builtin_memcpy(b + 36, p->dst, 4);
+		}
+		if (p->f->has_proto) {
+			flags |= FKEY_PROTO;
+			b[15] = p->f->proto;
+		}
+		if (p->f->frag)
+			flags |= FKEY_FRAGMENT;
+		if (p->f->kl4) {
+			flags |= FKEY_PORTS;
+			__builtin_memcpy(b + 52, p->kports, 4);
+			if (p->f->kl4 == VRSS_IPPROTO_TCP) {
+				flags |= FKEY_TCP;
+				b[18] = p->f->tcpflags;
+			}
+		}
+	}
+	b[14] = flags;
+}
+
+/* The index hash (steering.flowHash): the pattern's masked key words. */
+static __always_inline __u32 fmix(__u32 h, __u32 v)
+{
+	h ^= v;
+	h *= 0x9e3779b1;
+	return h ^ (h >> 16);
+}
+
+/*
+ * Whether the record at heap offset o holds key k under pattern p: its key
+ * words are k's masked words. A global function, like the two below, so
+ * that the verifier checks each loop once instead of once per way of
+ * reaching it (it tracks every word index exactly, and the search below
+ * would otherwise multiply them).
+ */
+__attribute__((noinline)) int flow_cmp(const struct vrss_flows *f, const struct fkey *k, __u32 p, __u32 o)
+{
+	const struct vrss_pattern *pat;
+	__u32 nw;
+
+	if (!f || !k || o > VRSS_HEAP_WORDS - VRSS_REC_META - VRSS_KEY_WORDS)
+		return 0;
+	pat = &f->pattern[p & (VRSS_MAX_PATTERNS - 1)];
+	nw = pat->nwords;
+	for (__u32 j = 0; j < VRSS_KEY_WORDS; j++) {
+		__u32 w;
+
+		if (j >= nw)
+			return 1;
+		w = pat->words[j] & 15;
+		if (f->heap[o + VRSS_REC_META + j] != (k->w[w] & pat->mask[w]))
+			return 0;
+	}
+	return 1;
+}
+
+/*
+ * One pattern's lookup: hash k's words under pattern p's mask
+ * (steering.flowHash) and probe the index from there. The publisher stores
+ * only the best rule per pattern and masked key, within VRSS_MAX_PROBE
+ * entries of its hash, so the first record that matches is the answer.
+ * Returns 1 + its heap offset, or 0.
+ */
+__attribute__((noinline)) int flow_probe(const struct vrss_flows *f, const struct fkey *k, __u32 p)
+{
+	const struct vrss_pattern *pat;
+	__u32 nw, h;
+
+	if (!f || !k)
+		return 0;
+	pat = &f->pattern[p & (VRSS_MAX_PATTERNS - 1)];
+	nw = pat->nwords;
+	h = f->seed ^ ((p + 1) * 0x85ebca77);
+	for (__u32 j = 0; j < VRSS_KEY_WORDS; j++) {
+		__u32 w;
+
+		if (j >= nw)
+			break;
+		w = pat->words[j] & 15;
+		h = fmix(h, k->w[w] & pat->mask[w]);
+	}
+	h ^= h >> 13;
+	h *= 0xc2b2ae35;
+	h ^= h >> 16;
+	for (__u32 i = 0; i < VRSS_MAX_PROBE; i++) {
+		__u32 e = f->index[(h + i) & (VRSS_INDEX_LEN - 1)];
+		__u32 o;
+
+		if (!e)
+			return 0;
+		o = (e - 1) * 2;
+		if (o > VRSS_HEAP_WORDS - VRSS_REC_META - VRSS_KEY_WORDS)
+			return 0;
+		/* Keep clang from rederiving o from e past the check. */
+		asm volatile("" : "+r"(o));
+		if (((f->heap[o] >> 20) & 15) == p && flow_cmp(f, k, p, o))
+			return o + 1;
+	}
+	return 0;
+}
+
+/*
+ * flow.Engine.Steer's rule search: the best-ranked (first in flow.Order)
+ * rule whose match the key satisfies, one hash lookup per pattern.
+ * Patterns come sorted by their best rank, so the search stops at the
+ * first that cannot beat what it has. Returns 1 + the record's heap
+ * offset, or 0.
+ */
+__attribute__((noinline)) int flow_match(const struct vrss_flows *f, const struct fkey *k)
+{
+	__u32 best = 0, best_rank = 0x10000, np;
+
+	if (!f || !k)
+		return 0;
+	np = f->npatterns;
+	for (__u32 p = 0; p < VRSS_MAX_PATTERNS; p++) {
+		__u32 rec, rank;
+
+		if (p >= np || f->pattern[p].min_rank >= best_rank)
+			break;
+		rec = flow_probe(f, k, p);
+		if (!rec || rec > VRSS_HEAP_WORDS)
+			continue;
+		rank = f->heap[rec - 1] & 0xffff;
+		if (rank < best_rank) {
+			best_rank = rank;
+			best = rec;
+		}
+	}
+	return best;
+}
+
+/* Input bytes [pos, pos + n) from b, through the nibble tables. A loop,
+ * not unrolled: unrolled, clang hoists every load and spills them past
+ * the stack limit. */
+static __always_inline __u32 nib_segment(const struct vrss_context *c, const __u8 *b, __u32 n, __u32 pos, __u32 h)
+{
+#pragma clang loop unroll(disable)
+	for (__u32 i = 0; i < 16; i++) {
+		__u32 q = 2 * (pos + i);
+		__u8 v;
+
+		if (i >= n || q + 1 >= VRSS_NIBBLES)
+			break;
+		v = b[i];
+		h ^= c->nibble[q][v >> 4];
+		h ^= c->nibble[q + 1][v & 15];
+	}
+	return h;
+}
+
+/* rss.Toeplitz from a context's nibble tables: the addresses and, if
+ * ports, the ports. */
+static __always_inline __u32 toeplitz_ctx(const struct vrss_context *c, const __u8 *src, const __u8 *dst, int ports, const __u8 *pp, int v6)
+{
+	__u32 alen = v6 ? 16 : 4, h;
+
+	h = nib_segment(c, src, alen, 0, 0);
+	h = nib_segment(c, dst, alen, alen, h);
+	if (ports)
+		h = nib_segment(c, pp, 4, 2 * alen, h);
+	return h;
+}
+
+/*
+ * rss.Engine.Steer under an RSS context, from the copied input. A global
+ * function: the report selection and the hash are checked once, not once
+ * per way through the parser (which would take the program past the
+ * verifier's limit).
+ */
+__attribute__((noinline)) int steer_ctx_global(const struct vrss_context *c, const struct hin *in, struct result *r)
+{
+	const __u8 *src, *dst;
+	struct pkt p = {};
+	struct ext e = {};
+	int ports;
+
+	if (!c || !in || !r)
+		return 0;
+	p.src = in->src;
+	p.dst = in->dst;
+	p.ports = in->ports;
+	p.family = in->family;
+	p.l4 = in->l4;
+	p.ext = in->ext;
+	e.has_home = in->has_home;
+	e.has_rt2 = in->has_rt2;
+	__builtin_memcpy(e.home, in->home, 16);
+	__builtin_memcpy(e.rt2, in->rt2, 16);
+	r->hash = 0;
+	/* A context begins as a slot does (flowmap.h), and select_report
+	 * reads only hash_types. */
+	r->report = select_report((const struct vrss_slot *)c, &p, &e, &src, &dst, &ports);
+	if (r->report == REPORT_NONE) {
+		r->queue = c->unclassified_queue;
+		return 0;
+	}
+	r->hash = toeplitz_ctx(c, src, dst, ports, p.ports, p.family == 6);
+	r->queue = c->table[r->hash & c->table_mask & (VRSS_CTX_TABLE - 1)];
+	return 0;
+}
+
+/* Copy what steer_ctx_global may hash. The IPv4 addresses' pointers have
+ * 16 readable bytes behind them wherever the parser leaves them (the
+ * reader's buffer or its pieces). */
+static __always_inline void fill_hin(struct hin *in, const struct pkt *p, const struct ext *e)
+{
+	__builtin_memcpy(in->src, p->src, 16);
+	__builtin_memcpy(in->dst, p->dst, 16);
+	__builtin_memcpy(in->ports, p->ports, 4);
+	in->family = p->family;
+	in->l4 = p->l4;
+	in->ext = p->ext;
+	in->has_home = in->has_rt2 = 0;
+	if (p->ext) {
+		in->has_home = e->has_home;
+		in->has_rt2 = e->has_rt2;
+		__builtin_memcpy(in->home, e->home, 16);
+		__builtin_memcpy(in->rt2, e->rt2, 16);
+	}
+}
+
+#endif

@@ -1,0 +1,225 @@
+/* SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause) */
+/*
+ * The flow build's program bodies (flow.Engine.Steer): the steering
+ * program's, which picks the queue, and the filter's, which drops what a
+ * drop rule matches. tun's queue selection can only pick a queue, so
+ * dropping takes a second hook: the filter runs at the TAP's tc egress
+ * (tcx), which __dev_queue_xmit runs before it asks tun for the queue.
+ * Both read the same slot under the same seqlock as vrss_run (steer.h).
+ */
+#ifndef VRSS_STEERFLOW_H
+#define VRSS_STEERFLOW_H
+
+#include <linux/bpf.h>
+#include <linux/pkt_cls.h>
+#include <bpf/bpf_helpers.h>
+
+#include "ctx.h"
+#include "eth.h"
+#include "config.h"
+#include "counters.h"
+#include "flow.h"
+#include "pkt.h"
+#include "reader.h"
+#include "vrss.h"
+
+#ifdef VRSS_DEBUG
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct vrss_flow_debug);
+} vrss_flow_debug SEC(".maps");
+#endif
+
+static __always_inline void init_pkt(struct reader *rd, struct pkt *p, struct pflow *f)
+{
+	/* As in vrss_run: pointers valid (never read) until classify sets
+	 * them. */
+	p->src = p->dst = p->ports = p->kports = rd->l4;
+	p->family = p->l4 = p->ext = 0;
+	p->f = f;
+	f->etype = f->tci = 0;
+	f->tagged = f->proto = f->has_proto = f->frag = f->kl4 = f->tcpflags = f->has_eth = 0;
+}
+
+/* What a slot says of one frame. */
+struct fverdict {
+	struct result r;
+	__u32 rule_id;
+	__u32 counter;
+	__u16 context;
+	__u8 has_rule;
+	__u8 drop;
+};
+
+/* The verdict lives off the stack too. */
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct fverdict);
+} vrss_verdict SEC(".maps");
+
+/* flow.Engine.Steer by slot idx. */
+static __always_inline void steer_flows(struct vrss_flow_config *fc, __u32 idx, const struct pkt *p, const struct ext *e, struct scratch *sc, struct fverdict *v)
+{
+	const struct vrss_flows *fl = &fc->flows[idx & 1];
+	__u32 rec = 0, m0, action, arg;
+
+	v->has_rule = v->drop = 0;
+	v->context = 0;
+	if (p->f->has_eth && READ_ONCE_U32(fl->npatterns))
+		rec = flow_match(fl, &sc->key);
+	if (rec) {
+		rec = (rec - 1) & (VRSS_HEAP_WORDS - 1 - VRSS_REC_META);
+		if (rec > VRSS_HEAP_WORDS - VRSS_REC_META)
+			rec = 0;
+		m0 = fl->heap[rec];
+		v->rule_id = fl->heap[rec + 1];
+		v->counter = fl->heap[rec + 2] & 0xffff;
+		v->has_rule = 1;
+		action = (m0 >> 16) & 15;
+		arg = m0 >> 24;
+		if (action == VRSS_ACTION_CONTEXT) {
+			v->context = arg;
+			fill_hin(&sc->in, p, e);
+			steer_ctx_global(&fl->context[(arg - 1) & (VRSS_MAX_CONTEXTS - 1)], &sc->in, &v->r);
+			return;
+		}
+		steer(&fc->base.slot[idx & 1], p, e, &v->r);
+		if (action == VRSS_ACTION_QUEUE)
+			v->r.queue = arg;
+		else if (action == VRSS_ACTION_DROP)
+			v->drop = 1;
+		return;
+	}
+	steer(&fc->base.slot[idx & 1], p, e, &v->r);
+}
+
+/* The steering program: the queue. A drop rule met here means the set
+ * changed between the filter and this program; the frame then goes where
+ * RSS puts it, and is counted (VRSS_FSTAT_RACE). */
+static __always_inline __u32 vrss_run_flows(ctx_t *ctx)
+{
+	__u32 zero = 0;
+	struct vrss_flow_config *fc = bpf_map_lookup_elem(&vrss_config, &zero);
+	struct reader rd;
+	struct pkt p;
+	struct ext *e;
+	struct scratch *sc = bpf_map_lookup_elem(&vrss_scratch, &zero);
+	struct fverdict *v = bpf_map_lookup_elem(&vrss_verdict, &zero);
+
+	if (!fc || !sc || !v)
+		return 0;
+	__builtin_memset(v, 0, sizeof(*v));
+	e = &sc->e;
+	if (READ_ONCE_U32(fc->base.magic) != VRSS_MAGIC) {
+		count(VRSS_STAT_UNCONFIGURED);
+		return 0;
+	}
+	reader_init(ctx, &rd);
+	init_pkt(&rd, &p, &sc->f);
+	classify(ctx, &rd, e, &p);
+	if (p.f->has_eth)
+		build_key(&p, &sc->key);
+	asm volatile("" : : "r"(&p) : "memory");
+
+#pragma clang loop unroll(disable)
+	for (int attempt = 0; attempt < 4; attempt++) {
+		__u32 idx = READ_ONCE_U32(fc->base.active) & 1;
+		const struct vrss_slot *s = &fc->base.slot[idx];
+		__u32 seq = READ_ONCE_U32(s->seq);
+
+		barrier();
+		steer_flows(fc, idx, &p, e, sc, v);
+		barrier();
+		if (!(seq & 1) && READ_ONCE_U32(s->seq) == seq)
+			goto done;
+		count(VRSS_STAT_RETRY);
+	}
+	count(VRSS_STAT_TORN);
+done:
+	count(v->r.queue < VRSS_MAX_QUEUES ? v->r.queue : VRSS_MAX_QUEUES - 1);
+	if (v->r.report == REPORT_NONE)
+		count(VRSS_STAT_UNCLASSIFIED);
+	if (v->has_rule) {
+		if (v->drop)
+			flow_count(VRSS_FSTAT_RACE);
+		else
+			flow_count(v->counter <= VRSS_FSTAT_OVERFLOW ? v->counter : VRSS_FSTAT_OVERFLOW);
+	}
+	if (v->context)
+		flow_count(VRSS_FSTAT_CTX + (((__u32)v->context - 1) & (VRSS_MAX_CONTEXTS - 1)) * VRSS_MAX_QUEUES + (v->r.queue & (VRSS_MAX_QUEUES - 1)));
+#ifdef VRSS_DEBUG
+	{
+		struct vrss_flow_debug *d = bpf_map_lookup_elem(&vrss_flow_debug, &zero);
+
+		if (d) {
+			d->hash = v->r.hash;
+			d->report = v->r.report;
+			d->queue = v->r.queue;
+			d->rule_id = v->has_rule ? v->rule_id : 0;
+			d->has_rule = v->has_rule;
+			d->context = v->context;
+			d->drop = v->drop;
+		}
+	}
+#endif
+	return v->r.queue;
+}
+
+/* The filter: drop what a drop rule of the active set matches, count it
+ * (the rule's counter and VRSS_FSTAT_DROP), let everything else through
+ * to the next program and the queue selection. A set without drop rules
+ * costs one load. */
+static __always_inline int vrss_filter_run(ctx_t *ctx)
+{
+	__u32 zero = 0;
+	struct vrss_flow_config *fc = bpf_map_lookup_elem(&vrss_config, &zero);
+	struct reader rd;
+	struct pkt p;
+	struct scratch *sc = bpf_map_lookup_elem(&vrss_scratch, &zero);
+	__u32 rec = 0, counter = 0, drop = 0;
+
+	if (!fc || !sc || READ_ONCE_U32(fc->base.magic) != VRSS_MAGIC)
+		return TC_ACT_UNSPEC;
+	if (!READ_ONCE_U32(fc->flows[READ_ONCE_U32(fc->base.active) & 1].has_drop))
+		return TC_ACT_UNSPEC;
+	reader_init(ctx, &rd);
+	init_pkt(&rd, &p, &sc->f);
+	classify(ctx, &rd, &sc->e, &p);
+	if (!p.f->has_eth)
+		return TC_ACT_UNSPEC;
+	build_key(&p, &sc->key);
+	asm volatile("" : : "r"(&p) : "memory");
+
+#pragma clang loop unroll(disable)
+	for (int attempt = 0; attempt < 4; attempt++) {
+		__u32 idx = READ_ONCE_U32(fc->base.active) & 1;
+		const struct vrss_slot *s = &fc->base.slot[idx];
+		const struct vrss_flows *fl = &fc->flows[idx];
+		__u32 seq = READ_ONCE_U32(s->seq);
+
+		barrier();
+		drop = 0;
+		rec = READ_ONCE_U32(fl->npatterns) ? flow_match(fl, &sc->key) : 0;
+		if (rec) {
+			rec = (rec - 1) & (VRSS_HEAP_WORDS - 1 - VRSS_REC_META);
+			if (rec > VRSS_HEAP_WORDS - VRSS_REC_META)
+				rec = 0;
+			drop = ((fl->heap[rec] >> 16) & 15) == VRSS_ACTION_DROP;
+			counter = fl->heap[rec + 2] & 0xffff;
+		}
+		barrier();
+		if (!(seq & 1) && READ_ONCE_U32(s->seq) == seq)
+			break;
+	}
+	if (!drop)
+		return TC_ACT_UNSPEC;
+	flow_count(counter <= VRSS_FSTAT_OVERFLOW ? counter : VRSS_FSTAT_OVERFLOW);
+	flow_count(VRSS_FSTAT_DROP);
+	return TC_ACT_SHOT;
+}
+
+#endif
