@@ -213,7 +213,7 @@ func (m *Match) String() string {
 			return
 		}
 		n := 16
-		if m.Value[OffFlags]&FlagIPv4 != 0 {
+		if m.Value[OffFlags]&FlagIPv4 != 0 || binary.BigEndian.Uint16(m.Mask[OffEtherType:]) == 0xffff && binary.BigEndian.Uint16(m.Value[OffEtherType:]) == 0x0800 {
 			n = 4
 		}
 		a, _ := netip.AddrFromSlice(m.Value[off : off+n])
