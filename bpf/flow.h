@@ -56,14 +56,16 @@ struct hin {
 	__u8 has_rt2;
 };
 
-/* The key, the context input and the extension-header walk's findings
- * live here, not on the stack, which the parser's reader and the rest of
- * the program already nearly fill (and steer_ctx_global adds its frame). */
+/* The parser's reader, what the extension-header walk finds, what rules
+ * match on, the key and the context input live here: the plain build's
+ * stack is nearly full, and the flow build adds global functions' frames
+ * to it. */
 struct scratch {
 	struct fkey key;
 	struct hin in;
 	struct ext e;
 	struct pflow f;
+	struct reader rd;
 };
 
 struct {

@@ -71,10 +71,9 @@ static __always_inline void steer_flows(struct vrss_flow_config *fc, __u32 idx, 
 	v->context = 0;
 	if (p->f->has_eth && READ_ONCE_U32(fl->npatterns))
 		rec = flow_match(fl, &sc->key);
-	if (rec) {
-		rec = (rec - 1) & (VRSS_HEAP_WORDS - 1 - VRSS_REC_META);
-		if (rec > VRSS_HEAP_WORDS - VRSS_REC_META)
-			rec = 0;
+	if (rec && rec <= VRSS_HEAP_WORDS - VRSS_REC_META) {
+		rec--;
+		asm volatile("" : "+r"(rec)); /* the checked value, not a rederived one */
 		m0 = fl->heap[rec];
 		v->rule_id = fl->heap[rec + 1];
 		v->counter = fl->heap[rec + 2] & 0xffff;
@@ -104,7 +103,7 @@ static __always_inline __u32 vrss_run_flows(ctx_t *ctx)
 {
 	__u32 zero = 0;
 	struct vrss_flow_config *fc = bpf_map_lookup_elem(&vrss_config, &zero);
-	struct reader rd;
+	struct reader *rd;
 	struct pkt p;
 	struct ext *e;
 	struct scratch *sc = bpf_map_lookup_elem(&vrss_scratch, &zero);
@@ -114,13 +113,14 @@ static __always_inline __u32 vrss_run_flows(ctx_t *ctx)
 		return 0;
 	__builtin_memset(v, 0, sizeof(*v));
 	e = &sc->e;
+	rd = &sc->rd;
 	if (READ_ONCE_U32(fc->base.magic) != VRSS_MAGIC) {
 		count(VRSS_STAT_UNCONFIGURED);
 		return 0;
 	}
-	reader_init(ctx, &rd);
-	init_pkt(&rd, &p, &sc->f);
-	classify(ctx, &rd, e, &p);
+	reader_init(ctx, rd);
+	init_pkt(rd, &p, &sc->f);
+	classify(ctx, rd, e, &p);
 	if (p.f->has_eth)
 		build_key(&p, &sc->key);
 	asm volatile("" : : "r"(&p) : "memory");
@@ -177,7 +177,6 @@ static __always_inline int vrss_filter_run(ctx_t *ctx)
 {
 	__u32 zero = 0;
 	struct vrss_flow_config *fc = bpf_map_lookup_elem(&vrss_config, &zero);
-	struct reader rd;
 	struct pkt p;
 	struct scratch *sc = bpf_map_lookup_elem(&vrss_scratch, &zero);
 	__u32 rec = 0, counter = 0, drop = 0;
@@ -186,9 +185,9 @@ static __always_inline int vrss_filter_run(ctx_t *ctx)
 		return TC_ACT_UNSPEC;
 	if (!READ_ONCE_U32(fc->flows[READ_ONCE_U32(fc->base.active) & 1].has_drop))
 		return TC_ACT_UNSPEC;
-	reader_init(ctx, &rd);
-	init_pkt(&rd, &p, &sc->f);
-	classify(ctx, &rd, &sc->e, &p);
+	reader_init(ctx, &sc->rd);
+	init_pkt(&sc->rd, &p, &sc->f);
+	classify(ctx, &sc->rd, &sc->e, &p);
 	if (!p.f->has_eth)
 		return TC_ACT_UNSPEC;
 	build_key(&p, &sc->key);
@@ -204,10 +203,9 @@ static __always_inline int vrss_filter_run(ctx_t *ctx)
 		barrier();
 		drop = 0;
 		rec = READ_ONCE_U32(fl->npatterns) ? flow_match(fl, &sc->key) : 0;
-		if (rec) {
-			rec = (rec - 1) & (VRSS_HEAP_WORDS - 1 - VRSS_REC_META);
-			if (rec > VRSS_HEAP_WORDS - VRSS_REC_META)
-				rec = 0;
+		if (rec && rec <= VRSS_HEAP_WORDS - VRSS_REC_META) {
+			rec--;
+			asm volatile("" : "+r"(rec));
 			drop = ((fl->heap[rec] >> 16) & 15) == VRSS_ACTION_DROP;
 			counter = fl->heap[rec + 2] & 0xffff;
 		}

@@ -45,9 +45,15 @@ func (m *Match) masked(off, n int) bool {
 	return false
 }
 
-func (m *Match) requireFlags(f byte) {
+// requireFlags makes m require flags f, unless m already requires one of
+// them to be clear: then no frame matches and it fails.
+func (m *Match) requireFlags(f byte) error {
+	if m.Mask[OffFlags]&f&^m.Value[OffFlags] != 0 {
+		return fmt.Errorf("%w: the fields named need flags %#x, which the match requires clear", ErrField, m.Mask[OffFlags]&f&^m.Value[OffFlags])
+	}
 	m.Mask[OffFlags] |= f
 	m.Value[OffFlags] |= f
+	return nil
 }
 
 // Normalize clears Value bits outside Mask and adds the flags the named
@@ -65,8 +71,9 @@ func (m *Match) Normalize() error {
 	if n.Mask[OffReserved] != 0 || n.Mask[OffFlags]&^allFlags != 0 {
 		return fmt.Errorf("%w: reserved byte or undefined flags", ErrField)
 	}
+	var need byte
 	if n.masked(OffTCI, 2) {
-		n.requireFlags(FlagTagged)
+		need |= FlagTagged
 	}
 	ip := n.masked(OffSrcIP, 32) || n.masked(OffProto, 1) || n.masked(OffSrcPort, 4) || n.masked(OffTCPFlags, 1)
 	if ip {
@@ -76,21 +83,24 @@ func (m *Match) Normalize() error {
 			if n.masked(OffSrcIP+4, 12) || n.masked(OffDstIP+4, 12) {
 				return fmt.Errorf("%w: IPv4 addresses are 4 bytes", ErrField)
 			}
-			n.requireFlags(FlagIPv4)
+			need |= FlagIPv4
 		case etm == 0xffff && et == 0x86dd:
-			n.requireFlags(FlagIPv6)
+			need |= FlagIPv6
 		default:
 			return ErrNoFamily
 		}
 	}
 	if n.masked(OffProto, 1) {
-		n.requireFlags(FlagProto)
+		need |= FlagProto
 	}
 	if n.masked(OffSrcPort, 4) {
-		n.requireFlags(FlagPorts)
+		need |= FlagPorts
 	}
 	if n.masked(OffTCPFlags, 1) {
-		n.requireFlags(FlagPorts | FlagTCP)
+		need |= FlagPorts | FlagTCP
+	}
+	if err := n.requireFlags(need); err != nil {
+		return err
 	}
 	*m = n
 	return nil

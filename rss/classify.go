@@ -272,7 +272,8 @@ type Headers struct {
 	Family   uint8
 	Src, Dst int
 	// Proto is IPv4's protocol or IPv6's last next header, valid when
-	// HasProto: for a fragment, the fragment header's next header.
+	// HasProto: for a later IPv6 fragment, the fragment header's next
+	// header (its chain ends there); for a first one, the chain's last.
 	Proto    uint8
 	HasProto bool
 	// Fragment says the packet is an IP fragment (first or later).

@@ -77,7 +77,15 @@ type vrssflowdebugScratch struct {
 		Mac      [12]uint8
 		_        [1]byte
 	}
-	_ [2]byte
+	_  [2]byte
+	Rd struct {
+		_     structs.HostLayout
+		Avail uint32
+		Index uint32
+		Buf   [128]uint8
+		Ip    [40]uint8
+		L4    [24]uint8
+	}
 }
 
 type vrssflowdebugVrssDebug struct {
