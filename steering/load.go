@@ -106,7 +106,7 @@ type Program struct {
 	// FlowStatsMap holds the flow builds' per-CPU rule, drop and context
 	// counters (FlowStats). Nil otherwise.
 	FlowStatsMap *ebpf.Map
-	scratchMap       *ebpf.Map
+	scratchMap   *ebpf.Map
 	// Variant is the build that was loaded.
 	Variant Variant
 }

@@ -38,7 +38,11 @@ func maskMenu() []flow.Key {
 	}
 	add(five(4))
 	add(five(16))
-	add(func(k *flow.Key) { full(k, flow.OffEtherType, 2); full(k, flow.OffProto, 1); full(k, flow.OffDstPort, 2) })
+	add(func(k *flow.Key) {
+		full(k, flow.OffEtherType, 2)
+		full(k, flow.OffProto, 1)
+		full(k, flow.OffDstPort, 2)
+	})
 	add(func(k *flow.Key) { full(k, flow.OffEtherType, 2); full(k, flow.OffSrcIP, 3) })
 	add(func(k *flow.Key) { full(k, flow.OffEtherType, 2); full(k, flow.OffDstIP, 6) })
 	add(func(k *flow.Key) { full(k, flow.OffDstMAC, 6) })
@@ -53,8 +57,16 @@ func maskMenu() []flow.Key {
 	})
 	add(func(k *flow.Key) { full(k, flow.OffEtherType, 2); k[flow.OffFlags] = flow.FlagFragment })
 	add(func(*flow.Key) {}) // any
-	add(func(k *flow.Key) { full(k, flow.OffEtherType, 2); full(k, flow.OffProto, 1); full(k, flow.OffSrcIP, 16) })
-	add(func(k *flow.Key) { full(k, flow.OffDstMAC, 3); full(k, flow.OffEtherType, 2); full(k, flow.OffDstPort, 2) })
+	add(func(k *flow.Key) {
+		full(k, flow.OffEtherType, 2)
+		full(k, flow.OffProto, 1)
+		full(k, flow.OffSrcIP, 16)
+	})
+	add(func(k *flow.Key) {
+		full(k, flow.OffDstMAC, 3)
+		full(k, flow.OffEtherType, 2)
+		full(k, flow.OffDstPort, 2)
+	})
 	add(func(k *flow.Key) { k[flow.OffTCI] = 0xe0; full(k, flow.OffProto, 1); full(k, flow.OffEtherType, 2) })
 	return menu
 }
