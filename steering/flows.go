@@ -6,10 +6,12 @@ import (
 	"errors"
 	"fmt"
 	"github.com/cilium/ebpf"
+	"github.com/cilium/ebpf/link"
 	"os"
 	"slices"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"unsafe"
 
 	"github.com/vrss-dev/vrss/flow"
@@ -447,4 +449,142 @@ func (p *Program) RunFilter(frame []byte) (int32, error) {
 	}
 	ret, err := p.Filter.Run(&ebpf.RunOptions{Data: frame})
 	return int32(ret), err
+}
+
+// AttachFilter attaches the flow build's filter at the egress of the
+// network device with the given index (tcx, Linux 6.6+), where it drops
+// what drop rules match before tun picks a queue. The link holds the
+// attachment: pin it to keep it past the process, close it to detach.
+func (p *Program) AttachFilter(ifindex int) (link.Link, error) {
+	if p.Filter == nil {
+		return nil, ErrNoFlows
+	}
+	l, err := link.AttachTCX(link.TCXOptions{Interface: ifindex, Program: p.Filter, Attach: ebpf.AttachTCXEgress})
+	if err != nil {
+		return nil, fmt.Errorf("steering: attach the flow filter at ifindex %d's tc egress: %w", ifindex, err)
+	}
+	return l, nil
+}
+
+// RuleHits is one rule's hit count: frames it steered or dropped.
+type RuleHits struct {
+	Group, ID uint32
+	Hits      uint64
+}
+
+// FlowStats are the flow build's counters, summed over CPUs.
+type FlowStats struct {
+	// Rules are the hits of the active set's rules, in the order Set
+	// returns them.
+	Rules []RuleHits
+	// Dropped counts frames the filter dropped.
+	Dropped uint64
+	// Raced counts frames the steering program found a drop rule for: the
+	// set changed between the filter and the steering program; they were
+	// steered by RSS.
+	Raced uint64
+	// Unattributed counts hits of rules that got no counter of their own
+	// (more than flow.MaxRules new rules since their counters were free).
+	Unattributed uint64
+	// Contexts[id][q] counts frames context id sent to queue q.
+	Contexts map[uint16][]uint64
+}
+
+// MapBytes is the locked kernel memory of a TAP's configuration map: the
+// value rounded up to pages.
+func MapBytes(flows bool) int {
+	n := ConfigSize
+	if flows {
+		n = FlowConfigSize
+	}
+	pg := os.Getpagesize()
+	return (n + pg - 1) / pg * pg
+}
+
+// ReadFlowStats reads the flow counters in statsMap (a flow build's
+// FlowStatsMap) and attributes rule counters through pub, a publisher of
+// the same program's configuration map.
+func ReadFlowStats(statsMap *ebpf.Map, pub *Publisher) (FlowStats, error) {
+	var st FlowStats
+	if pub.flows == nil {
+		return st, ErrNoFlows
+	}
+	set, counters, err := pub.setCounters()
+	if err != nil {
+		return st, err
+	}
+	read := func(i uint32) (uint64, error) {
+		var vals []uint64
+		if err := statsMap.Lookup(i, &vals); err != nil {
+			return 0, fmt.Errorf("steering: read flow counter %d: %w", i, err)
+		}
+		var sum uint64
+		for _, v := range vals {
+			sum += v
+		}
+		return sum, nil
+	}
+	for _, r := range set.Rules {
+		h := RuleHits{Group: r.Group, ID: r.ID}
+		if c, ok := counters[ruleIdent{r.Group, r.ID}]; ok && c != noCounter {
+			if h.Hits, err = read(uint32(c)); err != nil {
+				return st, err
+			}
+		}
+		st.Rules = append(st.Rules, h)
+	}
+	for _, x := range []struct {
+		i   uint32
+		dst *uint64
+	}{{fstatDrop, &st.Dropped}, {fstatRace, &st.Raced}, {fstatOverflow, &st.Unattributed}} {
+		if *x.dst, err = read(x.i); err != nil {
+			return st, err
+		}
+	}
+	st.Contexts = map[uint16][]uint64{}
+	for _, c := range set.Contexts {
+		q := make([]uint64, MaxQueues)
+		for i := range q {
+			if q[i], err = read(uint32(fstatCtx + (int(c.ID)-1)*MaxQueues + i)); err != nil {
+				return st, err
+			}
+		}
+		st.Contexts[c.ID] = q
+	}
+	return st, nil
+}
+
+// FlowStats reads the program's flow counters (flow builds only).
+func (p *Program) FlowStats() (FlowStats, error) {
+	if p.FlowStatsMap == nil {
+		return FlowStats{}, ErrNoFlows
+	}
+	pub, err := p.Publisher(0)
+	if err != nil {
+		return FlowStats{}, err
+	}
+	defer pub.Close()
+	return ReadFlowStats(p.FlowStatsMap, pub)
+}
+
+// setCounters reads the active set and its rules' counters together.
+func (p *Publisher) setCounters() (flow.Set, map[ruleIdent]uint16, error) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.cfg == nil {
+		return flow.Set{}, nil, errors.New("steering: publisher closed")
+	}
+	for range 100 {
+		n := int(atomic.LoadUint32(&p.cfg.Active) & 1)
+		seq := atomic.LoadUint32(&p.cfg.Slot[n].Seq)
+		s, err := p.readSet(false)
+		if err != nil {
+			return s, nil, err
+		}
+		c := counterMap(p.flows, n)
+		if seq&1 == 0 && atomic.LoadUint32(&p.cfg.Slot[n].Seq) == seq && int(atomic.LoadUint32(&p.cfg.Active)&1) == n {
+			return s, c, nil
+		}
+	}
+	return flow.Set{}, nil, errors.New("steering: configuration kept changing while being read")
 }
