@@ -29,6 +29,7 @@
 #define VRSS_MAX_GROUPS 64      /* flow.MaxGroups */
 #define VRSS_MAX_CONTEXTS 8     /* flow.MaxContexts */
 #define VRSS_CTX_TABLE 256      /* flow.MaxContextTable */
+#define VRSS_CTX_KEY 64         /* flow.MaxContextKey */
 #define VRSS_NIBBLES (2 * VRSS_MAX_INPUT)
 
 /* Record metadata words (heap[off], heap[off + 1], heap[off + 2]), then the
@@ -69,7 +70,7 @@ struct vrss_context {
 	__u32 table_mask;
 	__u16 unclassified_queue;
 	__u16 key_len;
-	__u8 key[VRSS_MAX_KEY];
+	__u8 key[VRSS_CTX_KEY];
 	__u32 nibble[VRSS_NIBBLES][16];
 	__u16 table[VRSS_CTX_TABLE];
 };

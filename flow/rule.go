@@ -112,6 +112,8 @@ type Limits struct {
 	MaxContexts int
 	// MaxContextTable is the longest indirection table of a context.
 	MaxContextTable int
+	// MaxContextKey is the longest key of a context (0: RSS.MaxKeySize).
+	MaxContextKey int
 	// MaxGroups and MaxRules bound the number of groups and rules.
 	MaxGroups, MaxRules int
 	// MaxPatterns bounds the distinct masks among the rules: the eBPF
@@ -148,6 +150,9 @@ func (s *Set) Validate(l Limits) error {
 	}
 	ctxs := map[uint16]bool{}
 	cl := rss.Limits{MaxKeySize: rl.MaxKeySize, MaxTableLen: l.MaxContextTable, Queues: l.Queues, HashTypes: rl.HashTypes}
+	if l.MaxContextKey > 0 {
+		cl.MaxKeySize = min(cl.MaxKeySize, l.MaxContextKey)
+	}
 	for _, c := range s.Contexts {
 		if c.ID == 0 || int(c.ID) > l.MaxContexts {
 			return fmt.Errorf("%w: RSS context id %d, want 1 to %d", ErrLimit, c.ID, l.MaxContexts)
@@ -275,11 +280,14 @@ const (
 	MaxPatterns     = 16
 	MaxContexts     = 8
 	MaxContextTable = 256
+	// MaxContextKey is the longest context key the map stores: more than
+	// the 40 bytes that can influence a hash (rss.MinKeySize).
+	MaxContextKey = 64
 )
 
 // DefaultLimits returns the largest limits for a device with the given
 // number of queues, with the default configuration bounded by rl.
 func DefaultLimits(queues int, rl rss.Limits) Limits {
-	return Limits{Queues: queues, RSS: rl, MaxContexts: MaxContexts, MaxContextTable: MaxContextTable,
+	return Limits{Queues: queues, RSS: rl, MaxContexts: MaxContexts, MaxContextTable: MaxContextTable, MaxContextKey: MaxContextKey,
 		MaxGroups: MaxGroups, MaxRules: MaxRules, MaxPatterns: MaxPatterns, MaxRuleWords: MaxRuleWords}
 }

@@ -38,7 +38,7 @@ func testLimits() flow.Limits { return flow.DefaultLimits(4, rss.DefaultLimits(4
 
 func TestDefaultLimits(t *testing.T) {
 	l := flow.DefaultLimits(6, rss.DefaultLimits(6))
-	want := flow.Limits{Queues: 6, RSS: rss.DefaultLimits(6), MaxContexts: 8, MaxContextTable: 256, MaxGroups: 64,
+	want := flow.Limits{Queues: 6, RSS: rss.DefaultLimits(6), MaxContexts: 8, MaxContextTable: 256, MaxContextKey: 64, MaxGroups: 64,
 		MaxRules: 10000, MaxPatterns: 16, MaxRuleWords: 80000}
 	if l != want {
 		t.Errorf("DefaultLimits: %+v, want %+v", l, want)

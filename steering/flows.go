@@ -293,7 +293,7 @@ func (c *compiled) writeFlows(cfg *flowLayout, n int, cursor uint32) error {
 			}
 		}
 		x.HashTypes, x.TableMask, x.UnclassifiedQueue, x.KeyLen = uint32(cc.HashTypes), uint32(len(cc.Table)-1), cc.UnclassifiedQueue, uint16(len(cc.Key))
-		x.Key = [256]uint8{}
+		x.Key = [flow.MaxContextKey]uint8{}
 		copy(x.Key[:], cc.Key)
 		x.Table = [flow.MaxContextTable]uint16{}
 		copy(x.Table[:], cc.Table)
@@ -370,7 +370,7 @@ func readFlows(cfg *flowLayout, n int, s *flow.Set) error {
 			continue
 		}
 		n, kl := int(x.TableMask)+1, int(x.KeyLen)
-		if n > flow.MaxContextTable || kl > MaxKeySize {
+		if n > flow.MaxContextTable || kl > flow.MaxContextKey {
 			return fmt.Errorf("steering: corrupt RSS context %d", i+1)
 		}
 		s.Contexts = append(s.Contexts, flow.Context{ID: uint16(i + 1), Config: rss.Config{

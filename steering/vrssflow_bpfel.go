@@ -141,7 +141,7 @@ type vrssflowVrssFlowConfig struct {
 			TableMask         uint32
 			UnclassifiedQueue uint16
 			KeyLen            uint16
-			Key               [256]uint8
+			Key               [64]uint8
 			Nibble            [72][16]uint32
 			Table             [256]uint16
 		}

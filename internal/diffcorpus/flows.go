@@ -93,7 +93,9 @@ func FlowSet(r *rand.Rand, queues, maxRules int, sample [][]byte) flow.Set {
 	s := flow.Set{Default: cfg(rss.MaxTableLen)}
 	for id := 1; id <= flow.MaxContexts; id++ {
 		if r.IntN(2) == 0 {
-			s.Contexts = append(s.Contexts, flow.Context{ID: uint16(id), Config: cfg(flow.MaxContextTable)})
+			c := cfg(flow.MaxContextTable)
+			c.Key = c.Key[:min(len(c.Key), flow.MaxContextKey)]
+			s.Contexts = append(s.Contexts, flow.Context{ID: uint16(id), Config: c})
 		}
 	}
 	ng := 1 + r.IntN(4)
