@@ -42,14 +42,16 @@ func Limits(queues int) rss.Limits {
 	return rss.Limits{MaxKeySize: MaxKeySize, MaxTableLen: MaxTableLen, Queues: queues, HashTypes: rss.AllHashTypes}
 }
 
-// ABIStamp identifies the program object and map layout: a digest of the
-// embedded production object and of the layout constants. A process that
+// ABIStamp identifies the program objects and map layouts: a digest of the
+// embedded production objects (plain and flow builds) and of the layout
+// constants. A process that
 // publishes through the map must have been built with the same stamp.
 func ABIStamp() string {
 	h := sha256.New()
 	h.Write(_VrssBytes)
+	h.Write(_VrssflowBytes)
 	var b []byte
-	for _, v := range []uint64{Magic, uint64(ConfigSize), MaxTableLen, MaxQueues, MaxKeySize, numStats} {
+	for _, v := range []uint64{Magic, uint64(ConfigSize), MaxTableLen, MaxQueues, MaxKeySize, numStats, uint64(FlowConfigSize), IndexLen, MaxProbe, numFlowStats} {
 		b = binary.LittleEndian.AppendUint64(b, v)
 	}
 	h.Write(b)
