@@ -150,13 +150,51 @@ type Result struct {
 	// TAPLost counts frames sent but not received over all rounds of each
 	// mode; it should be 0.
 	TAPLost map[string]int `json:"tap_lost"`
+	// RulesNS is the flow build's cost per frame in ns on TCPv4 frames,
+	// per rule case (the RuleCases keys): the mean over the case's
+	// RuleFrames frames, the median of the rounds.
+	RulesNS map[string]float64 `json:"rules_ns"`
+	// RulesBaseline is the plain production program's cost per frame in
+	// ns on the frames of the "none" case, measured in the same rounds.
+	RulesBaseline float64 `json:"rules_baseline_ns"`
+	// RulesReadFloor is the read floor's cost on the same frames.
+	RulesReadFloor float64 `json:"rules_read_floor_ns"`
+	// RulesOverReadFloor is each rule case's cost, and the plain
+	// program's ("plain"), above the read floor measured in the same
+	// round: the median over rounds of the difference.
+	RulesOverReadFloor map[string]float64 `json:"rules_over_read_floor_ns"`
+	// MapBytes is the kernel memory a TAP's maps take.
+	MapBytes MapBytes `json:"map_bytes"`
 	// Ratios compare the figures the targets are about.
 	Ratios Ratios `json:"ratios"`
 	// TargetsMet says, per ratio, whether it meets its target.
 	TargetsMet Targets `json:"targets_met"`
 	// Params are the options the figures were measured with.
 	Params Params `json:"params"`
+
+	// rulePairs holds the rule ratios' values within each round, by
+	// ratio key; evaluate takes their medians.
+	rulePairs map[string][]float64
 }
+
+// MapBytes is the kernel memory a TAP's program keeps per TAP: its
+// configuration map in each build (steering.MapBytes: the value rounded
+// up to pages), and the flow build's rule, drop and context counters, a
+// per-CPU array: FlowCountersPerCPU bytes (8 per counter) on each of
+// PossibleCPUs CPUs.
+type MapBytes struct {
+	Plain              int `json:"plain"`
+	Flows              int `json:"flows"`
+	FlowCounters       int `json:"flow_counters"`
+	FlowCountersPerCPU int `json:"flow_counters_per_cpu"`
+	PossibleCPUs       int `json:"possible_cpus"`
+}
+
+// Memory limits of issue 13: a TAP's configuration map, locked, in bytes.
+const (
+	MaxPlainMapBytes = 212_992
+	MaxFlowMapBytes  = 1_000_000
+)
 
 // Ratios are the figures the targets constrain, and a few to compare.
 type Ratios struct {
@@ -176,6 +214,12 @@ type Ratios struct {
 	// the kernel's test run and first read included (no target).
 	BitSerialOverVRSS map[string]float64 `json:"bitserial_over_vrss"`
 	QEMUOverVRSS      map[string]float64 `json:"qemu_over_vrss,omitempty"`
+	// The flow build's ratios, each the median over rounds of the ratio
+	// within a round: no rules over the plain program, 10,000 exact rules
+	// over no rules and over 10.
+	RulesNoneOverPlain         float64 `json:"none_over_plain"`
+	RulesExact10000OverNone    float64 `json:"exact_10000_over_none"`
+	RulesExact10000OverExact10 float64 `json:"exact_10000_over_exact_10"`
 }
 
 // Targets says which ratios meet their targets: BitSerialOverVRSSExcess
@@ -187,6 +231,12 @@ type Targets struct {
 	BitSerialOverVRSSExcess bool `json:"bitserial_over_vrss_excess"`
 	TAPVRSSOverNone         bool `json:"tap_vrss_over_none"`
 	VRSSExcessGoal          bool `json:"vrss_over_read_floor_goal"`
+	// The flow build's: none_over_plain at most TargetRulesNoneOverPlain,
+	// exact_10000_over_none at most TargetRulesExact10000OverNone, and
+	// exact_10000_over_exact_10 within TargetRulesExactSpread either way.
+	RulesNoneOverPlain      bool `json:"rules_none_over_plain"`
+	RulesExact10000OverNone bool `json:"rules_exact_10000_over_none"`
+	RulesExactSpread        bool `json:"rules_exact_10_vs_10000"`
 }
 
 // Params records how the figures were measured.
@@ -234,6 +284,12 @@ func Run(o Options) (Result, error) {
 	}
 	defer progs.close()
 	if err := measurePrograms(&r, progs, o); err != nil {
+		return Result{}, err
+	}
+	if err := measureRules(&r, progs, o); err != nil {
+		return Result{}, err
+	}
+	if err := measureMemory(&r, progs); err != nil {
 		return Result{}, err
 	}
 	if err := measureEngine(&r, o); err != nil {
@@ -297,6 +353,25 @@ func (r *Result) evaluate() {
 	for _, k := range FirstReadKinds {
 		r.TargetsMet.VRSSExcessGoal = r.TargetsMet.VRSSExcessGoal && vrss[k] <= GoalExcessNS
 	}
+	r.evaluateRules()
+}
+
+// evaluateRules fills in the flow build's ratios and targets: from the
+// ratios within rounds where measured, else from the medians.
+func (r *Result) evaluateRules() {
+	pick := func(key string, a, b float64) float64 {
+		if pairs := r.rulePairs[key]; len(pairs) > 0 {
+			return median(pairs)
+		}
+		return ratio(a, b)
+	}
+	r.Ratios.RulesNoneOverPlain = pick("none_over_plain", r.RulesNS[RulesNone], r.RulesBaseline)
+	r.Ratios.RulesExact10000OverNone = pick("exact_10000_over_none", r.RulesNS[RulesExact10000], r.RulesNS[RulesNone])
+	r.Ratios.RulesExact10000OverExact10 = pick("exact_10000_over_exact_10", r.RulesNS[RulesExact10000], r.RulesNS[RulesExact10])
+	spread := r.Ratios.RulesExact10000OverExact10
+	r.TargetsMet.RulesNoneOverPlain = r.Ratios.RulesNoneOverPlain > 0 && r.Ratios.RulesNoneOverPlain <= TargetRulesNoneOverPlain
+	r.TargetsMet.RulesExact10000OverNone = r.Ratios.RulesExact10000OverNone > 0 && r.Ratios.RulesExact10000OverNone <= TargetRulesExact10000OverNone
+	r.TargetsMet.RulesExactSpread = spread > 0 && spread <= TargetRulesExactSpread && 1/spread <= TargetRulesExactSpread
 }
 
 // excessRatio is a / b for two costs above the read floor. A cost at or
@@ -328,6 +403,13 @@ func (r *Result) round() {
 		all(m, 10)
 	}
 	r.Floor = to(r.Floor, 10)
+	all(r.RulesNS, 10)
+	all(r.RulesOverReadFloor, 10)
+	r.RulesBaseline = to(r.RulesBaseline, 10)
+	r.RulesReadFloor = to(r.RulesReadFloor, 10)
+	r.Ratios.RulesNoneOverPlain = to(r.Ratios.RulesNoneOverPlain, 1000)
+	r.Ratios.RulesExact10000OverNone = to(r.Ratios.RulesExact10000OverNone, 1000)
+	r.Ratios.RulesExact10000OverExact10 = to(r.Ratios.RulesExact10000OverExact10, 1000)
 	all(r.TAPPPS, 1)
 	for i, x := range r.TAPPairs {
 		r.TAPPairs[i] = to(x, 1000)

@@ -15,8 +15,10 @@ import (
 // asked for.
 type programs struct {
 	floor, readFloor, vrss, bitSerial *steering.Program
-	qemu                              *qemuProgram
-	qemuAgrees                        []bool
+	// flows is the flow build, whose set measureRules publishes.
+	flows      *steering.Program
+	qemu       *qemuProgram
+	qemuAgrees []bool
 }
 
 // loadPrograms loads the two floors, the production and the bit-serial
@@ -27,7 +29,7 @@ func loadPrograms(o Options) (*programs, error) {
 	for _, l := range []struct {
 		to *(*steering.Program)
 		v  steering.Variant
-	}{{&p.floor, steering.Floor}, {&p.readFloor, steering.ReadFloor}, {&p.vrss, steering.Production}, {&p.bitSerial, steering.BitSerial}} {
+	}{{&p.floor, steering.Floor}, {&p.readFloor, steering.ReadFloor}, {&p.vrss, steering.Production}, {&p.bitSerial, steering.BitSerial}, {&p.flows, steering.Flows}} {
 		prog, err := steering.LoadVariant(l.v)
 		if err != nil {
 			p.close()
@@ -66,7 +68,7 @@ func publish(prog *steering.Program) error {
 }
 
 func (p *programs) close() {
-	for _, prog := range []*steering.Program{p.floor, p.readFloor, p.vrss, p.bitSerial} {
+	for _, prog := range []*steering.Program{p.floor, p.readFloor, p.vrss, p.bitSerial, p.flows} {
 		if prog != nil {
 			prog.Close()
 		}
