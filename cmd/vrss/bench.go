@@ -29,6 +29,19 @@ Measure what vrss steering costs, all in one run (needs root):
   - each program's cost above the read floor, the work it does itself:
     the median over rounds of its cost less the read floor's in the same
     round;
+  - the flow build (flow rules and RSS contexts) on TCPv4 frames, with
+    no rules (none); one exact IPv4 5-tuple rule (exact_1); 10 (exact_10);
+    10,000 (exact_10000, the frames spread over 1,000 of them); 16 masks
+    (destination prefixes /17 to /32 with a port) of 100 rules each, every
+    frame's search looking up all 16 (masks_16x100); and one rule sending
+    the frames to an RSS context (context); next to the plain program (no
+    rule support) and the read floor on the same frames, in the same
+    rounds. Each measured frame is checked first: the engine says it
+    matches the rule the case names, and the flow program steers it there
+    and counts the hit. Each case's figure is the mean over 1,000 frames
+    of a test run of each;
+  - the kernel memory a TAP's maps take: the configuration map of each
+    build, and the flow build's per-CPU rule counters;
   - the Go engine's cost per frame on the same frames;
   - the rate at which frames injected into a 4-queue TAP device arrive on
     its queues, with no steering program and with vrss attached, in pairs
@@ -38,7 +51,10 @@ Each eBPF and Go figure is the median of 5 interleaved rounds. The targets
 are: vrss on TCPv4 within 2.5x the floor; the bit-serial build's cost above
 the read floor at least 8x vrss's on TCPv4 and UDPv6; and TAP injection with
 vrss at least 95% of the rate with no program, as the median of the ratios
-within 9 pairs of rounds (their spread, min to max, is shown too). A goal
+within 9 pairs of rounds (their spread, min to max, is shown too); for
+the flow build, no rules at most 5% above the plain program, 10,000 exact
+rules at most 1.3x no rules, and 10 and 10,000 exact rules within 10% of
+each other (each the median over rounds of the ratio within a round). A goal
 besides: vrss within 20 ns of the read floor on every frame kind whose
 headers fit its first read of the frame (TCPv4, UDPv6). The text output
 marks each ok or MISSED. With --json the output is one object:
@@ -48,19 +64,33 @@ marks each ok or MISSED. With --json the output is one object:
      "over_read_floor_ns": {"vrss": {...}, "bitserial": {...}, "qemu": {...}},
      "engine_ns": {...}, "tap_pps": {"none": N, "vrss": N},
      "tap_pair_ratios": [N, ...], "tap_lost": {"none": N, "vrss": N},
+     "rules_ns": {"none": N, "exact_1": N, "exact_10": N, "exact_10000": N,
+                  "masks_16x100": N, "context": N},
+     "rules_baseline_ns": N, "rules_read_floor_ns": N,
+     "rules_over_read_floor_ns": {"plain": N, "none": N, ...},
+     "map_bytes": {"plain": N, "flows": N, "flow_counters": N,
+                   "flow_counters_per_cpu": N, "possible_cpus": N},
      "ratios": {"vrss_tcpv4_over_floor": N,
                 "bitserial_over_vrss_excess": {...}, "qemu_over_vrss_excess": {...},
                 "tap_vrss_over_none": N, "tap_pair_ratio_min": N, "tap_pair_ratio_max": N,
-                "bitserial_over_vrss": {...}, "qemu_over_vrss": {...}},
+                "bitserial_over_vrss": {...}, "qemu_over_vrss": {...},
+                "none_over_plain": N, "exact_10000_over_none": N,
+                "exact_10000_over_exact_10": N},
      "targets_met": {"vrss_tcpv4_over_floor": B, "bitserial_over_vrss_excess": B,
-                     "tap_vrss_over_none": B, "vrss_over_read_floor_goal": B},
+                     "tap_vrss_over_none": B, "vrss_over_read_floor_goal": B,
+                     "rules_none_over_plain": B, "rules_exact_10000_over_none": B,
+                     "rules_exact_10_vs_10000": B},
      "params": {...}}
 
 where the qemu keys, "qemu_ns" and "qemu_agrees" (per frame kind: does
 QEMU's program hash the frame as vrss does? Where not, the figure is for
 different work) come only with --qemu-object. "tap_vrss_over_none" is the
 median of "tap_pair_ratios"; "bitserial_over_vrss" and "qemu_over_vrss"
-compare whole costs, the kernel's test run and first read included.
+compare whole costs, the kernel's test run and first read included, as do
+the flow build's ratios. "rules_baseline_ns" is the plain program on the
+frames of "none"; "map_bytes" "plain" and "flows" are the configuration
+map, locked, rounded up to pages; "flow_counters" is the flow build's
+per-CPU counter map: 8 bytes per counter on each possible CPU.
 
 Exit status is 0 when the measurements were taken, targets met or not; 1 if
 they could not be (no eBPF, no TAP device), 2 for bad flags.`
@@ -161,12 +191,25 @@ func writeBenchText(w io.Writer, r bench.Result) {
 	}
 	fmt.Fprintf(w, "  (the program's own work: its cost less the read floor's)\n\n")
 
+	fmt.Fprintf(w, "%-29s %10s %10s\n", "flow rules, TCPv4, ns", "per frame", "above rf")
+	rules := func(name string, ns, over float64) { fmt.Fprintf(w, "  %-27s %10.1f %10.1f\n", name, ns, over) }
+	rules("plain program (no rules)", r.RulesBaseline, r.RulesOverReadFloor["plain"])
+	for _, k := range bench.RuleCases {
+		rules("flow build: "+k, r.RulesNS[k], r.RulesOverReadFloor[k])
+	}
+	fmt.Fprintf(w, "  %-27s %10.1f\n", "read floor", r.RulesReadFloor)
+	fmt.Fprintf(w, "  (each the mean over %d frames, %d runs each; exact_10000's match %d different rules)\n\n", bench.RuleFrames, max(1, p.Repeat/bench.RuleFrames), bench.RuleFrames)
+
 	fmt.Fprintf(w, "TAP injection, %d queues, %d frames per round, %d pairs of rounds\n", p.TAPQueues, p.TAPFrames, p.TAPPairs)
 	for _, m := range []struct{ key, name string }{{"none", "no program"}, {"vrss", "vrss"}} {
 		fmt.Fprintf(w, "  %-27s %10.0f frames/s   lost %d\n", m.name, r.TAPPPS[m.key], r.TAPLost[m.key])
 	}
 	pct := func(x float64) string { return fmt.Sprintf("%.1f%%", 100*x) }
 	fmt.Fprintf(w, "  %-27s %s\n", "vrss / no program, per pair", strings.Join(mapSlice(r.TAPPairs, pct), " "))
+
+	m := r.MapBytes
+	fmt.Fprintf(w, "\nmemory per TAP: configuration map %d bytes (plain), %d bytes (flows); flow counters %d bytes per CPU x %d possible CPUs = %d bytes\n",
+		m.Plain, m.Flows, m.FlowCountersPerCPU, m.PossibleCPUs, m.FlowCounters)
 
 	mark := func(ok bool) string {
 		if ok {
@@ -186,6 +229,14 @@ func writeBenchText(w io.Writer, r bench.Result) {
 	}
 	line("TAP vrss / no program", pct(r.Ratios.TAPVRSSOverNone), fmt.Sprintf(">= %g%%", 100*bench.TargetTAPRatio), r.TargetsMet.TAPVRSSOverNone,
 		fmt.Sprintf("median of %d pairs, %s to %s", len(r.TAPPairs), pct(r.Ratios.TAPPairsMin), pct(r.Ratios.TAPPairsMax)))
+	line("flows none / plain", x(r.Ratios.RulesNoneOverPlain), fmt.Sprintf("<= %gx", bench.TargetRulesNoneOverPlain), r.TargetsMet.RulesNoneOverPlain, "")
+	line("flows exact_10000 / none", x(r.Ratios.RulesExact10000OverNone), fmt.Sprintf("<= %gx", bench.TargetRulesExact10000OverNone), r.TargetsMet.RulesExact10000OverNone, "")
+	spread := r.Ratios.RulesExact10000OverExact10
+	if spread > 0 && spread < 1 {
+		spread = 1 / spread
+	}
+	line("flows exact_10000 vs exact_10", x(spread), fmt.Sprintf("<= %gx", bench.TargetRulesExactSpread), r.TargetsMet.RulesExactSpread,
+		fmt.Sprintf("the larger over the smaller (exact_10000 / exact_10 = %s)", x(r.Ratios.RulesExact10000OverExact10)))
 	fmt.Fprintf(w, "goal\n")
 	for _, k := range bench.FirstReadKinds {
 		v := r.OverReadFloor["vrss"][k]

@@ -118,7 +118,27 @@ func checkBenchJSON(t *testing.T, got map[string]any, withQEMU bool) {
 			t.Errorf("%s = %v, want 0: frames were lost", path, v)
 		}
 	})
-	object("targets_met", got["targets_met"], []string{"vrss_tcpv4_over_floor", "bitserial_over_vrss_excess", "tap_vrss_over_none", "vrss_over_read_floor_goal"}, boolean)
+	object("targets_met", got["targets_met"], []string{"vrss_tcpv4_over_floor", "bitserial_over_vrss_excess", "tap_vrss_over_none", "vrss_over_read_floor_goal",
+		"rules_none_over_plain", "rules_exact_10000_over_none", "rules_exact_10_vs_10000"}, boolean)
+	// The flow build's figures: every rule case, the plain program and
+	// the read floor on the same frames, the ratios and the memory.
+	object("rules_ns", got["rules_ns"], bench.RuleCases, positive)
+	positive("rules_baseline_ns", got["rules_baseline_ns"])
+	positive("rules_read_floor_ns", got["rules_read_floor_ns"])
+	object("rules_over_read_floor_ns", got["rules_over_read_floor_ns"], append([]string{"plain"}, bench.RuleCases...), number)
+	object("ratios", got["ratios"], []string{"none_over_plain", "exact_10000_over_none", "exact_10000_over_exact_10"}, positive)
+	object("map_bytes", got["map_bytes"], []string{"plain", "flows", "flow_counters", "flow_counters_per_cpu", "possible_cpus"}, positive)
+	if m, ok := got["map_bytes"].(map[string]any); ok {
+		if v, _ := m["plain"].(float64); v > bench.MaxPlainMapBytes {
+			t.Errorf("map_bytes.plain = %v, want at most %d", v, bench.MaxPlainMapBytes)
+		}
+		if v, _ := m["flows"].(float64); v > bench.MaxFlowMapBytes {
+			t.Errorf("map_bytes.flows = %v, want at most %d", v, bench.MaxFlowMapBytes)
+		}
+		if m["flow_counters"] != m["flow_counters_per_cpu"].(float64)*m["possible_cpus"].(float64) {
+			t.Errorf("map_bytes: flow_counters %v is not flow_counters_per_cpu %v x possible_cpus %v", m["flow_counters"], m["flow_counters_per_cpu"], m["possible_cpus"])
+		}
+	}
 	object("params", got["params"], []string{"repeat", "rounds", "tap_pairs", "tap_frames"}, positive)
 }
 
@@ -129,7 +149,9 @@ func TestBenchText(t *testing.T) {
 		t.Fatalf("exit %d, stderr %q", code, errOut)
 	}
 	for _, want := range []string{"vrss eBPF", "floor (returns 0)", "read floor", "bit-serial eBPF", "Go engine",
-		"above the read floor, ns", "bit-serial / vrss", "no program", "frames/s", "lost 0", "per pair"} {
+		"above the read floor, ns", "bit-serial / vrss", "no program", "frames/s", "lost 0", "per pair",
+		"flow rules, TCPv4, ns", "plain program (no rules)", "flow build: none", "flow build: exact_10000", "flow build: masks_16x100",
+		"flow build: context", "memory per TAP: configuration map"} {
 		if !strings.Contains(out, want) {
 			t.Errorf("output lacks %q:\n%s", want, out)
 		}
@@ -140,7 +162,8 @@ func TestBenchText(t *testing.T) {
 		t.Fatalf("no goal section:\n%s", out)
 	}
 	marked := regexp.MustCompile(`want [<>]= \S+( ns)? +(ok|MISSED)( |$)`)
-	want := []string{"vrss tcpv4 / floor", "bit-serial / vrss above floor tcpv4", "bit-serial / vrss above floor udpv6", "TAP vrss / no program"}
+	want := []string{"vrss tcpv4 / floor", "bit-serial / vrss above floor tcpv4", "bit-serial / vrss above floor udpv6", "TAP vrss / no program",
+		"flows none / plain", "flows exact_10000 / none", "flows exact_10000 vs exact_10"}
 	lines := strings.Split(strings.TrimSpace(targets), "\n")
 	if len(lines) != len(want) {
 		t.Fatalf("want %d target lines, got %d:\n%s", len(want), len(lines), out)
