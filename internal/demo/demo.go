@@ -2,8 +2,12 @@
 // namespace it creates a multi-queue TAP, attaches the vrss program with an
 // RSS configuration, injects frames from many flows with AF_PACKET (the path
 // host traffic to a VM takes), reads every queue, and checks each frame
-// arrived on the queue the rss engine predicts. `vrss demo` and the device
-// tests both run it.
+// arrived on the queue the rss engine predicts. With Options.Rules it runs
+// the flow build instead, with a queue rule, an RSS context and a drop rule
+// (RulesSet), and checks every frame against flow.Engine: kept frames on
+// their queue, dropped ones refused and never received, and the program's
+// rule, context and drop counters. `vrss demo` and the device tests both
+// run it.
 package demo
 
 import (
@@ -33,6 +37,10 @@ type Options struct {
 	Config  *rss.Config // default: every hash type, rss.DefaultKey, equal 128-entry table
 	Seed    uint64      // flow generator seed; default 1
 	Timeout time.Duration
+	// Rules runs the flow build with RulesSet (Config its default
+	// configuration), adding RuleFlowsPer(Flows) flows for each of its
+	// rules to the usual ones. It needs at least 4 queues.
+	Rules bool
 }
 
 // Result is what a run observed.
@@ -50,10 +58,20 @@ type Result struct {
 	Foreign   int      // frames read that were not sent by the run
 	Stats     steering.Stats
 	Elapsed   time.Duration
+	// Flows holds what a run with Options.Rules saw besides; nil
+	// otherwise. Predicted, Observed and Reports then count the frames
+	// the engine keeps, and Correct also counts each frame the engine
+	// drops that was not received.
+	Flows *FlowResult
 }
 
-// OK reports whether every frame arrived, once, on its predicted queue.
+// OK reports whether every frame arrived, once, on its predicted queue; with
+// rules, whether every frame the engine keeps did so, none it drops was
+// received, and the program's counters agree with the engine.
 func (r *Result) OK() bool {
+	if r.Flows != nil {
+		return r.Sent > 0 && r.Correct == r.Sent && r.Received == r.Sent-r.Flows.Drops.Predicted && r.Flows.CountersAgree()
+	}
 	return r.Sent > 0 && r.Correct == r.Sent && r.Received == r.Sent
 }
 
@@ -88,10 +106,17 @@ func Run(o Options) (*Result, error) {
 	if err := cfg.Validate(steering.Limits(o.Queues)); err != nil {
 		return nil, err
 	}
+	if o.Rules && o.Queues < RulesMinQueues {
+		return nil, fmt.Errorf("demo: rules need at least %d queues (the RSS context uses queues 2 and 3), not %d", RulesMinQueues, o.Queues)
+	}
 	var res *Result
 	err := netnstest.Do(func() error {
 		var err error
-		res, err = run(o, cfg)
+		if o.Rules {
+			res, err = runRules(o, RulesSet(o.Queues, cfg))
+		} else {
+			res, err = run(o, cfg)
+		}
 		return err
 	})
 	return res, err
@@ -263,7 +288,13 @@ func Frames(flows, perFlow int, seed uint64) [][]byte {
 	for i := range specs {
 		specs[i] = flowTemplate(i, r)
 	}
-	out := make([][]byte, 0, flows*perFlow)
+	return number(specs, perFlow)
+}
+
+// number returns perFlow frames of each flow, numbered in their source
+// MAC, the flows in turn.
+func number(specs []func() []byte, perFlow int) [][]byte {
+	out := make([][]byte, 0, len(specs)*perFlow)
 	for rep := 0; rep < perFlow; rep++ {
 		for _, mk := range specs {
 			f := mk()

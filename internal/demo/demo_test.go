@@ -2,6 +2,7 @@ package demo_test
 
 import (
 	"math/rand/v2"
+	"strings"
 	"testing"
 
 	"github.com/vrss-dev/vrss/internal/demo"
@@ -69,5 +70,58 @@ func TestEightQueuesSkewed(t *testing.T) {
 	check(t, res, err)
 	if res.Observed[3] != 0 || res.Observed[4] != 0 {
 		t.Errorf("queues 3 and 4 are in no table entry but received %d and %d", res.Observed[3], res.Observed[4])
+	}
+}
+
+// With the flow build: a queue rule, an RSS context over queues 2 and 3
+// with its own key, and a drop rule, beside RSS for the rest, on real 4-
+// and 8-queue TAPs. Every frame the engine keeps arrives once on its
+// queue, none it drops arrives (each of their sends is refused), and the
+// program's rule, context and drop counters equal the engine's figures.
+func TestRules(t *testing.T) {
+	require(t)
+	for _, queues := range []int{4, 8} {
+		res, err := demo.Run(demo.Options{Queues: queues, Flows: 240, PerFlow: 5, Rules: true})
+		if err != nil {
+			t.Fatal(err)
+		}
+		f := res.Flows
+		if f == nil {
+			t.Fatal("no flow result from a run with rules")
+		}
+		t.Logf("%s: %d queues, %d/%d frames where predicted, observed %v, predicted %v, rules %+v, contexts %+v, drops %+v, foreign %d",
+			res.Device, res.Queues, res.Correct, res.Sent, res.Observed, res.Predicted, f.Rules, f.Contexts, f.Drops, res.Foreign)
+		for _, w := range res.Wrong {
+			t.Error(w)
+		}
+		if !res.OK() {
+			t.Fatalf("%d of %d frames where predicted, %d received", res.Correct, res.Sent, res.Received)
+		}
+		perRule := demo.RuleFlowsPer(240) * 5
+		for _, r := range f.Rules {
+			if r.Predicted < perRule || r.AsPredicted != r.Predicted || r.Counted != uint64(r.Predicted) {
+				t.Errorf("rule %d: %d predicted, %d as predicted, %d counted; want at least %d, all as predicted and counted", r.ID, r.Predicted, r.AsPredicted, r.Counted, perRule)
+			}
+		}
+		if d := f.Drops; d.Predicted < perRule || d.Refused != d.Predicted || d.Received != 0 {
+			t.Errorf("drops %+v: want every predicted drop refused at send and none received", d)
+		}
+		if c := f.Contexts[0]; c.Observed[2] == 0 || c.Observed[3] == 0 || c.Observed[0]+c.Observed[1] != 0 {
+			t.Errorf("context 1 delivered %v: want frames on queues 2 and 3 only", c.Observed)
+		}
+		if res.Observed[1] < perRule {
+			t.Errorf("queue 1 received %d frames, the queue rule alone sends it %d", res.Observed[1], perRule)
+		}
+		// The steering program saw every kept frame once.
+		if got, kept := res.Stats.Total(), res.Sent-f.Drops.Predicted; got != uint64(kept+res.Foreign) && got != uint64(kept) {
+			t.Errorf("the steering program counted %d frames, %d kept (%d foreign)", got, kept, res.Foreign)
+		}
+	}
+}
+
+// A run with rules needs the context's queues.
+func TestRulesQueues(t *testing.T) {
+	if _, err := demo.Run(demo.Options{Queues: 3, Rules: true}); err == nil || !strings.Contains(err.Error(), "at least 4 queues") {
+		t.Errorf("3 queues with rules: %v", err)
 	}
 }
