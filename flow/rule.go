@@ -62,7 +62,8 @@ type Group struct {
 
 // Rule is one flow rule.
 type Rule struct {
-	// ID names the rule; ids are unique in a Set.
+	// ID names the rule in its group: (Group, ID) is unique in a Set, so
+	// the host's rules and the guest's never collide.
 	ID uint32
 	// Group is the id of the rule's group.
 	Group uint32
@@ -178,14 +179,15 @@ func (s *Set) Validate(l Limits) error {
 	if len(s.Rules) > l.MaxRules {
 		return fmt.Errorf("%w: %d rules, at most %d", ErrLimit, len(s.Rules), l.MaxRules)
 	}
-	ids := map[uint32]bool{}
+	type ident struct{ group, id uint32 }
+	ids := map[ident]bool{}
 	masks := map[Key]bool{}
 	words := 0
 	for _, r := range s.Rules {
-		if ids[r.ID] {
-			return fmt.Errorf("%w: rule %d", ErrDuplicate, r.ID)
+		if ids[ident{r.Group, r.ID}] {
+			return fmt.Errorf("%w: rule %d in group %d", ErrDuplicate, r.ID, r.Group)
 		}
-		ids[r.ID] = true
+		ids[ident{r.Group, r.ID}] = true
 		g, ok := groups[r.Group]
 		if !ok {
 			return fmt.Errorf("%w: rule %d, group %d", ErrNoGroup, r.ID, r.Group)

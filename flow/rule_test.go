@@ -90,8 +90,7 @@ func TestValidate(t *testing.T) {
 		{"duplicate group", func(s *flow.Set, l *flow.Limits) { s.Groups[1].ID = 1 }, flow.ErrDuplicate, "group 1"},
 		{"duplicate group, other host flag", func(s *flow.Set, l *flow.Limits) { s.Groups = append(s.Groups, flow.Group{ID: 7, Host: true}) }, flow.ErrDuplicate, "group 7"},
 		{"too many rules", func(s *flow.Set, l *flow.Limits) { l.MaxRules = 2 }, flow.ErrLimit, "3 rules"},
-		{"duplicate rule", func(s *flow.Set, l *flow.Limits) { s.Rules[2].ID = 10 }, flow.ErrDuplicate, "rule 10"},
-		{"duplicate rule in another group", func(s *flow.Set, l *flow.Limits) { s.Rules[1].ID = 12 }, flow.ErrDuplicate, "rule 12"},
+		{"duplicate rule", func(s *flow.Set, l *flow.Limits) { s.Rules[1].ID = 10 }, flow.ErrDuplicate, "rule 10 in group 1"},
 		{"missing group", func(s *flow.Set, l *flow.Limits) { s.Rules[2].Group = 8 }, flow.ErrNoGroup, "group 8"},
 		{"match without family", func(s *flow.Set, l *flow.Limits) { s.Rules[1].Match = match(protoIs(6)) }, flow.ErrNoFamily, "rule 11"},
 		{"match on an unused field", func(s *flow.Set, l *flow.Limits) { s.Rules[1].Match.Mask[flow.OffReserved] = 1 }, flow.ErrField, "rule 11"},
@@ -244,5 +243,18 @@ func TestOrder(t *testing.T) {
 	}
 	if got := (&flow.Set{}).Order(); len(got) != 0 {
 		t.Errorf("empty set: %v", got)
+	}
+}
+
+// TestRuleIDsPerGroup: rule ids are unique within a group only, so the
+// host's rules and the guest's may use the same numbers.
+func TestRuleIDsPerGroup(t *testing.T) {
+	s := validSet()
+	s.Rules[2].ID = s.Rules[0].ID
+	if s.Rules[2].Group == s.Rules[0].Group {
+		t.Fatal("test set changed: rules 0 and 2 share a group")
+	}
+	if err := s.Validate(testLimits()); err != nil {
+		t.Fatalf("the same rule id in two groups: %v", err)
 	}
 }
