@@ -29,6 +29,10 @@ type device struct {
 	adopted    bool
 	abi        string
 	hash       *api.HashReport
+	// flows: the TAP is steered by the flow build (flow rules and RSS
+	// contexts), whose filter is attached at its tc egress through a
+	// link pinned beside the program (kernel.PinLink).
+	flows bool
 
 	prog kernel.Program
 	// pub publishes through the mmapped configuration map; nil when the
@@ -64,8 +68,10 @@ type device struct {
 	// pins could not be loaded or made again); list shows it.
 	problem string
 	// config is the configuration last saved in state.json, and savedGen
-	// the generation it was read at.
+	// the generation it was read at; flowSet, with flows, the rules,
+	// groups and contexts saved with it (nil for none).
 	config   *rss.Config
+	flowSet  *api.FlowSet
 	savedGen uint64
 }
 
@@ -75,6 +81,7 @@ func (d *device) info() api.TAP {
 		OwnerUID: d.owner, OwnerGID: d.group, Steering: d.steering, Adopted: d.adopted,
 		ABI: d.abi, HeldElsewhere: d.elsewhere(), Problem: d.problem,
 		AttachedQueues: d.attachedQ, DisabledQueues: d.disabledQ, Reattached: d.reattached,
+		Flows: d.flows, MapBytes: steering.MapBytes(d.flows),
 	}
 	t.Steering = d.steering && !d.lost
 	if t.Problem == "" && d.attachedQ+d.disabledQ > d.queues {
@@ -91,15 +98,37 @@ func (d *device) info() api.TAP {
 func (d *device) record() tapState {
 	if d.pub != nil {
 		gen := d.pub.Generation()
-		if c, err := d.pub.Config(); err == nil {
+		if d.flows && d.pub.Flows() {
+			if s, err := d.pub.Set(); err == nil {
+				fs := api.SetOf(s)
+				d.config, d.flowSet, d.savedGen = &s.Default, &fs, gen
+				if fs.Empty() {
+					d.flowSet = nil
+				}
+			}
+		} else if c, err := d.pub.Config(); err == nil {
 			d.config, d.savedGen = &c, gen
 		}
 	}
 	return tapState{
 		Name: d.name, Index: d.index, Queues: d.queues, VnetHdrLen: d.vnetHdrLen,
 		OwnerUID: d.owner, OwnerGID: d.group, Steering: d.steering, Adopted: d.adopted,
-		ABI: d.abi, HashReport: d.hash, Config: d.config,
+		ABI: d.abi, HashReport: d.hash, Config: d.config, Flows: d.flows, FlowSet: d.flowSet,
 	}
+}
+
+// linkPin is where the link of d's flow filter is pinned.
+func (d *device) linkPin(bpffsDir string) string {
+	return filepath.Join(d.pinDir(bpffsDir), kernel.PinLink)
+}
+
+// configSize is the size of d's configuration map's value, which a VMM
+// maps.
+func (d *device) configSize() int {
+	if d.flows {
+		return steering.FlowConfigSize
+	}
+	return steering.ConfigSize
 }
 
 // pinDir is where d's program and maps are pinned.
@@ -259,6 +288,14 @@ func tapError(err error) error {
 		return api.Errorf(api.CodeUnavailable, "%v", err)
 	}
 	return err
+}
+
+// filterError classifies a failure to attach the flow build's filter.
+func filterError(name string, err error) error {
+	if errors.Is(err, unix.EMFILE) || errors.Is(err, unix.ENFILE) {
+		return loadError(err)
+	}
+	return api.Errorf(api.CodeUnavailable, "TAP %s: the flow filter (tcx, Linux 6.6 or later): %v", name, err)
 }
 
 // loadError classifies a failure to load the steering program.

@@ -553,7 +553,7 @@ func helperMain(action string) int {
 	res := helperResult{}
 	err := func() error {
 		switch action {
-		case "call", "open", "vmm", "qemuvmm":
+		case "call", "open", "vmm", "qemuvmm", "flowowner":
 		case "hold":
 			os.Exit(holdHelper(ctx, a))
 		case "flood":
@@ -599,6 +599,9 @@ func helperMain(action string) int {
 		}
 		if action == "qemuvmm" {
 			return qemuVMMHelper(ctx, c, a, &res)
+		}
+		if action == "flowowner" {
+			return flowOwnerHelper(ctx, c, a, &res)
 		}
 		if action == "open" {
 			var na api.NameArgs

@@ -37,6 +37,14 @@ var handlers = map[api.Op]handler{
 	api.OpDelete:   (*Server).delete,
 	api.OpList:     (*Server).list,
 	api.OpQEMUEBPF: (*Server).qemuEBPF,
+
+	api.OpFlowAdd:        (*Server).flowAdd,
+	api.OpFlowDel:        (*Server).flowDel,
+	api.OpFlowList:       (*Server).flowList,
+	api.OpRSSContextAdd:  (*Server).contextAdd,
+	api.OpRSSContextSet:  (*Server).contextSet,
+	api.OpRSSContextDel:  (*Server).contextDel,
+	api.OpRSSContextShow: (*Server).contextShow,
 }
 
 // defaultVnetHdrLen is virtio_net_hdr_v1, what a VMM with
@@ -130,7 +138,7 @@ func (s *Server) create(p *peer, raw json.RawMessage, _ []*fd.FD) (any, []*fd.FD
 		return nil, nil, err
 	}
 	// Loading (the verifier) is the slow part: not under the lock.
-	prog, err := s.opts.Programs.Load()
+	prog, err := s.opts.Programs.Load(a.Flows)
 	if err != nil {
 		return nil, nil, loadError(err)
 	}
@@ -174,7 +182,7 @@ func (s *Server) create(p *peer, raw json.RawMessage, _ []*fd.FD) (any, []*fd.FD
 	faultPoint("create-made")
 	d := &device{
 		name: ctl.Name(), index: ctl.Index(), queues: a.Queues, vnetHdrLen: a.VnetHdrLen,
-		owner: uid, group: gid, ctl: ctl,
+		owner: uid, group: gid, ctl: ctl, flows: a.Flows,
 	}
 	err = disableControl(ctl)
 	if err == nil {
@@ -187,7 +195,7 @@ func (s *Server) create(p *peer, raw json.RawMessage, _ []*fd.FD) (any, []*fd.FD
 		s.opts.TAPs.Delete(d.name)
 		return nil, nil, err
 	}
-	s.log.Info("created", "tap", d.name, "queues", d.queues, "owner", uid, "group", gid, "by_uid", p.uid)
+	s.log.Info("created", "tap", d.name, "queues", d.queues, "owner", uid, "group", gid, "flows", d.flows, "by_uid", p.uid)
 	return d.info(), nil, nil
 }
 
@@ -271,6 +279,14 @@ func (s *Server) steerLocked(d *device, prog kernel.Program) (err error) {
 		return err
 	}
 	faultPoint("steer-pinned")
+	if d.flows {
+		// Before the steering program: with no rule yet, the filter
+		// passes every frame. Its link is pinned with the program, and
+		// removing the pins (on any failure below) detaches it.
+		if _, err := prog.AttachFilter(d.index, d.linkPin(s.opts.BPFFSDir)); err != nil {
+			return filterError(d.name, err)
+		}
+	}
 	if err := d.ctl.SetSteering(prog); err != nil {
 		return err
 	}
@@ -317,7 +333,7 @@ func (s *Server) adopt(p *peer, raw json.RawMessage, in []*fd.FD) (any, []*fd.FD
 		}
 		a.Name = q.Name
 	}
-	prog, err := s.opts.Programs.Load()
+	prog, err := s.opts.Programs.Load(a.Flows)
 	if err != nil {
 		return nil, nil, loadError(err)
 	}
@@ -359,7 +375,7 @@ func (s *Server) adopt(p *peer, raw json.RawMessage, in []*fd.FD) (any, []*fd.FD
 	if err := s.quotaLocked(p, uid, queues); err != nil {
 		return nil, nil, err
 	}
-	d := &device{name: t.Name, index: t.Index, owner: uid, group: gid, adopted: true, transient: !t.Persistent}
+	d := &device{name: t.Name, index: t.Index, owner: uid, group: gid, adopted: true, transient: !t.Persistent, flows: a.Flows}
 	if a.FromFD {
 		d.queues, d.vnetHdrLen = attached(t), q.VnetHdrLen
 		if err := s.checkQueues(d.queues); err != nil {
@@ -385,7 +401,7 @@ func (s *Server) adopt(p *peer, raw json.RawMessage, in []*fd.FD) (any, []*fd.FD
 		d.ctl.Close()
 		return nil, nil, err
 	}
-	s.log.Info("adopted", "tap", d.name, "queues", d.queues, "from_fd", a.FromFD, "owner", uid, "by_uid", p.uid)
+	s.log.Info("adopted", "tap", d.name, "queues", d.queues, "from_fd", a.FromFD, "owner", uid, "flows", d.flows, "by_uid", p.uid)
 	return d.info(), nil, nil
 }
 
@@ -518,6 +534,11 @@ func (s *Server) stats(p *peer, raw json.RawMessage, _ []*fd.FD) (any, []*fd.FD,
 	for q, n := range st.Queues {
 		out.Queues[q%d.queues] += n
 	}
+	if d.flows && d.pub.Flows() {
+		if out.Flows, err = flowStats(d); err != nil {
+			return nil, nil, err
+		}
+	}
 	return out, nil, nil
 }
 
@@ -580,7 +601,7 @@ func (s *Server) open(p *peer, raw json.RawMessage, _ []*fd.FD) (res any, out []
 	}
 	out = append(out, m)
 	s.log.Info("opened", "tap", d.name, "uid", p.uid, "pid", p.pid, "queue_fds", len(out)-1)
-	return &api.OpenResult{TAP: d.info(), QueueFDs: len(out) - 1, ConfigSize: steering.ConfigSize, ABI: d.abi}, out, nil
+	return &api.OpenResult{TAP: d.info(), QueueFDs: len(out) - 1, ConfigSize: d.configSize(), ABI: d.abi}, out, nil
 }
 
 func (s *Server) detach(p *peer, raw json.RawMessage, _ []*fd.FD) (any, []*fd.FD, error) {
@@ -617,8 +638,18 @@ func (s *Server) setSteering(p *peer, raw json.RawMessage, on bool) (any, []*fd.
 	if err := s.controlLocked(d); err != nil {
 		return nil, nil, err
 	}
+	if d.flows && on {
+		if _, err := d.prog.AttachFilter(d.index, d.linkPin(s.opts.BPFFSDir)); err != nil {
+			return nil, nil, filterError(d.name, err)
+		}
+	}
 	if err := d.ctl.SetSteering(prog); err != nil {
 		return nil, nil, err
+	}
+	if d.flows && !on {
+		if err := d.prog.DetachFilter(d.linkPin(s.opts.BPFFSDir)); err != nil {
+			s.log.Warn("detaching the flow filter", "tap", d.name, "err", err)
+		}
 	}
 	d.steering, d.lost = on, false
 	s.saveLocked()

@@ -89,6 +89,13 @@ func (s *Server) qemuEBPF(p *peer, raw json.RawMessage, _ []*fd.FD) (any, []*fd.
 			closeFDs()
 			return nil, nil, err
 		}
+		// With vrss's program goes its flow filter: QEMU's program
+		// steers by the guest's configuration alone.
+		if d.flows && d.prog != nil {
+			if err := d.prog.DetachFilter(d.linkPin(s.opts.BPFFSDir)); err != nil {
+				s.log.Warn("detaching the flow filter", "tap", d.name, "err", err)
+			}
+		}
 		d.steering = false
 		res.SteeringDetached = true
 		s.saveLocked()

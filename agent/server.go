@@ -221,6 +221,7 @@ func New(o Options) (*Server, error) {
 	}
 	s.watchWG.Go(s.watch)
 	s.watchWG.Go(func() { s.every(snapshotInterval, s.snapshots) })
+	s.watchWG.Go(func() { s.every(snapshotInterval, s.filters) })
 	s.watchWG.Go(func() { s.every(monitorInterval, s.monitor) })
 	s.log.Info("vrssd ready", "socket", o.Socket, "state_dir", o.StateDir, "bpffs_dir", o.BPFFSDir,
 		"taps", len(s.taps), "abi", steering.ABIStamp(), "version", o.Version, "nofile", nofile)
@@ -700,7 +701,7 @@ func (s *Server) readopt(rec tapState) (*device, error) {
 	d := &device{
 		name: rec.Name, index: rec.Index, queues: rec.Queues, vnetHdrLen: rec.VnetHdrLen,
 		owner: rec.OwnerUID, group: rec.OwnerGID, steering: rec.Steering, adopted: rec.Adopted,
-		abi: rec.ABI, hash: rec.HashReport, config: rec.Config,
+		abi: rec.ABI, hash: rec.HashReport, config: rec.Config, flows: rec.Flows, flowSet: rec.FlowSet,
 	}
 	if !d.adopted {
 		// A TAP an older vrssd made has the default qdisc, ~6.5 MiB of
@@ -716,7 +717,7 @@ func (s *Server) readopt(rec tapState) (*device, error) {
 	if d.ctl, err = s.openControl(d.name, d.vnetHdrLen); err != nil {
 		s.log.Warn("opening the control queue; attach and detach will try again", "tap", d.name, "err", err)
 	}
-	prog, err := s.opts.Programs.LoadPinned(d.pinDir(s.opts.BPFFSDir))
+	prog, err := s.opts.Programs.LoadPinned(d.pinDir(s.opts.BPFFSDir), d.flows)
 	if err != nil {
 		if errors.Is(err, os.ErrNotExist) {
 			err = s.resteer(d)
@@ -735,6 +736,18 @@ func (s *Server) readopt(rec tapState) (*device, error) {
 			return nil, err
 		}
 		d.savedGen = d.pub.Generation()
+		if d.pub.Flows() != d.flows || prog.Flows() != d.flows {
+			// Not what state.json says was pinned: keep the TAP, touch
+			// nothing, and say so.
+			d.pub.Close()
+			d.prog.Close()
+			d.pub, d.prog = nil, nil
+			d.problem = fmt.Sprintf("state.json says the TAP has flows %v, and its pinned configuration map says otherwise; delete and create it again", d.flows)
+			return d, nil
+		}
+		if d.flows && d.steering {
+			s.filterLocked(d, "at start")
+		}
 	} else {
 		s.log.Error("TAP is steered by a program of another vrssd build; it keeps steering as configured, but vrssd will not touch its maps: delete and re-create it to upgrade",
 			"tap", rec.Name, "abi", rec.ABI, "daemon_abi", steering.ABIStamp())
@@ -749,7 +762,7 @@ func (s *Server) readopt(rec tapState) (*device, error) {
 // as state.json last recorded, attached through vrssd's control queue
 // (whoever holds the others).
 func (s *Server) resteer(d *device) error {
-	prog, err := s.opts.Programs.Load()
+	prog, err := s.opts.Programs.Load(d.flows)
 	if err != nil {
 		return loadError(err)
 	}
@@ -765,14 +778,28 @@ func (s *Server) resteer(d *device) error {
 		s.removePins(d.name)
 		return err
 	}
-	if d.config != nil {
+	switch {
+	case d.flowSet != nil:
+		def := unconfigured()
+		if d.config != nil {
+			def = *d.config
+		}
+		set, err := d.flowSet.Set(def)
+		if err == nil {
+			err = d.pub.PublishSet(set)
+		}
+		if err != nil {
+			return fail(fmt.Errorf("the recorded flow rules and RSS contexts: %w", err))
+		}
+	case d.config != nil:
 		if err := d.pub.Publish(*d.config); err != nil {
 			return fail(fmt.Errorf("the recorded configuration: %w", err))
 		}
 	}
 	d.savedGen = d.pub.Generation()
 	// Some pins may be left (a crash while pinning): only vrssd's own
-	// three names are removed.
+	// names are removed (a flow filter's link among them, which detaches
+	// the filter it held).
 	s.removePins(d.name)
 	if err := s.opts.Programs.Pin(prog, d.pinDir(s.opts.BPFFSDir)); err != nil {
 		return fail(err)
@@ -781,12 +808,44 @@ func (s *Server) resteer(d *device) error {
 		if d.ctl == nil {
 			return fail(errors.New("no control queue to attach it through"))
 		}
+		if d.flows {
+			if _, err := prog.AttachFilter(d.index, d.linkPin(s.opts.BPFFSDir)); err != nil {
+				return fail(filterError(d.name, err))
+			}
+		}
 		if err := d.ctl.SetSteering(prog); err != nil {
 			return fail(err)
 		}
 	}
-	s.log.Warn("the TAP's pins were lost while vrssd was stopped: steered it anew with the configuration state.json recorded", "tap", d.name, "configured", d.config != nil, "steering", d.steering)
+	s.log.Warn("the TAP's pins were lost while vrssd was stopped: steered it anew with the configuration state.json recorded", "tap", d.name, "configured", d.config != nil, "flow_rules", d.flowSet != nil, "steering", d.steering)
 	return nil
+}
+
+// filterLocked makes sure the flow filter of d (with flows, steering) is
+// attached through its pinned link, attaching it again if the link or
+// its pin was lost (bpffs, a detach behind vrssd's back); why says when,
+// for the log. s.mu is held.
+func (s *Server) filterLocked(d *device, why string) {
+	if !d.flows || !d.steering || d.prog == nil {
+		return
+	}
+	attached, err := d.prog.AttachFilter(d.index, d.linkPin(s.opts.BPFFSDir))
+	switch {
+	case err != nil:
+		s.log.Warn("attaching the flow filter; vrssd tries again", "tap", d.name, "err", err)
+	case attached:
+		s.log.Warn("the flow filter was not attached (its link or its pin was lost): attached it again", "tap", d.name, "when", why)
+	}
+}
+
+// filters checks the flow filters of the TAPs with flows (see
+// filterLocked); it runs every snapshotInterval until shutdown.
+func (s *Server) filters() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, d := range s.taps {
+		s.filterLocked(d, "while running")
+	}
 }
 
 // saveLocked writes state.json; s.mu is held. A failure is logged: the

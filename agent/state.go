@@ -7,17 +7,25 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 
 	"golang.org/x/sys/unix"
 
 	"github.com/vrss-dev/vrss/agent/api"
 	"github.com/vrss-dev/vrss/rss"
+	"github.com/vrss-dev/vrss/steering"
 )
 
-// stateVersion is the layout of state.json. Version 1 files are read too:
-// version 2 only added fields.
-const stateVersion = 2
+// stateVersion is the layout of state.json. Version 1 and 2 files are read
+// too: each version only added fields. Version 3 added TAPs with flows
+// (tapState.Flows, FlowSet), which an older vrssd would steer without
+// their rules and filter: state.json says 3 only when a TAP has flows, so
+// that such a vrssd refuses the file, and 2 otherwise.
+const (
+	stateVersion      = 3
+	stateVersionPlain = 2
+)
 
 // maxStateSize bounds state.json: 252 queues' worth of records for
 // thousands of TAPs is far below it.
@@ -53,6 +61,12 @@ type tapState struct {
 	// intent before it makes the device, so that a crash in between
 	// leaves something startup can undo, not an orphan.
 	Creating bool `json:"creating,omitempty"`
+	// Flows: the TAP is steered by the flow build; FlowSet is its rules,
+	// groups and RSS contexts when the state was last saved (Config is
+	// the default configuration), what a TAP whose pins are lost is
+	// steered by again.
+	Flows   bool         `json:"flows,omitempty"`
+	FlowSet *api.FlowSet `json:"flow_set,omitempty"`
 }
 
 // validate checks a record read from state.json as untrusted input: a
@@ -81,6 +95,22 @@ func (r *tapState) validate() error {
 		l := rss.Limits{MaxKeySize: rss.MaxKeySize, MaxTableLen: rss.MaxTableLen, HashTypes: rss.AllHashTypes, Queues: r.Queues}
 		if err := r.Config.Validate(l); err != nil {
 			return fmt.Errorf("configuration: %w", err)
+		}
+	}
+	if r.FlowSet != nil {
+		if !r.Flows {
+			return errors.New("flow rules or RSS contexts recorded for a TAP without flows")
+		}
+		def := unconfigured()
+		if r.Config != nil {
+			def = *r.Config
+		}
+		s, err := r.FlowSet.Set(def)
+		if err == nil {
+			err = s.Validate(steering.FlowLimits(r.Queues))
+		}
+		if err != nil {
+			return fmt.Errorf("flow rules and RSS contexts: %w", err)
 		}
 	}
 	return nil
@@ -121,8 +151,8 @@ func readState(dir string) (*state, error) {
 	if err := json.Unmarshal(b, &st); err != nil {
 		return nil, fmt.Errorf("%s: %w", path, err)
 	}
-	if st.Version != 1 && st.Version != stateVersion {
-		return nil, fmt.Errorf("%s: version %d, this vrssd reads 1 and %d", path, st.Version, stateVersion)
+	if st.Version < 1 || st.Version > stateVersion {
+		return nil, fmt.Errorf("%s: version %d, this vrssd reads 1 to %d", path, st.Version, stateVersion)
 	}
 	seen := map[string]bool{}
 	for i := range st.TAPs {
@@ -141,7 +171,11 @@ func readState(dir string) (*state, error) {
 // writeState replaces dir/state.json atomically: a crash leaves either the
 // old or the new file, never a torn one.
 func writeState(dir string, st *state) error {
-	b, err := json.MarshalIndent(st, "", "  ")
+	out := *st
+	if out.Version == stateVersion && !slices.ContainsFunc(out.TAPs, func(r tapState) bool { return r.Flows }) {
+		out.Version = stateVersionPlain
+	}
+	b, err := json.MarshalIndent(&out, "", "  ")
 	if err != nil {
 		return err
 	}

@@ -62,6 +62,15 @@ const (
 	// fds (program, configuration map, key map, indirection table map:
 	// the order of QEMU's ebpf-rss-fds).
 	OpQEMUEBPF Op = "qemu_ebpf"
+	// Flow rules and RSS contexts, on a TAP created (or adopted) with
+	// flows (see flows.go).
+	OpFlowAdd        Op = "flow_add"         // FlowAddArgs → FlowRuleInfo
+	OpFlowDel        Op = "flow_del"         // FlowDelArgs → nothing
+	OpFlowList       Op = "flow_list"        // FlowListArgs → FlowList
+	OpRSSContextAdd  Op = "rss_context_add"  // ContextArgs → ContextInfo
+	OpRSSContextSet  Op = "rss_context_set"  // ContextArgs → ContextInfo
+	OpRSSContextDel  Op = "rss_context_del"  // ContextArgs → nothing
+	OpRSSContextShow Op = "rss_context_show" // ContextArgs → ContextList
 )
 
 // Request is one client message.
@@ -149,6 +158,12 @@ type CreateArgs struct {
 	OwnerUID   *int   `json:"owner_uid,omitempty"` // default: the requesting uid
 	OwnerGID   *int   `json:"owner_gid,omitempty"` // default: the requesting gid
 	VnetHdrLen int    `json:"vnet_hdr_len,omitempty"`
+	// Flows steers the TAP with the flow build of the program: flow
+	// rules and RSS contexts besides RSS, and a filter at the TAP's tc
+	// egress that drops what drop rules match (Linux 6.6 or later). Its
+	// configuration map takes about 1 MB of locked memory instead of
+	// about 200 KB (TAP.MapBytes).
+	Flows bool `json:"flows,omitempty"`
 }
 
 // AdoptArgs put an existing TAP under vrssd's steering: by name (the daemon
@@ -160,6 +175,8 @@ type AdoptArgs struct {
 	FromFD     bool   `json:"from_fd,omitempty"`
 	OwnerUID   *int   `json:"owner_uid,omitempty"`
 	OwnerGID   *int   `json:"owner_gid,omitempty"`
+	// Flows: as CreateArgs.Flows.
+	Flows bool `json:"flows,omitempty"`
 }
 
 // TAP describes a TAP device under vrssd.
@@ -195,6 +212,12 @@ type TAP struct {
 	// example that its pins were lost while vrssd was stopped and the
 	// program it pinned anew waits for a queue to be attached through.
 	Problem string `json:"problem,omitempty"`
+	// Flows says the TAP is steered by the flow build (CreateArgs.Flows):
+	// it takes flow rules and RSS contexts.
+	Flows bool `json:"flows,omitempty"`
+	// MapBytes is the kernel memory the TAP's configuration map locks
+	// (steering.MapBytes).
+	MapBytes int `json:"map_bytes,omitempty"`
 }
 
 // OpenArgs ask for a TAP's file descriptors.
@@ -258,11 +281,15 @@ type Stats struct {
 	// Reattached counts the times vrssd found the program detached behind
 	// its back and attached it again.
 	Reattached uint64 `json:"reattached,omitempty"`
+	// Flows are the flow rule, drop and RSS context counters of a TAP
+	// with flows; nil for another.
+	Flows *FlowStats `json:"flows,omitempty"`
 }
 
 // OpenResult accompanies the fds handed to a TAP's owner: first one fd per
 // queue, in queue order (none for OpenArgs.ConfigOnly), then the
-// configuration map's fd, which the client mmaps (ConfigSize bytes) to
+// configuration map's fd, which the client mmaps (ConfigSize bytes:
+// steering.ConfigSize, or steering.FlowConfigSize for a TAP with flows) to
 // publish configurations itself.
 type OpenResult struct {
 	TAP        TAP    `json:"tap"`

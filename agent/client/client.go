@@ -449,7 +449,10 @@ type Handle struct {
 	ConfigMap *os.File
 	// Publisher writes configurations through ConfigMap's memory mapping.
 	// There must be one publisher per TAP at a time: after Open, publish
-	// here or through the daemon (SetRSS), not both at once.
+	// here or through the daemon (SetRSS), not both at once. On a TAP
+	// with flows (Publisher.Flows), Publish keeps the rules and RSS
+	// contexts, and PublishSet replaces everything (the host's rules
+	// too: read Publisher.Set first to keep them).
 	Publisher *steering.Publisher
 }
 
@@ -497,8 +500,8 @@ func (c *Client) open(ctx context.Context, a api.OpenArgs) (*Handle, error) {
 	switch {
 	case r.ABI != steering.ABIStamp():
 		return fail(api.Errorf(api.CodeABIMismatch, "TAP %s has steering ABI %q, this client %q", a.Name, r.ABI, steering.ABIStamp()))
-	case r.ConfigSize != steering.ConfigSize:
-		return fail(api.Errorf(api.CodeABIMismatch, "TAP %s has a %d-byte configuration map, this client expects %d", a.Name, r.ConfigSize, steering.ConfigSize))
+	case r.ConfigSize != steering.ConfigSize && r.ConfigSize != steering.FlowConfigSize:
+		return fail(api.Errorf(api.CodeABIMismatch, "TAP %s has a %d-byte configuration map, this client expects %d (or %d with flows)", a.Name, r.ConfigSize, steering.ConfigSize, steering.FlowConfigSize))
 	}
 	h.Queues, h.ConfigMap = files[:r.QueueFDs], files[r.QueueFDs]
 	rc, err := h.ConfigMap.SyscallConn()
@@ -511,6 +514,10 @@ func (c *Client) open(ctx context.Context, a api.OpenArgs) (*Handle, error) {
 	}
 	if perr != nil {
 		return fail(perr)
+	}
+	if h.Publisher.Flows() != (r.ConfigSize == steering.FlowConfigSize) {
+		h.Publisher.Close()
+		return fail(api.Errorf(api.CodeABIMismatch, "TAP %s: the configuration map handed over is not the %d-byte map announced", a.Name, r.ConfigSize))
 	}
 	return h, nil
 }

@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 
 	"github.com/cilium/ebpf"
+	ebpflink "github.com/cilium/ebpf/link"
 	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
 
@@ -25,27 +26,46 @@ var (
 	_ TAPs     = Host{}
 )
 
-// Pin file names inside a TAP's pin directory.
+// Pin file names inside a TAP's pin directory: the program and its maps,
+// and for the flow build its filter, its flow counters and the BPF link
+// that attaches the filter at the TAP's tc egress. (The flow build's
+// scratch map needs no pin: its programs hold it.)
 const (
-	pinProg   = "prog"
-	pinConfig = "config"
-	pinStats  = "stats"
+	pinProg      = "prog"
+	pinConfig    = "config"
+	pinStats     = "stats"
+	pinFilter    = "filter"
+	pinFlowStats = "flowstats"
+	// PinLink is the file name of the filter's link in a TAP's pin
+	// directory.
+	PinLink = "link"
 )
+
+// pinNames are every name Pin and AttachFilter make.
+var pinNames = []string{pinProg, pinConfig, pinStats, pinFilter, pinFlowStats, PinLink}
 
 // PinRoot makes dir a directory on a bpf filesystem, mounting one if
 // needed (see ensureBPFFS).
 func (Host) PinRoot(dir string) (string, error) { return ensureBPFFS(dir) }
 
-// hostProgram is a steering.Program.
-type hostProgram struct{ p *steering.Program }
+// hostProgram is a steering.Program, and the link of its filter once
+// attached or loaded from its pin.
+type hostProgram struct {
+	p    *steering.Program
+	link ebpflink.Link
+}
 
-// Load loads the production steering program.
-func (Host) Load() (Program, error) {
-	p, err := steering.Load()
+// Load loads the production steering program, or its flow build.
+func (Host) Load(flows bool) (Program, error) {
+	v := steering.Production
+	if flows {
+		v = steering.Flows
+	}
+	p, err := steering.LoadVariant(v)
 	if err != nil {
 		return nil, err
 	}
-	return &hostProgram{p}, nil
+	return &hostProgram{p: p}, nil
 }
 
 func (h *hostProgram) Publisher(queues int) (Publisher, error) {
@@ -59,7 +79,109 @@ func (h *hostProgram) Publisher(queues int) (Publisher, error) {
 func (h *hostProgram) Stats() (steering.Stats, error) { return h.p.Stats() }
 func (h *hostProgram) FD() int                        { return h.p.Prog.FD() }
 func (h *hostProgram) DupConfigMap() (*fd.FD, error)  { return fd.Dup(h.p.ConfigMap.FD()) }
-func (h *hostProgram) Close() error                   { return h.p.Close() }
+func (h *hostProgram) Flows() bool                    { return h.p.FlowStatsMap != nil }
+
+func (h *hostProgram) FlowStats(pub Publisher) (steering.FlowStats, error) {
+	if h.p.FlowStatsMap == nil {
+		return steering.FlowStats{}, steering.ErrNoFlows
+	}
+	if sp, ok := pub.(*steering.Publisher); ok {
+		return steering.ReadFlowStats(h.p.FlowStatsMap, sp)
+	}
+	return h.p.FlowStats()
+}
+
+// AttachFilter keeps the link pinned at pin if it attaches this filter
+// at ifindex's tc egress, and attaches and pins a new one otherwise.
+func (h *hostProgram) AttachFilter(ifindex int, pin string) (bool, error) {
+	if h.p.Filter == nil {
+		return false, steering.ErrNoFlows
+	}
+	if h.link == nil {
+		l, err := ebpflink.LoadPinnedLink(pin, nil)
+		switch {
+		case err == nil:
+			h.link = l
+		case errors.Is(err, os.ErrNotExist):
+		default:
+			// Not a link (or not one this process may use): vrssd's
+			// own name in vrssd's own directory, so it goes.
+			if err := os.Remove(pin); err != nil && !errors.Is(err, os.ErrNotExist) {
+				return false, fmt.Errorf("remove %s, which is no link: %w", pin, err)
+			}
+		}
+	}
+	if h.link != nil {
+		if h.linkAt(ifindex) {
+			// Pinned again if its pin was removed meanwhile.
+			if _, err := os.Lstat(pin); errors.Is(err, os.ErrNotExist) {
+				h.link.Unpin()
+				if err := h.link.Pin(pin); err != nil {
+					return false, fmt.Errorf("pin %s: %w", PinLink, err)
+				}
+			}
+			return false, nil
+		}
+		// Another filter's, or detached (its device went, or bpftool
+		// detached it): replaced.
+		h.link.Close()
+		h.link = nil
+		if err := os.Remove(pin); err != nil && !errors.Is(err, os.ErrNotExist) {
+			return false, err
+		}
+	}
+	l, err := h.p.AttachFilter(ifindex)
+	if err != nil {
+		return false, err
+	}
+	if err := l.Pin(pin); err != nil {
+		l.Close()
+		return false, fmt.Errorf("pin %s: %w", PinLink, err)
+	}
+	h.link = l
+	return true, nil
+}
+
+// linkAt reports whether h.link attaches h's filter at ifindex's tc
+// egress.
+func (h *hostProgram) linkAt(ifindex int) bool {
+	info, err := h.link.Info()
+	if err != nil {
+		return false
+	}
+	tcx := info.TCX()
+	if tcx == nil || int(tcx.Ifindex) != ifindex || ebpf.AttachType(tcx.AttachType) != ebpf.AttachTCXEgress {
+		return false
+	}
+	pi, err := h.p.Filter.Info()
+	if err != nil {
+		return false
+	}
+	id, ok := pi.ID()
+	return ok && id == info.Program
+}
+
+// DetachFilter removes the link's pin and closes it: the filter is
+// detached.
+func (h *hostProgram) DetachFilter(pin string) error {
+	err := os.Remove(pin)
+	if errors.Is(err, os.ErrNotExist) {
+		err = nil
+	}
+	if h.link != nil {
+		h.link.Close()
+		h.link = nil
+	}
+	return err
+}
+
+func (h *hostProgram) Close() error {
+	if h.link != nil {
+		h.link.Close()
+		h.link = nil
+	}
+	return h.p.Close()
+}
 
 func hostProg(p Program) (*steering.Program, error) {
 	h, ok := p.(*hostProgram)
@@ -69,7 +191,7 @@ func hostProg(p Program) (*steering.Program, error) {
 	return h.p, nil
 }
 
-// Pin makes dir and pins p's program and maps in it.
+// Pin makes dir and pins p's programs and maps in it.
 func (Host) Pin(p Program, dir string) error {
 	sp, err := hostProg(p)
 	if err != nil {
@@ -78,10 +200,20 @@ func (Host) Pin(p Program, dir string) error {
 	if err := os.Mkdir(dir, 0o700); err != nil {
 		return err
 	}
-	for _, o := range []struct {
+	objs := []struct {
 		name string
 		pin  func(string) error
-	}{{pinProg, sp.Prog.Pin}, {pinConfig, sp.ConfigMap.Pin}, {pinStats, sp.StatsMap.Pin}} {
+	}{{pinProg, sp.Prog.Pin}, {pinConfig, sp.ConfigMap.Pin}, {pinStats, sp.StatsMap.Pin}}
+	if sp.Filter != nil {
+		objs = append(objs, struct {
+			name string
+			pin  func(string) error
+		}{pinFilter, sp.Filter.Pin}, struct {
+			name string
+			pin  func(string) error
+		}{pinFlowStats, sp.FlowStatsMap.Pin})
+	}
+	for _, o := range objs {
 		if err := o.pin(filepath.Join(dir, o.name)); err != nil {
 			return fmt.Errorf("pin %s: %w", o.name, err)
 		}
@@ -89,8 +221,8 @@ func (Host) Pin(p Program, dir string) error {
 	return nil
 }
 
-// LoadPinned loads the program and maps pinned in dir.
-func (Host) LoadPinned(dir string) (Program, error) {
+// LoadPinned loads the programs and maps pinned in dir.
+func (Host) LoadPinned(dir string, flows bool) (Program, error) {
 	p := &steering.Program{Variant: steering.Production}
 	var err error
 	if p.Prog, err = ebpf.LoadPinnedProgram(filepath.Join(dir, pinProg), nil); err != nil {
@@ -99,20 +231,27 @@ func (Host) LoadPinned(dir string) (Program, error) {
 	if p.ConfigMap, err = ebpf.LoadPinnedMap(filepath.Join(dir, pinConfig), nil); err == nil {
 		p.StatsMap, err = ebpf.LoadPinnedMap(filepath.Join(dir, pinStats), nil)
 	}
+	if err == nil && flows {
+		p.Variant = steering.Flows
+		if p.Filter, err = ebpf.LoadPinnedProgram(filepath.Join(dir, pinFilter), nil); err == nil {
+			p.FlowStatsMap, err = ebpf.LoadPinnedMap(filepath.Join(dir, pinFlowStats), nil)
+		}
+	}
 	if err != nil {
 		p.Close()
 		return nil, err
 	}
-	return &hostProgram{p}, nil
+	return &hostProgram{p: p}, nil
 }
 
-// Unpin removes the three pins Pin makes in dir, then dir if nothing else
-// is in it: the bpffs directory may be shared with other software.
+// Unpin removes the pins Pin and AttachFilter make in dir, then dir if
+// nothing else is in it: the bpffs directory may be shared with other
+// software.
 func (Host) Unpin(dir string) error { return unpin(dir) }
 
 func unpin(dir string) error {
 	var errs []error
-	for _, f := range []string{pinProg, pinConfig, pinStats} {
+	for _, f := range pinNames {
 		if err := os.Remove(filepath.Join(dir, f)); err != nil && !errors.Is(err, os.ErrNotExist) {
 			errs = append(errs, err)
 		}

@@ -12,6 +12,7 @@ import (
 	"errors"
 	"os"
 
+	"github.com/vrss-dev/vrss/flow"
 	"github.com/vrss-dev/vrss/internal/fd"
 	"github.com/vrss-dev/vrss/rss"
 	"github.com/vrss-dev/vrss/steering"
@@ -24,17 +25,20 @@ type Programs interface {
 	// PinRoot makes dir a directory pins can be made under, and reports
 	// the directory it mounted a bpf filesystem on, if it had to.
 	PinRoot(dir string) (mounted string, err error)
-	// Load loads a new instance of the steering program. If eBPF
+	// Load loads a new instance of the steering program: the flow build
+	// (steering.Flows) if flows, else the production build. If eBPF
 	// cannot be used, the error is a *steering.UnavailableError.
-	Load() (Program, error)
+	Load(flows bool) (Program, error)
 	// Pin makes the directory dir (which must not exist) and pins p's
-	// program and maps in it.
+	// programs and maps in it.
 	Pin(p Program, dir string) error
-	// LoadPinned loads the program and maps pinned in dir. An error
-	// that wraps os.ErrNotExist says the pins are gone.
-	LoadPinned(dir string) (Program, error)
-	// Unpin removes the pins Pin makes in dir, then dir if it is empty;
-	// nothing else in it. Pins already gone are no error.
+	// LoadPinned loads the programs and maps of the build flows says
+	// pinned in dir. An error that wraps os.ErrNotExist says pins are
+	// gone.
+	LoadPinned(dir string, flows bool) (Program, error)
+	// Unpin removes the pins Pin and Program.AttachFilter make in dir,
+	// then dir if it is empty; nothing else in it. Pins already gone are
+	// no error.
 	Unpin(dir string) error
 }
 
@@ -53,6 +57,23 @@ type Program interface {
 	// DupConfigMap returns a close-on-exec duplicate of the
 	// configuration map's descriptor, to hand to a VMM.
 	DupConfigMap() (*fd.FD, error)
+	// Flows reports whether this is the flow build.
+	Flows() bool
+	// FlowStats reads the flow build's counters, attributing rule
+	// counters through pub, a Publisher of this program
+	// (steering.ReadFlowStats); steering.ErrNoFlows for another build.
+	FlowStats(pub Publisher) (steering.FlowStats, error)
+	// AttachFilter makes sure the flow build's filter is attached at the
+	// tc egress of the device with index ifindex through a BPF link
+	// pinned at pin, so that it outlives the process: it takes the link
+	// pinned there if it is one of this filter's at ifindex, and
+	// otherwise attaches anew and pins the link (removing what was
+	// pinned there). It reports whether it attached anew. The Program
+	// keeps the link until Close.
+	AttachFilter(ifindex int, pin string) (attached bool, err error)
+	// DetachFilter removes the link's pin and lets the link go, which
+	// detaches the filter (nothing else holds it).
+	DetachFilter(pin string) error
 	// Close releases the program and its maps.
 	Close() error
 }
@@ -63,6 +84,12 @@ type Publisher interface {
 	Publish(rss.Config) error
 	Config() (rss.Config, error)
 	Generation() uint64
+	// Flows reports whether the map holds flow rules and RSS contexts;
+	// PublishSet and Set publish and read them (steering.ErrNoFlows on
+	// another map).
+	Flows() bool
+	PublishSet(flow.Set) error
+	Set() (flow.Set, error)
 	Close() error
 }
 

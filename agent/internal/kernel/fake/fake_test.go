@@ -135,7 +135,7 @@ func TestDeleteAndUpdates(t *testing.T) {
 // files that name them.
 func TestProgramsAndPins(t *testing.T) {
 	k := newKernel(t)
-	p, err := k.Load()
+	p, err := k.Load(false)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -194,7 +194,7 @@ func TestProgramsAndPins(t *testing.T) {
 		t.Fatalf("%d programs open", k.Programs())
 	}
 	// The program lives on, attached and pinned.
-	again, err := k.LoadPinned(dir)
+	again, err := k.LoadPinned(dir, false)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -203,20 +203,20 @@ func TestProgramsAndPins(t *testing.T) {
 		t.Fatalf("stats: %+v, %v", st.Queues[:4], err)
 	}
 	os.WriteFile(filepath.Join(dir, "stats"), []byte("junk"), 0o600)
-	if _, err := k.LoadPinned(dir); !errors.Is(err, unix.EINVAL) {
+	if _, err := k.LoadPinned(dir, false); !errors.Is(err, unix.EINVAL) {
 		t.Fatalf("a spoiled pin: %v", err)
 	}
 	if err := k.Unpin(dir); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := k.LoadPinned(dir); !errors.Is(err, os.ErrNotExist) {
+	if _, err := k.LoadPinned(dir, false); !errors.Is(err, os.ErrNotExist) {
 		t.Fatalf("after Unpin: %v", err)
 	}
 	if err := q.SetSteering(nil); err != nil || k.Steering("t0") != 0 {
 		t.Fatalf("detach: %v", err)
 	}
 	k.FailLoad(unix.EPERM)
-	if _, err := k.Load(); !errors.Is(err, unix.EPERM) {
+	if _, err := k.Load(false); !errors.Is(err, unix.EPERM) {
 		t.Fatal(err)
 	}
 }
