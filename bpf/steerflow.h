@@ -51,6 +51,7 @@ struct fverdict {
 	__u16 context;
 	__u8 has_rule;
 	__u8 drop;
+	__u8 keyed; /* the frame's key is in the scratch area */
 };
 
 /* The verdict lives off the stack too. */
@@ -69,8 +70,15 @@ static __always_inline void steer_flows(struct vrss_flow_config *fc, __u32 idx, 
 
 	v->has_rule = v->drop = 0;
 	v->context = 0;
-	if (p->f->has_eth && READ_ONCE_U32(fl->npatterns))
+	if (p->f->has_eth && READ_ONCE_U32(fl->npatterns)) {
+		/* The set changed to one with rules since the key was
+		 * (not) built. */
+		if (!v->keyed) {
+			build_key(p, &sc->key);
+			v->keyed = 1;
+		}
 		rec = flow_match(fl, &sc->key);
+	}
 	if (rec && rec <= VRSS_HEAP_WORDS - VRSS_REC_META) {
 		rec--;
 		asm volatile("" : "+r"(rec)); /* the checked value, not a rederived one */
@@ -121,8 +129,12 @@ static __always_inline __u32 vrss_run_flows(ctx_t *ctx)
 	reader_init(ctx, rd);
 	init_pkt(rd, &p, &sc->f);
 	classify(ctx, rd, e, &p);
-	if (p.f->has_eth)
+	/* The key only if the active set has rules: a TAP without rules pays
+	 * for none of it. */
+	if (p.f->has_eth && READ_ONCE_U32(fc->flows[READ_ONCE_U32(fc->base.active) & 1].npatterns)) {
 		build_key(&p, &sc->key);
+		v->keyed = 1;
+	}
 	asm volatile("" : : "r"(&p) : "memory");
 
 #pragma clang loop unroll(disable)

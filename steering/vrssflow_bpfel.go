@@ -26,6 +26,8 @@ type vrssflowFverdict struct {
 	Context uint16
 	HasRule uint8
 	Drop    uint8
+	Keyed   uint8
+	_       [3]byte
 }
 
 type vrssflowScratch struct {
