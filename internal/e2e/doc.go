@@ -67,4 +67,33 @@
 // report says, per step, when QEMU detached the program and how soon vrssd
 // attached it again. VRSS_E2E_LIBVIRT_RSS=1 adds a characterisation of
 // rss='on' with QEMU 7.2 (not judged).
+//
+// Scenario R (RunFlows) is flow rules and an RSS context on a guest's TAP
+// (issue #13), through vrssd the way a platform would use it. The set
+// (FlowSet): RSS over the four queues for what no rule matches; in a host
+// group, IPv4 TCP to port 5001 to queue 1, IPv4 UDP to port 5002 to RSS
+// context 1 (queues 2 and 3 in a 3:1 table, its own random key), IPv4 TCP
+// to port 5003 dropped. A vrssd of the test's own creates the TAP with
+// flows (the flow build of the program, and its filter that drops at the
+// TAP's tc egress) for uid 4242 at the platform's request, and installs
+// the set: root's calls through vrssd's client library (agent/client:
+// Create with Flows, SetRSS, RSSContextAdd, FlowAdd), since the vrss CLI
+// has no flow commands yet; the whole set is read back through vrssd
+// (GetRSS, FlowList, RSSContexts) before the guest starts and at the end,
+// and must give every frame the predicted verdict. uid 4242 starts
+// bookworm's QEMU 7.2 with `vrss qemu exec --tap NAME` (no rss=on), as in
+// scenario A: QEMU detaches the steering program at the guest's MQ
+// commands and vrssd attaches it again (traced; frames sent at READY must
+// all be steered). Without rss=on the guest has no RSS of its own (its
+// ethtool -X fails, reported) and cannot replace the host's set. The
+// traffic (flowTraffic, shuffled, one AF_PACKET send per frame): the demo
+// kinds, near misses of the rules (IPv6 to the ports, the other
+// protocol), 5001, 5002 from 200 source ports, and 5003. The deltas of
+// the guest's rx_queue_N_packets and of the program's per-queue counters
+// (vrssd's stats) must equal flow.Engine's prediction exactly (the
+// dropped frames excluded: the guest's total is the kept frames, as is
+// the TAP's tx_packets); every dropped frame's send must fail with
+// ENOBUFS and every other succeed; vrssd's drop counter must equal the
+// dropped frames, and its rule hits and the context's per-queue frames
+// the engine's.
 package e2e

@@ -21,15 +21,16 @@ const budget = 10 * time.Minute
 // vrssd, QEMU started unprivileged by `vrss qemu exec` and RSS set with
 // `vrss rss set` (see RunPreSteered); B, QEMU's own eBPF RSS program handed to an
 // unprivileged QEMU by vrssd, with the guest configuring RSS itself (see
-// RunGuestRSS); and L, a libvirt domain on a vrss TAP that libvirtd opens
-// by name (see RunLibvirt). It installs Debian packages, downloads a kernel and QEMU
+// RunGuestRSS); L, a libvirt domain on a vrss TAP that libvirtd opens
+// by name (see RunLibvirt); and R, flow rules (a queue rule, an RSS
+// context, a drop rule) on a guest's TAP (see RunFlows). It installs Debian packages, downloads a kernel and QEMU
 // 10 from bookworm-backports and boots QEMU under TCG, so it only runs
-// when asked to. Optional settings: VRSS_E2E_SCENARIOS (any of A, B and L,
-// comma-separated; default A,B,L), VRSS_E2E_SEED (the random keys), VRSS_E2E_QEMU (a QEMU binary
-// for A), VRSS_E2E_QEMU_B (a QEMU >= 9.0 binary for B; default QEMU from
+// when asked to. Optional settings: VRSS_E2E_SCENARIOS (any of A, B, L and R,
+// comma-separated; default A,B,L,R), VRSS_E2E_SEED (the random keys), VRSS_E2E_QEMU (a QEMU binary
+// for A and R), VRSS_E2E_QEMU_B (a QEMU >= 9.0 binary for B; default QEMU from
 // bookworm-backports), VRSS_E2E_KERNEL (an exact linux-image package),
 // VRSS_E2E_BACKPORTS=qemu[,kernel] (take those from bookworm-backports
-// for A), VRSS_E2E_CACHE (see CacheDir).
+// for A and R), VRSS_E2E_CACHE (see CacheDir).
 func TestE2E(t *testing.T) {
 	if os.Getenv(EnvE2E) != "1" {
 		t.Skipf("real-guest end-to-end test (installs Debian packages, boots QEMU): run `make e2e` or set %s=1; "+
@@ -51,7 +52,7 @@ func TestE2E(t *testing.T) {
 	}
 	scenarios := strings.ToUpper(os.Getenv("VRSS_E2E_SCENARIOS"))
 	if scenarios == "" {
-		scenarios = "A,B,L"
+		scenarios = "A,B,L,R"
 	}
 	want := func(s string) bool { return strings.Contains(scenarios, s) }
 	backports := os.Getenv("VRSS_E2E_BACKPORTS")
@@ -109,6 +110,26 @@ func TestE2E(t *testing.T) {
 			}
 			if !rep.OK() {
 				t.Fatalf("scenario L: the guest's per-queue counters differ from the prediction, or vrssd did not attach the program again after QEMU detached it (rerun with VRSS_E2E_SEED=%d)", rep.Seed)
+			}
+		})
+	}
+	if want("R") {
+		t.Run("R", func(t *testing.T) {
+			rep, err := RunFlows(Options{
+				Log: os.Stdout, Seed: seed,
+				QEMU:            os.Getenv("VRSS_E2E_QEMU"),
+				KernelPackage:   os.Getenv("VRSS_E2E_KERNEL"),
+				BackportsQEMU:   strings.Contains(backports, "qemu"),
+				BackportsKernel: strings.Contains(backports, "kernel"),
+			})
+			if rep != nil && (len(rep.Steps) > 0 || len(rep.Classes) > 0) {
+				fmt.Print("\n" + rep.String() + "\n")
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !rep.OK() {
+				t.Fatalf("scenario R: the guest's per-queue counters differ from flow.Engine's prediction, or a dropped frame was not refused, counted and kept from the guest (rerun with VRSS_E2E_SEED=%d)", rep.Seed)
 			}
 		})
 	}
