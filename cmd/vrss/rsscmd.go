@@ -15,12 +15,13 @@ import (
 	"github.com/vrss-dev/vrss/rss"
 )
 
-const rssUsage = "rss (set NAME [--key HEX | --random-key] [--types LIST] [--equal N | --table LIST | --weights LIST] | show NAME [--json])"
+const rssUsage = "rss (set NAME [--key HEX | --random-key] [--types LIST] [--equal N | --table LIST | --weights LIST] | show NAME [--json] | context (add|set|del|show) ...)"
 
 func runRSS(args []string, stdout, stderr io.Writer) int {
 	return report(stderr, "rss", subcommand("rss", map[string]func([]string, io.Writer) error{
-		"set":  rssSet,
-		"show": rssShow,
+		"set":     rssSet,
+		"show":    rssShow,
+		"context": rssContext,
 	}, rssUsage, args, stdout))
 }
 

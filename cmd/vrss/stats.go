@@ -17,11 +17,16 @@ func runStats(args []string, stdout, stderr io.Writer) int {
 }
 
 func statsMain(args []string, stdout io.Writer) error {
-	fs := newFlagSet("stats", "NAME [--watch [--interval D]] [--json]", `
+	fs := newFlagSet("stats", "NAME [--watch [--interval D]] [--json]", fmt.Sprintf(`
 Show a TAP's steering counters: packets the program put on each queue, with
 each queue's share as a bar, and how many were unclassified (they are also
 counted on the unclassified queue). With --watch the view refreshes every
---interval, adding each queue's packet rate, until interrupted.`)
+--interval, adding each queue's packet rate, until interrupted.
+
+For a TAP with flows (vrss tap create --flows) it shows too the frames drop
+rules dropped, each rule's hits (at most the %d rules with the most; vrss flow
+list has every rule's) and the frames each RSS context sent to each queue;
+--json has them under "flows".`, api.MaxStatsRules))
 	watch := fs.Bool("watch", false, "refresh until interrupted (Ctrl-C)")
 	interval := fs.Duration("interval", time.Second, "refresh interval for --watch")
 	asJSON := fs.Bool("json", false, "print JSON (with --watch, one object a line)")
@@ -123,6 +128,42 @@ func printStats(w io.Writer, st api.Stats, prev *api.Stats, interval time.Durati
 	fmt.Fprintf(w, "queues enabled in the kernel: %d of %d\n", st.AttachedQueues, len(st.Queues))
 	if st.Reattached > 0 {
 		fmt.Fprintf(w, "program re-attached after a VMM detached it: %d times\n", st.Reattached)
+	}
+	if st.Flows != nil {
+		printFlowStats(w, st.Flows)
+	}
+}
+
+// printFlowStats prints the flow counters of a TAP with flows.
+func printFlowStats(w io.Writer, f *api.FlowStats) {
+	n := len(f.Rules) + f.RulesOmitted
+	fmt.Fprintf(w, "flow rules: %d, frames dropped: %d\n", n, f.Dropped)
+	if f.Raced > 0 || f.Unattributed > 0 {
+		fmt.Fprintf(w, "drop rules met while the rules changed (steered by RSS): %d; hits of rules without a counter: %d\n", f.Raced, f.Unattributed)
+	}
+	if len(f.Rules) > 0 {
+		fmt.Fprintf(w, "%6s  %10s  %12s\n", "rule", "group", "hits")
+		for _, r := range f.Rules {
+			fmt.Fprintf(w, "%6d  %10d  %12d\n", r.ID, r.Group, r.Hits)
+		}
+		if f.RulesOmitted > 0 {
+			fmt.Fprintf(w, "(%d rules with fewer hits not shown: vrss flow list)\n", f.RulesOmitted)
+		}
+	}
+	for _, c := range f.Contexts {
+		var total uint64
+		parts := make([]string, 0, len(c.Frames))
+		for q, n := range c.Frames {
+			total += n
+			if n > 0 {
+				parts = append(parts, fmt.Sprintf("queue %d: %d", q, n))
+			}
+		}
+		fmt.Fprintf(w, "RSS context %d: %d frames", c.ID, total)
+		if len(parts) > 0 {
+			fmt.Fprintf(w, " (%s)", strings.Join(parts, ", "))
+		}
+		fmt.Fprintln(w)
 	}
 }
 

@@ -9,7 +9,7 @@ import (
 	"github.com/vrss-dev/vrss/tap"
 )
 
-const tapUsage = "tap (create NAME --queues N [--owner UID] [--group GID] [--vnet-hdr N] | delete NAME | attach NAME | detach NAME | list [--json])"
+const tapUsage = "tap (create NAME --queues N [--owner UID] [--group GID] [--vnet-hdr N] [--flows] | delete NAME | attach NAME | detach NAME | list [--json])"
 
 func runTap(args []string, stdout, stderr io.Writer) int {
 	return report(stderr, "tap", subcommand("tap", map[string]func([]string, io.Writer) error{
@@ -71,17 +71,28 @@ list' counts those in REATTACHED. Attaching while attached is harmless.`
 }
 
 func tapCreate(args []string, stdout io.Writer) error {
-	fs := newFlagSet("tap create", "NAME --queues N [--owner UID] [--group GID] [--vnet-hdr N]", `
+	fs := newFlagSet("tap create", "NAME --queues N [--owner UID] [--group GID] [--vnet-hdr N] [--flows]", `
 Ask vrssd to create a persistent multi-queue TAP device with the vrss steering
 program attached, owned by --owner (default: you). Its owner may then open
 it (receive the queue fds and the configuration map) and configure it without
-privileges. Until a configuration is set, every packet goes to queue 0.`)
+privileges. Until a configuration is set, every packet goes to queue 0.
+
+With --flows the TAP takes flow rules and RSS contexts as well (vrss flow
+add, vrss rss context add): vrssd steers it with the flow build of the
+program and attaches its filter, which drops what drop rules match, at the
+TAP's tc egress (tcx: Linux 6.6 or later). Its configuration map locks
+about 1 MB of kernel memory instead of about 200 KB. A TAP is made with or
+without flows: to change, delete it and create it again. Example:
+
+    vrss tap create vm0 --queues 4 --flows
+    vrss flow add vm0 flow-type tcp4 dst-port 22 action 0`)
 	queues := fs.Int("queues", 0, fmt.Sprintf("number of queues, 1 to %d (required): not the kernel's %d, because\n"+
 		"'open' hands the VMM every queue fd and the configuration map in one SCM_RIGHTS\n"+
 		"message, which carries at most %d fds", api.MaxQueues, tap.MaxQueues, api.MaxFDs))
 	owner := fs.Int("owner", 0, "owner `UID` (default: you); only root or an admin may name someone else")
 	group := fs.Int("group", 0, "owner `GID` (default: your group)")
 	vnet := fs.Int("vnet-hdr", 12, "virtio-net header length in bytes: 10, 12 or 20; a vrssd TAP always has one")
+	flows := fs.Bool("flows", false, "steer with flow rules and RSS contexts (vrss flow, vrss rss context)")
 	socket := fs.String("socket", "", socketHelp)
 	pos, err := fs.parse(args, stdout)
 	if err != nil {
@@ -93,7 +104,7 @@ privileges. Until a configuration is set, every packet goes to queue 0.`)
 	if err := checkTapCreate(fs, *queues, *owner, *group, *vnet); err != nil {
 		return err
 	}
-	a := api.CreateArgs{Name: pos[0], Queues: *queues, VnetHdrLen: *vnet}
+	a := api.CreateArgs{Name: pos[0], Queues: *queues, VnetHdrLen: *vnet, Flows: *flows}
 	if fs.isSet("owner") {
 		a.OwnerUID = owner
 	}
@@ -110,7 +121,11 @@ privileges. Until a configuration is set, every packet goes to queue 0.`)
 	if err != nil {
 		return daemonError(err)
 	}
-	fmt.Fprintf(stdout, "created %s: %d queues, owner %d:%d, steering attached\n", t.Name, t.Queues, t.OwnerUID, t.OwnerGID)
+	fmt.Fprintf(stdout, "created %s: %d queues, owner %d:%d, steering attached", t.Name, t.Queues, t.OwnerUID, t.OwnerGID)
+	if t.Flows {
+		fmt.Fprintf(stdout, ", flow rules and RSS contexts (%d KiB configuration map)", t.MapBytes>>10)
+	}
+	fmt.Fprintln(stdout)
 	return nil
 }
 
@@ -167,7 +182,11 @@ func tapDelete(args []string, stdout io.Writer) error {
 }
 
 func tapList(args []string, stdout io.Writer) error {
-	fs := newFlagSet("tap list", "[--json]", "List the TAPs vrssd manages that you may see (all of them for root).")
+	fs := newFlagSet("tap list", "[--json]", `
+List the TAPs vrssd manages that you may see (all of them for root). FLOWS
+says whether a TAP takes flow rules and RSS contexts (vrss tap create
+--flows); --json has it as "flows", and the kernel memory each TAP's
+configuration map locks as "map_bytes".`)
 	asJSON := fs.Bool("json", false, "print JSON")
 	socket := fs.String("socket", "", socketHelp)
 	pos, err := fs.parse(args, stdout)
@@ -196,13 +215,17 @@ func tapList(args []string, stdout io.Writer) error {
 	w := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
 	// ENABLED is what the kernel reports: the queues other processes (a
 	// VMM) hold enabled, which steering picks from.
-	fmt.Fprintln(w, "NAME\tQUEUES\tENABLED\tOWNER\tSTEERING\tREATTACHED\tCONFIGS")
+	fmt.Fprintln(w, "NAME\tQUEUES\tENABLED\tOWNER\tSTEERING\tREATTACHED\tCONFIGS\tFLOWS")
 	for _, t := range taps {
 		steer := "attached"
 		if !t.Steering {
 			steer = "detached"
 		}
-		fmt.Fprintf(w, "%s\t%d\t%d\t%d:%d\t%s\t%d\t%d\n", t.Name, t.Queues, t.AttachedQueues, t.OwnerUID, t.OwnerGID, steer, t.Reattached, t.Generation)
+		flows := "-"
+		if t.Flows {
+			flows = "yes"
+		}
+		fmt.Fprintf(w, "%s\t%d\t%d\t%d:%d\t%s\t%d\t%d\t%s\n", t.Name, t.Queues, t.AttachedQueues, t.OwnerUID, t.OwnerGID, steer, t.Reattached, t.Generation, flows)
 	}
 	if err := w.Flush(); err != nil {
 		return err
