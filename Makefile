@@ -51,9 +51,10 @@ demo:
 ## unprivileged QEMU: steered by vrss, QEMU 7.2 started by `vrss qemu exec`,
 ## RSS set with `vrss rss set`, QEMU's detaches undone by vrssd (scenario A);
 ## by QEMU 10's own eBPF program that vrssd hands to QEMU while the guest sets
-## RSS itself (scenario B); and by libvirt 9.0 opening the TAP by name for a
-## transient domain (scenario L). Each guest's per-queue counters must match
-## the engine. Needs root; installs libvirt and fetches Debian packages, a
+## RSS itself (scenario B); by libvirt 9.0 opening the TAP by name for a
+## transient domain (scenario L); and with flow rules — a queue rule, an RSS
+## context over queues 2-3 and a drop rule set through vrssd (scenario R).
+## Each guest's per-queue counters must match the engine. Needs root; installs libvirt and fetches Debian packages, a
 ## kernel and QEMU 10 into a cache (VRSS_E2E_CACHE, default
 ## $(GOCACHE)/../vrss-e2e).
 e2e:
