@@ -239,3 +239,21 @@ func TestBenchFlags(t *testing.T) {
 		}
 	}
 }
+
+// Where the flow build does not load, the rest is reported and the text
+// says why the rules were not measured.
+func TestBenchTextNoFlows(t *testing.T) {
+	r := bench.Result{RulesError: "load the flows program: refused", MapBytes: bench.MapBytes{Plain: 208896, Flows: 999424}}
+	var b strings.Builder
+	writeBenchText(&b, r)
+	out := b.String()
+	for _, want := range []string{"flow rules: not measured: load the flows program: refused\n", "  flow build                           not measured\n",
+		"memory per TAP: configuration map 208896 bytes (plain), 999424 bytes (flows)\n"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("output lacks %q:\n%s", want, out)
+		}
+	}
+	if strings.Contains(out, "flows none / plain") {
+		t.Errorf("rule targets without rule figures:\n%s", out)
+	}
+}

@@ -153,16 +153,19 @@ type Result struct {
 	// RulesNS is the flow build's cost per frame in ns on TCPv4 frames,
 	// per rule case (the RuleCases keys): the mean over the case's
 	// RuleFrames frames, the median of the rounds.
-	RulesNS map[string]float64 `json:"rules_ns"`
+	RulesNS map[string]float64 `json:"rules_ns,omitempty"`
 	// RulesBaseline is the plain production program's cost per frame in
 	// ns on the frames of the "none" case, measured in the same rounds.
-	RulesBaseline float64 `json:"rules_baseline_ns"`
+	RulesBaseline float64 `json:"rules_baseline_ns,omitempty"`
 	// RulesReadFloor is the read floor's cost on the same frames.
-	RulesReadFloor float64 `json:"rules_read_floor_ns"`
+	RulesReadFloor float64 `json:"rules_read_floor_ns,omitempty"`
 	// RulesOverReadFloor is each rule case's cost, and the plain
 	// program's ("plain"), above the read floor measured in the same
 	// round: the median over rounds of the difference.
-	RulesOverReadFloor map[string]float64 `json:"rules_over_read_floor_ns"`
+	RulesOverReadFloor map[string]float64 `json:"rules_over_read_floor_ns,omitempty"`
+	// RulesError says why the flow build was not measured (it did not
+	// load); then the rule figures are absent or zero.
+	RulesError string `json:"rules_error,omitempty"`
 	// MapBytes is the kernel memory a TAP's maps take.
 	MapBytes MapBytes `json:"map_bytes"`
 	// Ratios compare the figures the targets are about.

@@ -15,8 +15,10 @@ import (
 // asked for.
 type programs struct {
 	floor, readFloor, vrss, bitSerial *steering.Program
-	// flows is the flow build, whose set measureRules publishes.
+	// flows is the flow build, whose set measureRules publishes; nil if
+	// it would not load, and flowsErr says why.
 	flows      *steering.Program
+	flowsErr   error
 	qemu       *qemuProgram
 	qemuAgrees []bool
 }
@@ -29,7 +31,7 @@ func loadPrograms(o Options) (*programs, error) {
 	for _, l := range []struct {
 		to *(*steering.Program)
 		v  steering.Variant
-	}{{&p.floor, steering.Floor}, {&p.readFloor, steering.ReadFloor}, {&p.vrss, steering.Production}, {&p.bitSerial, steering.BitSerial}, {&p.flows, steering.Flows}} {
+	}{{&p.floor, steering.Floor}, {&p.readFloor, steering.ReadFloor}, {&p.vrss, steering.Production}, {&p.bitSerial, steering.BitSerial}} {
 		prog, err := steering.LoadVariant(l.v)
 		if err != nil {
 			p.close()
@@ -42,6 +44,11 @@ func loadPrograms(o Options) (*programs, error) {
 			p.close()
 			return nil, err
 		}
+	}
+	// The flow build is measured if it loads: a kernel that refuses it
+	// still gets every other figure, and the reason.
+	if p.flows, p.flowsErr = steering.LoadVariant(steering.Flows); p.flowsErr != nil {
+		p.flowsErr = fmt.Errorf("load the %s program: %w", steering.Flows, p.flowsErr)
 	}
 	if o.QEMUObject != "" {
 		var err error

@@ -297,6 +297,10 @@ func meanRun(prog benchmarker, frames [][]byte, repeat int) (float64, error) {
 // that no measurement always follows another; a ratio is the median over
 // rounds of the ratio within a round.
 func measureRules(r *Result, p *programs, o Options) error {
+	if p.flows == nil {
+		r.RulesError = p.flowsErr.Error()
+		return nil
+	}
 	cases := ruleCases()
 	pub, err := p.flows.Publisher(tapQueues)
 	if err != nil {
@@ -369,6 +373,10 @@ func ratios(a, b []float64) []float64 {
 // per TAP, and the flow build's per-CPU counters as the loaded map
 // declares them.
 func measureMemory(r *Result, p *programs) error {
+	r.MapBytes = MapBytes{Plain: steering.MapBytes(false), Flows: steering.MapBytes(true)}
+	if p.flows == nil {
+		return nil
+	}
 	info, err := p.flows.FlowStatsMap.Info()
 	if err != nil {
 		return fmt.Errorf("flow counters map: %w", err)
@@ -379,9 +387,6 @@ func measureMemory(r *Result, p *programs) error {
 	}
 	// The kernel stores per-CPU values rounded up to 8 bytes.
 	per := int((info.ValueSize+7)&^7) * int(info.MaxEntries)
-	r.MapBytes = MapBytes{
-		Plain: steering.MapBytes(false), Flows: steering.MapBytes(true),
-		FlowCounters: per * cpus, FlowCountersPerCPU: per, PossibleCPUs: cpus,
-	}
+	r.MapBytes.FlowCounters, r.MapBytes.FlowCountersPerCPU, r.MapBytes.PossibleCPUs = per*cpus, per, cpus
 	return nil
 }

@@ -2,6 +2,7 @@ package bench
 
 import (
 	"encoding/json"
+	"errors"
 	"testing"
 	"time"
 
@@ -117,6 +118,23 @@ func TestMapBytesLimits(t *testing.T) {
 	}
 	if n := steering.MapBytes(true); n <= 0 || n > MaxFlowMapBytes {
 		t.Errorf("flow build's map: %d bytes, want at most %d", n, MaxFlowMapBytes)
+	}
+}
+
+// Without the flow build, measureRules records why and measureMemory
+// still reports the configuration maps.
+func TestRulesNotLoaded(t *testing.T) {
+	p := &programs{flowsErr: errors.New("load the flows program: refused")}
+	var r Result
+	if err := measureRules(&r, p, Options{}.withDefaults()); err != nil || r.RulesError != "load the flows program: refused" || r.RulesNS != nil {
+		t.Errorf("measureRules: %v, error %q, figures %v", err, r.RulesError, r.RulesNS)
+	}
+	if err := measureMemory(&r, p); err != nil || r.MapBytes.Plain != steering.MapBytes(false) || r.MapBytes.Flows != steering.MapBytes(true) || r.MapBytes.FlowCounters != 0 {
+		t.Errorf("measureMemory: %v, %+v", err, r.MapBytes)
+	}
+	r.evaluate()
+	if r.TargetsMet.RulesNoneOverPlain || r.TargetsMet.RulesExact10000OverNone || r.TargetsMet.RulesExactSpread {
+		t.Errorf("rule targets met without figures: %+v", r.TargetsMet)
 	}
 }
 
