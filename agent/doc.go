@@ -70,13 +70,63 @@
 // RSS). A QEMU without request-ebpf is refused with api.CodeUnavailable
 // and the version it would take.
 //
+// # Flow rules and RSS contexts
+//
+// A TAP created (or adopted) with flows (api.CreateArgs.Flows, vrss tap
+// create --flows) is steered by the flow build of the program
+// (steering.Flows): besides the RSS configuration its map holds RSS
+// contexts (whole RSS configurations of their own, ids 1 to
+// flow.MaxContexts) and flow rules (package flow: a match over a frame's
+// header fields, and an action: a queue, a context, or drop), ordered by
+// group, priority and id. Dropping is done by the build's filter, which
+// vrssd attaches at the TAP's tc egress (tcx, Linux 6.6 or later) through
+// a BPF link it pins beside the program, so that it outlives vrssd; the
+// map takes about 1 MB of locked memory instead of about 200 KB
+// (steering.MapBytes, api.TAP.MapBytes). A TAP without flows steers as
+// before, and is answered api.CodeBadRequest (steering.ErrNoFlows) on the
+// operations below.
+//
+// flow_add, flow_del, flow_list, rss_context_add, rss_context_set,
+// rss_context_del and rss_context_show are for the TAP's owner, root and
+// the admins, like the other operations on a TAP (others get not_found).
+// Every change reads the whole set back from the map (Publisher.Set: what
+// a VMM published through its own mapping, a guest's groups and rules
+// among them, is kept), changes it and publishes it in one atomic step
+// (Publisher.PublishSet), checked against the program's limits
+// (steering.FlowLimits: 10,000 rules, 64 groups, 16 distinct masks, 8
+// contexts, a queue the TAP has): a change it cannot take is refused with
+// api.CodeInvalidConfig saying why, and the TAP steers on by the set it
+// had. The operator's rules go into host groups (group 0, priority 0,
+// unless a request names another), which are tried before the guest's;
+// flow_add makes a host group when a rule names a new one and flow_del
+// removes it with its last rule; the guest's rules are not the operator's
+// to delete. A rule or context added to a TAP with no RSS configuration
+// yet comes with one that sends every other frame to queue 0, as before.
+// stats adds the drops, each rule's hits and each context's frames per
+// queue (api.FlowStats); flow_list pages the rules in the order they are
+// tried, as many as fit a message, with their hits.
+//
+// The set lives in the pinned map, so it survives restarts; state.json
+// keeps a copy too, so that a TAP whose pins are lost is steered anew with
+// its rules and contexts. At start, and every few seconds while running,
+// vrssd checks that the filter's link is pinned and attaches the filter at
+// the TAP's egress, and attaches it again (and logs it) if the link or its
+// pin was lost. Detaching a TAP's steering (detach, qemu_ebpf) detaches
+// its filter too, and attach attaches both; delete removes every pin,
+// which lets the link go.
+//
 // # State
 //
 // Each TAP is persistent (TUNSETPERSIST) and its program and maps are
 // pinned in bpffs under Options.BPFFSDir/NAME/{prog,config,stats} (a dot
-// in NAME is written %2e: bpffs refuses dots); the list of TAPs, with the
-// configuration each was last seen steered by, is in
-// Options.StateDir/state.json, replaced atomically. vrssd refuses to start
+// in NAME is written %2e: bpffs refuses dots), and for a TAP with flows
+// also {filter,flowstats,link}: the filter program, its counters and the
+// link that attaches it (the build's scratch map needs no pin: its
+// programs hold it); the list of TAPs, with the configuration (and, with
+// flows, the rules and contexts) each was last seen steered by, is in
+// Options.StateDir/state.json, replaced atomically. state.json says
+// version 3 when a TAP has flows, which an older vrssd refuses rather
+// than steer such a TAP without its rules, and version 2 otherwise. vrssd refuses to start
 // unless the state, bpffs and socket directories are its own (owned by its
 // uid, writable by no one else), and it locks the state and bpffs
 // directories, so no second daemon shares either. state.json is read

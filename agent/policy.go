@@ -23,7 +23,7 @@ import (
 //	 "qemu_binaries": ["/usr/bin/qemu-system-x86_64"]}
 //
 // Any peer may use the TAPs it owns (open, set and get the configuration,
-// stats, detach, delete, qemu_ebpf). Peers in create may also create TAPs,
+// flow rules and RSS contexts, stats, detach, delete, qemu_ebpf). Peers in create may also create TAPs,
 // owned by themselves, and adopt TAPs the kernel already lets them attach
 // to. Peers in admin, like root, may do everything to every TAP.
 //

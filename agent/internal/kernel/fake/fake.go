@@ -20,7 +20,12 @@
 //     publishes to exactly as to the real map (and a VMM handed its
 //     descriptor can too); counters (see Transmit); and pins, which are
 //     files in the pin directory naming the program, so that pins can be
-//     lost or spoiled with the os package.
+//     lost or spoiled with the os package. A program of the flow build
+//     keeps its rules, groups and contexts in memory (a memfd has no map
+//     value size for steering.NewPublisher to tell the layouts apart by)
+//     and its filter's link as one more pin file; SetFlowStats sets its
+//     counters, and DetachFilterBehind detaches its filter as bpftool
+//     would.
 //   - Link updates, sent to every watcher whenever a device, its queues or
 //     its name change; like the kernel's, they are dropped when a
 //     watcher's channel is full.
