@@ -388,3 +388,27 @@ func TestStateFlows(t *testing.T) {
 		t.Fatalf("start on a bad record: %v", err)
 	}
 }
+
+// adopt with flows steers the TAP it takes over with the flow build, its
+// filter attached; without, as before.
+func TestOpsFlowsAdopt(t *testing.T) {
+	f := newFakeDaemon(t, fakePolicy)
+	extTAP(t, f.k, "ext0", creatorPeer.uid, -1)
+	extTAP(t, f.k, "ext1", creatorPeer.uid, -1)
+	var tp api.TAP
+	f.do(creatorPeer, api.OpAdopt, api.AdoptArgs{Name: "ext0", Queues: 2, Flows: true}, &tp)
+	if !tp.Flows || tp.MapBytes != steering.MapBytes(true) || f.k.Filter("ext0") != tp.Index || !exists(filepath.Join(f.pinDir("ext0"), kernel.PinLink)) {
+		t.Fatalf("adopted with flows: %+v, filter at %d", tp, f.k.Filter("ext0"))
+	}
+	f.do(creatorPeer, api.OpFlowAdd, api.FlowAddArgs{Name: "ext0", Rule: api.RuleOf(tcpRule(80, flow.Action{Kind: flow.ActionQueue, Queue: 1})), AutoID: true}, nil)
+	tp = api.TAP{}
+	f.do(creatorPeer, api.OpAdopt, api.AdoptArgs{Name: "ext1", Queues: 2}, &tp)
+	if tp.Flows || f.k.Filter("ext1") != 0 || exists(filepath.Join(f.pinDir("ext1"), kernel.PinLink)) {
+		t.Fatalf("adopted without flows: %+v", tp)
+	}
+	f.fails(creatorPeer, api.OpFlowList, api.FlowListArgs{Name: "ext1"}, api.CodeBadRequest)
+	f.restart()
+	if l, _ := f.flowSet("ext0"); len(l.Rules) != 1 {
+		t.Fatalf("after a restart: %+v", l)
+	}
+}
