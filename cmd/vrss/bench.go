@@ -36,10 +36,11 @@ Measure what vrss steering costs, all in one run (needs root):
     frame's search looking up all 16 (masks_16x100); and one rule sending
     the frames to an RSS context (context); next to the plain program (no
     rule support) and the read floor on the same frames, in the same
-    rounds. Each measured frame is checked first: the engine says it
-    matches the rule the case names, and the flow program steers it there
-    and counts the hit. Each case's figure is the mean over 1,000 frames
-    of a test run of each;
+    rounds, every case a tenth of its frames at a time so that all are
+    measured close together. Each measured frame is checked first: the
+    engine says it matches the rule the case names, and the flow program
+    steers it there and counts the hit. A case's figure in a round is the
+    mean over its 1,000 frames, a test run of each;
   - the kernel memory a TAP's maps take: the configuration map of each
     build, and the flow build's per-CPU rule counters;
   - the Go engine's cost per frame on the same frames;

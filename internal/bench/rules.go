@@ -290,12 +290,19 @@ func meanRun(prog benchmarker, frames [][]byte, repeat int) (float64, error) {
 	return sum / float64(len(frames)), nil
 }
 
+// ruleChunks is how many parts a round splits each case's frames into.
+// A round measures the first part of every case, then the second, and so
+// on: the cases' measurements lie a few milliseconds apart, not hundreds,
+// and the drift of a shared machine's speed affects them alike.
+const ruleChunks = 10
+
 // measureRules fills in RulesNS, RulesBaseline and RulesOverReadFloor, and
 // the rule ratios' within-round values. Each round measures the plain
 // program, every case (its set published just before) and the read floor
-// on their frames, forwards in even rounds and backwards in odd ones, so
-// that no measurement always follows another; a ratio is the median over
-// rounds of the ratio within a round.
+// on their frames, a tenth of the frames at a time, forwards and backwards
+// in turn, so that no measurement always follows another; a round's
+// figure is the mean over its frames, a case's the median over rounds,
+// and a ratio the median over rounds of the ratio within a round.
 func measureRules(r *Result, p *programs, o Options) error {
 	if p.flows == nil {
 		r.RulesError = p.flowsErr.Error()
@@ -326,22 +333,29 @@ func measureRules(r *Result, p *programs, o Options) error {
 	}
 	steps = append(steps, step{name: "read_floor", prog: p.readFloor, frame: base})
 	samples := map[string][]float64{}
-	for round := range o.Rounds {
-		for j := range steps {
-			s := steps[j]
-			if round%2 == 1 {
-				s = steps[len(steps)-1-j]
-			}
-			if s.c != nil {
-				if err := pub.PublishSet(s.c.set); err != nil {
-					return fmt.Errorf("rule case %s: publish: %w", s.name, err)
+	per := RuleFrames / ruleChunks
+	for range o.Rounds {
+		sum := map[string]float64{}
+		for chunk := range ruleChunks {
+			for j := range steps {
+				s := steps[j]
+				if chunk%2 == 1 {
+					s = steps[len(steps)-1-j]
 				}
+				if s.c != nil {
+					if err := pub.PublishSet(s.c.set); err != nil {
+						return fmt.Errorf("rule case %s: publish: %w", s.name, err)
+					}
+				}
+				ns, err := meanRun(s.prog, s.frame[chunk*per:(chunk+1)*per], repeat)
+				if err != nil {
+					return err
+				}
+				sum[s.name] += ns / ruleChunks
 			}
-			ns, err := meanRun(s.prog, s.frame, repeat)
-			if err != nil {
-				return err
-			}
-			samples[s.name] = append(samples[s.name], ns)
+		}
+		for name, ns := range sum {
+			samples[name] = append(samples[name], ns)
 		}
 	}
 	r.RulesNS = map[string]float64{}
