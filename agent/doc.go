@@ -107,8 +107,9 @@
 // tried, as many as fit a message, with their hits.
 //
 // The set lives in the pinned map, so it survives restarts; state.json
-// keeps a copy too, so that a TAP whose pins are lost is steered anew with
-// its rules and contexts. At start, and every few seconds while running,
+// keeps a copy too (saved within two seconds of a change, as a set a VMM
+// publishes is), so that a TAP whose pins are lost is steered anew with its
+// rules and contexts. At start, and every few seconds while running,
 // vrssd checks that the filter's link is pinned and attaches the filter at
 // the TAP's egress, and attaches it again (and logs it) if the link or its
 // pin was lost. Detaching a TAP's steering (detach, qemu_ebpf) detaches

@@ -61,6 +61,12 @@ func currentSet(d *device) (flow.Set, error) {
 
 // publishSetLocked publishes set on d, or refuses it changing nothing.
 // s.mu is held.
+//
+// state.json is not written here: the set lives in the pinned map, and
+// the snapshot loop saves its copy (there for lost pins) within
+// snapshotInterval, as for a set a VMM publishes. A user's stream of rule
+// changes, each of which would rewrite up to a few MB of state.json, so
+// costs one write per interval.
 func (s *Server) publishSetLocked(p *peer, d *device, set flow.Set, what string) error {
 	if err := d.pub.PublishSet(set); err != nil {
 		s.limits.logRefusal(p.uid, func(suppressed int) {
@@ -68,7 +74,6 @@ func (s *Server) publishSetLocked(p *peer, d *device, set flow.Set, what string)
 		})
 		return api.Errorf(api.CodeInvalidConfig, "TAP %s: %s refused, nothing changed: %v", d.name, what, err)
 	}
-	s.saveLocked()
 	s.log.Info("flows changed", "tap", d.name, "change", what, "rules", len(set.Rules), "contexts", len(set.Contexts), "by_uid", p.uid)
 	return nil
 }

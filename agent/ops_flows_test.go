@@ -273,6 +273,11 @@ func TestOpsFlowsRestart(t *testing.T) {
 	if f.k.Filter("t0") != tp.Index || !exists(link) {
 		t.Fatalf("filter at %d (TAP %d), link pinned %v", f.k.Filter("t0"), tp.Index, exists(link))
 	}
+	// state.json's copy is saved by the snapshot loop, or at shutdown.
+	eventually(t, "state.json's copy of the rules", func() bool {
+		rec, _ := f.record("t0")
+		return rec.FlowSet != nil && len(rec.FlowSet.Rules) == 2
+	})
 	rec, _ := f.record("t0")
 	if !rec.Flows || rec.FlowSet == nil || len(rec.FlowSet.Rules) != 2 || len(rec.FlowSet.Contexts) != 1 || !reflect.DeepEqual(*rec.Config, cfg) || f.state().Version != 3 {
 		t.Fatalf("state.json's record: %+v", rec)
