@@ -69,10 +69,12 @@ type device struct {
 	problem string
 	// config is the configuration last saved in state.json, and savedGen
 	// the generation it was read at; flowSet, with flows, the rules,
-	// groups and contexts saved with it (nil for none).
-	config   *rss.Config
-	flowSet  *api.FlowSet
-	savedGen uint64
+	// groups and contexts read with it (nil for none), which flowsDirty
+	// says are not in the TAP's flows file yet.
+	config     *rss.Config
+	flowSet    *api.FlowSet
+	flowsDirty bool
+	savedGen   uint64
 }
 
 func (d *device) info() api.TAP {
@@ -99,11 +101,14 @@ func (d *device) record() tapState {
 	if d.pub != nil {
 		gen := d.pub.Generation()
 		if d.flows && d.pub.Flows() {
-			if s, err := d.pub.Set(); err == nil {
-				fs := api.SetOf(s)
-				d.config, d.flowSet, d.savedGen = &s.Default, &fs, gen
-				if fs.Empty() {
-					d.flowSet = nil
+			// Read again only when something was published since.
+			if gen != d.savedGen || d.config == nil {
+				if s, err := d.pub.Set(); err == nil {
+					fs := api.SetOf(s)
+					d.config, d.flowSet, d.savedGen, d.flowsDirty = &s.Default, &fs, gen, true
+					if fs.Empty() {
+						d.flowSet = nil
+					}
 				}
 			}
 		} else if c, err := d.pub.Config(); err == nil {
@@ -113,7 +118,7 @@ func (d *device) record() tapState {
 	return tapState{
 		Name: d.name, Index: d.index, Queues: d.queues, VnetHdrLen: d.vnetHdrLen,
 		OwnerUID: d.owner, OwnerGID: d.group, Steering: d.steering, Adopted: d.adopted,
-		ABI: d.abi, HashReport: d.hash, Config: d.config, Flows: d.flows, FlowSet: d.flowSet,
+		ABI: d.abi, HashReport: d.hash, Config: d.config, Flows: d.flows,
 	}
 }
 

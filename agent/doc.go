@@ -106,10 +106,11 @@
 // queue (api.FlowStats); flow_list pages the rules in the order they are
 // tried, as many as fit a message, with their hits.
 //
-// The set lives in the pinned map, so it survives restarts; state.json
-// keeps a copy too (saved within two seconds of a change, as a set a VMM
-// publishes is), so that a TAP whose pins are lost is steered anew with its
-// rules and contexts. At start, and every few seconds while running,
+// The set lives in the pinned map, so it survives restarts; a copy is kept
+// in Options.StateDir/flows/NAME.json too (saved within two seconds of a
+// change, as a set a VMM publishes is, and checked at start like
+// state.json's records), so that a TAP whose pins are lost is steered anew
+// with its rules and contexts. At start, and every few seconds while running,
 // vrssd checks that the filter's link is pinned and attaches the filter at
 // the TAP's egress, and attaches it again (and logs it) if the link or its
 // pin was lost. Detaching a TAP's steering (detach, qemu_ebpf) detaches
@@ -123,9 +124,10 @@
 // in NAME is written %2e: bpffs refuses dots), and for a TAP with flows
 // also {filter,flowstats,link}: the filter program, its counters and the
 // link that attaches it (the build's scratch map needs no pin: its
-// programs hold it); the list of TAPs, with the configuration (and, with
-// flows, the rules and contexts) each was last seen steered by, is in
-// Options.StateDir/state.json, replaced atomically. state.json says
+// programs hold it); the list of TAPs, with the configuration each was
+// last seen steered by, is in Options.StateDir/state.json, replaced
+// atomically (and the rules and contexts of a TAP with flows in a file of
+// its own, see above). state.json says
 // version 3 when a TAP has flows, which an older vrssd refuses rather
 // than steer such a TAP without its rules, and version 2 otherwise. vrssd refuses to start
 // unless the state, bpffs and socket directories are its own (owned by its

@@ -274,13 +274,15 @@ func TestOpsFlowsRestart(t *testing.T) {
 		t.Fatalf("filter at %d (TAP %d), link pinned %v", f.k.Filter("t0"), tp.Index, exists(link))
 	}
 	// state.json's copy is saved by the snapshot loop, or at shutdown.
-	eventually(t, "state.json's copy of the rules", func() bool {
-		rec, _ := f.record("t0")
-		return rec.FlowSet != nil && len(rec.FlowSet.Rules) == 2
+	var rec tapState
+	var copied *api.FlowSet
+	eventually(t, "the copy of the rules", func() bool {
+		rec, _ = f.record("t0")
+		copied, _ = readFlows(f.opts.StateDir, &rec)
+		return copied != nil && len(copied.Rules) == 2
 	})
-	rec, _ := f.record("t0")
-	if !rec.Flows || rec.FlowSet == nil || len(rec.FlowSet.Rules) != 2 || len(rec.FlowSet.Contexts) != 1 || !reflect.DeepEqual(*rec.Config, cfg) || f.state().Version != 3 {
-		t.Fatalf("state.json's record: %+v", rec)
+	if !rec.Flows || len(copied.Contexts) != 1 || !reflect.DeepEqual(*rec.Config, cfg) || f.state().Version != 3 {
+		t.Fatalf("state.json's record: %+v, flows file %+v", rec, copied)
 	}
 	same := func(when string) {
 		t.Helper()
@@ -348,50 +350,77 @@ func TestOpsFlowsRestart(t *testing.T) {
 		t.Fatal("attach did not bring the filter back")
 	}
 	f.do(rootPeer, api.OpDelete, api.NameArgs{Name: "t0"}, nil)
-	if exists(f.pinDir("t0")) {
-		t.Fatal("pins left after delete")
+	if exists(f.pinDir("t0")) || exists(flowsPath(f.opts.StateDir, "t0")) {
+		t.Fatal("pins or the flows file left after delete")
 	}
 	if f.state().Version != 2 {
 		t.Errorf("state.json says version %d with no TAP with flows", f.state().Version)
 	}
 }
 
-// state.json's records of TAPs with flows are checked like the others.
+// The copies of flow sets are checked like state.json's records: a file
+// vrssd will not act on stops the start, naming it.
 func TestStateFlows(t *testing.T) {
 	good := tcpRule(80, flow.Action{Kind: flow.ActionQueue, Queue: 1})
+	rec := tapState{Name: "t0", Index: 3, Queues: 4, VnetHdrLen: 12, Flows: true}
 	for _, tc := range []struct {
-		name string
-		rec  tapState
-		want string
+		name  string
+		flows bool
+		fs    api.FlowSet
+		want  string
 	}{
-		{"rules without flows", tapState{FlowSet: &api.FlowSet{Groups: []api.FlowGroup{{Host: true}}, Rules: []api.FlowRule{api.RuleOf(good)}}}, "without flows"},
-		{"a queue out of range", tapState{Flows: true, FlowSet: &api.FlowSet{Groups: []api.FlowGroup{{Host: true}},
-			Rules: []api.FlowRule{api.RuleOf(tcpRule(80, flow.Action{Kind: flow.ActionQueue, Queue: 9}))}}}, "queue out of range"},
-		{"a rule without its group", tapState{Flows: true, FlowSet: &api.FlowSet{Rules: []api.FlowRule{api.RuleOf(good)}}}, "group"},
-		{"a bad action", tapState{Flows: true, FlowSet: &api.FlowSet{Groups: []api.FlowGroup{{Host: true}}, Rules: []api.FlowRule{{Action: "fly"}}}}, "action"},
-		{"a bad context", tapState{Flows: true, FlowSet: &api.FlowSet{Contexts: []api.RSSContext{{ID: 1, Config: rss.Config{Key: rss.DefaultKey, Table: []uint16{7}}}}}}, "queue out of range"},
+		{"rules without flows", false, api.FlowSet{Groups: []api.FlowGroup{{Host: true}}, Rules: []api.FlowRule{api.RuleOf(good)}}, "without flows"},
+		{"a queue out of range", true, api.FlowSet{Groups: []api.FlowGroup{{Host: true}},
+			Rules: []api.FlowRule{api.RuleOf(tcpRule(80, flow.Action{Kind: flow.ActionQueue, Queue: 9}))}}, "queue out of range"},
+		{"a rule without its group", true, api.FlowSet{Rules: []api.FlowRule{api.RuleOf(good)}}, "group"},
+		{"a bad action", true, api.FlowSet{Groups: []api.FlowGroup{{Host: true}}, Rules: []api.FlowRule{{Action: "fly"}}}, "action"},
+		{"a bad context", true, api.FlowSet{Contexts: []api.RSSContext{{ID: 1, Config: rss.Config{Key: rss.DefaultKey, Table: []uint16{7}}}}}, "queue out of range"},
 	} {
-		r := tc.rec
-		r.Name, r.Index, r.Queues, r.VnetHdrLen = "t0", 3, 4, 12
-		if err := r.validate(); err == nil || !strings.Contains(err.Error(), tc.want) {
+		r := rec
+		r.Flows = tc.flows
+		if err := r.validateFlows(&tc.fs); err == nil || !strings.Contains(err.Error(), tc.want) {
 			t.Errorf("%s: %v, want an error mentioning %q", tc.name, err, tc.want)
 		}
 	}
-	ok := tapState{Name: "t0", Index: 3, Queues: 4, VnetHdrLen: 12, Flows: true, FlowSet: &api.FlowSet{Groups: []api.FlowGroup{{Host: true}}, Rules: []api.FlowRule{api.RuleOf(good)}}}
-	if err := ok.validate(); err != nil {
+	okSet := &api.FlowSet{Groups: []api.FlowGroup{{Host: true}}, Rules: []api.FlowRule{api.RuleOf(good)}}
+	if err := rec.validateFlows(okSet); err != nil {
 		t.Fatal(err)
 	}
-	// A vrssd that reads state.json refuses to start on a bad record.
-	f := newFakeDaemon(t, "")
+	dir := t.TempDir()
+	if err := writeFlows(dir, "t0", okSet); err != nil {
+		t.Fatal(err)
+	}
+	if got, err := readFlows(dir, &rec); err != nil || !reflect.DeepEqual(got, okSet) {
+		t.Fatalf("read back %+v, %v", got, err)
+	}
+	other := rec
+	other.Name = "t1"
+	os.Rename(flowsPath(dir, "t0"), flowsPath(dir, "t1"))
+	if _, err := readFlows(dir, &other); err == nil || !strings.Contains(err.Error(), `the flow set of "t0"`) {
+		t.Fatalf("another TAP's file: %v", err)
+	}
+	os.Symlink(flowsPath(dir, "t1"), flowsPath(dir, "t0"))
+	if _, err := readFlows(dir, &rec); err == nil || !strings.Contains(err.Error(), "symbolic link") {
+		t.Fatalf("a link: %v", err)
+	}
+	if err := writeFlows(dir, "t9", nil); err != nil {
+		t.Fatalf("removing a file that is not there: %v", err)
+	}
+
+	// A vrssd refuses to start on a bad file.
+	f := newFakeDaemon(t, fakePolicy)
+	f.createFlows("t0", 4, ownerPeer.uid)
 	f.stop()
-	bad := &state{Version: stateVersion, TAPs: []tapState{ok}}
-	bad.TAPs[0].FlowSet.Rules[0].Action = "queue 9"
-	if err := writeState(f.opts.StateDir, bad); err != nil {
+	bad := *okSet
+	bad.Rules = []api.FlowRule{api.RuleOf(tcpRule(80, flow.Action{Kind: flow.ActionQueue, Queue: 9}))}
+	if err := writeFlows(f.opts.StateDir, "t0", &bad); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := New(f.opts); err == nil || !strings.Contains(err.Error(), `TAP "t0"`) || !strings.Contains(err.Error(), "queue out of range") {
-		t.Fatalf("start on a bad record: %v", err)
+	if _, err := New(f.opts); err == nil || !strings.Contains(err.Error(), "flows/t0.json") || !strings.Contains(err.Error(), "queue out of range") {
+		t.Fatalf("start on a bad flows file: %v", err)
 	}
+	os.Remove(flowsPath(f.opts.StateDir, "t0"))
+	f.start()
 }
 
 // adopt with flows steers the TAP it takes over with the flow build, its

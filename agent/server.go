@@ -626,7 +626,7 @@ func (s *Server) restore() error {
 			continue
 		}
 		d, err := s.readopt(rec)
-		if errors.Is(err, errKeep) {
+		if errors.Is(err, errKeep) || errors.Is(err, errBadFlows) {
 			return err
 		}
 		if err != nil {
@@ -669,6 +669,16 @@ func (s *Server) undoCreateLocked(rec tapState) {
 	s.removePins(rec.Name)
 }
 
+// errBadFlows marks a TAP's flows file that restore will not act on (see
+// readFlows): the start fails.
+var errBadFlows = errors.New("invalid flows file")
+
+// badFlows is an errBadFlows that says what readFlows said.
+type badFlows struct{ err error }
+
+func (e *badFlows) Error() string   { return e.err.Error() }
+func (e *badFlows) Unwrap() []error { return []error{e.err, errBadFlows} }
+
 // errKeep marks a restore failure that must not forget the TAP: the start
 // fails instead.
 var errKeep = errors.New("cannot tell whether a recorded TAP still exists")
@@ -683,6 +693,14 @@ func (s *Server) removePins(name string) {
 }
 
 func (s *Server) readopt(rec tapState) (*device, error) {
+	var flowSet *api.FlowSet
+	if rec.Flows {
+		var err error
+		if flowSet, err = readFlows(s.opts.StateDir, &rec); err != nil {
+			// As for an invalid record: the start fails, naming it.
+			return nil, &badFlows{err}
+		}
+	}
 	l, err := s.opts.TAPs.LinkByName(rec.Name)
 	if errors.Is(err, kernel.ErrNoDevice) {
 		return nil, fmt.Errorf("the device is gone: %w", err)
@@ -701,7 +719,7 @@ func (s *Server) readopt(rec tapState) (*device, error) {
 	d := &device{
 		name: rec.Name, index: rec.Index, queues: rec.Queues, vnetHdrLen: rec.VnetHdrLen,
 		owner: rec.OwnerUID, group: rec.OwnerGID, steering: rec.Steering, adopted: rec.Adopted,
-		abi: rec.ABI, hash: rec.HashReport, config: rec.Config, flows: rec.Flows, flowSet: rec.FlowSet,
+		abi: rec.ABI, hash: rec.HashReport, config: rec.Config, flows: rec.Flows, flowSet: flowSet,
 	}
 	if !d.adopted {
 		// A TAP an older vrssd made has the default qdisc, ~6.5 MiB of
@@ -863,6 +881,16 @@ func (s *Server) saveLocked() error {
 	if err != nil {
 		s.log.Error("saving state", "err", err)
 	}
+	for _, d := range s.taps {
+		if d.flowsDirty {
+			if ferr := writeFlows(s.opts.StateDir, d.name, d.flowSet); ferr != nil {
+				s.log.Error("saving the copy of the TAP's flow rules", "tap", d.name, "err", ferr)
+				err = errors.Join(err, ferr)
+				continue
+			}
+			d.flowsDirty = false
+		}
+	}
 	return err
 }
 
@@ -900,6 +928,9 @@ func (s *Server) every(interval time.Duration, fn func()) {
 func (s *Server) forgetLocked(d *device, why string) {
 	d.release()
 	s.removePins(d.name)
+	if err := writeFlows(s.opts.StateDir, d.name, nil); err != nil {
+		s.log.Error("removing the copy of the TAP's flow rules", "tap", d.name, "err", err)
+	}
 	delete(s.taps, d.name)
 	s.saveLocked()
 	s.log.Info("forgot TAP", "tap", d.name, "why", why)

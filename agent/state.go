@@ -19,9 +19,9 @@ import (
 
 // stateVersion is the layout of state.json. Version 1 and 2 files are read
 // too: each version only added fields. Version 3 added TAPs with flows
-// (tapState.Flows, FlowSet), which an older vrssd would steer without
-// their rules and filter: state.json says 3 only when a TAP has flows, so
-// that such a vrssd refuses the file, and 2 otherwise.
+// (tapState.Flows), which an older vrssd would steer without their rules
+// and filter: state.json says 3 only when a TAP has flows, so that such a
+// vrssd refuses the file, and 2 otherwise.
 const (
 	stateVersion      = 3
 	stateVersionPlain = 2
@@ -61,12 +61,12 @@ type tapState struct {
 	// intent before it makes the device, so that a crash in between
 	// leaves something startup can undo, not an orphan.
 	Creating bool `json:"creating,omitempty"`
-	// Flows: the TAP is steered by the flow build; FlowSet is its rules,
-	// groups and RSS contexts when the state was last saved (Config is
-	// the default configuration), what a TAP whose pins are lost is
-	// steered by again.
-	Flows   bool         `json:"flows,omitempty"`
-	FlowSet *api.FlowSet `json:"flow_set,omitempty"`
+	// Flows: the TAP is steered by the flow build. A copy of its rules,
+	// groups and RSS contexts, what a TAP whose pins are lost is steered
+	// by again, is kept in a file of its own (see flowsPath): a TAP may
+	// have flow.MaxRules rules, a few MB, which state.json, read whole at
+	// every start, must not grow by.
+	Flows bool `json:"flows,omitempty"`
 }
 
 // validate checks a record read from state.json as untrusted input: a
@@ -97,21 +97,110 @@ func (r *tapState) validate() error {
 			return fmt.Errorf("configuration: %w", err)
 		}
 	}
-	if r.FlowSet != nil {
-		if !r.Flows {
-			return errors.New("flow rules or RSS contexts recorded for a TAP without flows")
+	return nil
+}
+
+// validateFlows checks the copy of r's flow set read from its file, as
+// untrusted input: it is published to the TAP's map if the pins are lost.
+func (r *tapState) validateFlows(fs *api.FlowSet) error {
+	if !r.Flows {
+		return errors.New("flow rules or RSS contexts kept for a TAP without flows")
+	}
+	def := unconfigured()
+	if r.Config != nil {
+		def = *r.Config
+	}
+	s, err := fs.Set(def)
+	if err == nil {
+		err = s.Validate(steering.FlowLimits(r.Queues))
+	}
+	if err != nil {
+		return fmt.Errorf("flow rules and RSS contexts: %w", err)
+	}
+	return nil
+}
+
+// flowsDir is the directory, in the state directory, of the copies of the
+// flow sets of TAPs with flows, one file each; maxFlowsSize bounds one
+// (flow.MaxRules rules take about 3.5 MB).
+const (
+	flowsDir     = "flows"
+	maxFlowsSize = 16 << 20
+)
+
+// flowsPath is the file of TAP name's flow set: named as its pin
+// directory is, which no other valid name maps to.
+func flowsPath(stateDir, name string) string {
+	return filepath.Join(stateDir, flowsDir, pinDirName(name)+".json")
+}
+
+// flowsFile is a TAP's flows file.
+type flowsFile struct {
+	Name string `json:"name"`
+	api.FlowSet
+}
+
+// readFlows reads the copy of r's flow set, which must be a regular file
+// (no link is followed); none is nil. A file that is not r's, or whose set
+// is invalid, is an error naming it.
+func readFlows(stateDir string, r *tapState) (*api.FlowSet, error) {
+	path := flowsPath(stateDir, r.Name)
+	f, err := os.OpenFile(path, os.O_RDONLY|unix.O_NOFOLLOW|unix.O_NONBLOCK, 0)
+	switch {
+	case errors.Is(err, os.ErrNotExist):
+		return nil, nil
+	case errors.Is(err, unix.ELOOP):
+		return nil, fmt.Errorf("%s is a symbolic link; vrssd follows none in its state directory", path)
+	case err != nil:
+		return nil, err
+	}
+	defer f.Close()
+	if fi, err := f.Stat(); err != nil || !fi.Mode().IsRegular() {
+		return nil, fmt.Errorf("%s is not a regular file", path)
+	}
+	b, err := io.ReadAll(io.LimitReader(f, maxFlowsSize+1))
+	if err != nil {
+		return nil, err
+	}
+	if len(b) > maxFlowsSize {
+		return nil, fmt.Errorf("%s: over %d bytes", path, maxFlowsSize)
+	}
+	var ff flowsFile
+	if err := json.Unmarshal(b, &ff); err != nil {
+		return nil, fmt.Errorf("%s: %w", path, err)
+	}
+	if ff.Name != r.Name {
+		return nil, fmt.Errorf("%s: the flow set of %q, not of %q", path, ff.Name, r.Name)
+	}
+	if err := r.validateFlows(&ff.FlowSet); err != nil {
+		return nil, fmt.Errorf("%s: %w; fix or remove the file, vrssd will not act on it", path, err)
+	}
+	return &ff.FlowSet, nil
+}
+
+// writeFlows replaces TAP name's flows file atomically with fs, or removes
+// it for nil.
+func writeFlows(stateDir, name string, fs *api.FlowSet) error {
+	path := flowsPath(stateDir, name)
+	if fs == nil {
+		if err := os.Remove(path); err != nil && !errors.Is(err, os.ErrNotExist) {
+			return err
 		}
-		def := unconfigured()
-		if r.Config != nil {
-			def = *r.Config
-		}
-		s, err := r.FlowSet.Set(def)
-		if err == nil {
-			err = s.Validate(steering.FlowLimits(r.Queues))
-		}
-		if err != nil {
-			return fmt.Errorf("flow rules and RSS contexts: %w", err)
-		}
+		return nil
+	}
+	dir := filepath.Dir(path)
+	if err := os.Mkdir(dir, 0o700); err != nil && !errors.Is(err, os.ErrExist) {
+		return err
+	}
+	if err := checkOwnDir("flows directory", dir); err != nil {
+		return err
+	}
+	b, err := json.Marshal(flowsFile{Name: name, FlowSet: *fs})
+	if err != nil {
+		return err
+	}
+	if err := writeFileAtomic(path, append(b, '\n')); err != nil {
+		return fmt.Errorf("write %s: %w", path, err)
 	}
 	return nil
 }
