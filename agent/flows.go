@@ -379,7 +379,18 @@ func (s *Server) contextChange(p *peer, raw json.RawMessage, add bool) (any, []*
 	if err := s.publishSetLocked(p, d, set, fmt.Sprintf("%s RSS context %d", verb, a.ID)); err != nil {
 		return nil, nil, err
 	}
-	return &api.ContextInfo{ID: c.ID, Config: c.Config, Frames: make([]uint64, d.queues), Rules: contextRules(&set, c.ID)}, nil, nil
+	info := &api.ContextInfo{ID: c.ID, Config: c.Config, Frames: make([]uint64, d.queues)}
+	info.Rules, info.RulesOmitted = firstRules(contextRules(&set, c.ID))
+	return info, nil, nil
+}
+
+// firstRules returns the first api.MaxContextRules ids of ids, and how many
+// are left out.
+func firstRules(ids []uint32) ([]uint32, int) {
+	if len(ids) > api.MaxContextRules {
+		return ids[:api.MaxContextRules], len(ids) - api.MaxContextRules
+	}
+	return ids, 0
 }
 
 func (s *Server) contextDel(p *peer, raw json.RawMessage, _ []*fd.FD) (any, []*fd.FD, error) {
@@ -401,7 +412,11 @@ func (s *Server) contextDel(p *peer, raw json.RawMessage, _ []*fd.FD) (any, []*f
 		return nil, nil, api.Errorf(api.CodeNotFound, "TAP %s has no RSS context %d", d.name, a.ID)
 	}
 	if ids := contextRules(&set, a.ID); len(ids) > 0 {
-		return nil, nil, api.Errorf(api.CodeInvalidConfig, "TAP %s: RSS context %d is the action of rules %v: delete them first (vrss flow del)", d.name, a.ID, ids)
+		more := ""
+		if len(ids) > 10 {
+			ids, more = ids[:10], fmt.Sprintf(" and %d more", len(ids)-10)
+		}
+		return nil, nil, api.Errorf(api.CodeInvalidConfig, "TAP %s: RSS context %d is the action of rules %v%s: delete them first (vrss flow del)", d.name, a.ID, ids, more)
 	}
 	set.Contexts = slices.Delete(set.Contexts, i, i+1)
 	if err := s.publishSetLocked(p, d, set, fmt.Sprintf("deleting RSS context %d", a.ID)); err != nil {
@@ -434,7 +449,9 @@ func (s *Server) contextShow(p *peer, raw json.RawMessage, _ []*fd.FD) (any, []*
 	out := &api.ContextList{Name: d.name, Contexts: []api.ContextInfo{}}
 	for _, c := range set.Contexts {
 		if a.ID == 0 || a.ID == c.ID {
-			out.Contexts = append(out.Contexts, api.ContextInfo{ID: c.ID, Config: c.Config, Frames: perQueue(st.Contexts[c.ID], d.queues), Rules: contextRules(&set, c.ID)})
+			info := api.ContextInfo{ID: c.ID, Config: c.Config, Frames: perQueue(st.Contexts[c.ID], d.queues)}
+			info.Rules, info.RulesOmitted = firstRules(contextRules(&set, c.ID))
+			out.Contexts = append(out.Contexts, info)
 		}
 	}
 	sort.Slice(out.Contexts, func(i, j int) bool { return out.Contexts[i].ID < out.Contexts[j].ID })

@@ -463,3 +463,38 @@ func TestFlowsNeedFlows(t *testing.T) {
 		t.Errorf("stats of a TAP without flows: %+v, %v", st, err)
 	}
 }
+
+// Hundreds of rules through the client: FlowList reads them page by page,
+// whole and in order; stats lists the ones with the most hits.
+func TestFlowsManyRules(t *testing.T) {
+	d := newDaemon(t, "")
+	c := d.dial()
+	if _, err := c.Create(ctx, api.CreateArgs{Name: "many0", Queues: 2, Flows: true}); err != nil {
+		t.Fatal(err)
+	}
+	const n = 600
+	for i := range n {
+		r := portRule(17, uint16(10000+i), flow.Action{Kind: flow.ActionQueue, Queue: uint16(i % 2)})
+		r.Match.SetSrcIP(netip.MustParseAddr("2001:db8::1"), netip.MustParseAddr("ffff:ffff::"))
+		r.Match.SetEtherType(0x86dd, 0xffff)
+		if _, err := c.FlowAdd(ctx, "many0", r, true, nil); err != nil {
+			t.Fatalf("rule %d: %v", i, err)
+		}
+	}
+	l, err := c.FlowList(ctx, "many0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(l.Rules) != n || l.Total != n {
+		t.Fatalf("%d rules listed of %d", len(l.Rules), l.Total)
+	}
+	for i, r := range l.Rules {
+		if r.ID != uint32(i) || !strings.Contains(r.Match, fmt.Sprintf("dst-port %d", 10000+i)) {
+			t.Fatalf("rule %d listed as %+v", i, r)
+		}
+	}
+	st, err := c.Stats(ctx, "many0")
+	if err != nil || len(st.Flows.Rules) != api.MaxStatsRules || st.Flows.RulesOmitted != n-api.MaxStatsRules {
+		t.Fatalf("stats: %+v, %v", st.Flows, err)
+	}
+}

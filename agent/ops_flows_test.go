@@ -2,6 +2,8 @@ package agent
 
 import (
 	"encoding/json"
+	"fmt"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -444,5 +446,72 @@ func TestOpsFlowsAdopt(t *testing.T) {
 	f.restart()
 	if l, _ := f.flowSet("ext0"); len(l.Rules) != 1 {
 		t.Fatalf("after a restart: %+v", l)
+	}
+}
+
+// A TAP with thousands of rules: flow_list answers page by page, every
+// page well within a message; stats and context show list at most their
+// limits and say how many they leave out; a refusal names a few rules.
+func TestOpsFlowsMany(t *testing.T) {
+	f := newFakeDaemon(t, fakePolicy)
+	f.createFlows("t0", 4, ownerPeer.uid)
+	d := f.s.taps["t0"]
+	set, err := d.pub.Set()
+	if err != nil {
+		t.Fatal(err)
+	}
+	const n = 3000
+	for i := range n {
+		r := tcpRule(uint16(1000+i), flow.Action{Kind: flow.ActionContext, Context: 1})
+		r.ID, r.Priority = 1<<31+uint32(i), uint8(i)
+		r.Match.SetSrcIP(netip.MustParseAddr("203.0.113.7"), netip.MustParseAddr("255.255.255.255"))
+		set.Rules = append(set.Rules, r)
+	}
+	if err := d.pub.PublishSet(set); err != nil {
+		t.Fatal(err)
+	}
+	seen, pages := map[uint32]bool{}, 0
+	for start := 0; ; {
+		r, out := f.call(ownerPeer, api.OpFlowList, api.FlowListArgs{Name: "t0", Start: start})
+		fd.CloseAll(out)
+		if r.Error != nil {
+			t.Fatal(r.Error)
+		}
+		if b, _ := api.Encode(r); len(b) > api.MaxMessageSize-4<<10 {
+			t.Fatalf("a page of %d bytes", len(b))
+		}
+		var l api.FlowList
+		json.Unmarshal(r.Result, &l)
+		if l.Total != n+1 || l.Start != start {
+			t.Fatalf("page at %d: total %d, start %d", start, l.Total, l.Start)
+		}
+		for _, ri := range l.Rules {
+			if seen[ri.ID] {
+				t.Fatalf("rule %d on two pages", ri.ID)
+			}
+			seen[ri.ID] = true
+		}
+		pages++
+		if l.Next == 0 {
+			break
+		}
+		start = l.Next
+	}
+	if len(seen) != n+1 || pages < 2 {
+		t.Fatalf("%d rules in %d pages", len(seen), pages)
+	}
+	var st api.Stats
+	r, _ := f.call(ownerPeer, api.OpStats, api.NameArgs{Name: "t0"})
+	json.Unmarshal(r.Result, &st)
+	if b, _ := api.Encode(r); len(st.Flows.Rules) != api.MaxStatsRules || st.Flows.RulesOmitted != n+1-api.MaxStatsRules || len(b) > api.MaxMessageSize/2 {
+		t.Fatalf("stats: %d rules, %d left out, %d bytes", len(st.Flows.Rules), st.Flows.RulesOmitted, len(b))
+	}
+	var c api.ContextList
+	f.do(ownerPeer, api.OpRSSContextShow, api.ContextArgs{Name: "t0"}, &c)
+	if len(c.Contexts[0].Rules) != api.MaxContextRules || c.Contexts[0].RulesOmitted != n-api.MaxContextRules {
+		t.Fatalf("context show: %d rules, %d left out", len(c.Contexts[0].Rules), c.Contexts[0].RulesOmitted)
+	}
+	if msg := f.fails(ownerPeer, api.OpRSSContextDel, api.ContextArgs{Name: "t0", ID: 1}, api.CodeInvalidConfig); !strings.Contains(msg, fmt.Sprintf("and %d more", n-10)) || len(msg) > 500 {
+		t.Fatalf("refusal: %s", msg)
 	}
 }

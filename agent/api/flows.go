@@ -237,9 +237,15 @@ type ContextInfo struct {
 	// Frames counts the frames the context steered to each of the TAP's
 	// queues.
 	Frames []uint64 `json:"frames"`
-	// Rules are the ids of the rules that send frames to the context.
-	Rules []uint32 `json:"rules,omitempty"`
+	// Rules are the ids of the rules that send frames to the context, in
+	// the order they are tried: the first MaxContextRules, and
+	// RulesOmitted says how many more there are.
+	Rules        []uint32 `json:"rules,omitempty"`
+	RulesOmitted int      `json:"rules_omitted,omitempty"`
 }
+
+// MaxContextRules is the most rule ids ContextInfo lists.
+const MaxContextRules = 32
 
 // ContextList are a TAP's RSS contexts, by id.
 type ContextList struct {
@@ -249,8 +255,8 @@ type ContextList struct {
 
 // MaxStatsRules is the most rules Stats reports hits of: those with the
 // most hits (a TAP may have flow.MaxRules rules, more than one message
-// holds). flow_list reports every rule's.
-const MaxStatsRules = 256
+// holds beside the per-queue counters). flow_list reports every rule's.
+const MaxStatsRules = 128
 
 // FlowStats are a TAP's flow counters.
 type FlowStats struct {

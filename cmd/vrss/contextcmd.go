@@ -396,7 +396,11 @@ func printContexts(w io.Writer, l api.ContextList) {
 			for j, r := range c.Rules {
 				ids[j] = strconv.FormatUint(uint64(r), 10)
 			}
-			fmt.Fprintf(w, "%s %s\n", plural(len(ids), "rule", "rules"), strings.Join(ids, ", "))
+			more := ""
+			if c.RulesOmitted > 0 {
+				more = fmt.Sprintf(" and %d more", c.RulesOmitted)
+			}
+			fmt.Fprintf(w, "%s %s%s\n", plural(len(ids)+c.RulesOmitted, "rule", "rules"), strings.Join(ids, ", "), more)
 		}
 		printRSS(w, fmt.Sprintf("%s context %d", l.Name, c.ID), c.Config)
 		var total uint64
