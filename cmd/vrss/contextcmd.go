@@ -310,7 +310,9 @@ func contextDel(args []string, stdout io.Writer) error {
 	fs := newFlagSet("rss context del", "TAP ID", contextAbout+`
 
 Delete RSS context ID. A context a rule sends frames to is refused: delete
-the rule first (vrss flow del).
+the rule first (vrss flow del). Example:
+
+    vrss rss context del vm0 1
 
 `+flowsNote)
 	socket := fs.String("socket", "", socketHelp)
@@ -343,7 +345,9 @@ func contextShow(args []string, stdout io.Writer) error {
 
 Show a TAP's RSS contexts (or context ID): each one's indirection table as
 ethtool -x prints it, key and hash types, the rules that send frames to it
-and the frames it steered to each queue.
+(the first 32) and the frames it steered to each queue. Example:
+
+    vrss rss context show vm0 1
 
 `+flowsNote)
 	asJSON := fs.Bool("json", false, "print JSON")

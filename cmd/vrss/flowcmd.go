@@ -117,7 +117,9 @@ func flowDel(args []string, stdout io.Writer) error {
 	fs := newFlagSet("flow del", "TAP ID", `
 Delete the rule with id ID (as 'vrss flow list' shows it; ethtool -N's
 delete). A host group left without rules goes with it. Rules of the guest's
-groups (its VMM's virtio flow filters) are the guest's to remove.
+groups (its VMM's virtio flow filters) are the guest's to remove. Example:
+
+    vrss flow del vm0 3
 
 `+flowsNote)
 	socket := fs.String("socket", "", socketHelp)
@@ -151,7 +153,10 @@ List a TAP's flow rules in the order they are tried, with the frames each
 took (HITS), and the frames drop rules dropped. GROUP is the rule's group:
 host groups are the operator's (vrss flow add), the others the guest's. MATCH
 is in the words of 'vrss flow add' (flow-type written out as ether-type and
-proto).
+proto), which takes it back. A TAP holds at most 10,000 rules; the list is
+read from vrssd page by page. Example:
+
+    vrss flow list vm0 --json | jq '.rules[] | select(.hits > 0) | .id'
 
 `+flowsNote)
 	asJSON := fs.Bool("json", false, "print JSON: every rule with its match as value and mask (hex), group, priority, action and hits")
