@@ -804,3 +804,152 @@ func (d *Device) query(h ResourceObjHeader) ([]byte, error) {
 	}
 	return nil, errorf(ErrNotFound, "object type %#x id %d", h.Type, h.ID)
 }
+
+// Clone returns a deep copy of d: its limits, its generation and its
+// whole state (configurations, contexts, capabilities, opcodes in use,
+// objects). Commands given to the copy leave d as it was, and the copy
+// answers every command exactly as d would. A VMM (or vrssd) applies a
+// command to a clone, publishes the clone's Set, and keeps the clone only
+// if publishing succeeded.
+func (d *Device) Clone() *Device {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return &Device{
+		lim: d.lim, flim: d.flim, gen: d.gen,
+		initial: RSSConfig{Config: d.initial.Config.Clone(), MaxTxVQ: d.initial.MaxTxVQ},
+		s:       d.s.clone(),
+	}
+}
+
+// clone returns a deep copy of s.
+func (s *state) clone() state {
+	c := *s
+	c.def = RSSConfig{Config: s.def.Config.Clone(), MaxTxVQ: s.def.MaxTxVQ}
+	c.contexts = make(map[uint16]rss.Config, len(s.contexts))
+	for id, cfg := range s.contexts {
+		c.contexts[id] = cfg.Clone()
+	}
+	if s.res != nil {
+		res := *s.res
+		c.res = &res
+	}
+	if s.sel != nil {
+		sel := s.sel.Clone()
+		c.sel = &sel
+	}
+	if s.act != nil {
+		c.act = &FFActionCap{Actions: slices.Clone(s.act.Actions)}
+	}
+	c.groups = maps.Clone(s.groups)
+	c.classifiers = make(map[uint32]FFClassifier, len(s.classifiers))
+	for id, cl := range s.classifiers {
+		c.classifiers[id] = cl.Clone()
+	}
+	c.rules = make(map[uint32]devRule, len(s.rules))
+	for id, r := range s.rules {
+		r.wire = r.wire.Clone()
+		c.rules[id] = r
+	}
+	c.groupRules = maps.Clone(s.groupRules)
+	c.classUse = maps.Clone(s.classUse)
+	c.masks = maps.Clone(s.masks)
+	return c
+}
+
+// CtrlCmd is one control queue command: the class and command of its
+// header, and its command-specific data.
+type CtrlCmd struct {
+	Class, Cmd uint8
+	Payload    []byte
+}
+
+// Commands returns a sequence of commands that rebuilds d's state: given
+// to a device fresh from NewDevice (or Reset) with the same limits, the
+// control commands with Ctrl and then the admin commands with Admin, each
+// in order, every one is accepted and the device ends in d's state: the
+// same Set, the same capabilities, objects and opcodes in use, and so the
+// same reply to any command (only Generation differs). It is how a VMM or
+// vrssd keeps a guest's steering state across its own restarts.
+//
+// The control commands are VIRTIO_NET_CTRL_MQ_RSS_CONFIG of the default
+// configuration (if it is not the initial one) and an ADD per context, by
+// id (a context keeps no max_tx_vq of its own: ADD carries 1). The admin
+// commands are a LIST_USE of every opcode (if there is anything to set
+// up), DRIVER_CAP_SET of each capability set, a CREATE of each group,
+// classifier and rule, by id, in the canonical forms RESOURCE_OBJ_QUERY
+// answers, and last a LIST_USE of the opcodes the driver uses, if that is
+// not what is in use by then.
+func (d *Device) Commands() (ctrl []CtrlCmd, admin [][]byte) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	s := &d.s
+	def, err1 := s.def.MarshalBinary()
+	initial, err2 := d.initial.MarshalBinary()
+	if err1 == nil && err2 == nil && !bytes.Equal(def, initial) {
+		ctrl = append(ctrl, CtrlCmd{Class: CtrlClassMQ, Cmd: CmdRSSConfig, Payload: def})
+	}
+	for _, id := range slices.Sorted(maps.Keys(s.contexts)) {
+		c := RSSContext{ID: id, RSSConfig: RSSConfig{Config: s.contexts[id], MaxTxVQ: 1}}
+		if b, err := c.MarshalBinary(); err == nil {
+			ctrl = append(ctrl, CtrlCmd{Class: CtrlClassRSSContext, Cmd: CmdRSSContextAdd, Payload: b})
+		}
+	}
+
+	cmd := func(op uint16, data []byte) {
+		c := AdminCmd{Opcode: op, Data: data}
+		b, _ := c.MarshalBinary()
+		admin = append(admin, b)
+	}
+	listUse := func(bits uint64) {
+		b, _ := opcodeList(bits).MarshalBinary()
+		cmd(AdminCmdListUse, b)
+	}
+	capSet := func(id uint16, v encoding.BinaryMarshaler) {
+		b, err := v.MarshalBinary()
+		if err != nil {
+			return
+		}
+		cd := CapData{ID: id, Data: b}
+		data, _ := cd.MarshalBinary()
+		cmd(AdminCmdDriverCapSet, data)
+	}
+	create := func(typ uint16, id uint32, v encoding.BinaryMarshaler) {
+		b, err := v.MarshalBinary()
+		if err != nil {
+			return
+		}
+		rc := ResourceObjCmd{ResourceObjHeader: ResourceObjHeader{Type: typ, ID: id}, Data: b}
+		data, _ := rc.MarshalBinary()
+		cmd(AdminCmdResourceObjCreate, data)
+	}
+	used := d.newState().used
+	if s.res != nil || s.sel != nil || s.act != nil || len(s.groups)+len(s.classifiers)+len(s.rules) > 0 {
+		listUse(supportedOpcodes)
+		used = supportedOpcodes
+	}
+	if s.res != nil {
+		capSet(CapFFResource, s.res)
+	}
+	if s.sel != nil {
+		capSet(CapFFSelector, s.sel)
+	}
+	if s.act != nil {
+		capSet(CapFFAction, s.act)
+	}
+	for _, id := range slices.Sorted(maps.Keys(s.groups)) {
+		g := s.groups[id]
+		create(ObjFFGroup, id, &g)
+	}
+	for _, id := range slices.Sorted(maps.Keys(s.classifiers)) {
+		c := s.classifiers[id]
+		create(ObjFFClassifier, id, &c)
+	}
+	for _, id := range slices.Sorted(maps.Keys(s.rules)) {
+		w := s.rules[id].wire
+		create(ObjFFRule, id, &w)
+	}
+	if s.used != used {
+		listUse(s.used)
+	}
+	return ctrl, admin
+}
