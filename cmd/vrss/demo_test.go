@@ -94,7 +94,6 @@ func TestDemoRulesCommand(t *testing.T) {
 	if len(res.Rules) != 3 || res.Rules[2].Action != "drop" || res.Rules[2].Counted != 2 || res.Drops.Refused != 2 || len(res.Contexts) != 1 || len(res.Contexts[0].Observed) != 8 {
 		t.Errorf("--json: %+v\n%s", res, out)
 	}
-	wantInputError(t, "--rules with --queues 2: want at least 4 queues", "demo", "--rules", "--queues", "2")
 }
 
 // demoResult is a run of 2 queues with nothing lost.
@@ -188,6 +187,12 @@ dropped: 2 predicted, 2 sends refused (ENOBUFS), 0 received, 2 counted by the fi
 	j := demoJSON(res)
 	if j["counters_agree"] != false || j["where_predicted"] != 10 || j["on_predicted_queue"] != 8 {
 		t.Errorf("--json: counters_agree %v, where_predicted %v, on_predicted_queue %v", j["counters_agree"], j["where_predicted"], j["on_predicted_queue"])
+	}
+	// Bad input is refused before anything else, root or not.
+	wantInputError(t, "--rules with --queues 2: want at least 4 queues", "demo", "--rules", "--queues", "2")
+	code, out, _ := vrss(t, "help", "demo")
+	if code != exitOK || !strings.Contains(out, "\n  -rules\n") || !strings.Contains(out, "rule 3  TCP over IPv4 to port 5003   -> drop") {
+		t.Errorf("vrss help demo: exit %d, --rules not explained:\n%s", code, out)
 	}
 }
 
