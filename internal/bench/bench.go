@@ -3,9 +3,12 @@
 // that only returns 0 (the floor), one that only reads the frame as vrss
 // does (the read floor) and a bit-serial Toeplitz build of the same
 // program (and, if asked, QEMU's own program), each program's own work as
-// its cost above the read floor, the Go engine's cost per frame, and the
-// rate at which frames injected into a TAP device arrive on its queues with
-// no steering program and with vrss attached, in pairs of rounds.
+// its cost above the read floor, the flow build's cost with rule sets of
+// several sizes and shapes next to the plain program on the same frames
+// (rules.go), the memory a TAP's maps take, the Go engine's cost per
+// frame, and the rate at which frames injected into a TAP device arrive on
+// its queues with no steering program and with vrss attached, in pairs of
+// rounds.
 //
 // It needs root (or CAP_BPF, CAP_NET_ADMIN and CAP_SYS_ADMIN): it loads eBPF
 // programs and creates a TAP device in a throwaway network namespace.
