@@ -14,6 +14,7 @@ import (
 	"github.com/vrss-dev/vrss/internal/fd"
 	"github.com/vrss-dev/vrss/rss"
 	"github.com/vrss-dev/vrss/steering"
+	"github.com/vrss-dev/vrss/virtio"
 )
 
 // device is a TAP under vrssd: its steering program and maps (pinned in
@@ -75,6 +76,12 @@ type device struct {
 	flowSet    *api.FlowSet
 	flowsDirty bool
 	savedGen   uint64
+	// guest is the TAP's virtio device model with flows, when its VMM
+	// has forwarded guest commands (virtio_ctrl, virtio_admin) that left
+	// state: the guest's contexts, flow filter objects and capabilities,
+	// merged into the TAP's set (see virtio.go) and kept in the guest
+	// file. nil for none.
+	guest *virtio.Device
 }
 
 func (d *device) info() api.TAP {

@@ -107,6 +107,12 @@ func (s *Server) flowAdd(p *peer, raw json.RawMessage, _ []*fd.FD) (any, []*fd.F
 	if err != nil {
 		return nil, nil, err
 	}
+	switch {
+	case guestGroup(rule.Group):
+		return nil, nil, api.Errorf(api.CodeBadRequest, "TAP %s: group %d: groups %d and up are the guest's (its VMM's virtio flow filters); host groups are 0 to %d", d.name, rule.Group, uint32(api.GuestGroupBit), uint32(api.GuestGroupBit-1))
+	case rule.Action.Kind == flow.ActionContext && guestContext(rule.Action.Context):
+		return nil, nil, api.Errorf(api.CodeBadRequest, "TAP %s: context %d is the guest's (contexts %d to %d are its VMM's virtio RSS contexts): host rules send frames to host contexts, 1 to %d", d.name, rule.Action.Context, api.GuestContextBase+1, flow.MaxContexts, api.GuestContextBase)
+	}
 	// Checked here, so that the refusal names the rule's fields rather
 	// than a rule the set does not have yet.
 	if err := rule.Match.Normalize(); err != nil {
@@ -129,9 +135,13 @@ func (s *Server) flowAdd(p *peer, raw json.RawMessage, _ []*fd.FD) (any, []*fd.F
 	case a.GroupPriority != nil && *a.GroupPriority != g.Priority:
 		return nil, nil, api.Errorf(api.CodeBadRequest, "TAP %s: host group %d has priority %d, not %d: leave the group priority out, or name another group", d.name, rule.Group, g.Priority, *a.GroupPriority)
 	}
+	// Host rules are named by id alone (flow_del): an id is unique
+	// among them. The guest's rules have ids of their own.
 	used := make(map[uint32]bool, len(set.Rules))
 	for _, r := range set.Rules {
-		used[r.ID] = true
+		if hg, _ := groupOf(&set, r.Group); hg.Host {
+			used[r.ID] = true
+		}
 	}
 	if a.AutoID {
 		rule.ID = 0
@@ -163,14 +173,15 @@ func (s *Server) flowDel(p *peer, raw json.RawMessage, _ []*fd.FD) (any, []*fd.F
 	if err != nil {
 		return nil, nil, err
 	}
-	i := slices.IndexFunc(set.Rules, func(r flow.Rule) bool { return r.ID == a.ID })
+	host := func(r flow.Rule) bool { g, _ := groupOf(&set, r.Group); return g.Host }
+	i := slices.IndexFunc(set.Rules, func(r flow.Rule) bool { return r.ID == a.ID && host(r) })
 	if i < 0 {
+		if j := slices.IndexFunc(set.Rules, func(r flow.Rule) bool { return r.ID == a.ID }); j >= 0 {
+			return nil, nil, api.Errorf(api.CodeBadRequest, "TAP %s: rule %d is in the guest's group %d: its VMM removes it", d.name, a.ID, set.Rules[j].Group)
+		}
 		return nil, nil, api.Errorf(api.CodeNotFound, "TAP %s has no rule %d", d.name, a.ID)
 	}
 	r := set.Rules[i]
-	if g, _ := groupOf(&set, r.Group); !g.Host {
-		return nil, nil, api.Errorf(api.CodeBadRequest, "TAP %s: rule %d is in the guest's group %d: its VMM removes it", d.name, r.ID, r.Group)
-	}
 	set.Rules = slices.Delete(set.Rules, i, i+1)
 	// A host group goes with its last rule.
 	if !slices.ContainsFunc(set.Rules, func(o flow.Rule) bool { return o.Group == r.Group }) {
@@ -304,6 +315,15 @@ func (s *Server) contextArgsLocked(p *peer, a *api.ContextArgs) (*device, flow.S
 	return d, set, err
 }
 
+// hostContext refuses context ids in the guest's namespace: the host's
+// contexts are 1 to api.GuestContextBase.
+func hostContext(d *device, id uint16) error {
+	if !guestContext(id) {
+		return nil
+	}
+	return api.Errorf(api.CodeInvalidConfig, "TAP %s: RSS context id %d: host contexts are 1 to %d (%d to %d are the guest's, the virtio RSS contexts its VMM forwards)", d.name, id, api.GuestContextBase, api.GuestContextBase+1, flow.MaxContexts)
+}
+
 func contextIndex(set *flow.Set, id uint16) int {
 	return slices.IndexFunc(set.Contexts, func(c flow.Context) bool { return c.ID == id })
 }
@@ -343,7 +363,7 @@ func (s *Server) contextChange(p *peer, raw json.RawMessage, add bool) (any, []*
 	case a.Config == nil:
 		return nil, nil, api.Errorf(api.CodeBadRequest, "%s needs the context's configuration", op)
 	case !add && a.ID == 0:
-		return nil, nil, api.Errorf(api.CodeBadRequest, "%s needs a context id, 1 to %d (0 is the default configuration: set_rss)", op, flow.MaxContexts)
+		return nil, nil, api.Errorf(api.CodeBadRequest, "%s needs a context id, 1 to %d (0 is the default configuration: set_rss)", op, api.GuestContextBase)
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -351,17 +371,20 @@ func (s *Server) contextChange(p *peer, raw json.RawMessage, add bool) (any, []*
 	if err != nil {
 		return nil, nil, err
 	}
+	if err := hostContext(d, a.ID); err != nil {
+		return nil, nil, err
+	}
 	i := contextIndex(&set, a.ID)
 	switch {
 	case add && a.ID == 0:
-		for id := uint16(1); id <= flow.MaxContexts; id++ {
+		for id := uint16(1); id <= api.GuestContextBase; id++ {
 			if contextIndex(&set, id) < 0 {
 				a.ID = id
 				break
 			}
 		}
 		if a.ID == 0 {
-			return nil, nil, api.Errorf(api.CodeInvalidConfig, "TAP %s has %d RSS contexts, the most a TAP may (ids 1 to %d): delete one first", d.name, len(set.Contexts), flow.MaxContexts)
+			return nil, nil, api.Errorf(api.CodeInvalidConfig, "TAP %s has %d host RSS contexts, the most it may (ids 1 to %d; %d to %d are the guest's): delete one first", d.name, api.GuestContextBase, api.GuestContextBase, api.GuestContextBase+1, flow.MaxContexts)
 		}
 	case add && i >= 0:
 		return nil, nil, api.Errorf(api.CodeExists, "TAP %s has an RSS context %d already: change it with rss_context_set (vrss rss context set)", d.name, a.ID)
@@ -399,12 +422,15 @@ func (s *Server) contextDel(p *peer, raw json.RawMessage, _ []*fd.FD) (any, []*f
 		return nil, nil, err
 	}
 	if a.ID == 0 || a.Config != nil {
-		return nil, nil, api.Errorf(api.CodeBadRequest, "%s takes a context id, 1 to %d, and no configuration", api.OpRSSContextDel, flow.MaxContexts)
+		return nil, nil, api.Errorf(api.CodeBadRequest, "%s takes a context id, 1 to %d, and no configuration", api.OpRSSContextDel, api.GuestContextBase)
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	d, set, err := s.contextArgsLocked(p, &a)
 	if err != nil {
+		return nil, nil, err
+	}
+	if err := hostContext(d, a.ID); err != nil {
 		return nil, nil, err
 	}
 	i := contextIndex(&set, a.ID)
@@ -449,7 +475,7 @@ func (s *Server) contextShow(p *peer, raw json.RawMessage, _ []*fd.FD) (any, []*
 	out := &api.ContextList{Name: d.name, Contexts: []api.ContextInfo{}}
 	for _, c := range set.Contexts {
 		if a.ID == 0 || a.ID == c.ID {
-			info := api.ContextInfo{ID: c.ID, Config: c.Config, Frames: perQueue(st.Contexts[c.ID], d.queues)}
+			info := api.ContextInfo{ID: c.ID, Config: c.Config, Frames: perQueue(st.Contexts[c.ID], d.queues), Guest: guestContext(c.ID)}
 			info.Rules, info.RulesOmitted = firstRules(contextRules(&set, c.ID))
 			out.Contexts = append(out.Contexts, info)
 		}

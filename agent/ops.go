@@ -45,6 +45,10 @@ var handlers = map[api.Op]handler{
 	api.OpRSSContextSet:  (*Server).contextSet,
 	api.OpRSSContextDel:  (*Server).contextDel,
 	api.OpRSSContextShow: (*Server).contextShow,
+
+	api.OpVirtioCtrl:  (*Server).virtioCtrl,
+	api.OpVirtioAdmin: (*Server).virtioAdmin,
+	api.OpVirtioReset: (*Server).virtioReset,
 }
 
 // defaultVnetHdrLen is virtio_net_hdr_v1, what a VMM with
@@ -292,6 +296,11 @@ func (s *Server) steerLocked(d *device, prog kernel.Program) (err error) {
 	}
 	d.steering = true
 	d.savedGen = d.pub.Generation()
+	// A new TAP has no guest state: a file left by an earlier TAP of
+	// this name (forgotten while vrssd was stopped) is not its.
+	if err := writeGuest(s.opts.StateDir, d.name, nil); err != nil {
+		return err
+	}
 	s.taps[d.name] = d
 	delete(s.creating, d.name)
 	if err := s.saveLocked(); err != nil {

@@ -21,6 +21,7 @@ import (
 	"github.com/vrss-dev/vrss/agent/internal/wire"
 	"github.com/vrss-dev/vrss/internal/fd"
 	"github.com/vrss-dev/vrss/steering"
+	"github.com/vrss-dev/vrss/virtio"
 )
 
 // Defaults for Options.
@@ -632,9 +633,11 @@ func (s *Server) restore() error {
 		if err != nil {
 			s.log.Warn("forgetting a TAP recorded in the state", "tap", rec.Name, "reason", err)
 			s.removePins(rec.Name)
+			s.removeFlowFiles(rec.Name)
 			continue
 		}
 		s.taps[d.name] = d
+		s.syncGuestLocked(d)
 		if d.problem != "" {
 			s.log.Error("TAP needs attention", "tap", d.name, "problem", d.problem)
 		}
@@ -694,10 +697,14 @@ func (s *Server) removePins(name string) {
 
 func (s *Server) readopt(rec tapState) (*device, error) {
 	var flowSet *api.FlowSet
+	var guest *virtio.Device
 	if rec.Flows {
 		var err error
 		if flowSet, err = readFlows(s.opts.StateDir, &rec); err != nil {
 			// As for an invalid record: the start fails, naming it.
+			return nil, &badFlows{err}
+		}
+		if guest, err = readGuest(s.opts.StateDir, &rec); err != nil {
 			return nil, &badFlows{err}
 		}
 	}
@@ -719,7 +726,7 @@ func (s *Server) readopt(rec tapState) (*device, error) {
 	d := &device{
 		name: rec.Name, index: rec.Index, queues: rec.Queues, vnetHdrLen: rec.VnetHdrLen,
 		owner: rec.OwnerUID, group: rec.OwnerGID, steering: rec.Steering, adopted: rec.Adopted,
-		abi: rec.ABI, hash: rec.HashReport, config: rec.Config, flows: rec.Flows, flowSet: flowSet,
+		abi: rec.ABI, hash: rec.HashReport, config: rec.Config, flows: rec.Flows, flowSet: flowSet, guest: guest,
 	}
 	if !d.adopted {
 		// A TAP an older vrssd made has the default qdisc, ~6.5 MiB of
@@ -928,12 +935,20 @@ func (s *Server) every(interval time.Duration, fn func()) {
 func (s *Server) forgetLocked(d *device, why string) {
 	d.release()
 	s.removePins(d.name)
-	if err := writeFlows(s.opts.StateDir, d.name, nil); err != nil {
-		s.log.Error("removing the copy of the TAP's flow rules", "tap", d.name, "err", err)
-	}
+	s.removeFlowFiles(d.name)
 	delete(s.taps, d.name)
 	s.saveLocked()
 	s.log.Info("forgot TAP", "tap", d.name, "why", why)
+}
+
+// removeFlowFiles removes TAP name's flows file and guest file, if any.
+func (s *Server) removeFlowFiles(name string) {
+	if err := writeFlows(s.opts.StateDir, name, nil); err != nil {
+		s.log.Error("removing the copy of the TAP's flow rules", "tap", name, "err", err)
+	}
+	if err := writeGuest(s.opts.StateDir, name, nil); err != nil {
+		s.log.Error("removing the guest's saved virtio state", "tap", name, "err", err)
+	}
 }
 
 // checkLocked makes sure d's device still exists as the one vrssd knows,

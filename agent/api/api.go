@@ -71,6 +71,11 @@ const (
 	OpRSSContextSet  Op = "rss_context_set"  // ContextArgs → ContextInfo
 	OpRSSContextDel  Op = "rss_context_del"  // ContextArgs → nothing
 	OpRSSContextShow Op = "rss_context_show" // ContextArgs → ContextList
+	// A guest's raw virtio RSS context and flow filter commands, which
+	// its VMM forwards (see virtio.go).
+	OpVirtioCtrl  Op = "virtio_ctrl"  // VirtioCtrlArgs → VirtioCtrlResult
+	OpVirtioAdmin Op = "virtio_admin" // VirtioAdminArgs → VirtioAdminResult
+	OpVirtioReset Op = "virtio_reset" // NameArgs → nothing
 )
 
 // Request is one client message.

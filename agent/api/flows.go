@@ -242,6 +242,9 @@ type ContextInfo struct {
 	// RulesOmitted says how many more there are.
 	Rules        []uint32 `json:"rules,omitempty"`
 	RulesOmitted int      `json:"rules_omitted,omitempty"`
+	// Guest: the guest's context (GuestContextBase plus its virtio
+	// context id), which its VMM manages (virtio_ctrl).
+	Guest bool `json:"guest,omitempty"`
 }
 
 // MaxContextRules is the most rule ids ContextInfo lists.
