@@ -111,7 +111,7 @@ func (s *Server) flowAdd(p *peer, raw json.RawMessage, _ []*fd.FD) (any, []*fd.F
 	case guestGroup(rule.Group):
 		return nil, nil, api.Errorf(api.CodeBadRequest, "TAP %s: group %d: groups %d and up are the guest's (its VMM's virtio flow filters); host groups are 0 to %d", d.name, rule.Group, uint32(api.GuestGroupBit), uint32(api.GuestGroupBit-1))
 	case rule.Action.Kind == flow.ActionContext && guestContext(rule.Action.Context):
-		return nil, nil, api.Errorf(api.CodeBadRequest, "TAP %s: context %d is the guest's (contexts %d to %d are its VMM's virtio RSS contexts): host rules send frames to host contexts, 1 to %d", d.name, rule.Action.Context, api.GuestContextBase+1, flow.MaxContexts, api.GuestContextBase)
+		return nil, nil, api.Errorf(api.CodeInvalidConfig, "TAP %s: context %d is the guest's (contexts %d to %d are its VMM's virtio RSS contexts): host rules send frames to host contexts, 1 to %d", d.name, rule.Action.Context, api.GuestContextBase+1, flow.MaxContexts, api.GuestContextBase)
 	}
 	// Checked here, so that the refusal names the rule's fields rather
 	// than a rule the set does not have yet.

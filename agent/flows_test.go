@@ -100,11 +100,16 @@ func flowFrames(n int, seed uint64) [][]byte {
 // frames dropped and the hits each rule should have counted.
 func (d *daemon) flowCheck(ifindex int, queues []*os.File, set flow.Set, seed uint64) (dropped int, hits map[uint32]uint64) {
 	d.t.Helper()
+	return d.flowCheckFrames(ifindex, queues, set, flowFrames(400, seed))
+}
+
+// flowCheckFrames is flowCheck with the frames given.
+func (d *daemon) flowCheckFrames(ifindex int, queues []*os.File, set flow.Set, frames [][]byte) (dropped int, hits map[uint32]uint64) {
+	d.t.Helper()
 	eng, err := flow.NewEngine(set, steering.FlowLimits(len(queues)))
 	if err != nil {
 		d.t.Fatal(err)
 	}
-	frames := flowFrames(400, seed)
 	want := make([]flow.Verdict, len(frames))
 	hits = map[uint32]uint64{}
 	for i, f := range frames {

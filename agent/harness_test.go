@@ -495,6 +495,15 @@ type helperArgs struct {
 	Conns int `json:"conns,omitempty"`
 	// Name, for the "tunsetiff" helper: the TAP to attach a queue to.
 	Name string `json:"name,omitempty"`
+	// Calls, for the "calls" helper: requests to make one after the
+	// other on one connection; its result is their results, in order.
+	Calls []helperCall `json:"calls,omitempty"`
+}
+
+// helperCall is one request of the "calls" helper.
+type helperCall struct {
+	Op   api.Op          `json:"op"`
+	Args json.RawMessage `json:"args,omitempty"`
 }
 
 // asUser runs the helper action as uid (gid = uid) and returns its result.
@@ -553,7 +562,7 @@ func helperMain(action string) int {
 	res := helperResult{}
 	err := func() error {
 		switch action {
-		case "call", "open", "vmm", "qemuvmm", "flowowner":
+		case "call", "open", "vmm", "qemuvmm", "flowowner", "calls":
 		case "hold":
 			os.Exit(holdHelper(ctx, a))
 		case "flood":
@@ -602,6 +611,25 @@ func helperMain(action string) int {
 		}
 		if action == "flowowner" {
 			return flowOwnerHelper(ctx, c, a, &res)
+		}
+		if action == "calls" {
+			var all []helperResult
+			for _, hc := range a.Calls {
+				var raw json.RawMessage
+				var r helperResult
+				_, err := c.Call(ctx, hc.Op, hc.Args, nil, &raw)
+				var ae *api.Error
+				switch {
+				case errors.As(err, &ae):
+					r.Error = ae
+				case err != nil:
+					return err
+				}
+				r.Result = raw
+				all = append(all, r)
+			}
+			res.Result = mustJSON(all)
+			return nil
 		}
 		if action == "open" {
 			var na api.NameArgs

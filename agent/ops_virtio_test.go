@@ -139,7 +139,7 @@ func TestOpsVirtio(t *testing.T) {
 			r.Group = GuestGroup(0)
 			return api.RuleOf(r)
 		}(), AutoID: true}, api.CodeBadRequest, "the guest's"},
-		{api.OpFlowAdd, api.FlowAddArgs{Name: "t0", Rule: api.RuleOf(tcpRule(1, flow.Action{Kind: flow.ActionContext, Context: 5})), AutoID: true}, api.CodeBadRequest, "context 5 is the guest's"},
+		{api.OpFlowAdd, api.FlowAddArgs{Name: "t0", Rule: api.RuleOf(tcpRule(1, flow.Action{Kind: flow.ActionContext, Context: 5})), AutoID: true}, api.CodeInvalidConfig, "context 5 is the guest's"},
 		{api.OpFlowDel, api.FlowDelArgs{Name: "t0", ID: 0}, api.CodeBadRequest, "the guest's group 2147483648"},
 		{api.OpRSSContextAdd, api.ContextArgs{Name: "t0", ID: 6, Config: &rss.Config{Key: rss.DefaultKey, Table: []uint16{0}}}, api.CodeInvalidConfig, "host contexts are 1 to 4"},
 		{api.OpRSSContextSet, api.ContextArgs{Name: "t0", ID: 5, Config: &rss.Config{Key: rss.DefaultKey, Table: []uint16{0}}}, api.CodeInvalidConfig, "5 to 8 are the guest's"},
