@@ -51,7 +51,7 @@ static __always_inline void classify(ctx_t *ctx, struct reader *r, struct ext *e
 #ifdef VRSS_FLOWS
 		/* Shorter than 34 bytes: the Ethernet header alone, for
 		 * rules, if it is there (the engine's KeyOf). */
-		hdr = get(ctx, r, 0, VRSS_ETH_HLEN, r->ip);
+		hdr = p->f ? get(ctx, r, 0, VRSS_ETH_HLEN, r->ip) : 0;
 		if (hdr) {
 			p->f->has_eth = 1;
 			__builtin_memcpy(p->f->mac, hdr, 12);
@@ -64,14 +64,18 @@ static __always_inline void classify(ctx_t *ctx, struct reader *r, struct ext *e
 		return;
 	}
 #ifdef VRSS_FLOWS
-	p->f->has_eth = 1;
-	__builtin_memcpy(p->f->mac, hdr, 12);
+	if (p->f) {
+		p->f->has_eth = 1;
+		__builtin_memcpy(p->f->mac, hdr, 12);
+	}
 #endif
 	etype = (hdr[12] << 8) | hdr[13];
 	if (etype == VRSS_ETH_P_8021Q || etype == VRSS_ETH_P_8021AD) {
 #ifdef VRSS_FLOWS
-		p->f->tagged = 1;
-		p->f->tci = (hdr[14] << 8) | hdr[15];
+		if (p->f) {
+			p->f->tagged = 1;
+			p->f->tci = (hdr[14] << 8) | hdr[15];
+		}
 #endif
 		off += VRSS_VLAN_HLEN;
 		etype = (hdr[off] << 8) | hdr[off + 1];
@@ -80,14 +84,16 @@ static __always_inline void classify(ctx_t *ctx, struct reader *r, struct ext *e
 			etype = (hdr[off] << 8) | hdr[off + 1];
 			if (etype == VRSS_ETH_P_8021Q || etype == VRSS_ETH_P_8021AD) {
 #ifdef VRSS_FLOWS
-				p->f->etype = etype;
+				if (p->f)
+					p->f->etype = etype;
 #endif
 				return; /* more than VRSS_MAX_VLAN tags */
 			}
 		}
 	}
 #ifdef VRSS_FLOWS
-	p->f->etype = etype;
+	if (p->f)
+		p->f->etype = etype;
 #endif
 	off += 2; /* past the EtherType */
 	if (etype == VRSS_ETH_P_IPV4) {

@@ -163,6 +163,42 @@ __attribute__((noinline)) int flow_cmp(const struct vrss_flows *f, const struct 
 }
 
 /*
+ * flow_probe for a pattern of at most four key words (IPv4 5-tuples, ports,
+ * prefixes, MACs: most): no loop over words, so no branch per word. Words
+ * past the pattern's are 0 in cmask, hash as 0 (steering.flowHash pads to
+ * four) and drop out of the comparison (record and key words are both
+ * masked already, so XOR-ing them under cmask compares them exactly).
+ */
+static __always_inline int flow_probe4(const struct vrss_flows *f, const struct fkey *k, __u32 p, const struct vrss_pattern *pat, __u32 h)
+{
+	__u32 c0 = pat->cmask[0], c1 = pat->cmask[1], c2 = pat->cmask[2], c3 = pat->cmask[3];
+	__u32 v0 = k->w[pat->words[0] & 15] & c0;
+	__u32 v1 = k->w[pat->words[1] & 15] & c1;
+	__u32 v2 = k->w[pat->words[2] & 15] & c2;
+	__u32 v3 = k->w[pat->words[3] & 15] & c3;
+
+	h = fmix(fmix(fmix(fmix(h, v0), v1), v2), v3);
+	h ^= h >> 13;
+	h *= 0xc2b2ae35;
+	h ^= h >> 16;
+	for (__u32 i = 0; i < VRSS_MAX_PROBE; i++) {
+		__u32 e = f->index[(h + i) & (VRSS_INDEX_LEN - 1)];
+		__u32 o;
+
+		if (!e)
+			return 0;
+		o = (e - 1) * 2;
+		if (o > VRSS_HEAP_WORDS - VRSS_REC_META - VRSS_KEY_WORDS)
+			return 0;
+		asm volatile("" : "+r"(o));
+		if (((f->heap[o] >> 20) & 15) == p &&
+		    !(((f->heap[o + 3] ^ v0) & c0) | ((f->heap[o + 4] ^ v1) & c1) | ((f->heap[o + 5] ^ v2) & c2) | ((f->heap[o + 6] ^ v3) & c3)))
+			return o + 1;
+	}
+	return 0;
+}
+
+/*
  * One pattern's lookup: hash k's words under pattern p's mask
  * (steering.flowHash) and probe the index from there. The publisher stores
  * only the best rule per pattern and masked key, within VRSS_MAX_PROBE
@@ -179,6 +215,8 @@ __attribute__((noinline)) int flow_probe(const struct vrss_flows *f, const struc
 	pat = &f->pattern[p & (VRSS_MAX_PATTERNS - 1)];
 	nw = pat->nwords;
 	h = f->seed ^ ((p + 1) * 0x85ebca77);
+	if (nw <= 4)
+		return flow_probe4(f, k, p, pat, h);
 	for (__u32 j = 0; j < VRSS_KEY_WORDS; j++) {
 		__u32 w;
 
@@ -305,6 +343,32 @@ __attribute__((noinline)) int steer_ctx_global(const struct vrss_context *c, con
 	}
 	r->hash = toeplitz_ctx(c, src, dst, ports, p.ports, p.family == 6);
 	r->queue = c->table[r->hash & c->table_mask & (VRSS_CTX_TABLE - 1)];
+	return 0;
+}
+
+/*
+ * rss.Engine.Steer by a slot's default configuration, from the copied
+ * input: the rule path's counterpart of steer(), a global function for the
+ * same reason as steer_ctx_global.
+ */
+__attribute__((noinline)) int steer_slot_global(const struct vrss_slot *s, const struct hin *in, struct result *r)
+{
+	struct pkt p = {};
+	struct ext e = {};
+
+	if (!s || !in || !r)
+		return 0;
+	p.src = in->src;
+	p.dst = in->dst;
+	p.ports = in->ports;
+	p.family = in->family;
+	p.l4 = in->l4;
+	p.ext = in->ext;
+	e.has_home = in->has_home;
+	e.has_rt2 = in->has_rt2;
+	__builtin_memcpy(e.home, in->home, 16);
+	__builtin_memcpy(e.rt2, in->rt2, 16);
+	steer(s, &p, &e, r);
 	return 0;
 }
 

@@ -46,6 +46,7 @@
 struct vrss_pattern {
 	__u32 mask[16];    /* over the key's words; 14 used */
 	__u8 words[16];    /* the words the mask touches, in order */
+	__u32 cmask[4];    /* mask[words[j]], 0 past nwords: the short path */
 	__u32 nwords;
 	__u32 min_rank;    /* the best rank among its rules */
 	__u32 heap_start;  /* its records, for the publisher's reads */

@@ -26,16 +26,20 @@ static __always_inline int classify4(ctx_t *ctx, struct reader *r, struct pkt *p
 	p->src = ip + VRSS_IPV4_SRC_OFF;
 	p->dst = ip + VRSS_IPV4_DST_OFF;
 #ifdef VRSS_FLOWS
-	p->f->proto = ip[VRSS_IPV4_PROTO_OFF];
-	p->f->has_proto = 1;
+	if (p->f) {
+		p->f->proto = ip[VRSS_IPV4_PROTO_OFF];
+		p->f->has_proto = 1;
+	}
 #endif
 	/* Any fragment, the first included, hashes on addresses only. */
 	if (((ip[VRSS_IPV4_FRAG_OFF] << 8) | ip[VRSS_IPV4_FRAG_OFF + 1]) & VRSS_IPV4_FRAG_MASK) {
 #ifdef VRSS_FLOWS
 		/* A first fragment shows its ports to rules (rulePorts). */
-		p->f->frag = 1;
-		if (!(((ip[VRSS_IPV4_FRAG_OFF] << 8) | ip[VRSS_IPV4_FRAG_OFF + 1]) & VRSS_IPV4_OFFSET_MASK))
-			rule_ports(ctx, r, p, ip[VRSS_IPV4_PROTO_OFF], off + ihl);
+		if (p->f) {
+			p->f->frag = 1;
+			if (!(((ip[VRSS_IPV4_FRAG_OFF] << 8) | ip[VRSS_IPV4_FRAG_OFF + 1]) & VRSS_IPV4_OFFSET_MASK))
+				rule_ports(ctx, r, p, ip[VRSS_IPV4_PROTO_OFF], off + ihl);
+		}
 #endif
 		return 0;
 	}

@@ -94,8 +94,10 @@ __attribute__((noinline)) int walk_ext(ctx_t *ctx, struct reader *r, struct ext 
 		off = untrack(r, off);
 		if (!ext_header(next)) {
 #ifdef VRSS_FLOWS
-			e->proto = next;
-			e->has_proto = 1;
+			if (e->want) {
+				e->proto = next;
+				e->has_proto = 1;
+			}
 #endif
 			/* rss.transport */
 			if (next == VRSS_IPPROTO_TCP)
@@ -107,10 +109,12 @@ __attribute__((noinline)) int walk_ext(ctx_t *ctx, struct reader *r, struct ext 
 #ifdef VRSS_FLOWS
 			if (!h)
 				return after ? 0 : -1;
-			e->kl4 = next;
-			__builtin_memcpy(e->kports, h, VRSS_PORTS_LEN);
-			if (next == VRSS_IPPROTO_TCP)
-				e->tcpflags = h[VRSS_TCP_FLAGS_OFF];
+			if (e->want) {
+				e->kl4 = next;
+				__builtin_memcpy(e->kports, h, VRSS_PORTS_LEN);
+				if (next == VRSS_IPPROTO_TCP)
+					e->tcpflags = h[VRSS_TCP_FLAGS_OFF];
+			}
 			if (after)
 				return 0;
 #else
@@ -162,6 +166,8 @@ __attribute__((noinline)) int walk_ext(ctx_t *ctx, struct reader *r, struct ext 
 				/* Offset or more-fragments: a fragment. An atomic
 				 * fragment (both zero) is walked through. */
 #ifdef VRSS_FLOWS
+				if (!e->want)
+					return 0;
 				e->frag = 1;
 				e->proto = nh;
 				e->has_proto = 1;
@@ -193,8 +199,10 @@ static __always_inline int classify6(ctx_t *ctx, struct reader *r, struct ext *e
 	next = h[VRSS_IPV6_NEXT_OFF];
 	if (!ext_header(next)) {
 #ifdef VRSS_FLOWS
-		p->f->proto = next;
-		p->f->has_proto = 1;
+		if (p->f) {
+			p->f->proto = next;
+			p->f->has_proto = 1;
+		}
 #endif
 		return transport(ctx, r, p, next, off + VRSS_IPV6_HLEN);
 	}
@@ -214,12 +222,14 @@ static __always_inline int classify6(ctx_t *ctx, struct reader *r, struct ext *e
 	p->l4 = e->l4;
 	p->ports = e->ports;
 #ifdef VRSS_FLOWS
-	p->f->proto = e->proto;
-	p->f->has_proto = e->has_proto;
-	p->f->frag = e->frag;
-	p->f->kl4 = e->kl4;
-	p->kports = e->kports;
-	p->f->tcpflags = e->tcpflags;
+	if (p->f) {
+		p->f->proto = e->proto;
+		p->f->has_proto = e->has_proto;
+		p->f->frag = e->frag;
+		p->f->kl4 = e->kl4;
+		p->kports = e->kports;
+		p->f->tcpflags = e->tcpflags;
+	}
 #endif
 	return 0;
 }

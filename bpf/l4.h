@@ -25,10 +25,12 @@ static __always_inline int transport(ctx_t *ctx, struct reader *r, struct pkt *p
 	p->l4 = proto;
 	p->ports = l4;
 #ifdef VRSS_FLOWS
-	p->f->kl4 = proto;
-	p->kports = l4;
-	if (proto == VRSS_IPPROTO_TCP)
-		p->f->tcpflags = l4[VRSS_TCP_FLAGS_OFF];
+	if (p->f) {
+		p->f->kl4 = proto;
+		p->kports = l4;
+		if (proto == VRSS_IPPROTO_TCP)
+			p->f->tcpflags = l4[VRSS_TCP_FLAGS_OFF];
+	}
 #endif
 	return 0;
 }

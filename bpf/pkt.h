@@ -41,7 +41,8 @@ struct pkt {
 	__u8 ext;          /* IPv6 with extension headers: see struct ext */
 #ifdef VRSS_FLOWS
 	const __u8 *kports; /* ports for rules (first fragments too), if f->kl4 */
-	struct pflow *f;    /* the rest of what rules match on, off the stack */
+	struct pflow *f;    /* the rest of what rules match on, off the stack;
+			     * NULL when no rule can look (the lean path) */
 #endif
 };
 
@@ -58,7 +59,8 @@ struct ext {
 	__u8 home[16];
 	__u8 rt2[16];
 #ifdef VRSS_FLOWS
-	/* For flow rules. */
+	/* For flow rules, when want is set (the flow build's rule path). */
+	__u8 want;
 	__u8 proto;     /* last next header, if has_proto */
 	__u8 has_proto;
 	__u8 frag;      /* a fragment header with offset or M set */

@@ -90,34 +90,96 @@ static __always_inline void steer_flows(struct vrss_flow_config *fc, __u32 idx, 
 		arg = m0 >> 24;
 		if (action == VRSS_ACTION_CONTEXT) {
 			v->context = arg;
-			fill_hin(&sc->in, p, e);
 			steer_ctx_global(&fl->context[(arg - 1) & (VRSS_MAX_CONTEXTS - 1)], &sc->in, &v->r);
 			return;
 		}
-		steer(&fc->base.slot[idx & 1], p, e, &v->r);
+		steer_slot_global(&fc->base.slot[idx & 1], &sc->in, &v->r);
 		if (action == VRSS_ACTION_QUEUE)
 			v->r.queue = arg;
 		else if (action == VRSS_ACTION_DROP)
 			v->drop = 1;
 		return;
 	}
-	steer(&fc->base.slot[idx & 1], p, e, &v->r);
+	steer_slot_global(&fc->base.slot[idx & 1], &sc->in, &v->r);
+}
+
+/*
+ * The lean path, for a slot without rules: vrss_run's body over the flow
+ * map, with the parser's state on the stack and the rules' fields left
+ * out (p.f NULL, e.want 0), so that a flow TAP without rules costs what a
+ * plain one does. Within the seqlock it checks that the slot still has no
+ * rules; if a publish gave it some, it returns -1 and the caller takes the
+ * rule path.
+ */
+__attribute__((noinline)) int vrss_run_lean(ctx_t *ctx, struct vrss_flow_config *fc)
+{
+	struct reader rd;
+	struct ext e;
+	struct pkt p;
+	struct result r = {};
+
+	if (!ctx || !fc)
+		return 0;
+	reader_init(ctx, &rd);
+	p.src = p.dst = p.ports = p.kports = rd.l4;
+	p.family = p.l4 = p.ext = 0;
+	p.f = 0;
+	e.want = 0;
+	classify(ctx, &rd, &e, &p);
+	asm volatile("" : : "r"(&p) : "memory");
+
+#pragma clang loop unroll(disable)
+	for (int attempt = 0; attempt < 4; attempt++) {
+		__u32 idx = READ_ONCE_U32(fc->base.active) & 1;
+		const struct vrss_slot *s = &fc->base.slot[idx];
+		__u32 seq = READ_ONCE_U32(s->seq);
+
+		barrier();
+		if (READ_ONCE_U32(fc->flows[idx].npatterns))
+			return -1;
+		steer(s, &p, &e, &r);
+		barrier();
+		if (!(seq & 1) && READ_ONCE_U32(s->seq) == seq)
+			goto done;
+		count(VRSS_STAT_RETRY);
+	}
+	count(VRSS_STAT_TORN);
+done:
+	count(r.queue < VRSS_MAX_QUEUES ? r.queue : VRSS_MAX_QUEUES - 1);
+	if (r.report == REPORT_NONE)
+		count(VRSS_STAT_UNCLASSIFIED);
+#ifdef VRSS_DEBUG
+	{
+		__u32 zero = 0;
+		struct vrss_flow_debug *d = bpf_map_lookup_elem(&vrss_flow_debug, &zero);
+
+		if (d) {
+			d->hash = r.hash;
+			d->report = r.report;
+			d->queue = r.queue;
+			d->rule_id = 0;
+			d->has_rule = 0;
+			d->context = 0;
+			d->drop = 0;
+		}
+	}
+#endif
+	return r.queue;
 }
 
 /* The steering program: the queue. A drop rule met here means the set
  * changed between the filter and this program; the frame then goes where
  * RSS puts it, and is counted (VRSS_FSTAT_RACE). */
-static __always_inline __u32 vrss_run_flows(ctx_t *ctx)
+__attribute__((noinline)) int vrss_run_rules(ctx_t *ctx, struct vrss_flow_config *fc)
 {
 	__u32 zero = 0;
-	struct vrss_flow_config *fc = bpf_map_lookup_elem(&vrss_config, &zero);
 	struct reader *rd;
 	struct pkt p;
 	struct ext *e;
 	struct scratch *sc = bpf_map_lookup_elem(&vrss_scratch, &zero);
 	struct fverdict *v = bpf_map_lookup_elem(&vrss_verdict, &zero);
 
-	if (!fc || !sc || !v)
+	if (!ctx || !fc || !sc || !v)
 		return 0;
 	__builtin_memset(v, 0, sizeof(*v));
 	e = &sc->e;
@@ -128,6 +190,7 @@ static __always_inline __u32 vrss_run_flows(ctx_t *ctx)
 	}
 	reader_init(ctx, rd);
 	init_pkt(rd, &p, &sc->f);
+	e->want = 1;
 	classify(ctx, rd, e, &p);
 	/* The key only if the active set has rules: a TAP without rules pays
 	 * for none of it. */
@@ -135,6 +198,9 @@ static __always_inline __u32 vrss_run_flows(ctx_t *ctx)
 		build_key(&p, &sc->key);
 		v->keyed = 1;
 	}
+	/* What the slot's or a context's hash may take, copied once: the
+	 * steering below is then global functions the verifier checks once. */
+	fill_hin(&sc->in, &p, e);
 	asm volatile("" : : "r"(&p) : "memory");
 
 #pragma clang loop unroll(disable)
@@ -181,6 +247,29 @@ done:
 	return v->r.queue;
 }
 
+/* The steering program: a slot without rules takes the lean path, one
+ * with rules the rule path. Each is a global function, checked once, with
+ * a stack frame of its own. */
+static __always_inline __u32 vrss_run_flows(ctx_t *ctx)
+{
+	__u32 zero = 0;
+	struct vrss_flow_config *fc = bpf_map_lookup_elem(&vrss_config, &zero);
+
+	if (!fc)
+		return 0;
+	if (READ_ONCE_U32(fc->base.magic) != VRSS_MAGIC) {
+		count(VRSS_STAT_UNCONFIGURED);
+		return 0;
+	}
+	if (!READ_ONCE_U32(fc->flows[READ_ONCE_U32(fc->base.active) & 1].npatterns)) {
+		int q = vrss_run_lean(ctx, fc);
+
+		if (q >= 0)
+			return q;
+	}
+	return vrss_run_rules(ctx, fc);
+}
+
 /* The filter: drop what a drop rule of the active set matches, count it
  * (the rule's counter and VRSS_FSTAT_DROP), let everything else through
  * to the next program and the queue selection. A set without drop rules
@@ -199,6 +288,7 @@ static __always_inline int vrss_filter_run(ctx_t *ctx)
 		return TC_ACT_UNSPEC;
 	reader_init(ctx, &sc->rd);
 	init_pkt(&sc->rd, &p, &sc->f);
+	sc->e.want = 1;
 	classify(ctx, &sc->rd, &sc->e, &p);
 	if (!p.f->has_eth)
 		return TC_ACT_UNSPEC;

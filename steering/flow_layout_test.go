@@ -14,9 +14,9 @@ import (
 // The flow build's map (bpf/flowmap.h), written out by hand: a VMM built
 // from one version of vrss publishes into a map loaded by another.
 const (
-	goldenFlowConfigSize = 998512
+	goldenFlowConfigSize = 999024
 	goldenFlows0         = 205360
-	goldenFlowsSize      = 396576
+	goldenFlowsSize      = 396832
 )
 
 var goldenFlows = []field{
@@ -28,21 +28,22 @@ var goldenFlows = []field{
 	{"next_counter", 20, 4, "u32"},
 	{"pad", 24, 8, "u32[2]"},
 	{"group", 32, 64 * 8, "struct vrss_group[64]"},
-	{"pattern", 544, 16 * 104, "struct vrss_pattern[16]"},
-	{"context", 2208, 8 * 5200, "struct vrss_context[8]"},
-	{"index", 43808, 16384 * 2, "u16[16384]"},
-	{"heap", 76576, 80000 * 4, "u32[80000]"},
+	{"pattern", 544, 16 * 120, "struct vrss_pattern[16]"},
+	{"context", 2464, 8 * 5200, "struct vrss_context[8]"},
+	{"index", 44064, 16384 * 2, "u16[16384]"},
+	{"heap", 76832, 80000 * 4, "u32[80000]"},
 }
 
 var goldenPattern = []field{
 	{"mask", 0, 64, "u32[16]"},
 	{"words", 64, 16, "u8[16]"},
-	{"nwords", 80, 4, "u32"},
-	{"min_rank", 84, 4, "u32"},
-	{"heap_start", 88, 4, "u32"},
-	{"nrules", 92, 4, "u32"},
-	{"stride", 96, 4, "u32"},
-	{"pad", 100, 4, "u32"},
+	{"cmask", 80, 16, "u32[4]"},
+	{"nwords", 96, 4, "u32"},
+	{"min_rank", 100, 4, "u32"},
+	{"heap_start", 104, 4, "u32"},
+	{"nrules", 108, 4, "u32"},
+	{"stride", 112, 4, "u32"},
+	{"pad", 116, 4, "u32"},
 }
 
 var goldenContext = []field{

@@ -73,8 +73,12 @@ func mapValueSize(fd int) (int, error) {
 	return 0, fmt.Errorf("fd %d is not a BPF map", fd)
 }
 
-// flowHash is bpf/flow.h's index hash of key under pattern p.
+// flowHash is bpf/flow.h's index hash of key under pattern p: the
+// pattern's masked key words, padded with zeros to four (flow_probe4).
 func flowHash(seed uint32, p int, words []uint32) uint32 {
+	if len(words) < 4 {
+		words = append(append(make([]uint32, 0, 4), words...), make([]uint32, 4-len(words))...)
+	}
 	h := seed ^ uint32(p+1)*0x85ebca77
 	for _, w := range words {
 		h ^= w
@@ -214,12 +218,15 @@ func (c *compiled) writeFlows(cfg *flowLayout, n int, cursor uint32) error {
 	for pi, p := range c.patterns {
 		stride := (recMeta + len(p.words) + 1) &^ 1
 		pat := &f.Pattern[pi]
-		pat.Mask, pat.Words = [16]uint32{}, [16]uint8{}
+		pat.Mask, pat.Words, pat.Cmask = [16]uint32{}, [16]uint8{}, [4]uint32{}
 		for w := range flow.KeyWords {
 			pat.Mask[w] = binary.LittleEndian.Uint32(p.mask[4*w:])
 		}
 		for j, w := range p.words {
 			pat.Words[j] = uint8(w)
+			if j < len(pat.Cmask) {
+				pat.Cmask[j] = pat.Mask[w]
+			}
 		}
 		pat.Nwords, pat.MinRank, pat.HeapStart, pat.Nrules, pat.Stride = uint32(len(p.words)), uint32(p.minRank), uint32(off), uint32(len(p.rules)), uint32(stride)
 		seen := map[string]bool{}

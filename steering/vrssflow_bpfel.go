@@ -57,6 +57,7 @@ type vrssflowScratch struct {
 		Ports    [4]uint8
 		Home     [16]uint8
 		Rt2      [16]uint8
+		Want     uint8
 		Proto    uint8
 		HasProto uint8
 		Frag     uint8
@@ -64,7 +65,6 @@ type vrssflowScratch struct {
 		Tcpflags uint8
 		Kports   [4]uint8
 	}
-	_ [1]byte
 	F struct {
 		_        structs.HostLayout
 		Etype    uint16
@@ -129,6 +129,7 @@ type vrssflowVrssFlowConfig struct {
 			_         structs.HostLayout
 			Mask      [16]uint32
 			Words     [16]uint8
+			Cmask     [4]uint32
 			Nwords    uint32
 			MinRank   uint32
 			HeapStart uint32
