@@ -48,6 +48,7 @@ type vrssflowScratch struct {
 		Ext     uint8
 		HasHome uint8
 		HasRt2  uint8
+		_       [7]byte
 	}
 	E struct {
 		_        structs.HostLayout
@@ -65,6 +66,7 @@ type vrssflowScratch struct {
 		Tcpflags uint8
 		Kports   [4]uint8
 	}
+	_ [1]byte
 	F struct {
 		_        structs.HostLayout
 		Etype    uint16
@@ -88,6 +90,7 @@ type vrssflowScratch struct {
 		Ip    [40]uint8
 		L4    [24]uint8
 	}
+	_ [4]byte
 }
 
 type vrssflowVrssFlowConfig struct {
