@@ -117,6 +117,53 @@
 // its filter too, and attach attaches both; delete removes every pin,
 // which lets the link go.
 //
+// # A guest's own rules and contexts
+//
+// A VMM forwards its guest's raw virtio commands for a TAP with flows:
+// virtio_ctrl (control queue: VIRTIO_NET_CTRL_MQ_RSS_CONFIG and class 9,
+// RSS contexts), virtio_admin (admin queue: the flow filter capabilities,
+// groups, classifiers and rules) and virtio_reset (the guest reset the
+// device), for the TAP's owner, root and the admins like every operation
+// on a TAP. vrssd keeps a virtio.Device per TAP, the guest's state, and
+// answers the bytes the device writes back (docs/virtio-flows.md). Each
+// command is applied to a clone of the device; a command that changed the
+// guest's set publishes the TAP's set with the guest's part replaced by
+// the clone's, in one step; the clone becomes the device only once that
+// succeeded and the guest's state is saved. A command the merged set
+// cannot take (over a limit of the map with the host's rules and
+// contexts) is answered ENOSPC (VIRTIO_NET_ERR on the control queue) and
+// changes nothing. Payloads are bounded (api.MaxVirtioCommand, 16 KiB).
+//
+// The guest's objects have namespaces of their own in the set: guest
+// group g is group 1<<31|g (Host false), whose rules keep the guest's ids
+// (ids are per group); guest context c (the device declares
+// max_rss_contexts 4) is context 4+c. The host's groups are below 1<<31
+// and its contexts 1 to 4, always: flow_add refuses the guest's group ids
+// and contexts, rss_context_add's free id is 1 to 4, and ids 5 to 8 are
+// refused to the host. flow_list and rss_context_show show the guest's
+// rules and contexts (Host false, Guest true); host operations read the
+// whole set back and keep them. The default configuration is the TAP's:
+// set_rss sets it, and so does a guest's RSS_CONFIG sent through
+// virtio_ctrl (the last one wins); virtio_reset leaves it. The guest
+// device declares less than the map holds, so that the host keeps room of
+// its own: 48 groups, 8,000 classifiers, rules and rules per group, 12
+// distinct masks, 64,000 words of rule memory and 4 contexts, against the
+// map's 64, 10,000, 16, 80,000 and 8. Either side may use more while the
+// other uses less; what would take the two together over the map is
+// refused to whichever side asks (the host with api.CodeInvalidConfig).
+//
+// The guest's state is kept in Options.StateDir/flows/NAME.guest.json, as
+// the commands that rebuild it (virtio.Device.Commands), replaced
+// atomically whenever a command changes the device, so that it outlives
+// vrssd: at start the file is read without following links, bounded like
+// the flows file, and replayed into a fresh device, every command of which
+// must be accepted (a bad file stops the start, naming it); if the map's
+// guest part differs from it (vrssd stopped between publishing a command
+// and saving it, so the VMM never heard it was done, or the set was
+// steered anew from an older copy), the saved state is published again.
+// virtio_reset publishes the host's part alone and removes the file;
+// delete removes it too.
+//
 // # State
 //
 // Each TAP is persistent (TUNSETPERSIST) and its program and maps are
@@ -127,10 +174,10 @@
 // programs hold it); the list of TAPs, with the configuration each was
 // last seen steered by, is in Options.StateDir/state.json, replaced
 // atomically (and the rules and contexts of a TAP with flows in a file of
-// its own, see above). state.json says
-// version 3 when a TAP has flows, which an older vrssd refuses rather
-// than steer such a TAP without its rules, and version 2 otherwise. vrssd refuses to start
-// unless the state, bpffs and socket directories are its own (owned by its
+// its own, and its guest's virtio state in another, see above).
+// state.json says version 3 when a TAP has flows, which an older vrssd
+// refuses rather than steer such a TAP without its rules, and version 2
+// otherwise. vrssd refuses to start unless the state, bpffs and socket directories are its own (owned by its
 // uid, writable by no one else), and it locks the state and bpffs
 // directories, so no second daemon shares either. state.json is read
 // without following links and every record is validated: an invalid one

@@ -18,10 +18,11 @@ import (
 // with CodeInvalidConfig and changes nothing. On a TAP without flows these
 // operations are refused with CodeBadRequest.
 //
-// Host rules (the operator's) live in host groups; the requests below
-// make and remove those groups as rules come and go. Rules in the guest's
-// groups (a VMM's virtio flow filters) are listed, and kept, but not
-// removed by flow_del.
+// Host rules (the operator's) live in host groups, ids below
+// GuestGroupBit; the requests below make and remove those groups as rules
+// come and go. Rules in the guest's groups (a VMM's virtio flow filters,
+// see virtio.go) are listed, and kept, but not removed by flow_del. Host
+// RSS contexts are 1 to GuestContextBase; 5 to 8 are the guest's.
 
 // DefaultFlowGroup is the host group flow_add puts a rule in when the
 // request names none; it has priority 0.
@@ -106,7 +107,8 @@ type FlowGroup struct {
 }
 
 // RSSContext is a flow.Context: an RSS configuration of its own, which
-// rules send frames to by its id (1 to flow.MaxContexts).
+// rules send frames to by its id (1 to flow.MaxContexts: the host's 1 to
+// GuestContextBase, the guest's above).
 type RSSContext struct {
 	ID     uint16     `json:"id"`
 	Config rss.Config `json:"config"`
@@ -163,13 +165,15 @@ func (fs FlowSet) Empty() bool {
 type FlowAddArgs struct {
 	Name string   `json:"name"`
 	Rule FlowRule `json:"rule"`
-	// AutoID: the daemon gives the rule the lowest id no rule of the
-	// TAP has (Rule.ID is ignored). Without it, an id a rule has already
-	// is refused with CodeExists.
+	// AutoID: the daemon gives the rule the lowest id no host rule of
+	// the TAP has (Rule.ID is ignored). Without it, an id a host rule has
+	// already is refused with CodeExists. (The guest's rules have ids of
+	// their own, per group.)
 	AutoID bool `json:"auto_id,omitempty"`
 	// GroupPriority is the priority of Rule.Group when the request makes
 	// that host group (default 0); naming an existing group with another
-	// priority is refused. The guest's groups take no host rules.
+	// priority is refused. The guest's groups (and ids from GuestGroupBit
+	// up) take no host rules, and a host rule names no guest context.
 	GroupPriority *uint16 `json:"group_priority,omitempty"`
 }
 
@@ -222,8 +226,11 @@ type FlowList struct {
 }
 
 // ContextArgs name an RSS context of a TAP and, for rss_context_add and
-// rss_context_set, carry its configuration. For rss_context_add, ID 0 asks
-// for the lowest free id; for rss_context_show, ID 0 shows every context.
+// rss_context_set, carry its configuration. The host's contexts are 1 to
+// GuestContextBase: add, set and del refuse the guest's ids
+// (CodeInvalidConfig). For rss_context_add, ID 0 asks for the lowest free
+// host id; for rss_context_show, ID 0 shows every context, the guest's
+// too.
 type ContextArgs struct {
 	Name   string      `json:"name"`
 	ID     uint16      `json:"id,omitempty"`

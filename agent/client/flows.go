@@ -19,7 +19,7 @@ import (
 
 // FlowAdd adds rule to the TAP's host rules and returns it as stored: with
 // its match normalized (the flags its fields imply added) and, with
-// autoID, the lowest id no rule of the TAP has. rule.Group names a host
+// autoID, the lowest id no host rule of the TAP has. rule.Group names a host
 // group (api.DefaultFlowGroup, priority 0, unless another is named); a
 // group the TAP does not have is made, with priority groupPriority if
 // not nil, and 0 otherwise.
@@ -71,8 +71,9 @@ func (c *Client) FlowList(ctx context.Context, name string) (api.FlowList, error
 }
 
 // RSSContextAdd adds an RSS context with configuration cfg, with id id, or
-// the lowest free one (1 to flow.MaxContexts) for id 0, and returns it.
-// Its table's entries are queues of the TAP.
+// the lowest free one for id 0, and returns it. The host's contexts are 1
+// to api.GuestContextBase (the guest's, which its VMM forwards, are
+// above). Its table's entries are queues of the TAP.
 func (c *Client) RSSContextAdd(ctx context.Context, name string, id uint16, cfg rss.Config) (api.ContextInfo, error) {
 	var r api.ContextInfo
 	_, err := c.call(ctx, api.OpRSSContextAdd, api.ContextArgs{Name: name, ID: id, Config: &cfg}, nil, &r)
