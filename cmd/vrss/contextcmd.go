@@ -27,8 +27,10 @@ func rssContext(args []string, stdout io.Writer) error {
 var contextAbout = fmt.Sprintf(`An RSS context is an RSS configuration of its own (key, hash types,
 indirection table over the TAP's queues, unclassified queue) that flow rules
 send frames to (vrss flow add ... context N), like ethtool -X's contexts. A
-TAP has at most %d (ids 1 to %d; 0 is the TAP's own configuration, vrss rss
-set); a context's table has at most %d entries, which are queue numbers.`, flow.MaxContexts, flow.MaxContexts, flow.MaxContextTable)
+TAP has at most %d: ids 1 to %d are the host's (these commands), %d to %d
+the guest's (its VMM's virtio RSS contexts: shown, not changed here); 0 is
+the TAP's own configuration (vrss rss set). A context's table has at most
+%d entries, which are queue numbers.`, flow.MaxContexts, api.GuestContextBase, api.GuestContextBase+1, flow.MaxContexts, flow.MaxContextTable)
 
 // contextFlags are the flags that build a context's configuration, as rss
 // set's build the TAP's.
@@ -199,7 +201,7 @@ every queue. A context no rule sends frames to steers nothing. Examples:
     vrss rss context add vm0 --id 2 --random-key --types tcpv4,tcpv6 --table 4,5,6,7
 
 `+flowsNote)
-	id := fs.Int("id", 0, fmt.Sprintf("the context's `ID`, 1 to %d (default: the lowest free one)", flow.MaxContexts))
+	id := fs.Int("id", 0, fmt.Sprintf("the context's `ID`, 1 to %d (default: the lowest free one)", api.GuestContextBase))
 	cf := newContextFlags(fs)
 	pos, err := fs.parse(args, stdout)
 	if err != nil {
@@ -208,8 +210,8 @@ every queue. A context no rule sends frames to steers nothing. Examples:
 	if len(pos) != 1 {
 		return inputErrorf("want exactly one TAP name (run 'vrss rss context add -h')")
 	}
-	if fs.isSet("id") && (*id < 1 || *id > flow.MaxContexts) {
-		return inputErrorf("--id %d: want 1 to %d", *id, flow.MaxContexts)
+	if fs.isSet("id") && (*id < 1 || *id > api.GuestContextBase) {
+		return inputErrorf("--id %d: want 1 to %d (%d to %d are the guest's)", *id, api.GuestContextBase, api.GuestContextBase+1, flow.MaxContexts)
 	}
 	if err := cf.check(); err != nil {
 		return err

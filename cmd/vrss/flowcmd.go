@@ -189,7 +189,9 @@ func groupName(host bool, id uint32) string {
 	if host {
 		return "host " + strconv.FormatUint(uint64(id), 10)
 	}
-	return "guest " + strconv.FormatUint(uint64(id), 10)
+	// The guest's own group number: vrssd publishes guest group g as
+	// api.GuestGroupBit|g.
+	return "guest " + strconv.FormatUint(uint64(id&^api.GuestGroupBit), 10)
 }
 
 // printFlowList prints a TAP's rules as `vrss flow list` does.
