@@ -333,6 +333,25 @@ static __always_inline __u32 nib_segment(const struct vrss_context *c, const __u
 	return h;
 }
 
+/* The parser's view of a copied input, for select_report and the hash:
+ * only the fields they read (zeroing the whole of both structs would cost
+ * more than the rest). */
+static __always_inline void from_hin(const struct hin *in, struct pkt *p, struct ext *e)
+{
+	p->src = in->src;
+	p->dst = in->dst;
+	p->ports = in->ports;
+	p->family = in->family;
+	p->l4 = in->l4;
+	p->ext = in->ext;
+	e->has_home = in->has_home;
+	e->has_rt2 = in->has_rt2;
+	if (in->ext) {
+		__builtin_memcpy(e->home, in->home, 16);
+		__builtin_memcpy(e->rt2, in->rt2, 16);
+	}
+}
+
 /* rss.Toeplitz from a context's nibble tables: the addresses and, if
  * ports, the ports. */
 static __always_inline __u32 toeplitz_ctx(const struct vrss_context *c, const __u8 *src, const __u8 *dst, int ports, const __u8 *pp, int v6)
@@ -355,26 +374,13 @@ static __always_inline __u32 toeplitz_ctx(const struct vrss_context *c, const __
 __attribute__((noinline)) int steer_ctx_global(const struct vrss_context *c, const struct hin *in, struct result *r)
 {
 	const __u8 *src, *dst;
-	/* Only what select_report and the hash read: zeroing the whole of
-	 * both would cost more than the rest. */
 	struct pkt p;
 	struct ext e;
 	int ports;
 
 	if (!c || !in || !r)
 		return 0;
-	p.src = in->src;
-	p.dst = in->dst;
-	p.ports = in->ports;
-	p.family = in->family;
-	p.l4 = in->l4;
-	p.ext = in->ext;
-	e.has_home = in->has_home;
-	e.has_rt2 = in->has_rt2;
-	if (in->ext) {
-		__builtin_memcpy(e.home, in->home, 16);
-		__builtin_memcpy(e.rt2, in->rt2, 16);
-	}
+	from_hin(in, &p, &e);
 	r->hash = 0;
 	/* A context begins as a slot does (flowmap.h), and select_report
 	 * reads only hash_types. */
@@ -395,25 +401,12 @@ __attribute__((noinline)) int steer_ctx_global(const struct vrss_context *c, con
  */
 __attribute__((noinline)) int steer_slot_global(const struct vrss_slot *s, const struct hin *in, struct result *r)
 {
-	/* Only what select_report and the hash read: zeroing the whole of
-	 * both would cost more than the rest. */
 	struct pkt p;
 	struct ext e;
 
 	if (!s || !in || !r)
 		return 0;
-	p.src = in->src;
-	p.dst = in->dst;
-	p.ports = in->ports;
-	p.family = in->family;
-	p.l4 = in->l4;
-	p.ext = in->ext;
-	e.has_home = in->has_home;
-	e.has_rt2 = in->has_rt2;
-	if (in->ext) {
-		__builtin_memcpy(e.home, in->home, 16);
-		__builtin_memcpy(e.rt2, in->rt2, 16);
-	}
+	from_hin(in, &p, &e);
 	steer(s, &p, &e, r);
 	return 0;
 }
