@@ -145,25 +145,9 @@ type flowsFile struct {
 // is invalid, is an error naming it.
 func readFlows(stateDir string, r *tapState) (*api.FlowSet, error) {
 	path := flowsPath(stateDir, r.Name)
-	f, err := os.OpenFile(path, os.O_RDONLY|unix.O_NOFOLLOW|unix.O_NONBLOCK, 0)
-	switch {
-	case errors.Is(err, os.ErrNotExist):
-		return nil, nil
-	case errors.Is(err, unix.ELOOP):
-		return nil, fmt.Errorf("%s is a symbolic link; vrssd follows none in its state directory", path)
-	case err != nil:
+	b, err := readStateFile(path, maxFlowsSize)
+	if b == nil || err != nil {
 		return nil, err
-	}
-	defer f.Close()
-	if fi, err := f.Stat(); err != nil || !fi.Mode().IsRegular() {
-		return nil, fmt.Errorf("%s is not a regular file", path)
-	}
-	b, err := io.ReadAll(io.LimitReader(f, maxFlowsSize+1))
-	if err != nil {
-		return nil, err
-	}
-	if len(b) > maxFlowsSize {
-		return nil, fmt.Errorf("%s: over %d bytes", path, maxFlowsSize)
 	}
 	var ff flowsFile
 	if err := json.Unmarshal(b, &ff); err != nil {
@@ -205,6 +189,37 @@ func writeFlows(stateDir, name string, fs *api.FlowSet) error {
 	return nil
 }
 
+// readStateFile reads path, a file of vrssd's state directory, which must
+// be a regular file (no symbolic link is followed) of at most max bytes. A
+// missing file is nil with no error; an empty one is an empty, non-nil
+// slice. Any other failure is an error naming path.
+func readStateFile(path string, max int) ([]byte, error) {
+	f, err := os.OpenFile(path, os.O_RDONLY|unix.O_NOFOLLOW|unix.O_NONBLOCK, 0)
+	switch {
+	case errors.Is(err, os.ErrNotExist):
+		return nil, nil
+	case errors.Is(err, unix.ELOOP):
+		return nil, fmt.Errorf("%s is a symbolic link; vrssd follows none in its state directory", path)
+	case err != nil:
+		return nil, err
+	}
+	defer f.Close()
+	if fi, err := f.Stat(); err != nil || !fi.Mode().IsRegular() {
+		return nil, fmt.Errorf("%s is not a regular file", path)
+	}
+	b, err := io.ReadAll(io.LimitReader(f, int64(max)+1))
+	if err != nil {
+		return nil, err
+	}
+	if len(b) > max {
+		return nil, fmt.Errorf("%s: over %d bytes", path, max)
+	}
+	if b == nil {
+		b = []byte{}
+	}
+	return b, nil
+}
+
 // validID reports whether id is a uid or gid the kernel can hold
 // ((uid_t)-1 means "unset" and is not one).
 func validID(id int) bool { return id >= 0 && id <= 1<<32-2 }
@@ -215,26 +230,12 @@ func validID(id int) bool { return id >= 0 && id <= 1<<32-2 }
 // refuses to start rather than act on it.
 func readState(dir string) (*state, error) {
 	path := filepath.Join(dir, "state.json")
-	f, err := os.OpenFile(path, os.O_RDONLY|unix.O_NOFOLLOW|unix.O_NONBLOCK, 0)
-	if errors.Is(err, os.ErrNotExist) {
+	b, err := readStateFile(path, maxStateSize)
+	if err != nil {
+		return nil, err
+	}
+	if b == nil {
 		return &state{Version: stateVersion}, nil
-	}
-	if errors.Is(err, unix.ELOOP) {
-		return nil, fmt.Errorf("%s is a symbolic link; vrssd follows none in its state directory", path)
-	}
-	if err != nil {
-		return nil, err
-	}
-	defer f.Close()
-	if fi, err := f.Stat(); err != nil || !fi.Mode().IsRegular() {
-		return nil, fmt.Errorf("%s is not a regular file", path)
-	}
-	b, err := io.ReadAll(io.LimitReader(f, maxStateSize+1))
-	if err != nil {
-		return nil, err
-	}
-	if len(b) > maxStateSize {
-		return nil, fmt.Errorf("%s: over %d bytes", path, maxStateSize)
 	}
 	var st state
 	if err := json.Unmarshal(b, &st); err != nil {

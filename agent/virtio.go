@@ -6,13 +6,10 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"os"
 	"path/filepath"
 	"reflect"
 	"slices"
-
-	"golang.org/x/sys/unix"
 
 	"github.com/vrss-dev/vrss/agent/api"
 	"github.com/vrss-dev/vrss/flow"
@@ -411,25 +408,9 @@ func writeGuest(stateDir, name string, g *virtio.Device) error {
 // nil. Anything else is an error naming the file.
 func readGuest(stateDir string, r *tapState) (*virtio.Device, error) {
 	path := guestPath(stateDir, r.Name)
-	f, err := os.OpenFile(path, os.O_RDONLY|unix.O_NOFOLLOW|unix.O_NONBLOCK, 0)
-	switch {
-	case errors.Is(err, os.ErrNotExist):
-		return nil, nil
-	case errors.Is(err, unix.ELOOP):
-		return nil, fmt.Errorf("%s is a symbolic link; vrssd follows none in its state directory", path)
-	case err != nil:
+	b, err := readStateFile(path, maxFlowsSize)
+	if b == nil || err != nil {
 		return nil, err
-	}
-	defer f.Close()
-	if fi, err := f.Stat(); err != nil || !fi.Mode().IsRegular() {
-		return nil, fmt.Errorf("%s is not a regular file", path)
-	}
-	b, err := io.ReadAll(io.LimitReader(f, maxFlowsSize+1))
-	if err != nil {
-		return nil, err
-	}
-	if len(b) > maxFlowsSize {
-		return nil, fmt.Errorf("%s: over %d bytes", path, maxFlowsSize)
 	}
 	bad := func(format string, a ...any) error {
 		return fmt.Errorf("%s: %s; fix or remove the file, vrssd will not act on it", path, fmt.Sprintf(format, a...))
