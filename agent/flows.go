@@ -59,6 +59,20 @@ func currentSet(d *device) (flow.Set, error) {
 	return set, nil
 }
 
+// flowSetLocked finds the TAP name for p, as flowDevLocked does, and the
+// set it steers by (currentSet). s.mu is held.
+func (s *Server) flowSetLocked(p *peer, name string) (*device, flow.Set, error) {
+	d, err := s.flowDevLocked(p, name)
+	if err != nil {
+		return nil, flow.Set{}, err
+	}
+	set, err := currentSet(d)
+	if err != nil {
+		return nil, flow.Set{}, err
+	}
+	return d, set, nil
+}
+
 // publishSetLocked publishes set on d, or refuses it changing nothing.
 // s.mu is held.
 //
@@ -165,11 +179,7 @@ func (s *Server) flowDel(p *peer, raw json.RawMessage, _ []*fd.FD) (any, []*fd.F
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	d, err := s.flowDevLocked(p, a.Name)
-	if err != nil {
-		return nil, nil, err
-	}
-	set, err := currentSet(d)
+	d, set, err := s.flowSetLocked(p, a.Name)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -206,11 +216,7 @@ func (s *Server) flowList(p *peer, raw json.RawMessage, _ []*fd.FD) (any, []*fd.
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	d, err := s.flowDevLocked(p, a.Name)
-	if err != nil {
-		return nil, nil, err
-	}
-	set, err := currentSet(d)
+	d, set, err := s.flowSetLocked(p, a.Name)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -304,17 +310,6 @@ func perQueue(counts []uint64, queues int) []uint64 {
 	return out
 }
 
-// contextArgsLocked decodes a context request and finds its TAP. s.mu is
-// held.
-func (s *Server) contextArgsLocked(p *peer, a *api.ContextArgs) (*device, flow.Set, error) {
-	d, err := s.flowDevLocked(p, a.Name)
-	if err != nil {
-		return nil, flow.Set{}, err
-	}
-	set, err := currentSet(d)
-	return d, set, err
-}
-
 // hostContext refuses context ids in the guest's namespace: the host's
 // contexts are 1 to api.GuestContextBase.
 func hostContext(d *device, id uint16) error {
@@ -367,7 +362,7 @@ func (s *Server) contextChange(p *peer, raw json.RawMessage, add bool) (any, []*
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	d, set, err := s.contextArgsLocked(p, &a)
+	d, set, err := s.flowSetLocked(p, a.Name)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -426,7 +421,7 @@ func (s *Server) contextDel(p *peer, raw json.RawMessage, _ []*fd.FD) (any, []*f
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	d, set, err := s.contextArgsLocked(p, &a)
+	d, set, err := s.flowSetLocked(p, a.Name)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -461,7 +456,7 @@ func (s *Server) contextShow(p *peer, raw json.RawMessage, _ []*fd.FD) (any, []*
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	d, set, err := s.contextArgsLocked(p, &a)
+	d, set, err := s.flowSetLocked(p, a.Name)
 	if err != nil {
 		return nil, nil, err
 	}

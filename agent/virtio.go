@@ -154,6 +154,20 @@ func guestDevice(d *device) (*virtio.Device, error) {
 	return virtio.NewDevice(guestLimits(d.queues))
 }
 
+// guestDevLocked finds the TAP name for p, as flowDevLocked does, and its
+// guest device (guestDevice). s.mu is held.
+func (s *Server) guestDevLocked(p *peer, name string) (*device, *virtio.Device, error) {
+	d, err := s.flowDevLocked(p, name)
+	if err != nil {
+		return nil, nil, err
+	}
+	g, err := guestDevice(d)
+	if err != nil {
+		return nil, nil, err
+	}
+	return d, g, nil
+}
+
 // commitGuestLocked makes next, prev after a command that changed its
 // state, d's guest device: if the guest's set changed it publishes the
 // TAP's set with the guest's part replaced (and, for setDefault, next's
@@ -213,11 +227,7 @@ func (s *Server) virtioCtrl(p *peer, raw json.RawMessage, _ []*fd.FD) (any, []*f
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	d, err := s.flowDevLocked(p, a.Name)
-	if err != nil {
-		return nil, nil, err
-	}
-	prev, err := guestDevice(d)
+	d, prev, err := s.guestDevLocked(p, a.Name)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -256,11 +266,7 @@ func (s *Server) virtioAdmin(p *peer, raw json.RawMessage, _ []*fd.FD) (any, []*
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	d, err := s.flowDevLocked(p, a.Name)
-	if err != nil {
-		return nil, nil, err
-	}
-	prev, err := guestDevice(d)
+	d, prev, err := s.guestDevLocked(p, a.Name)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -289,11 +295,7 @@ func (s *Server) virtioReset(p *peer, raw json.RawMessage, _ []*fd.FD) (any, []*
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	d, err := s.flowDevLocked(p, a.Name)
-	if err != nil {
-		return nil, nil, err
-	}
-	cur, err := currentSet(d)
+	d, cur, err := s.flowSetLocked(p, a.Name)
 	if err != nil {
 		return nil, nil, err
 	}
