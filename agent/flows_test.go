@@ -36,11 +36,7 @@ var ctxKey = func() []byte {
 
 // portRule is a host rule on TCP or UDP over IPv4 to port.
 func portRule(proto uint8, port uint16, a flow.Action) flow.Rule {
-	var m flow.Match
-	m.SetEtherType(0x0800, 0xffff)
-	m.SetProto(proto, 0xff)
-	m.SetDstPort(port, 0xffff)
-	return flow.Rule{Group: api.DefaultFlowGroup, Match: m, Action: a}
+	return flow.PortRule(0, api.DefaultFlowGroup, 0x0800, proto, port, a)
 }
 
 // flowOwnerHelper is the owner of TAP a.Name setting up its flows with the

@@ -23,11 +23,7 @@ import (
 // state.json's records of TAPs with flows.
 
 func tcpRule(port uint16, a flow.Action) flow.Rule {
-	var m flow.Match
-	m.SetEtherType(0x0800, 0xffff)
-	m.SetProto(6, 0xff)
-	m.SetDstPort(port, 0xffff)
-	return flow.Rule{Match: m, Action: a}
+	return flow.PortRule(0, 0, 0x0800, 6, port, a)
 }
 
 // createFlows makes TAP name with flows, owned by uid, with a context (1,

@@ -28,11 +28,7 @@ func demoSet(n int) flow.Set {
 		key[i] = byte(i*7 + 3)
 	}
 	rule := func(id uint32, proto uint8, port uint16, a flow.Action) flow.Rule {
-		var m flow.Match
-		m.SetEtherType(0x0800, 0xffff)
-		m.SetProto(proto, 0xff)
-		m.SetDstPort(port, 0xffff)
-		return flow.Rule{ID: id, Group: 1, Match: m, Action: a}
+		return flow.PortRule(id, 1, 0x0800, proto, port, a)
 	}
 	return flow.Set{
 		Default:  rss.Config{HashTypes: rss.AllHashTypes, Key: rss.DefaultKey, Table: rss.EqualTable(128, n)},

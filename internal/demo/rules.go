@@ -47,11 +47,7 @@ func ContextKey() []byte {
 // queues 2 and 3), and one dropping TCP over IPv4 to port 5003.
 func RulesSet(n int, cfg rss.Config) flow.Set {
 	rule := func(id uint32, proto uint8, port uint16, a flow.Action) flow.Rule {
-		var m flow.Match
-		m.SetEtherType(0x0800, 0xffff)
-		m.SetProto(proto, 0xff)
-		m.SetDstPort(port, 0xffff)
-		return flow.Rule{ID: id, Group: 1, Match: m, Action: a}
+		return flow.PortRule(id, 1, 0x0800, proto, port, a)
 	}
 	return flow.Set{
 		Default:  cfg.Clone(),

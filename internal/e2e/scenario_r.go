@@ -170,11 +170,7 @@ func FlowSet(queues int, seed uint64) flow.Set {
 		key[i] = byte(r.Uint32())
 	}
 	rule := func(id uint32, proto uint8, port uint16, a flow.Action) flow.Rule {
-		var m flow.Match
-		m.SetEtherType(0x0800, 0xffff)
-		m.SetProto(proto, 0xff)
-		m.SetDstPort(port, 0xffff)
-		return flow.Rule{ID: id, Group: 1, Match: m, Action: a}
+		return flow.PortRule(id, 1, 0x0800, proto, port, a)
 	}
 	return flow.Set{
 		Default: demo.DefaultConfig(queues),
