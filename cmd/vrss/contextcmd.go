@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"crypto/rand"
 	"fmt"
 	"io"
@@ -9,6 +10,7 @@ import (
 	"strings"
 
 	"github.com/vrss-dev/vrss/agent/api"
+	"github.com/vrss-dev/vrss/agent/client"
 	"github.com/vrss-dev/vrss/flow"
 	"github.com/vrss-dev/vrss/rss"
 )
@@ -217,16 +219,11 @@ every queue. A context no rule sends frames to steers nothing. Examples:
 		return err
 	}
 	name := pos[0]
-	c, ctx, cancel, err := dial(*cf.socket)
+	c, ctx, queues, done, err := dialTAP(*cf.socket, name)
 	if err != nil {
 		return err
 	}
-	defer cancel()
-	defer c.Close()
-	queues, err := tapQueues(ctx, c, name)
-	if err != nil {
-		return err
-	}
+	defer done()
 	st, err := c.GetRSS(ctx, name)
 	if err != nil {
 		return daemonError(err)
@@ -244,6 +241,25 @@ every queue. A context no rule sends frames to steers nothing. Examples:
 	}
 	fmt.Fprintf(stdout, "%s: RSS context %d\n", name, ci.ID)
 	return nil
+}
+
+// dialTAP dials vrssd at socket, as dial does, and reads TAP name's number
+// of queues. done closes the connection and cancels ctx.
+func dialTAP(socket, name string) (c *client.Client, ctx context.Context, queues int, done func(), err error) {
+	c, ctx, cancel, err := dial(socket)
+	if err != nil {
+		return nil, nil, 0, nil, err
+	}
+	done = func() {
+		c.Close()
+		cancel()
+	}
+	queues, err = tapQueues(ctx, c, name)
+	if err != nil {
+		done()
+		return nil, nil, 0, nil, err
+	}
+	return c, ctx, queues, done, nil
 }
 
 // contextID reads a context id argument.
@@ -280,16 +296,11 @@ the context's current configuration. Example:
 		return err
 	}
 	name := pos[0]
-	c, ctx, cancel, err := dial(*cf.socket)
+	c, ctx, queues, done, err := dialTAP(*cf.socket, name)
 	if err != nil {
 		return err
 	}
-	defer cancel()
-	defer c.Close()
-	queues, err := tapQueues(ctx, c, name)
-	if err != nil {
-		return err
-	}
+	defer done()
 	l, err := c.RSSContexts(ctx, name, id)
 	if err != nil {
 		return flowDaemonError(err)
