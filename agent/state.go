@@ -167,6 +167,20 @@ func readFlows(stateDir string, r *tapState) (*api.FlowSet, error) {
 func writeFlows(stateDir, name string, fs *api.FlowSet) error {
 	path := flowsPath(stateDir, name)
 	if fs == nil {
+		return writeFlowsFile(path, nil)
+	}
+	b, err := json.Marshal(flowsFile{Name: name, FlowSet: *fs})
+	if err != nil {
+		return err
+	}
+	return writeFlowsFile(path, b)
+}
+
+// writeFlowsFile replaces path, a file of the flows directory, atomically
+// with b and a newline, or removes it for nil b. The directory is made if
+// missing, and must be vrssd's own (checkOwnDir).
+func writeFlowsFile(path string, b []byte) error {
+	if b == nil {
 		if err := os.Remove(path); err != nil && !errors.Is(err, os.ErrNotExist) {
 			return err
 		}
@@ -177,10 +191,6 @@ func writeFlows(stateDir, name string, fs *api.FlowSet) error {
 		return err
 	}
 	if err := checkOwnDir("flows directory", dir); err != nil {
-		return err
-	}
-	b, err := json.Marshal(flowsFile{Name: name, FlowSet: *fs})
-	if err != nil {
 		return err
 	}
 	if err := writeFileAtomic(path, append(b, '\n')); err != nil {

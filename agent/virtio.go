@@ -4,9 +4,7 @@ import (
 	"bytes"
 	"cmp"
 	"encoding/json"
-	"errors"
 	"fmt"
-	"os"
 	"path/filepath"
 	"reflect"
 	"slices"
@@ -379,17 +377,7 @@ func writeGuest(stateDir, name string, g *virtio.Device) error {
 		}
 	}
 	if len(gf.Ctrl)+len(gf.Admin) == 0 {
-		if err := os.Remove(path); err != nil && !errors.Is(err, os.ErrNotExist) {
-			return err
-		}
-		return nil
-	}
-	dir := filepath.Dir(path)
-	if err := os.Mkdir(dir, 0o700); err != nil && !errors.Is(err, os.ErrExist) {
-		return err
-	}
-	if err := checkOwnDir("flows directory", dir); err != nil {
-		return err
+		return writeFlowsFile(path, nil)
 	}
 	b, err := json.Marshal(&gf)
 	if err != nil {
@@ -398,10 +386,7 @@ func writeGuest(stateDir, name string, g *virtio.Device) error {
 	if len(b) > maxFlowsSize {
 		return fmt.Errorf("the guest's state takes %d bytes, over %d", len(b), maxFlowsSize)
 	}
-	if err := writeFileAtomic(path, append(b, '\n')); err != nil {
-		return fmt.Errorf("write %s: %w", path, err)
-	}
-	return nil
+	return writeFlowsFile(path, b)
 }
 
 // readGuest rebuilds the guest device of r from its guest file, which must
