@@ -189,7 +189,7 @@ func TestFlows(t *testing.T) {
 	if !tp.Flows || tp.MapBytes != steering.MapBytes(true) || !tp.Steering || tp.OwnerUID != alice {
 		t.Fatalf("created %+v", tp)
 	}
-	for _, f := range []string{"prog", "config", "stats", "filter", "flowstats", "link"} {
+	for _, f := range []string{"prog", "config", "stats", "filter", "flowstats", "jump", "link"} {
 		if _, err := os.Stat(filepath.Join(d.bpffsDir, "fl0", f)); err != nil {
 			t.Error(err)
 		}
@@ -339,10 +339,15 @@ func TestFlows(t *testing.T) {
 
 	// A restart, with the filter's link pin lost while vrssd is stopped
 	// (which detaches the filter): the rules stay, and vrssd attaches the
-	// filter again.
+	// filter again. The rule path's program array is pinned: with vrssd
+	// stopped that pin alone keeps it filled, and the frames checked
+	// below take the rule path.
 	c.Close()
 	d.stop()
 	if err := os.Remove(filepath.Join(d.bpffsDir, "fl0", "link")); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(filepath.Join(d.bpffsDir, "fl0", "jump")); err != nil {
 		t.Fatal(err)
 	}
 	d.start()
@@ -367,6 +372,26 @@ func TestFlows(t *testing.T) {
 	if l, err := c.FlowList(ctx, "fl0"); err != nil || len(l.Rules) != 3 || l.Dropped != uint64(dropped+dropped2) {
 		t.Fatalf("after a crash: %+v, %v", l, err)
 	}
+
+	// The rule path's pin lost while vrssd is stopped empties its program
+	// array: vrssd, finding the pin gone, steers the TAP anew, rules and
+	// all, and frames take the rule path again.
+	c.Close()
+	d.stop()
+	if err := os.Remove(filepath.Join(d.bpffsDir, "fl0", "jump")); err != nil {
+		t.Fatal(err)
+	}
+	d.start()
+	c = d.dial()
+	if _, err := os.Stat(filepath.Join(d.bpffsDir, "fl0", "jump")); err != nil {
+		t.Fatalf("after a restart with the rule path's pin lost: %v", err)
+	}
+	h.Close()
+	if h, err = c.Open(ctx, "fl0"); err != nil {
+		t.Fatal(err)
+	}
+	set, _ = h.Publisher.Set()
+	d.flowCheck(tp.Index, h.Queues, set, 3)
 
 	// Detach takes the filter along: frames of the drop rule arrive (on
 	// the queue RSS picks, the steering program being detached too only

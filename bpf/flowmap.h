@@ -106,7 +106,8 @@ struct vrss_flow_config {
 #define VRSS_FSTAT_OVERFLOW VRSS_MAX_RULES /* rules that got no counter of their own */
 #define VRSS_FSTAT_DROP (VRSS_MAX_RULES + 1)   /* frames the filter dropped */
 #define VRSS_FSTAT_RACE (VRSS_MAX_RULES + 2)   /* a drop rule met by the steering program (the set changed between the two) */
-#define VRSS_FSTAT_CTX (VRSS_MAX_RULES + 3)    /* + (context - 1) * VRSS_MAX_QUEUES + queue */
+#define VRSS_FSTAT_NOJUMP (VRSS_MAX_RULES + 3) /* the rule path's program was missing: steered by the default configuration */
+#define VRSS_FSTAT_CTX (VRSS_MAX_RULES + 4)    /* + (context - 1) * VRSS_MAX_QUEUES + queue */
 #define VRSS_NFSTATS (VRSS_FSTAT_CTX + VRSS_MAX_CONTEXTS * VRSS_MAX_QUEUES)
 
 /* Debug flow builds record the last result here. */

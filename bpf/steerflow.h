@@ -111,15 +111,13 @@ static __always_inline void steer_flows(struct vrss_flow_config *fc, __u32 idx, 
  * rules; if a publish gave it some, it returns -1 and the caller takes the
  * rule path.
  */
-__attribute__((noinline)) int vrss_run_lean(ctx_t *ctx, struct vrss_flow_config *fc)
+static __always_inline int vrss_run_lean(ctx_t *ctx, struct vrss_flow_config *fc)
 {
 	struct reader rd;
 	struct ext e;
 	struct pkt p;
 	struct result r = {};
 
-	if (!ctx || !fc)
-		return 0;
 	reader_init(ctx, &rd);
 	p.src = p.dst = p.ports = p.kports = rd.l4;
 	p.family = p.l4 = p.ext = 0;
@@ -247,13 +245,29 @@ done:
 	return v->r.queue;
 }
 
-/* The steering program: a slot without rules takes the lean path, one
- * with rules the rule path. Each is a global function, checked once, with
- * a stack frame of its own. */
+/* The rule path's program, which the steering program tail-calls: the
+ * kernel empties a program array when the last user reference to it goes,
+ * so vrssd pins it (steering.Program.JumpMap). */
+struct {
+	__uint(type, BPF_MAP_TYPE_PROG_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, __u32);
+} vrss_jump SEC(".maps");
+
+/*
+ * The steering program: a slot without rules takes the lean path, inline,
+ * so that a flow TAP without rules costs what a plain one does; a slot with
+ * rules, the rule path, a program of its own reached by a tail call (it
+ * has a stack of its own: the two would not fit one). Were the rule path's
+ * program missing, the frame goes to the default configuration's
+ * unclassified queue and is counted (VRSS_FSTAT_NOJUMP).
+ */
 static __always_inline __u32 vrss_run_flows(ctx_t *ctx)
 {
 	__u32 zero = 0;
 	struct vrss_flow_config *fc = bpf_map_lookup_elem(&vrss_config, &zero);
+	int q;
 
 	if (!fc)
 		return 0;
@@ -262,12 +276,13 @@ static __always_inline __u32 vrss_run_flows(ctx_t *ctx)
 		return 0;
 	}
 	if (!READ_ONCE_U32(fc->flows[READ_ONCE_U32(fc->base.active) & 1].npatterns)) {
-		int q = vrss_run_lean(ctx, fc);
-
+		q = vrss_run_lean(ctx, fc);
 		if (q >= 0)
 			return q;
 	}
-	return vrss_run_rules(ctx, fc);
+	bpf_tail_call(ctx, &vrss_jump, 0);
+	flow_count(VRSS_FSTAT_NOJUMP);
+	return READ_ONCE_U32(fc->base.slot[READ_ONCE_U32(fc->base.active) & 1].unclassified_queue);
 }
 
 /* The filter: drop what a drop rule of the active set matches, count it

@@ -20,6 +20,18 @@ int vrss_steer(struct __sk_buff *skb)
 	return vrss_run_flows(skb);
 }
 
+/* The rule path, tail-called by vrss_steer through vrss_jump. */
+SEC("socket")
+int vrss_steer_rules(struct __sk_buff *skb)
+{
+	__u32 zero = 0;
+	struct vrss_flow_config *fc = bpf_map_lookup_elem(&vrss_config, &zero);
+
+	if (!fc)
+		return 0;
+	return vrss_run_rules(skb, fc);
+}
+
 SEC("tc")
 int vrss_filter(struct __sk_buff *skb)
 {

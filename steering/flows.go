@@ -33,7 +33,8 @@ const (
 	fstatOverflow  = flow.MaxRules
 	fstatDrop      = flow.MaxRules + 1
 	fstatRace      = flow.MaxRules + 2
-	fstatCtx       = flow.MaxRules + 3
+	fstatNoJump    = flow.MaxRules + 3
+	fstatCtx       = flow.MaxRules + 4
 	numFlowStats   = fstatCtx + flow.MaxContexts*MaxQueues
 	noCounter      = fstatOverflow
 	flowSeedTries  = 64
@@ -46,6 +47,11 @@ const (
 	rankLimit      = 1 << 16
 	contextNibbles = 2 * rss.MaxInputLen
 )
+
+// FlowCounters is the number of the flow build's per-CPU counters
+// (FlowStatsMap): one per rule counter, the unattributed, drop, race and
+// no-rule-path counters, and one per context and queue.
+const FlowCounters = numFlowStats
 
 type flowLayout = vrssflowVrssFlowConfig
 
@@ -493,6 +499,10 @@ type FlowStats struct {
 	// Unattributed counts hits of rules that got no counter of their own
 	// (more than flow.MaxRules new rules since their counters were free).
 	Unattributed uint64
+	// NoRulePath counts frames of a set with rules that the steering
+	// program could not hand to the rule path (Program.JumpMap emptied:
+	// its last fd and pin gone); they went to the unclassified queue.
+	NoRulePath uint64
 	// Contexts[id][q] counts frames context id sent to queue q.
 	Contexts map[uint16][]uint64
 }
@@ -543,7 +553,7 @@ func ReadFlowStats(statsMap *ebpf.Map, pub *Publisher) (FlowStats, error) {
 	for _, x := range []struct {
 		i   uint32
 		dst *uint64
-	}{{fstatDrop, &st.Dropped}, {fstatRace, &st.Raced}, {fstatOverflow, &st.Unattributed}} {
+	}{{fstatDrop, &st.Dropped}, {fstatRace, &st.Raced}, {fstatOverflow, &st.Unattributed}, {fstatNoJump, &st.NoRulePath}} {
 		if *x.dst, err = read(x.i); err != nil {
 			return st, err
 		}

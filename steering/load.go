@@ -106,7 +106,15 @@ type Program struct {
 	// FlowStatsMap holds the flow builds' per-CPU rule, drop and context
 	// counters (FlowStats). Nil otherwise.
 	FlowStatsMap *ebpf.Map
-	scratchMap   *ebpf.Map
+	// JumpMap is the flow builds' program array holding the rule path's
+	// program, which the steering program tail-calls when the active set
+	// has rules. The kernel empties a program array when its last user
+	// reference (fd or pin) goes: pin it with the rest, or the steering
+	// program, no longer finding the rule path, sends frames of a set with
+	// rules to the unclassified queue (counted: FlowStats.NoRulePath).
+	JumpMap    *ebpf.Map
+	scratchMap *ebpf.Map
+	rulesProg  *ebpf.Program
 	// Variant is the build that was loaded.
 	Variant Variant
 }
@@ -143,8 +151,8 @@ var loaders = map[Variant]func(p *Program) error{
 			return err
 		}
 		p.Prog, p.Filter, p.ConfigMap, p.StatsMap = o.VrssSteer, o.VrssFilter, o.VrssConfig, o.VrssStats
-		p.FlowStatsMap, p.scratchMap = o.VrssFlowStats, o.VrssScratch
-		return nil
+		p.FlowStatsMap, p.scratchMap, p.JumpMap, p.rulesProg = o.VrssFlowStats, o.VrssScratch, o.VrssJump, o.VrssSteerRules
+		return p.JumpMap.Put(uint32(0), p.rulesProg)
 	},
 	FlowsDebug: func(p *Program) error {
 		var o vrssflowdebugObjects
@@ -153,7 +161,8 @@ var loaders = map[Variant]func(p *Program) error{
 		}
 		p.Prog, p.Filter, p.ConfigMap, p.StatsMap = o.VrssSteer, o.VrssFilter, o.VrssConfig, o.VrssStats
 		p.FlowStatsMap, p.scratchMap, p.DebugMap = o.VrssFlowStats, o.VrssScratch, o.VrssFlowDebug
-		return nil
+		p.JumpMap, p.rulesProg = o.VrssJump, o.VrssSteerRules
+		return p.JumpMap.Put(uint32(0), p.rulesProg)
 	},
 }
 
@@ -246,7 +255,7 @@ func (p *Program) Publisher(queues int) (*Publisher, error) {
 // keeps its own reference and goes on steering.
 func (p *Program) Close() error {
 	var errs []error
-	for _, c := range []interface{ Close() error }{p.Prog, p.Filter, p.ConfigMap, p.StatsMap, p.DebugMap, p.FlowStatsMap, p.scratchMap} {
+	for _, c := range []interface{ Close() error }{p.Prog, p.Filter, p.ConfigMap, p.StatsMap, p.DebugMap, p.FlowStatsMap, p.scratchMap, p.JumpMap, p.rulesProg} {
 		if c != nil && !isNil(c) {
 			errs = append(errs, c.Close())
 		}

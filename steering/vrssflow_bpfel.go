@@ -160,13 +160,15 @@ type vrssflowVrssFlowConfig struct {
 //
 // Used for safe lookups in a Collection or CollectionSpec.
 const (
-	vrssflowMapVrssConfig    = "vrss_config"
-	vrssflowMapVrssFlowStats = "vrss_flow_stats"
-	vrssflowMapVrssScratch   = "vrss_scratch"
-	vrssflowMapVrssStats     = "vrss_stats"
-	vrssflowMapVrssVerdict   = "vrss_verdict"
-	vrssflowProgVrssFilter   = "vrss_filter"
-	vrssflowProgVrssSteer    = "vrss_steer"
+	vrssflowMapVrssConfig      = "vrss_config"
+	vrssflowMapVrssFlowStats   = "vrss_flow_stats"
+	vrssflowMapVrssJump        = "vrss_jump"
+	vrssflowMapVrssScratch     = "vrss_scratch"
+	vrssflowMapVrssStats       = "vrss_stats"
+	vrssflowMapVrssVerdict     = "vrss_verdict"
+	vrssflowProgVrssFilter     = "vrss_filter"
+	vrssflowProgVrssSteer      = "vrss_steer"
+	vrssflowProgVrssSteerRules = "vrss_steer_rules"
 )
 
 // loadVrssflow returns the embedded CollectionSpec for vrssflow.
@@ -211,8 +213,9 @@ type vrssflowSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type vrssflowProgramSpecs struct {
-	VrssFilter *ebpf.ProgramSpec `ebpf:"vrss_filter"`
-	VrssSteer  *ebpf.ProgramSpec `ebpf:"vrss_steer"`
+	VrssFilter     *ebpf.ProgramSpec `ebpf:"vrss_filter"`
+	VrssSteer      *ebpf.ProgramSpec `ebpf:"vrss_steer"`
+	VrssSteerRules *ebpf.ProgramSpec `ebpf:"vrss_steer_rules"`
 }
 
 // vrssflowMapSpecs contains maps before they are loaded into the kernel.
@@ -221,6 +224,7 @@ type vrssflowProgramSpecs struct {
 type vrssflowMapSpecs struct {
 	VrssConfig    *ebpf.MapSpec `ebpf:"vrss_config"`
 	VrssFlowStats *ebpf.MapSpec `ebpf:"vrss_flow_stats"`
+	VrssJump      *ebpf.MapSpec `ebpf:"vrss_jump"`
 	VrssScratch   *ebpf.MapSpec `ebpf:"vrss_scratch"`
 	VrssStats     *ebpf.MapSpec `ebpf:"vrss_stats"`
 	VrssVerdict   *ebpf.MapSpec `ebpf:"vrss_verdict"`
@@ -254,6 +258,7 @@ func (o *vrssflowObjects) Close() error {
 type vrssflowMaps struct {
 	VrssConfig    *ebpf.Map `ebpf:"vrss_config"`
 	VrssFlowStats *ebpf.Map `ebpf:"vrss_flow_stats"`
+	VrssJump      *ebpf.Map `ebpf:"vrss_jump"`
 	VrssScratch   *ebpf.Map `ebpf:"vrss_scratch"`
 	VrssStats     *ebpf.Map `ebpf:"vrss_stats"`
 	VrssVerdict   *ebpf.Map `ebpf:"vrss_verdict"`
@@ -263,6 +268,7 @@ func (m *vrssflowMaps) Close() error {
 	return _VrssflowClose(
 		m.VrssConfig,
 		m.VrssFlowStats,
+		m.VrssJump,
 		m.VrssScratch,
 		m.VrssStats,
 		m.VrssVerdict,
@@ -279,14 +285,16 @@ type vrssflowVariables struct {
 //
 // It can be passed to loadVrssflowObjects or ebpf.CollectionSpec.LoadAndAssign.
 type vrssflowPrograms struct {
-	VrssFilter *ebpf.Program `ebpf:"vrss_filter"`
-	VrssSteer  *ebpf.Program `ebpf:"vrss_steer"`
+	VrssFilter     *ebpf.Program `ebpf:"vrss_filter"`
+	VrssSteer      *ebpf.Program `ebpf:"vrss_steer"`
+	VrssSteerRules *ebpf.Program `ebpf:"vrss_steer_rules"`
 }
 
 func (p *vrssflowPrograms) Close() error {
 	return _VrssflowClose(
 		p.VrssFilter,
 		p.VrssSteer,
+		p.VrssSteerRules,
 	)
 }
 

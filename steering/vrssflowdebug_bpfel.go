@@ -178,15 +178,17 @@ type vrssflowdebugVrssFlowDebug struct {
 //
 // Used for safe lookups in a Collection or CollectionSpec.
 const (
-	vrssflowdebugMapVrssConfig    = "vrss_config"
-	vrssflowdebugMapVrssDebug     = "vrss_debug"
-	vrssflowdebugMapVrssFlowDebug = "vrss_flow_debug"
-	vrssflowdebugMapVrssFlowStats = "vrss_flow_stats"
-	vrssflowdebugMapVrssScratch   = "vrss_scratch"
-	vrssflowdebugMapVrssStats     = "vrss_stats"
-	vrssflowdebugMapVrssVerdict   = "vrss_verdict"
-	vrssflowdebugProgVrssFilter   = "vrss_filter"
-	vrssflowdebugProgVrssSteer    = "vrss_steer"
+	vrssflowdebugMapVrssConfig      = "vrss_config"
+	vrssflowdebugMapVrssDebug       = "vrss_debug"
+	vrssflowdebugMapVrssFlowDebug   = "vrss_flow_debug"
+	vrssflowdebugMapVrssFlowStats   = "vrss_flow_stats"
+	vrssflowdebugMapVrssJump        = "vrss_jump"
+	vrssflowdebugMapVrssScratch     = "vrss_scratch"
+	vrssflowdebugMapVrssStats       = "vrss_stats"
+	vrssflowdebugMapVrssVerdict     = "vrss_verdict"
+	vrssflowdebugProgVrssFilter     = "vrss_filter"
+	vrssflowdebugProgVrssSteer      = "vrss_steer"
+	vrssflowdebugProgVrssSteerRules = "vrss_steer_rules"
 )
 
 // loadVrssflowdebug returns the embedded CollectionSpec for vrssflowdebug.
@@ -231,8 +233,9 @@ type vrssflowdebugSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type vrssflowdebugProgramSpecs struct {
-	VrssFilter *ebpf.ProgramSpec `ebpf:"vrss_filter"`
-	VrssSteer  *ebpf.ProgramSpec `ebpf:"vrss_steer"`
+	VrssFilter     *ebpf.ProgramSpec `ebpf:"vrss_filter"`
+	VrssSteer      *ebpf.ProgramSpec `ebpf:"vrss_steer"`
+	VrssSteerRules *ebpf.ProgramSpec `ebpf:"vrss_steer_rules"`
 }
 
 // vrssflowdebugMapSpecs contains maps before they are loaded into the kernel.
@@ -243,6 +246,7 @@ type vrssflowdebugMapSpecs struct {
 	VrssDebug     *ebpf.MapSpec `ebpf:"vrss_debug"`
 	VrssFlowDebug *ebpf.MapSpec `ebpf:"vrss_flow_debug"`
 	VrssFlowStats *ebpf.MapSpec `ebpf:"vrss_flow_stats"`
+	VrssJump      *ebpf.MapSpec `ebpf:"vrss_jump"`
 	VrssScratch   *ebpf.MapSpec `ebpf:"vrss_scratch"`
 	VrssStats     *ebpf.MapSpec `ebpf:"vrss_stats"`
 	VrssVerdict   *ebpf.MapSpec `ebpf:"vrss_verdict"`
@@ -278,6 +282,7 @@ type vrssflowdebugMaps struct {
 	VrssDebug     *ebpf.Map `ebpf:"vrss_debug"`
 	VrssFlowDebug *ebpf.Map `ebpf:"vrss_flow_debug"`
 	VrssFlowStats *ebpf.Map `ebpf:"vrss_flow_stats"`
+	VrssJump      *ebpf.Map `ebpf:"vrss_jump"`
 	VrssScratch   *ebpf.Map `ebpf:"vrss_scratch"`
 	VrssStats     *ebpf.Map `ebpf:"vrss_stats"`
 	VrssVerdict   *ebpf.Map `ebpf:"vrss_verdict"`
@@ -289,6 +294,7 @@ func (m *vrssflowdebugMaps) Close() error {
 		m.VrssDebug,
 		m.VrssFlowDebug,
 		m.VrssFlowStats,
+		m.VrssJump,
 		m.VrssScratch,
 		m.VrssStats,
 		m.VrssVerdict,
@@ -305,14 +311,16 @@ type vrssflowdebugVariables struct {
 //
 // It can be passed to loadVrssflowdebugObjects or ebpf.CollectionSpec.LoadAndAssign.
 type vrssflowdebugPrograms struct {
-	VrssFilter *ebpf.Program `ebpf:"vrss_filter"`
-	VrssSteer  *ebpf.Program `ebpf:"vrss_steer"`
+	VrssFilter     *ebpf.Program `ebpf:"vrss_filter"`
+	VrssSteer      *ebpf.Program `ebpf:"vrss_steer"`
+	VrssSteerRules *ebpf.Program `ebpf:"vrss_steer_rules"`
 }
 
 func (p *vrssflowdebugPrograms) Close() error {
 	return _VrssflowdebugClose(
 		p.VrssFilter,
 		p.VrssSteer,
+		p.VrssSteerRules,
 	)
 }
 

@@ -168,7 +168,7 @@ func TestMeasureRules(t *testing.T) {
 		t.Errorf("baseline %v, read floor %v, ratios %+v", r.RulesBaseline, r.RulesReadFloor, r.Ratios)
 	}
 	m := r.MapBytes
-	if m.Plain > MaxPlainMapBytes || m.Flows > MaxFlowMapBytes || m.PossibleCPUs < 1 || m.FlowCountersPerCPU != 8*(flow.MaxRules+3+flow.MaxContexts*steering.MaxQueues) || m.FlowCounters != m.PossibleCPUs*m.FlowCountersPerCPU {
+	if m.Plain > MaxPlainMapBytes || m.Flows > MaxFlowMapBytes || m.PossibleCPUs < 1 || m.FlowCountersPerCPU != 8*steering.FlowCounters || m.FlowCounters != m.PossibleCPUs*m.FlowCountersPerCPU {
 		t.Errorf("map bytes %+v", m)
 	}
 	b, _ := json.Marshal(r)

@@ -36,13 +36,17 @@ const (
 	pinStats     = "stats"
 	pinFilter    = "filter"
 	pinFlowStats = "flowstats"
+	// pinJump keeps the flow build's program array, and the rule path's
+	// program in it, filled: the kernel empties a program array when its
+	// last fd or pin goes (steering.Program.JumpMap).
+	pinJump = "jump"
 	// PinLink is the file name of the filter's link in a TAP's pin
 	// directory.
 	PinLink = "link"
 )
 
 // pinNames are every name Pin and AttachFilter make.
-var pinNames = []string{pinProg, pinConfig, pinStats, pinFilter, pinFlowStats, PinLink}
+var pinNames = []string{pinProg, pinConfig, pinStats, pinFilter, pinFlowStats, pinJump, PinLink}
 
 // PinRoot makes dir a directory on a bpf filesystem, mounting one if
 // needed (see ensureBPFFS).
@@ -211,7 +215,10 @@ func (Host) Pin(p Program, dir string) error {
 		}{pinFilter, sp.Filter.Pin}, struct {
 			name string
 			pin  func(string) error
-		}{pinFlowStats, sp.FlowStatsMap.Pin})
+		}{pinFlowStats, sp.FlowStatsMap.Pin}, struct {
+			name string
+			pin  func(string) error
+		}{pinJump, sp.JumpMap.Pin})
 	}
 	for _, o := range objs {
 		if err := o.pin(filepath.Join(dir, o.name)); err != nil {
@@ -235,6 +242,11 @@ func (Host) LoadPinned(dir string, flows bool) (Program, error) {
 		p.Variant = steering.Flows
 		if p.Filter, err = ebpf.LoadPinnedProgram(filepath.Join(dir, pinFilter), nil); err == nil {
 			p.FlowStatsMap, err = ebpf.LoadPinnedMap(filepath.Join(dir, pinFlowStats), nil)
+		}
+		if err == nil {
+			// Held while vrssd runs, so that the array stays filled
+			// even if its pin is removed meanwhile.
+			p.JumpMap, err = ebpf.LoadPinnedMap(filepath.Join(dir, pinJump), nil)
 		}
 	}
 	if err != nil {

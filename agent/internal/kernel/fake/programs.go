@@ -44,7 +44,7 @@ func (o *object) close() {
 // program, the next two for the flow build, and its filter's link.
 var (
 	pinNames     = [...]string{"prog", "config", "stats"}
-	flowPinNames = [...]string{"filter", "flowstats"}
+	flowPinNames = [...]string{"filter", "flowstats", "jump"}
 	linkPin      = kernel.PinLink
 )
 
