@@ -266,7 +266,7 @@ func flowStats(d *device) (*api.FlowStats, error) {
 	if err != nil {
 		return nil, fmt.Errorf("TAP %s: flow counters: %w", d.name, err)
 	}
-	out := &api.FlowStats{Dropped: st.Dropped, Raced: st.Raced, Unattributed: st.Unattributed, Rules: []api.RuleHits{}}
+	out := &api.FlowStats{Dropped: st.Dropped, Raced: st.Raced, Unattributed: st.Unattributed, NoRulePath: st.NoRulePath, Rules: []api.RuleHits{}}
 	set, err := currentSet(d)
 	if err != nil {
 		return nil, err

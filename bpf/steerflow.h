@@ -282,7 +282,7 @@ static __always_inline __u32 vrss_run_flows(ctx_t *ctx)
 	}
 	bpf_tail_call(ctx, &vrss_jump, 0);
 	flow_count(VRSS_FSTAT_NOJUMP);
-	return READ_ONCE_U32(fc->base.slot[READ_ONCE_U32(fc->base.active) & 1].unclassified_queue);
+	return *(volatile __u16 *)&fc->base.slot[READ_ONCE_U32(fc->base.active) & 1].unclassified_queue;
 }
 
 /* The filter: drop what a drop rule of the active set matches, count it

@@ -187,3 +187,38 @@ func TestFlowTAP(t *testing.T) {
 		})
 	}
 }
+
+// TestNoRulePath empties the program array the steering program reaches
+// its rule path through (as the kernel does when the array's last fd and
+// pin go): a frame of a set with rules then goes to the unclassified
+// queue, never by the set without its rules, and is counted.
+func TestNoRulePath(t *testing.T) {
+	p := load(t, steering.Flows)
+	pub, err := p.Publisher(4)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pub.Close()
+	set := demoSet(4)
+	set.Default.UnclassifiedQueue = 3
+	if err := pub.PublishSet(set); err != nil {
+		t.Fatal(err)
+	}
+	f := frame.Build(frame.Spec{Src: netip.MustParseAddr("10.0.0.1"), Dst: netip.MustParseAddr("192.0.2.9"), Proto: frame.ProtoTCP, SrcPort: 1000, DstPort: 5001})
+	if q, err := p.Run(f); err != nil || q != 1 {
+		t.Fatalf("with the rule path: queue %d (%v), want 1", q, err)
+	}
+	if err := p.JumpMap.Delete(uint32(0)); err != nil {
+		t.Fatal(err)
+	}
+	if q, err := p.Run(f); err != nil || q != 3 {
+		t.Fatalf("without the rule path: queue %d (%v), want the unclassified queue 3", q, err)
+	}
+	st, err := p.FlowStats()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.NoRulePath != 1 {
+		t.Errorf("NoRulePath %d, want 1", st.NoRulePath)
+	}
+}

@@ -278,6 +278,11 @@ type FlowStats struct {
 	Raced uint64 `json:"raced,omitempty"`
 	// Unattributed counts hits of rules that got no counter of their own.
 	Unattributed uint64 `json:"unattributed,omitempty"`
+	// NoRulePath counts frames of a set with rules that the steering
+	// program could not hand to its rule path (its program array emptied:
+	// the TAP's jump pin and every fd gone); they went to the unclassified
+	// queue. It stays 0 while vrssd keeps the pins.
+	NoRulePath uint64 `json:"no_rule_path,omitempty"`
 	// Rules are the hits of the TAP's rules, in the order they are tried;
 	// with more than MaxStatsRules rules, only the MaxStatsRules with the
 	// most hits, and RulesOmitted says how many are left out.

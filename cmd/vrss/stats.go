@@ -141,6 +141,9 @@ func printFlowStats(w io.Writer, f *api.FlowStats) {
 	if f.Raced > 0 || f.Unattributed > 0 {
 		fmt.Fprintf(w, "drop rules met while the rules changed (steered by RSS): %d; hits of rules without a counter: %d\n", f.Raced, f.Unattributed)
 	}
+	if f.NoRulePath > 0 {
+		fmt.Fprintf(w, "WARNING: %d frames found no rule path (the TAP's jump pin is gone: restart vrssd to steer it anew) and went to the unclassified queue\n", f.NoRulePath)
+	}
 	if len(f.Rules) > 0 {
 		fmt.Fprintf(w, "%6s  %10s  %12s\n", "rule", "group", "hits")
 		for _, r := range f.Rules {
