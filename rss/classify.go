@@ -111,24 +111,13 @@ func classify6(b []byte, off int, f *flow) bool {
 	next := b[off+proto.IPv6NextOff]
 	off += proto.IPv6HeaderLen
 	for n := 0; ; n++ {
-		var hlen int
-		switch next {
-		case proto.IPProtoHopOpts, proto.IPProtoRouting, proto.IPProtoDstOpts, proto.IPProtoMH, proto.IPProtoHIP, proto.IPProtoShim6, proto.IPProtoExp1, proto.IPProtoExp2:
-			// generic (len+1)*8 format
-			if len(b) < off+proto.IPv6ExtMinHeaderLen {
-				return false
-			}
-			hlen = (int(b[off+1]) + 1) * 8
-		case proto.IPProtoAH: // (len+2)*4
-			if len(b) < off+proto.IPv6ExtMinHeaderLen {
-				return false
-			}
-			hlen = (int(b[off+1]) + 2) * 4
-		case proto.IPProtoFragment:
-			hlen = proto.IPv6FragHeaderLen
-		default:
+		hlen, isExt, ok := extHeaderLen(b, next, off)
+		switch {
+		case !isExt:
 			f.proto, f.hasProto = next, true
 			return transport(b, f, next, off)
+		case !ok:
+			return false
 		}
 		if n == MaxExtHeaders || len(b) < off+hlen {
 			return false
@@ -169,34 +158,43 @@ func classify6(b []byte, off int, f *flow) bool {
 // leaves the protocol unknown and the ports absent.
 func fragmentRest(b []byte, f *flow, next byte, off, n int) {
 	for ; ; n++ {
-		var hlen int
-		switch next {
-		case proto.IPProtoHopOpts, proto.IPProtoRouting, proto.IPProtoDstOpts, proto.IPProtoMH, proto.IPProtoHIP, proto.IPProtoShim6, proto.IPProtoExp1, proto.IPProtoExp2:
-			if len(b) < off+proto.IPv6ExtMinHeaderLen {
-				f.hasProto = false
-				return
-			}
-			hlen = (int(b[off+1]) + 1) * 8
-		case proto.IPProtoAH:
-			if len(b) < off+proto.IPv6ExtMinHeaderLen {
-				f.hasProto = false
-				return
-			}
-			hlen = (int(b[off+1]) + 2) * 4
-		case proto.IPProtoFragment:
-			hlen = proto.IPv6FragHeaderLen
-		default:
+		hlen, isExt, ok := extHeaderLen(b, next, off)
+		switch {
+		case !isExt:
 			f.proto = next
 			rulePorts(b, f, next, off)
 			return
-		}
-		if n == MaxExtHeaders || len(b) < off+hlen {
+		case !ok || n == MaxExtHeaders || len(b) < off+hlen:
 			f.hasProto = false
 			return
 		}
 		next = b[off]
 		off += hlen
 	}
+}
+
+// extHeaderLen returns the length of the IPv6 extension header of type
+// next at off. isExt is false when next is not an extension header the walk
+// passes through (the upper-layer protocol); ok is false when the header's
+// length field lies past the frame. The header itself may still be cut
+// short: the caller checks len(b) against off+hlen.
+func extHeaderLen(b []byte, next byte, off int) (hlen int, isExt, ok bool) {
+	switch next {
+	case proto.IPProtoHopOpts, proto.IPProtoRouting, proto.IPProtoDstOpts, proto.IPProtoMH, proto.IPProtoHIP, proto.IPProtoShim6, proto.IPProtoExp1, proto.IPProtoExp2:
+		// generic (len+1)*8 format
+		if len(b) < off+proto.IPv6ExtMinHeaderLen {
+			return 0, true, false
+		}
+		return (int(b[off+1]) + 1) * 8, true, true
+	case proto.IPProtoAH: // (len+2)*4
+		if len(b) < off+proto.IPv6ExtMinHeaderLen {
+			return 0, true, false
+		}
+		return (int(b[off+1]) + 2) * 4, true, true
+	case proto.IPProtoFragment:
+		return proto.IPv6FragHeaderLen, true, true
+	}
+	return 0, false, true
 }
 
 // homeAddress scans the options of the destination options header at off,
@@ -224,13 +222,8 @@ func homeAddress(b []byte, off int) int {
 // transport records the TCP or UDP ports at off, if the whole header is
 // there; a cut-off TCP or UDP header makes the frame malformed.
 func transport(b []byte, f *flow, next byte, off int) bool {
-	need := 0
-	switch next {
-	case proto.IPProtoTCP:
-		need = proto.TCPMinHeaderLen
-	case proto.IPProtoUDP:
-		need = proto.UDPHeaderLen
-	default:
+	need := l4HeaderLen(next)
+	if need == 0 {
 		return true
 	}
 	if len(b) < off+need {
@@ -244,18 +237,21 @@ func transport(b []byte, f *flow, next byte, off int) bool {
 // rulePorts records the ports of a first fragment's TCP or UDP header for
 // flow rules, if the whole header is there; the hash does not use them.
 func rulePorts(b []byte, f *flow, next byte, off int) {
-	need := 0
-	switch next {
-	case proto.IPProtoTCP:
-		need = proto.TCPMinHeaderLen
-	case proto.IPProtoUDP:
-		need = proto.UDPHeaderLen
-	default:
-		return
-	}
-	if len(b) >= off+need {
+	if need := l4HeaderLen(next); need != 0 && len(b) >= off+need {
 		f.kl4, f.kports = next, off
 	}
+}
+
+// l4HeaderLen is the length of the TCP or UDP header the ports are taken
+// from, or 0 for another protocol.
+func l4HeaderLen(next byte) int {
+	switch next {
+	case proto.IPProtoTCP:
+		return proto.TCPMinHeaderLen
+	case proto.IPProtoUDP:
+		return proto.UDPHeaderLen
+	}
+	return 0
 }
 
 // Headers is what the parser found in a frame beyond what the hash uses:
