@@ -201,67 +201,46 @@ __attribute__((noinline)) int flow_cmp(const struct vrss_flows *f, const struct 
 }
 
 /*
- * flow_probe for a pattern of at most four key words (IPv4 5-tuples, ports,
- * prefixes, MACs: most): no loop over words, so no branch per word. Words
- * past the pattern's are 0 in cmask, hash as 0 (steering.flowHash pads to
- * four) and drop out of the comparison (record and key words are both
- * masked already, so XOR-ing them under cmask compares them exactly).
- */
-static __always_inline int flow_probe4(const struct vrss_flows *f, const struct fkey *k, __u32 p, const struct vrss_pattern *pat, __u32 h)
-{
-	__u32 c0 = pat->cmask[0], c1 = pat->cmask[1], c2 = pat->cmask[2], c3 = pat->cmask[3];
-	__u32 v0 = k->w[pat->words[0] & 15] & c0;
-	__u32 v1 = k->w[pat->words[1] & 15] & c1;
-	__u32 v2 = k->w[pat->words[2] & 15] & c2;
-	__u32 v3 = k->w[pat->words[3] & 15] & c3;
-
-	h = fmix(fmix(fmix(fmix(h, v0), v1), v2), v3);
-	h ^= h >> 13;
-	h *= 0xc2b2ae35;
-	h ^= h >> 16;
-	for (__u32 i = 0; i < VRSS_MAX_PROBE; i++) {
-		__u32 e = f->index[(h + i) & (VRSS_INDEX_LEN - 1)];
-		__u32 o;
-
-		if (!e)
-			return 0;
-		o = (e - 1) * 2;
-		if (o > VRSS_HEAP_WORDS - VRSS_REC_META - VRSS_KEY_WORDS)
-			return 0;
-		asm volatile("" : "+r"(o));
-		if (((f->heap[o] >> 20) & 15) == p &&
-		    !(((f->heap[o + 3] ^ v0) & c0) | ((f->heap[o + 4] ^ v1) & c1) | ((f->heap[o + 5] ^ v2) & c2) | ((f->heap[o + 6] ^ v3) & c3)))
-			return o + 1;
-	}
-	return 0;
-}
-
-/*
  * One pattern's lookup: hash k's words under pattern p's mask
  * (steering.flowHash) and probe the index from there. The publisher stores
  * only the best rule per pattern and masked key, within VRSS_MAX_PROBE
  * entries of its hash, so the first record that matches is the answer.
  * Returns 1 + its heap offset, or 0.
+ *
+ * A pattern of at most four key words (IPv4 5-tuples, ports, prefixes,
+ * MACs: most) is hashed and compared without a loop over its words, so
+ * without a branch per word: its words past nwords are 0 in cmask, hash as
+ * 0 (steering.flowHash pads to four) and drop out of the comparison
+ * (record and key words are both masked already, so XOR-ing them under
+ * cmask compares them exactly). Longer patterns loop, and flow_cmp
+ * compares.
  */
 __attribute__((noinline)) int flow_probe(const struct vrss_flows *f, const struct fkey *k, __u32 p)
 {
 	const struct vrss_pattern *pat;
-	__u32 nw, h;
+	__u32 nw, h, c0, c1, c2, c3, v0, v1, v2, v3;
 
 	if (!f || !k)
 		return 0;
 	pat = &f->pattern[p & (VRSS_MAX_PATTERNS - 1)];
 	nw = pat->nwords;
+	c0 = pat->cmask[0], c1 = pat->cmask[1], c2 = pat->cmask[2], c3 = pat->cmask[3];
+	v0 = k->w[pat->words[0] & 15] & c0;
+	v1 = k->w[pat->words[1] & 15] & c1;
+	v2 = k->w[pat->words[2] & 15] & c2;
+	v3 = k->w[pat->words[3] & 15] & c3;
 	h = f->seed ^ ((p + 1) * 0x85ebca77);
-	if (nw <= 4)
-		return flow_probe4(f, k, p, pat, h);
-	for (__u32 j = 0; j < VRSS_KEY_WORDS; j++) {
-		__u32 w;
+	if (nw <= 4) {
+		h = fmix(fmix(fmix(fmix(h, v0), v1), v2), v3);
+	} else {
+		for (__u32 j = 0; j < VRSS_KEY_WORDS; j++) {
+			__u32 w;
 
-		if (j >= nw)
-			break;
-		w = pat->words[j] & 15;
-		h = fmix(h, k->w[w] & pat->mask[w]);
+			if (j >= nw)
+				break;
+			w = pat->words[j] & 15;
+			h = fmix(h, k->w[w] & pat->mask[w]);
+		}
 	}
 	h ^= h >> 13;
 	h *= 0xc2b2ae35;
@@ -277,7 +256,10 @@ __attribute__((noinline)) int flow_probe(const struct vrss_flows *f, const struc
 			return 0;
 		/* Keep clang from rederiving o from e past the check. */
 		asm volatile("" : "+r"(o));
-		if (((f->heap[o] >> 20) & 15) == p && flow_cmp(f, k, p, o))
+		if (((f->heap[o] >> 20) & 15) != p)
+			continue;
+		if (nw <= 4 ? !(((f->heap[o + 3] ^ v0) & c0) | ((f->heap[o + 4] ^ v1) & c1) | ((f->heap[o + 5] ^ v2) & c2) | ((f->heap[o + 6] ^ v3) & c3))
+			    : flow_cmp(f, k, p, o))
 			return o + 1;
 	}
 	return 0;
