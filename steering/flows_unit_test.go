@@ -237,3 +237,37 @@ func TestPublishKeepsRules(t *testing.T) {
 		t.Errorf("counters %v after %v: rule 3 must not take rule 1's just-freed counter, rule 2 keeps its own", third, before)
 	}
 }
+
+// TestCorruptFlowSlot fills the active slot with random bytes, as a VMM
+// holding the map fd may: reading the set back (vrssd's flow list, its
+// snapshots) and publishing over it must fail or succeed cleanly, never
+// panic or read outside the slot.
+func TestCorruptFlowSlot(t *testing.T) {
+	r := diffcorpus.Rand()
+	for i := 0; i < 200; i++ {
+		p := memPublisher(t, 4)
+		def := rss.Config{HashTypes: rss.AllHashTypes, Key: rss.DefaultKey, Table: rss.EqualTable(128, 4)}
+		if err := p.PublishSet(flow.Set{Default: def}); err != nil {
+			t.Fatal(err)
+		}
+		f := &p.flows.Flows[p.cfg.Active&1]
+		b := unsafe.Slice((*byte)(unsafe.Pointer(f)), unsafe.Sizeof(*f))
+		// Mostly small numbers in the header and tables (so that reads get
+		// past the first checks), random bytes elsewhere.
+		for j := range b {
+			if r.IntN(4) == 0 {
+				b[j] = byte(r.Uint32())
+			} else {
+				b[j] = byte(r.IntN(3))
+			}
+		}
+		_, _ = p.Set()
+		_ = counterMap(p.flows, int(p.cfg.Active&1))
+		if err := p.PublishSet(flow.Set{Default: def}); err != nil {
+			t.Fatalf("publishing over a corrupt slot: %v", err)
+		}
+		if s, err := p.Set(); err != nil || len(s.Rules) != 0 {
+			t.Fatalf("after publishing over a corrupt slot: %+v, %v", s, err)
+		}
+	}
+}
