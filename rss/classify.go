@@ -42,6 +42,7 @@ type flow struct {
 	hasProto bool   // proto is known
 	kports   int    // offset of TCP/UDP ports for rules (first fragments too), or 0
 	kl4      uint8  // the transport kports belongs to
+	upper    int    // offset of the upper-layer header (whole packets and first fragments), or 0
 }
 
 // classify parses an Ethernet frame into f, which must be zero. It never
@@ -96,10 +97,12 @@ func classify4(b []byte, off int, f *flow) bool {
 	if frag := binary.BigEndian.Uint16(b[off+proto.IPv4FragOff:]); frag&proto.IPv4FragMask != 0 {
 		f.frag = true
 		if frag&proto.IPv4OffsetMask == 0 {
+			f.upper = off + ihl
 			rulePorts(b, f, f.proto, off+ihl)
 		}
 		return true
 	}
+	f.upper = off + ihl
 	return transport(b, f, f.proto, off+ihl)
 }
 
@@ -114,7 +117,7 @@ func classify6(b []byte, off int, f *flow) bool {
 		hlen, isExt, ok := extHeaderLen(b, next, off)
 		switch {
 		case !isExt:
-			f.proto, f.hasProto = next, true
+			f.proto, f.hasProto, f.upper = next, true, off
 			return transport(b, f, next, off)
 		case !ok:
 			return false
@@ -161,7 +164,7 @@ func fragmentRest(b []byte, f *flow, next byte, off, n int) {
 		hlen, isExt, ok := extHeaderLen(b, next, off)
 		switch {
 		case !isExt:
-			f.proto = next
+			f.proto, f.upper = next, off
 			rulePorts(b, f, next, off)
 			return
 		case !ok || n == MaxExtHeaders || len(b) < off+hlen:
@@ -285,13 +288,25 @@ type Headers struct {
 // ParseHeaders parses frame as Engine.Steer does and returns the fields
 // flow rules match on. It never reads outside frame.
 func ParseHeaders(frame []byte) Headers {
+	h, _ := ParseUpperLayer(frame)
+	return h
+}
+
+// ParseUpperLayer is ParseHeaders that also returns the offset of the
+// upper-layer header (the protocol Headers.Proto names, past every IPv6
+// extension header) in a whole packet or a first fragment whose header
+// chain ends in the frame, for checks that read other protocols than TCP
+// and UDP (package port reads ICMPv6). It is 0 when the frame shows none,
+// and may equal len(frame): the caller checks the length it needs.
+func ParseUpperLayer(frame []byte) (Headers, int) {
 	var f flow
 	classify(frame, &f)
 	h := Headers{EtherType: f.etype, Tagged: f.tagged, TCI: f.tci, Family: f.family}
-	if f.family != 0 {
-		h.Src, h.Dst = f.src, f.dst
-		h.Proto, h.HasProto, h.Fragment = f.proto, f.hasProto, f.frag
-		h.Ports, h.Transport = f.kports, f.kl4
+	if f.family == 0 {
+		return h, 0
 	}
-	return h
+	h.Src, h.Dst = f.src, f.dst
+	h.Proto, h.HasProto, h.Fragment = f.proto, f.hasProto, f.frag
+	h.Ports, h.Transport = f.kports, f.kl4
+	return h, f.upper
 }

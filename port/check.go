@@ -1,0 +1,298 @@
+package port
+
+import (
+	"encoding/binary"
+	"net/netip"
+	"slices"
+
+	"github.com/vrss-dev/vrss/flow"
+	"github.com/vrss-dev/vrss/internal/proto"
+	"github.com/vrss-dev/vrss/rss"
+)
+
+// Protocol numbers the checks read besides internal/proto's.
+const (
+	etherTypeARP  = 0x0806
+	etherTypeRARP = 0x8035
+
+	// ARP for Ethernet and IPv4 (RFC 826), after the Ethernet header:
+	// hardware type, protocol type, their lengths, opcode, then sender
+	// MAC and IPv4 address, target MAC and IPv4 address.
+	arpLen       = 28
+	arpOpOff     = 6
+	arpSHAOff    = 8
+	arpSPAOff    = 14
+	arpTHAOff    = 18
+	arpTPAOff    = 24
+	arpRequest   = 1
+	arpReply     = 2
+	rarpRequest  = 3                // "request reverse", what QEMU announces itself with
+	arpHeaderFix = 0x0001_0800_0604 // hardware 1 (Ethernet), protocol 0x0800, lengths 6 and 4
+
+	ipProtoICMPv6 = 58
+	// ICMPv6 types (RFC 4443, 4861, 2710, 3810).
+	icmp6MLDReport   = 131
+	icmp6MLDDone     = 132
+	icmp6RS          = 133
+	icmp6RA          = 134
+	icmp6NS          = 135
+	icmp6NA          = 136
+	icmp6Redirect    = 137
+	icmp6MLDv2Report = 143
+	icmp6MinLen      = 4  // type, code, checksum
+	ndTargetOff      = 8  // NS and NA: the target address after 4 reserved/flag bytes
+	ndMinLen         = 24 // NS and NA without options
+
+	dhcpServerPort   = 67
+	dhcpClientPort   = 68
+	dhcpv6ClientPort = 546
+	dhcpv6ServerPort = 547
+)
+
+var (
+	broadcast4       = netip.AddrFrom4([4]byte{255, 255, 255, 255})
+	allDHCPv6Servers = netip.MustParseAddr("ff02::1:2") // All_DHCP_Relay_Agents_and_Servers, RFC 8415
+)
+
+// Filter judges frames by a valid Policy. It never changes, so any number
+// of goroutines may use one.
+type Filter struct {
+	p    Policy
+	ipv6 []netip.Prefix // the policy's, then each MAC's link-local address if asked
+}
+
+// New validates p and returns its Filter, which keeps a copy of p.
+func New(p Policy) (*Filter, error) {
+	if err := p.Validate(); err != nil {
+		return nil, err
+	}
+	p.MACs, p.IPv4, p.IPv6, p.Rules = slices.Clone(p.MACs), slices.Clone(p.IPv4), slices.Clone(p.IPv6), slices.Clone(p.Rules)
+	f := &Filter{p: p, ipv6: slices.Clone(p.IPv6)}
+	if p.LinkLocal {
+		for _, m := range p.MACs {
+			f.ipv6 = append(f.ipv6, netip.PrefixFrom(m.LinkLocal(), 128))
+		}
+	}
+	return f, nil
+}
+
+// Policy returns a copy of the filter's policy.
+func (f *Filter) Policy() Policy {
+	p := f.p
+	p.MACs, p.IPv4, p.IPv6, p.Rules = slices.Clone(p.MACs), slices.Clone(p.IPv4), slices.Clone(p.IPv6), slices.Clone(p.Rules)
+	return p
+}
+
+// Check judges frame, an Ethernet frame as the guest sent it (without the
+// virtio-net header). The checks run in this order, the first that decides
+// ending it: the Ethernet header, the source MAC, VLAN tags, the EtherType;
+// then ARP, RARP, IPv4 or IPv6 by their own checks, which pass control
+// frames (Control) without the ACL; then the ACL, then the default. It
+// never reads outside frame.
+func (f *Filter) Check(frame []byte) Result {
+	if len(frame) < proto.EthHeaderLen {
+		return result(Malformed)
+	}
+	src := MAC(frame[6:12])
+	if !slices.Contains(f.p.MACs, src) {
+		return result(SrcMAC)
+	}
+	var r Reason
+	switch binary.BigEndian.Uint16(frame[proto.EthTypeOff:]) {
+	case proto.EtherTypeVLAN, proto.EtherTypeQinQ:
+		r = VLAN
+	case etherTypeARP:
+		r = f.arp(frame, src)
+	case etherTypeRARP:
+		r = rarp(frame, src)
+	case proto.EtherTypeIPv4:
+		r = f.ipv4(frame)
+	case proto.EtherTypeIPv6:
+		r = f.ipv6Check(frame)
+	default:
+		r = L2Proto
+	}
+	if r != 0 {
+		return result(r)
+	}
+	k := flow.KeyOf(frame)
+	for i := range f.p.Rules {
+		if f.p.Rules[i].Match.Matches(&k) {
+			res := result(ACLAllow)
+			if f.p.Rules[i].Action == Drop {
+				res = result(ACLDrop)
+			}
+			res.Rule = i
+			return res
+		}
+	}
+	if f.p.Default == Allow {
+		return result(DefaultAllow)
+	}
+	return result(DefaultDeny)
+}
+
+// arpBody returns the ARP (or RARP) body for Ethernet and IPv4, or nil.
+func arpBody(frame []byte) []byte {
+	b := frame[proto.EthHeaderLen:]
+	if len(b) < arpLen || uint64(binary.BigEndian.Uint32(b))<<16|uint64(binary.BigEndian.Uint16(b[4:])) != arpHeaderFix {
+		return nil
+	}
+	return b
+}
+
+// arp passes requests and replies whose sender is the guest: its frame's
+// source MAC, and one of its IPv4 addresses, or 0.0.0.0 in a request (an
+// RFC 5227 probe, which no neighbour learns from).
+func (f *Filter) arp(frame []byte, src MAC) Reason {
+	b := arpBody(frame)
+	if b == nil {
+		return Malformed
+	}
+	op := binary.BigEndian.Uint16(b[arpOpOff:])
+	if op != arpRequest && op != arpReply {
+		return ARPOpcode
+	}
+	spa := netip.AddrFrom4([4]byte(b[arpSPAOff:]))
+	if MAC(b[arpSHAOff:]) != src || !f.owns4(spa) && !(op == arpRequest && spa.IsUnspecified()) {
+		return ARPSender
+	}
+	return Control
+}
+
+// rarp passes exactly QEMU's self-announcement after migration: a
+// broadcast RARP request whose sender and target MAC are the frame's
+// source and whose addresses are 0.0.0.0.
+func rarp(frame []byte, src MAC) Reason {
+	b := arpBody(frame)
+	switch {
+	case len(frame) < proto.EthHeaderLen+arpLen:
+		return Malformed
+	case b == nil, MAC(frame[0:6]) != MAC{0xff, 0xff, 0xff, 0xff, 0xff, 0xff},
+		binary.BigEndian.Uint16(b[arpOpOff:]) != rarpRequest,
+		MAC(b[arpSHAOff:]) != src, MAC(b[arpTHAOff:]) != src,
+		binary.BigEndian.Uint32(b[arpSPAOff:]) != 0, binary.BigEndian.Uint32(b[arpTPAOff:]) != 0:
+		return RARP
+	}
+	return Control
+}
+
+func (f *Filter) owns4(a netip.Addr) bool { return containsAddr(f.p.IPv4, a) }
+func (f *Filter) owns6(a netip.Addr) bool { return containsAddr(f.ipv6, a) }
+
+func containsAddr(ps []netip.Prefix, a netip.Addr) bool {
+	for _, p := range ps {
+		if p.Contains(a) {
+			return true
+		}
+	}
+	return false
+}
+
+// ports returns the UDP source and destination ports of a frame whose
+// parse shows them, and whether it does.
+func udpPorts(frame []byte, h *rss.Headers) (src, dst uint16, ok bool) {
+	if h.Ports == 0 || h.Transport != proto.IPProtoUDP {
+		return 0, 0, false
+	}
+	return binary.BigEndian.Uint16(frame[h.Ports:]), binary.BigEndian.Uint16(frame[h.Ports+2:]), true
+}
+
+// parseIP parses an IP frame of family fam and returns its headers and the
+// offset of its upper-layer header, or ok false for a malformed frame: one
+// the parser rejects, a first IPv6 fragment whose header chain does not
+// reach the upper layer (RFC 7112), a first fragment whose TCP or UDP
+// header is cut off, an ICMPv6 header shorter than 4 bytes.
+func parseIP(frame []byte, fam uint8) (h rss.Headers, upper int, ok bool) {
+	h, upper = rss.ParseUpperLayer(frame)
+	switch {
+	case h.Family != fam, !h.HasProto:
+		return h, 0, false
+	case upper != 0 && (h.Proto == proto.IPProtoTCP || h.Proto == proto.IPProtoUDP) && h.Ports == 0:
+		return h, 0, false
+	case upper != 0 && fam == 6 && h.Proto == ipProtoICMPv6 && len(frame) < upper+icmp6MinLen:
+		return h, 0, false
+	}
+	return h, upper, true
+}
+
+// ipv4 checks the source address, with one exception for a DHCP client
+// that has none yet, and drops DHCP server replies. It returns 0 for a
+// frame the ACL decides.
+func (f *Filter) ipv4(frame []byte) Reason {
+	h, _, ok := parseIP(frame, 4)
+	if !ok {
+		return Malformed
+	}
+	src := netip.AddrFrom4([4]byte(frame[h.Src:]))
+	dst := netip.AddrFrom4([4]byte(frame[h.Dst:]))
+	sport, dport, isUDP := udpPorts(frame, &h)
+	dhcpClient := isUDP && !h.Fragment && sport == dhcpClientPort && dport == dhcpServerPort
+	switch {
+	case !f.owns4(src):
+		if src.IsUnspecified() && dst == broadcast4 && dhcpClient {
+			return Control // DHCPDISCOVER, or DHCPREQUEST before the lease
+		}
+		return SrcIPv4
+	case isUDP && sport == dhcpServerPort:
+		return DHCPServer
+	case dhcpClient:
+		return Control
+	}
+	return 0
+}
+
+// ipv6Check checks the source address, with exceptions for a DHCPv6 client
+// on any link-local address and for the messages RFC 4861/4862 and MLD
+// send from the unspecified address; then drops DHCPv6 server messages,
+// router advertisements, redirects, and neighbour advertisements for
+// another's address. It returns 0 for a frame the ACL decides.
+func (f *Filter) ipv6Check(frame []byte) Reason {
+	h, upper, ok := parseIP(frame, 6)
+	if !ok {
+		return Malformed
+	}
+	src := netip.AddrFrom16([16]byte(frame[h.Src:]))
+	dst := netip.AddrFrom16([16]byte(frame[h.Dst:]))
+	sport, dport, isUDP := udpPorts(frame, &h)
+	dhcpClient := isUDP && !h.Fragment && sport == dhcpv6ClientPort && dport == dhcpv6ServerPort && dst == allDHCPv6Servers
+	icmp := -1 // the ICMPv6 type, when the frame shows it
+	if upper != 0 && h.Proto == ipProtoICMPv6 {
+		icmp = int(frame[upper])
+	}
+	var target netip.Addr // NS and NA
+	if icmp == icmp6NS || icmp == icmp6NA {
+		if len(frame) < upper+ndMinLen {
+			return Malformed
+		}
+		target = netip.AddrFrom16([16]byte(frame[upper+ndTargetOff:]))
+	}
+	if !f.owns6(src) {
+		switch {
+		case dhcpClient && src.IsLinkLocalUnicast():
+			return Control // SOLICIT and the rest, from any link-local address (RFC 8415)
+		case !src.IsUnspecified() || h.Fragment:
+			return SrcIPv6
+		case icmp == icmp6NS && !f.owns6(target):
+			return NDPTarget // duplicate address detection for another's address
+		case icmp == icmp6NS, icmp == icmp6RS, icmp == icmp6MLDReport, icmp == icmp6MLDv2Report:
+			return Control // DAD (RFC 4862), RS and MLD reports before an address is ready
+		}
+		return SrcIPv6
+	}
+	switch {
+	case isUDP && sport == dhcpv6ServerPort:
+		return DHCPv6Server
+	case icmp == icmp6RA:
+		return RouterAdvert
+	case icmp == icmp6Redirect:
+		return Redirect
+	case icmp == icmp6NA && !f.owns6(target):
+		return NDPTarget
+	case h.Fragment:
+		return 0 // neighbour discovery is never fragmented (RFC 6980): the ACL decides
+	case dhcpClient, icmp == icmp6MLDReport, icmp == icmp6MLDDone, icmp == icmp6MLDv2Report, icmp == icmp6RS, icmp == icmp6NS, icmp == icmp6NA:
+		return Control
+	}
+	return 0
+}
