@@ -527,12 +527,22 @@ func (s *Server) stats(p *peer, raw json.RawMessage, _ []*fd.FD) (any, []*fd.FD,
 	if err != nil {
 		return nil, nil, err
 	}
-	if err := d.stale(); err != nil {
+	out, err := statsLocked(d)
+	if err != nil {
 		return nil, nil, err
+	}
+	return out, nil, nil
+}
+
+// statsLocked reads d's counters, for the stats op and the metrics;
+// s.mu is held.
+func statsLocked(d *device) (*api.Stats, error) {
+	if err := d.stale(); err != nil {
+		return nil, err
 	}
 	st, err := d.prog.Stats()
 	if err != nil {
-		return nil, nil, err
+		return nil, err
 	}
 	out := &api.Stats{
 		Name: d.name, Queues: make([]uint64, d.queues),
@@ -545,10 +555,10 @@ func (s *Server) stats(p *peer, raw json.RawMessage, _ []*fd.FD) (any, []*fd.FD,
 	}
 	if d.flows && d.pub.Flows() {
 		if out.Flows, err = flowStats(d); err != nil {
-			return nil, nil, err
+			return nil, err
 		}
 	}
-	return out, nil, nil
+	return out, nil
 }
 
 // controlLocked makes sure vrssd holds d's control queue, opening it if

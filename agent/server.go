@@ -99,8 +99,9 @@ type Server struct {
 	done    chan struct{} // closed on shutdown; stops the link watcher
 	watchWG sync.WaitGroup
 
-	limits  *userLimits // request rates and refusal logging per uid
-	sockIno uint64      // the inode of the socket vrssd bound
+	limits  *userLimits    // request rates and refusal logging per uid
+	counts  *requestCounts // requests and refusals, for the metrics
+	sockIno uint64         // the inode of the socket vrssd bound
 }
 
 // removeSocket removes the socket file, if it is still the one vrssd
@@ -161,6 +162,7 @@ func New(o Options) (*Server, error) {
 		conns: map[*net.UnixConn]int{}, byUID: map[int]int{},
 		done:   make(chan struct{}),
 		limits: newUserLimits(o.Policy.requestRate(), o.Logger),
+		counts: newRequestCounts(),
 	}
 	if err := os.MkdirAll(o.StateDir, 0o700); err != nil {
 		return nil, fmt.Errorf("state directory: %w", err)
@@ -349,6 +351,7 @@ func (s *Server) accept() error {
 			continue
 		}
 		if err := s.track(c, p); err != nil {
+			s.counts.connRefused(err)
 			s.limits.logRefusal(p.uid, func(suppressed int) {
 				s.log.Warn("refused a connection", "uid", p.uid, "pid", p.pid, "reason", err.Message, "suppressed_before", suppressed)
 			})
@@ -508,6 +511,8 @@ func (s *Server) reply(c *net.UnixConn, r *api.Response, fds []*fd.FD) error {
 // after the answer: the handshake failed.
 func (s *Server) handle(ss *session, m wire.Message, in []*fd.FD) (resp *api.Response, out []*fd.FD, keep bool) {
 	p := ss.peer
+	var op api.Op // the request's, once decoded
+	defer func() { s.counts.answered(op, resp) }()
 	fail := func(id uint64, op api.Op, name string, err error) *api.Response {
 		var ae *api.Error
 		if !errors.As(err, &ae) {
@@ -537,6 +542,7 @@ func (s *Server) handle(ss *session, m wire.Message, in []*fd.FD) (resp *api.Res
 	if err != nil {
 		return fail(0, "", "", err), nil, ss.hello
 	}
+	op = req.Op
 	name := argName(req.Args)
 	// Only adopt takes a descriptor: any other request that carries some
 	// is refused (and its descriptors closed by the caller), a hello too.

@@ -85,6 +85,12 @@ flags:
                      and the admins, who always get through (default %d)
   --idle-timeout D   close a connection idle this long (default %v); the
                      client library reconnects by itself
+  --metrics ADDR     serve Prometheus metrics at http://ADDR/metrics, and
+                     /healthz (liveness) and /readyz (readiness: state
+                     loaded, socket served) for probes; ADDR is host:port,
+                     e.g. 127.0.0.1:9655 (default: off). The endpoint has
+                     no authentication: TAP names and counters are readable
+                     by whoever reaches ADDR. See docs/metrics.md
   --log-format F     text or json (default text); logs go to stderr
   --log-level L      debug, info, warn or error (default info); debug logs
                      every request
@@ -112,6 +118,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 		showVer   = fs.Bool("version", false, "")
 		maxConns  = fs.Int("max-conns", agent.DefaultMaxConns, "")
 		idle      = fs.Duration("idle-timeout", agent.DefaultIdleTimeout, "")
+		metrics   = fs.String("metrics", "", "")
 	)
 	usage := func() {
 		fmt.Fprintf(stdout, help, api.DefaultSocket, agent.DefaultStateDir, agent.DefaultBPFFSDir, agent.DefaultConfig, agent.DefaultMaxConns, agent.DefaultIdleTimeout)
@@ -163,6 +170,16 @@ func run(args []string, stdout, stderr io.Writer) int {
 
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
 	defer stop()
+	var mx *agent.MetricsServer
+	if *metrics != "" {
+		// Before the daemon starts: /healthz answers while it loads.
+		if mx, err = agent.ListenMetrics(*metrics); err != nil {
+			log.Error("cannot start", "err", err)
+			return exitFailed
+		}
+		defer mx.Close()
+		log.Info("serving metrics", "addr", mx.Addr())
+	}
 	srv, err := agent.New(agent.Options{
 		Socket: *socket, StateDir: *stateDir, BPFFSDir: *bpffsDir,
 		Policy: policy, Logger: log, Version: serverVersion(),
@@ -171,6 +188,9 @@ func run(args []string, stdout, stderr io.Writer) int {
 	if err != nil {
 		log.Error("cannot start", "err", err)
 		return exitFailed
+	}
+	if mx != nil {
+		mx.Ready(srv)
 	}
 	if err := srv.Serve(ctx); err != nil {
 		log.Error("stopped", "err", err)

@@ -1,0 +1,318 @@
+package agent
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"slices"
+	"strconv"
+	"sync/atomic"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"golang.org/x/sys/unix"
+
+	"github.com/vrss-dev/vrss/agent/api"
+	"github.com/vrss-dev/vrss/steering"
+)
+
+// Metrics, served by vrssd --metrics (docs/metrics.md). The TAPs'
+// counters are read when Prometheus scrapes, under s.mu as the stats
+// operation reads them (statsLocked): a scrape and a stats request made
+// with no traffic in between report the same numbers. Only the request
+// and refusal counts are kept by vrssd itself, as they happen.
+
+// Label values for requests that are not one of vrssd's operations.
+const (
+	opNone    = "none"    // refused before its operation was read (rate, size, malformed)
+	opUnknown = "unknown" // an operation this vrssd does not have
+)
+
+// requestCounts are the requests vrssd answered, by operation, and the
+// refusals among them by operation and error code; zero when vrssd
+// serves no metrics, as counting costs next to nothing.
+type requestCounts struct {
+	requests *prometheus.CounterVec
+	refused  *prometheus.CounterVec
+	conns    *prometheus.CounterVec
+}
+
+func newRequestCounts() *requestCounts {
+	return &requestCounts{
+		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "vrss_requests_total",
+			Help: "Requests vrssd answered, refused ones included, by operation.",
+		}, []string{"op"}),
+		refused: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "vrss_requests_refused_total",
+			Help: "Requests vrssd answered with an error, by operation and error code (api.Code).",
+		}, []string{"op", "reason"}),
+		conns: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "vrss_connections_refused_total",
+			Help: "Connections vrssd refused at accept, by error code.",
+		}, []string{"reason"}),
+	}
+}
+
+// opLabel bounds the op label to vrssd's operations.
+func opLabel(op api.Op) string {
+	if _, ok := handlers[op]; ok || op == api.OpHello {
+		return string(op)
+	}
+	if op == "" {
+		return opNone
+	}
+	return opUnknown
+}
+
+// answered counts one answer to a request for op.
+func (c *requestCounts) answered(op api.Op, resp *api.Response) {
+	l := opLabel(op)
+	c.requests.WithLabelValues(l).Inc()
+	if resp != nil && resp.Error != nil {
+		c.refused.WithLabelValues(l, string(resp.Error.Code)).Inc()
+	}
+}
+
+// connRefused counts a connection refused with e.
+func (c *requestCounts) connRefused(e *api.Error) {
+	c.conns.WithLabelValues(string(e.Code)).Inc()
+}
+
+// The descriptions of the metrics read at scrape time.
+var (
+	descTAPs = prometheus.NewDesc("vrss_taps",
+		"TAPs vrssd manages.", nil, nil)
+	descConns = prometheus.NewDesc("vrss_connections",
+		"Client connections open to vrssd.", nil, nil)
+	descBuild = prometheus.NewDesc("vrss_build_info",
+		"Always 1: the daemon's version and the steering ABI stamp.", []string{"version", "abi"}, nil)
+	descQueues = prometheus.NewDesc("vrss_tap_queues",
+		"Queues the TAP was made with.", []string{"tap"}, nil)
+	descEnabled = prometheus.NewDesc("vrss_tap_enabled_queues",
+		"Enabled queues other processes (the VMM) hold, as the kernel last reported.", []string{"tap"}, nil)
+	descSteering = prometheus.NewDesc("vrss_tap_steering",
+		"1 if vrss's program steers the TAP, 0 if it is detached (by the operator, for QEMU's own program, or found detached and not yet re-attached).", []string{"tap"}, nil)
+	descFlows = prometheus.NewDesc("vrss_tap_flows",
+		"1 if the TAP is steered by the flow build (flow rules and RSS contexts).", []string{"tap"}, nil)
+	descUp = prometheus.NewDesc("vrss_tap_counters_up",
+		"1 if the TAP's counters were read; 0 if not (a program of another vrssd build, or pins that could not be loaded): its other vrss_tap_ counters are then absent.", []string{"tap"}, nil)
+	descGeneration = prometheus.NewDesc("vrss_tap_config_generation",
+		"Generation of the TAP's configuration map: it grows with every configuration published, by vrssd or by the VMM through its mapping.", []string{"tap"}, nil)
+	descReattached = prometheus.NewDesc("vrss_tap_reattachments_total",
+		"Times vrssd found the TAP's program detached behind its back (frames sent that it never counted) and attached it again, since vrssd started.", []string{"tap"}, nil)
+	descQueuePackets = prometheus.NewDesc("vrss_tap_queue_packets_total",
+		"Packets the steering program sent to each queue of the TAP (unclassified and unconfigured ones included).", []string{"tap", "queue"}, nil)
+	descUnclassified = prometheus.NewDesc("vrss_tap_unclassified_packets_total",
+		"Packets no enabled hash type applied to; they went to the configuration's unclassified queue.", []string{"tap"}, nil)
+	descUnconfigured = prometheus.NewDesc("vrss_tap_unconfigured_packets_total",
+		"Packets steered before any configuration was published; they went to queue 0.", []string{"tap"}, nil)
+	descRetries = prometheus.NewDesc("vrss_tap_config_read_retries_total",
+		"Packets the program steered again because a publish raced its read of the configuration (the sequence count changed).", []string{"tap"}, nil)
+	descTorn = prometheus.NewDesc("vrss_tap_config_torn_reads_total",
+		"Packets for which the program gave up re-reading a configuration that kept changing.", []string{"tap"}, nil)
+	descDropped = prometheus.NewDesc("vrss_tap_flow_dropped_packets_total",
+		"Packets drop rules dropped at the TAP's tc egress.", []string{"tap"}, nil)
+	descRaced = prometheus.NewDesc("vrss_tap_flow_raced_packets_total",
+		"Packets that met a drop rule in the steering program (the rules changed between the filter and the program); RSS steered them.", []string{"tap"}, nil)
+	descUnattributed = prometheus.NewDesc("vrss_tap_flow_unattributed_hits_total",
+		"Rule hits of rules that had no counter of their own.", []string{"tap"}, nil)
+	descNoRulePath = prometheus.NewDesc("vrss_tap_flow_no_rule_path_packets_total",
+		"Packets the program could not hand to its rule path; they went to the unclassified queue.", []string{"tap"}, nil)
+	descRuleHits = prometheus.NewDesc("vrss_tap_flow_rule_hits_total",
+		"Packets each flow rule matched, by rule group and id (the 128 rules with the most hits when a TAP has more; see vrss_tap_flow_rules_omitted).", []string{"tap", "group", "rule"}, nil)
+	descOmitted = prometheus.NewDesc("vrss_tap_flow_rules_omitted",
+		"Rules of the TAP whose hits are not reported, past the 128 with the most.", []string{"tap"}, nil)
+	descContext = prometheus.NewDesc("vrss_tap_rss_context_packets_total",
+		"Packets each RSS context of the TAP sent to each queue.", []string{"tap", "context", "queue"}, nil)
+)
+
+// collector reads the daemon's state and the TAPs' counters when
+// Prometheus scrapes.
+type collector struct{ s *Server }
+
+// Describe sends every metric's description.
+func (c collector) Describe(ch chan<- *prometheus.Desc) {
+	for _, d := range []*prometheus.Desc{descTAPs, descConns, descBuild, descQueues, descEnabled, descSteering,
+		descFlows, descUp, descGeneration, descReattached, descQueuePackets, descUnclassified, descUnconfigured,
+		descRetries, descTorn, descDropped, descRaced, descUnattributed, descNoRulePath, descRuleHits, descOmitted, descContext} {
+		ch <- d
+	}
+}
+
+// Collect reads the metrics, the TAPs' under s.mu, and sends them once
+// the lock is released.
+func (c collector) Collect(ch chan<- prometheus.Metric) {
+	s := c.s
+	s.connMu.Lock()
+	conns := len(s.conns)
+	s.connMu.Unlock()
+	out := []prometheus.Metric{
+		gauge(descConns, float64(conns)),
+		gauge(descBuild, 1, s.opts.Version, steering.ABIStamp()),
+	}
+	s.mu.Lock()
+	out = append(out, gauge(descTAPs, float64(len(s.taps))))
+	names := make([]string, 0, len(s.taps))
+	for name := range s.taps {
+		names = append(names, name)
+	}
+	slices.Sort(names)
+	for _, name := range names {
+		out = append(out, tapMetrics(s.taps[name])...)
+	}
+	s.mu.Unlock()
+	for _, m := range out {
+		ch <- m
+	}
+}
+
+// tapMetrics are d's metrics; s.mu is held.
+func tapMetrics(d *device) []prometheus.Metric {
+	tap := d.name
+	info := d.info()
+	out := []prometheus.Metric{
+		gauge(descQueues, float64(d.queues), tap),
+		gauge(descEnabled, float64(d.attachedQ), tap),
+		gauge(descSteering, bit(info.Steering), tap),
+		gauge(descFlows, bit(d.flows), tap),
+		counter(descReattached, d.reattached, tap),
+	}
+	st, err := statsLocked(d)
+	if err != nil {
+		return append(out, gauge(descUp, 0, tap))
+	}
+	out = append(out,
+		gauge(descUp, 1, tap),
+		gauge(descGeneration, float64(info.Generation), tap),
+		counter(descUnclassified, st.Unclassified, tap),
+		counter(descUnconfigured, st.Unconfigured, tap),
+		counter(descRetries, st.Retries, tap),
+		counter(descTorn, st.Torn, tap))
+	for q, n := range st.Queues {
+		out = append(out, counter(descQueuePackets, n, tap, strconv.Itoa(q)))
+	}
+	if f := st.Flows; f != nil {
+		out = append(out,
+			counter(descDropped, f.Dropped, tap),
+			counter(descRaced, f.Raced, tap),
+			counter(descUnattributed, f.Unattributed, tap),
+			counter(descNoRulePath, f.NoRulePath, tap),
+			gauge(descOmitted, float64(f.RulesOmitted), tap))
+		for _, r := range f.Rules {
+			out = append(out, counter(descRuleHits, r.Hits, tap, strconv.FormatUint(uint64(r.Group), 10), strconv.FormatUint(uint64(r.ID), 10)))
+		}
+		for _, cx := range f.Contexts {
+			for q, n := range cx.Frames {
+				out = append(out, counter(descContext, n, tap, strconv.Itoa(int(cx.ID)), strconv.Itoa(q)))
+			}
+		}
+	}
+	return out
+}
+
+func gauge(d *prometheus.Desc, v float64, labels ...string) prometheus.Metric {
+	return prometheus.MustNewConstMetric(d, prometheus.GaugeValue, v, labels...)
+}
+
+func counter(d *prometheus.Desc, v uint64, labels ...string) prometheus.Metric {
+	return prometheus.MustNewConstMetric(d, prometheus.CounterValue, float64(v), labels...)
+}
+
+func bit(b bool) float64 {
+	if b {
+		return 1
+	}
+	return 0
+}
+
+// MetricsServer is vrssd's HTTP endpoint for Prometheus and for probes:
+// /metrics, /healthz (liveness: the process answers) and /readyz
+// (readiness: the daemon has loaded its state and serves its socket). It
+// listens before the daemon starts, so that /healthz answers while the
+// daemon re-adopts its TAPs; /metrics and /readyz wait for Ready.
+type MetricsServer struct {
+	addr string
+	http *http.Server
+	srv  atomic.Pointer[Server]
+	reg  *prometheus.Registry
+}
+
+// ListenMetrics listens on addr (host:port) and serves the endpoints in
+// the background until Close.
+func ListenMetrics(addr string) (*MetricsServer, error) {
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, fmt.Errorf("metrics: %w", err)
+	}
+	m := &MetricsServer{addr: ln.Addr().String(), reg: prometheus.NewRegistry()}
+	m.reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { fmt.Fprintln(w, "ok") })
+	mux.HandleFunc("GET /readyz", m.readyz)
+	mux.Handle("GET /metrics", m.whenReady(promhttp.HandlerFor(m.reg, promhttp.HandlerOpts{
+		ErrorHandling: promhttp.ContinueOnError, MaxRequestsInFlight: 4,
+	})))
+	m.http = &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second, WriteTimeout: 30 * time.Second}
+	go m.http.Serve(ln)
+	return m, nil
+}
+
+// Addr is the address the endpoint listens on.
+func (m *MetricsServer) Addr() string { return m.addr }
+
+// Ready makes the endpoint report s: its metrics, and its readiness.
+func (m *MetricsServer) Ready(s *Server) {
+	m.reg.MustRegister(collector{s}, s.counts.requests, s.counts.refused, s.counts.conns)
+	m.srv.Store(s)
+}
+
+// Close stops serving.
+func (m *MetricsServer) Close() error {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+	defer cancel()
+	return m.http.Shutdown(ctx)
+}
+
+func (m *MetricsServer) whenReady(h http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if m.srv.Load() == nil {
+			http.Error(w, "vrssd is starting", http.StatusServiceUnavailable)
+			return
+		}
+		h.ServeHTTP(w, r)
+	})
+}
+
+func (m *MetricsServer) readyz(w http.ResponseWriter, _ *http.Request) {
+	s := m.srv.Load()
+	err := errors.New("vrssd is starting: loading its state")
+	if s != nil {
+		err = s.ready()
+	}
+	if err != nil {
+		http.Error(w, err.Error(), http.StatusServiceUnavailable)
+		return
+	}
+	fmt.Fprintln(w, "ready")
+}
+
+// ready reports why the daemon cannot serve clients, or nil: it is not
+// shutting down and its socket is still the one it bound.
+func (s *Server) ready() error {
+	if s.closing.Load() {
+		return errors.New("vrssd is shutting down")
+	}
+	var st unix.Stat_t
+	if err := unix.Lstat(s.opts.Socket, &st); err != nil {
+		return fmt.Errorf("socket %s: %w", s.opts.Socket, err)
+	}
+	if st.Ino != s.sockIno || st.Mode&unix.S_IFMT != unix.S_IFSOCK {
+		return fmt.Errorf("socket %s is not the one vrssd bound", s.opts.Socket)
+	}
+	return nil
+}
