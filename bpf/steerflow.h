@@ -52,6 +52,7 @@ struct fverdict {
 	__u8 has_rule;
 	__u8 drop;
 	__u8 keyed; /* the frame's key is in the scratch area */
+	__u8 filled; /* and its hash input (fill_hin) */
 };
 
 /* The verdict lives off the stack too. */
@@ -61,6 +62,16 @@ struct {
 	__type(key, __u32);
 	__type(value, struct fverdict);
 } vrss_verdict SEC(".maps");
+
+/* The hash input, copied at most once a frame, and only for a frame that
+ * is hashed. */
+static __always_inline void hin_once(struct fverdict *v, struct scratch *sc, const struct pkt *p, const struct ext *e)
+{
+	if (!v->filled) {
+		fill_hin(&sc->in, p, e);
+		v->filled = 1;
+	}
+}
 
 /* flow.Engine.Steer by slot idx. */
 static __always_inline void steer_flows(struct vrss_flow_config *fc, __u32 idx, const struct pkt *p, const struct ext *e, struct scratch *sc, struct fverdict *v)
@@ -90,9 +101,26 @@ static __always_inline void steer_flows(struct vrss_flow_config *fc, __u32 idx, 
 		arg = m0 >> 24;
 		if (action == VRSS_ACTION_CONTEXT) {
 			v->context = arg;
+			hin_once(v, sc, p, e);
 			steer_ctx_global(&fl->context[(arg - 1) & (VRSS_MAX_CONTEXTS - 1)], &sc->in, &v->r);
 			return;
 		}
+#ifndef VRSS_DEBUG
+		if (action == VRSS_ACTION_QUEUE) {
+			/* The program returns only the queue: a queue rule's
+			 * frame needs the default configuration's report (for
+			 * the unclassified count), not its hash, which only the
+			 * debug build records. */
+			const __u8 *src, *dst;
+			int ports;
+
+			v->r.hash = 0;
+			v->r.report = select_report(&fc->base.slot[idx & 1], p, e, &src, &dst, &ports);
+			v->r.queue = arg;
+			return;
+		}
+#endif
+		hin_once(v, sc, p, e);
 		steer_slot_global(&fc->base.slot[idx & 1], &sc->in, &v->r);
 		if (action == VRSS_ACTION_QUEUE)
 			v->r.queue = arg;
@@ -100,6 +128,7 @@ static __always_inline void steer_flows(struct vrss_flow_config *fc, __u32 idx, 
 			v->drop = 1;
 		return;
 	}
+	hin_once(v, sc, p, e);
 	steer_slot_global(&fc->base.slot[idx & 1], &sc->in, &v->r);
 }
 
@@ -196,9 +225,6 @@ __attribute__((noinline)) int vrss_run_rules(ctx_t *ctx, struct vrss_flow_config
 		build_key(&p, &sc->key);
 		v->keyed = 1;
 	}
-	/* What the slot's or a context's hash may take, copied once: the
-	 * steering below is then global functions the verifier checks once. */
-	fill_hin(&sc->in, &p, e);
 	asm volatile("" : : "r"(&p) : "memory");
 
 #pragma clang loop unroll(disable)

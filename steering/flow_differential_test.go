@@ -14,8 +14,9 @@ import (
 // million frames under random sets (default configuration, contexts,
 // groups, overlapping exact and masked rules of every action): for every
 // frame the steering program's rule, context, queue, hash and report, and
-// the filter's drop verdict, equal the engine's. VRSS_DIFF_FRAMES
-// overrides the count.
+// the filter's drop verdict, equal the engine's; and the production build
+// (which skips the hash of a frame a queue rule steers) returns the same
+// queue for every frame not dropped. VRSS_DIFF_FRAMES overrides the count.
 func TestFlowDifferential(t *testing.T) {
 	total := diffcorpus.Frames()
 	p := load(t, steering.FlowsDebug)
@@ -24,6 +25,12 @@ func TestFlowDifferential(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer pub.Close()
+	prod := load(t, steering.Flows)
+	prodPub, err := prod.Publisher(0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer prodPub.Close()
 
 	r := diffcorpus.Rand()
 	var runs, short, mismatches, drops, ruled, contexts, rules int
@@ -47,6 +54,9 @@ func TestFlowDifferential(t *testing.T) {
 		if err := pub.PublishSet(set); err != nil {
 			t.Fatalf("set %d: %v", c, err)
 		}
+		if err := prodPub.PublishSet(set); err != nil {
+			t.Fatalf("set %d, production build: %v", c, err)
+		}
 		for i := 0; i < total/diffcorpus.FlowSets; i++ {
 			f := diffcorpus.FlowFrame(r, sample)
 			want := eng.Steer(f)
@@ -66,6 +76,10 @@ func TestFlowDifferential(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
+			pq, err := prod.Run(f)
+			if err != nil {
+				t.Fatal(err)
+			}
 			runs++
 			bad := got.HasRule != (want.Rule >= 0) || got.Drop != want.Drop || (fv == steering.FilterDrop) != want.Drop
 			if want.Rule >= 0 {
@@ -75,7 +89,7 @@ func TestFlowDifferential(t *testing.T) {
 			if want.Drop {
 				drops++
 			} else {
-				bad = bad || q != uint32(want.Queue) || got.Queue != want.Queue || got.Hash != want.Hash || got.Report != want.Report || got.Context != want.Context
+				bad = bad || q != uint32(want.Queue) || pq != q || got.Queue != want.Queue || got.Hash != want.Hash || got.Report != want.Report || got.Context != want.Context
 				if want.Context != 0 {
 					contexts++
 				}
@@ -83,7 +97,7 @@ func TestFlowDifferential(t *testing.T) {
 			if bad {
 				mismatches++
 				if mismatches <= 10 {
-					t.Errorf("set %d frame %x:\n program queue %d %+v filter %d\n engine %+v", c, f, q, got, fv, want)
+					t.Errorf("set %d frame %x:\n program queue %d (production build %d) %+v filter %d\n engine %+v", c, f, q, pq, got, fv, want)
 				}
 			}
 		}

@@ -27,7 +27,8 @@ type vrssflowdebugFverdict struct {
 	HasRule uint8
 	Drop    uint8
 	Keyed   uint8
-	_       [3]byte
+	Filled  uint8
+	_       [2]byte
 }
 
 type vrssflowdebugScratch struct {
