@@ -15,6 +15,7 @@
 package port
 
 import (
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -232,8 +233,6 @@ func checkPrefixes(field string, ps []netip.Prefix, family int) error {
 			return invalid("%s[%d]: not a prefix", field, i)
 		case family == 4 && !a.Is4(), family == 6 && (!a.Is6() || a.Is4In6()):
 			return invalid("%s[%d] %s: not an IPv%d prefix", field, i, p, family)
-		case a.Zone() != "":
-			return invalid("%s[%d] %s: a zone has no place here", field, i, p)
 		case p != p.Masked():
 			return invalid("%s[%d] %s: host bits set (the prefix is %s)", field, i, p, p.Masked())
 		}
@@ -268,11 +267,11 @@ type ruleJSON struct {
 // hexKey is a flow.Key written as 112 hex digits.
 type hexKey flow.Key
 
-func (k hexKey) MarshalText() ([]byte, error) { return fmt.Appendf(nil, "%x", k[:]), nil }
+func (k hexKey) MarshalText() ([]byte, error) { return hex.AppendEncode(nil, k[:]), nil }
 
 func (k *hexKey) UnmarshalText(b []byte) error {
 	var v flow.Key
-	if n, err := fmt.Sscanf(string(b), "%x", &v); len(b) != 2*flow.KeyLen || n != 1 || err != nil {
+	if n, err := hex.Decode(v[:], b); len(b) != 2*flow.KeyLen || n != flow.KeyLen || err != nil {
 		return fmt.Errorf("a flow key is %d hex digits: %q", 2*flow.KeyLen, b)
 	}
 	*k = hexKey(v)
