@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"os"
 	"os/signal"
 	"syscall"
@@ -142,6 +143,11 @@ func run(args []string, stdout, stderr io.Writer) int {
 	}
 	if *idle < time.Second {
 		return bad("--idle-timeout %v: want at least 1s", *idle)
+	}
+	if *metrics != "" {
+		if _, _, err := net.SplitHostPort(*metrics); err != nil {
+			return bad("--metrics %q: want host:port, e.g. 127.0.0.1:9655", *metrics)
+		}
 	}
 	if *showVer {
 		fmt.Fprintf(stdout, "vrssd %s\nprotocol %d, ABI %s\n", serverVersion(), api.ProtocolVersion, steering.ABIStamp())

@@ -27,6 +27,8 @@ func TestFlags(t *testing.T) {
 	}{
 		{[]string{"--help"}, exitOK, "--bpffs-dir DIR", ""},
 		{[]string{"-h"}, exitOK, "VRSS_SOCKET", ""},
+		{[]string{"--help"}, exitOK, "--metrics ADDR", ""},
+		{[]string{"--metrics", "9655"}, exitInput, "", "--metrics \"9655\": want host:port"},
 		{[]string{"--version"}, exitOK, steering.ABIStamp(), ""},
 		{[]string{"--bogus"}, exitInput, "", "flag provided but not defined"},
 		{[]string{"extra"}, exitInput, "", "unexpected argument"},
