@@ -82,6 +82,9 @@ type device struct {
 	// merged into the TAP's set (see virtio.go) and kept in the guest
 	// file. nil for none.
 	guest *virtio.Device
+	// netns is the network namespace the TAP lives in, held open; nil
+	// for vrssd's own (see netns.go).
+	netns *kernel.Netns
 }
 
 func (d *device) info() api.TAP {
@@ -90,7 +93,7 @@ func (d *device) info() api.TAP {
 		OwnerUID: d.owner, OwnerGID: d.group, Steering: d.steering, Adopted: d.adopted,
 		ABI: d.abi, HeldElsewhere: d.elsewhere(), Problem: d.problem,
 		AttachedQueues: d.attachedQ, DisabledQueues: d.disabledQ, Reattached: d.reattached,
-		Flows: d.flows, MapBytes: steering.MapBytes(d.flows),
+		Flows: d.flows, MapBytes: steering.MapBytes(d.flows), Netns: d.netnsPath(),
 	}
 	t.Steering = d.steering && !d.lost
 	if t.Problem == "" && d.attachedQ+d.disabledQ > d.queues {
@@ -122,11 +125,15 @@ func (d *device) record() tapState {
 			d.config, d.savedGen = &c, gen
 		}
 	}
-	return tapState{
+	r := tapState{
 		Name: d.name, Index: d.index, Queues: d.queues, VnetHdrLen: d.vnetHdrLen,
 		OwnerUID: d.owner, OwnerGID: d.group, Steering: d.steering, Adopted: d.adopted,
 		ABI: d.abi, HashReport: d.hash, Config: d.config, Flows: d.flows,
 	}
+	if d.netns != nil {
+		r.Netns, r.NetnsDev, r.NetnsIno = d.netns.Path, d.netns.ID.Dev, d.netns.ID.Ino
+	}
+	return r
 }
 
 // linkPin is where the link of d's flow filter is pinned.
@@ -144,7 +151,7 @@ func (d *device) configSize() int {
 }
 
 // pinDir is where d's program and maps are pinned.
-func (d *device) pinDir(bpffsDir string) string { return filepath.Join(bpffsDir, pinDirName(d.name)) }
+func (d *device) pinDir(bpffsDir string) string { return filepath.Join(bpffsDir, pinDirName(d.key())) }
 
 // release closes what vrssd holds of d. The kernel objects stay: a pinned
 // program goes on steering a persistent TAP.
@@ -161,6 +168,8 @@ func (d *device) release() {
 		d.ctl.Close()
 		d.ctl = nil
 	}
+	// Closed, but kept: it is part of d's key.
+	d.netns.Close()
 }
 
 // stale reports, as an error, that d's program has another ABI.
@@ -191,9 +200,9 @@ func checkName(name string) error {
 // tuntap is the Type of TUN and TAP links.
 const tuntap = "tuntap"
 
-// tuntapByName returns the TAP link name in vrssd's network namespace.
-func (s *Server) tuntapByName(name string) (*kernel.Link, error) {
-	l, err := s.opts.TAPs.LinkByName(name)
+// tuntapByName returns the TAP link name among taps (a namespace's).
+func tuntapByName(taps kernel.TAPs, name string) (*kernel.Link, error) {
+	l, err := taps.LinkByName(name)
 	if errors.Is(err, kernel.ErrNoDevice) {
 		return nil, api.Errorf(api.CodeNotFound, "no network device named %s", name)
 	}
@@ -237,13 +246,13 @@ func (d *device) noteQueues(t *kernel.Link) bool {
 	return changed
 }
 
-// openControl opens vrssd's control queue on TAP name and disables it.
-// While it is enabled, for a moment, it is the last queue: the queues a VMM
-// holds keep their numbers.
-func (s *Server) openControl(name string, vnetHdrLen int) (kernel.Queues, error) {
+// openControl opens vrssd's control queue on TAP name of taps (a
+// namespace's) and disables it. While it is enabled, for a moment, it is
+// the last queue: the queues a VMM holds keep their numbers.
+func openControl(taps kernel.TAPs, name string, vnetHdrLen int) (kernel.Queues, error) {
 	// Not TUNSETVNETHDRSZ: it applies to every queue, and a VMM holding
 	// the others may have set another length.
-	c, err := s.opts.TAPs.OpenQueue(name, vnetHdrLen != 0)
+	c, err := taps.OpenQueue(name, vnetHdrLen != 0)
 	if err != nil {
 		return nil, err
 	}

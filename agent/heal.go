@@ -54,11 +54,11 @@ func (s *Server) queuesLocked(d *device, t *kernel.Link) {
 	if d.steering && d.prog != nil && d.attachedQ > 0 {
 		s.attachLocked(d, "queues changed")
 		// QEMU may detach just after the change that announced it.
-		name, index := d.name, d.index
+		key, index := d.key(), d.index
 		time.AfterFunc(100*time.Millisecond, func() {
 			s.mu.Lock()
 			defer s.mu.Unlock()
-			if d, ok := s.taps[name]; ok && d.index == index && d.steering && d.prog != nil {
+			if d, ok := s.taps[key]; ok && d.index == index && d.steering && d.prog != nil {
 				s.attachLocked(d, "")
 			}
 		})
@@ -86,9 +86,10 @@ func (s *Server) attachLocked(d *device, why string) bool {
 // monitorInterval until shutdown.
 func (s *Server) monitor() {
 	s.mu.Lock()
+	s.monitorNetnsLocked()
 	steered := false
 	for _, d := range s.taps {
-		steered = steered || d.steering
+		steered = steered || (d.steering && d.netns == nil)
 	}
 	s.mu.Unlock()
 	if !steered {
@@ -108,7 +109,7 @@ func (s *Server) monitor() {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	for _, d := range s.taps {
-		if tt := byIndex[d.index]; tt != nil {
+		if tt := byIndex[d.index]; tt != nil && d.netns == nil {
 			s.checkSteeringLocked(d, tt)
 		}
 	}

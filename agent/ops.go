@@ -135,6 +135,13 @@ func (s *Server) create(p *peer, raw json.RawMessage, _ []*fd.FD) (any, []*fd.FD
 	if err != nil {
 		return nil, nil, err
 	}
+	ns, err := s.openNetns(p, a.Netns, a.Flows)
+	if err != nil {
+		return nil, nil, err
+	}
+	// Until the device takes it over.
+	defer func() { ns.Close() }()
+	taps := s.tapsIn(ns)
 	s.mu.Lock()
 	err = s.quotaLocked(p, uid, a.Queues)
 	s.mu.Unlock()
@@ -153,17 +160,21 @@ func (s *Server) create(p *peer, raw json.RawMessage, _ []*fd.FD) (any, []*fd.FD
 		prog.Close()
 		return nil, nil, err
 	}
-	if err := s.nameFreeLocked(a.Name); err != nil {
+	rec := tapState{Name: a.Name, Queues: a.Queues, VnetHdrLen: a.VnetHdrLen, OwnerUID: uid, OwnerGID: gid, Creating: true}
+	if ns != nil {
+		rec.Netns, rec.NetnsDev, rec.NetnsIno = ns.Path, ns.ID.Dev, ns.ID.Ino
+	}
+	key := rec.key()
+	if err := s.nameFreeLocked(taps, key, a.Name); err != nil {
 		prog.Close()
 		return nil, nil, err
 	}
 	// Record the intent before making the device: a crash from here on
 	// leaves a record that the next start undoes, never an orphan.
-	rec := tapState{Name: a.Name, Queues: a.Queues, VnetHdrLen: a.VnetHdrLen, OwnerUID: uid, OwnerGID: gid, Creating: true}
-	s.creating[a.Name] = rec
+	s.creating[key] = rec
 	defer func() {
-		if _, ok := s.creating[a.Name]; ok {
-			delete(s.creating, a.Name)
+		if _, ok := s.creating[key]; ok {
+			delete(s.creating, key)
 			s.saveLocked()
 		}
 	}()
@@ -175,7 +186,7 @@ func (s *Server) create(p *peer, raw json.RawMessage, _ []*fd.FD) (any, []*fd.FD
 	// is disabled at once: the queues its VMM opens (through open, or by
 	// name as libvirt does) are then queues 0 to N-1, the ones steering
 	// picks from.
-	ctl, err := s.opts.TAPs.Create(tap.Options{
+	ctl, err := taps.Create(tap.Options{
 		Name: a.Name, Queues: 1, VnetHdrLen: a.VnetHdrLen,
 		Owner: uid, Group: gid, Persist: true, Up: true,
 	})
@@ -186,8 +197,9 @@ func (s *Server) create(p *peer, raw json.RawMessage, _ []*fd.FD) (any, []*fd.FD
 	faultPoint("create-made")
 	d := &device{
 		name: ctl.Name(), index: ctl.Index(), queues: a.Queues, vnetHdrLen: a.VnetHdrLen,
-		owner: uid, group: gid, ctl: ctl, flows: a.Flows,
+		owner: uid, group: gid, ctl: ctl, flows: a.Flows, netns: ns,
 	}
+	ns = nil
 	err = disableControl(ctl)
 	if err == nil {
 		err = s.steerLocked(d, prog)
@@ -196,10 +208,11 @@ func (s *Server) create(p *peer, raw json.RawMessage, _ []*fd.FD) (any, []*fd.FD
 	}
 	if err != nil {
 		ctl.Close()
-		s.opts.TAPs.Delete(d.name)
+		taps.Delete(d.name)
+		d.netns.Close()
 		return nil, nil, err
 	}
-	s.log.Info("created", "tap", d.name, "queues", d.queues, "owner", uid, "group", gid, "flows", d.flows, "by_uid", p.uid)
+	s.log.Info("created", "tap", d.name, "netns", d.netnsPath(), "queues", d.queues, "owner", uid, "group", gid, "flows", d.flows, "by_uid", p.uid)
 	return d.info(), nil, nil
 }
 
@@ -230,15 +243,16 @@ func (s *Server) quotaLocked(p *peer, uid, queues int) error {
 	return nil
 }
 
-// nameFreeLocked checks that no network device is called name.
-func (s *Server) nameFreeLocked(name string) error {
-	if _, ok := s.taps[name]; ok {
+// nameFreeLocked checks that no network device of taps (a namespace's)
+// is called name, and that vrssd has no TAP of that key.
+func (s *Server) nameFreeLocked(taps kernel.TAPs, key, name string) error {
+	if _, ok := s.taps[key]; ok {
 		return api.Errorf(api.CodeExists, "TAP %s is already under vrssd", name)
 	}
-	if _, ok := s.creating[name]; ok {
+	if _, ok := s.creating[key]; ok {
 		return api.Errorf(api.CodeExists, "TAP %s is being created", name)
 	}
-	_, err := s.tuntapByName(name)
+	_, err := tuntapByName(taps, name)
 	var ae *api.Error
 	switch {
 	case err == nil:
@@ -264,7 +278,7 @@ func (s *Server) steerLocked(d *device, prog kernel.Program) (err error) {
 			d.pub, d.prog = nil, nil
 			prog.Close()
 			if pinned {
-				s.removePins(d.name)
+				s.removePins(d.key())
 			}
 		}
 	}()
@@ -298,13 +312,13 @@ func (s *Server) steerLocked(d *device, prog kernel.Program) (err error) {
 	d.savedGen = d.pub.Generation()
 	// A new TAP has no guest state: a file left by an earlier TAP of
 	// this name (forgotten while vrssd was stopped) is not its.
-	if err := writeGuest(s.opts.StateDir, d.name, nil); err != nil {
+	if err := writeGuest(s.opts.StateDir, d.key(), nil); err != nil {
 		return err
 	}
-	s.taps[d.name] = d
-	delete(s.creating, d.name)
+	s.taps[d.key()] = d
+	delete(s.creating, d.key())
 	if err := s.saveLocked(); err != nil {
-		delete(s.taps, d.name)
+		delete(s.taps, d.key())
 		return err
 	}
 	return nil
@@ -358,7 +372,7 @@ func (s *Server) adopt(p *peer, raw json.RawMessage, in []*fd.FD) (any, []*fd.FD
 	if _, ok := s.taps[a.Name]; ok {
 		return nil, nil, api.Errorf(api.CodeExists, "TAP %s is already under vrssd", a.Name)
 	}
-	t, err := s.tuntapByName(a.Name)
+	t, err := tuntapByName(s.opts.TAPs, a.Name)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -402,7 +416,7 @@ func (s *Server) adopt(p *peer, raw json.RawMessage, in []*fd.FD) (any, []*fd.FD
 	// vrssd's control queue: appended after any queue a VMM holds, for
 	// a moment, then disabled.
 	d.noteQueues(t)
-	if d.ctl, err = s.openControl(a.Name, d.vnetHdrLen); err != nil {
+	if d.ctl, err = openControl(s.opts.TAPs, a.Name, d.vnetHdrLen); err != nil {
 		return nil, nil, api.Errorf(api.CodeBadRequest, "%v", err)
 	}
 	handed = true
@@ -416,30 +430,44 @@ func (s *Server) adopt(p *peer, raw json.RawMessage, in []*fd.FD) (any, []*fd.FD
 
 func ptrTo(v int) *int { return &v }
 
-// lookupLocked finds the TAP name for p: it must exist, still be the
-// device vrssd knows, and be p's (or p an admin). A TAP p may not use is
+// lookupLocked finds the TAP name of vrssd's own network namespace for
+// p, as lookupInLocked does.
+func (s *Server) lookupLocked(p *peer, name string) (*device, error) {
+	return s.lookupInLocked(p, "", name)
+}
+
+// lookupInLocked finds the TAP name in the network namespace netns (a
+// path; empty for vrssd's own) for p: it must exist, still be the device
+// vrssd knows, and be p's (or p an admin). A TAP p may not use is
 // answered as one that does not exist, as list hides it: p learns neither
 // that it exists nor whose it is. Authorisation comes first, so that no
 // caller makes vrssd look up devices that are not its own.
-func (s *Server) lookupLocked(p *peer, name string) (*device, error) {
+func (s *Server) lookupInLocked(p *peer, netns, name string) (*device, error) {
 	if err := checkName(name); err != nil {
 		return nil, err
 	}
-	d, ok := s.taps[name]
+	key, err := s.keyOfLocked(netns, name)
+	if err != nil {
+		return nil, err
+	}
+	d, ok := s.taps[key]
 	if !ok || !s.opts.Policy.owns(p, d) || !s.checkLocked(d) {
+		if netns != "" {
+			return nil, api.Errorf(api.CodeNotFound, "no TAP %s in network namespace %s under vrssd that uid %d may use", name, netns, p.uid)
+		}
 		return nil, api.Errorf(api.CodeNotFound, "no TAP %s under vrssd that uid %d may use", name, p.uid)
 	}
 	return d, nil
 }
 
 // namedLocked decodes a request's NameArgs and looks the TAP up for p, as
-// lookupLocked does. s.mu must be held.
+// lookupInLocked does. s.mu must be held.
 func (s *Server) namedLocked(p *peer, raw json.RawMessage) (*device, error) {
 	var a api.NameArgs
 	if err := api.DecodeArgs(raw, &a); err != nil {
 		return nil, err
 	}
-	return s.lookupLocked(p, a.Name)
+	return s.lookupInLocked(p, a.Netns, a.Name)
 }
 
 func (s *Server) setRSS(p *peer, raw json.RawMessage, _ []*fd.FD) (any, []*fd.FD, error) {
@@ -458,7 +486,7 @@ func (s *Server) setRSS(p *peer, raw json.RawMessage, _ []*fd.FD) (any, []*fd.FD
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	d, err := s.lookupLocked(p, a.Name)
+	d, err := s.lookupInLocked(p, a.Netns, a.Name)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -568,7 +596,7 @@ func (s *Server) controlLocked(d *device) error {
 		return nil
 	}
 	var err error
-	if d.ctl, err = s.openControl(d.name, d.vnetHdrLen); err != nil {
+	if d.ctl, err = openControl(s.tapsOf(d), d.name, d.vnetHdrLen); err != nil {
 		return fmt.Errorf("opening vrssd's control queue: %w", err)
 	}
 	return nil
@@ -581,7 +609,7 @@ func (s *Server) open(p *peer, raw json.RawMessage, _ []*fd.FD) (res any, out []
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	d, err := s.lookupLocked(p, a.Name)
+	d, err := s.lookupInLocked(p, a.Netns, a.Name)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -601,7 +629,7 @@ func (s *Server) open(p *peer, raw json.RawMessage, _ []*fd.FD) (res any, out []
 		if d.elsewhere() {
 			return nil, nil, api.Errorf(api.CodeBusy, "another process holds %d queues of %s (%d enabled), and more would change every packet's queue: open it with config_only, or close them first", d.attachedQ+d.disabledQ, d.name, d.attachedQ)
 		}
-		q, err := s.opts.TAPs.Open(d.name, d.queues, d.vnetHdrLen)
+		q, err := s.tapsOf(d).Open(d.name, d.queues, d.vnetHdrLen)
 		if err != nil {
 			return nil, nil, err
 		}
@@ -683,7 +711,7 @@ func (s *Server) delete(p *peer, raw json.RawMessage, _ []*fd.FD) (any, []*fd.FD
 	if err != nil {
 		return nil, nil, err
 	}
-	if err := s.opts.TAPs.Delete(d.name); err != nil && !errors.Is(err, kernel.ErrNoDevice) {
+	if err := s.tapsOf(d).Delete(d.name); err != nil && !errors.Is(err, kernel.ErrNoDevice) {
 		return nil, nil, err
 	}
 	s.forgetLocked(d, fmt.Sprintf("deleted by uid %d", p.uid))

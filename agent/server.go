@@ -83,7 +83,8 @@ type Server struct {
 	lock      *os.File // flock on the state directory
 	bpffsLock *os.File // flock on the bpffs directory
 
-	mu   sync.Mutex // guards taps, creating and state.json
+	mu sync.Mutex // guards taps, creating and state.json
+	// taps are keyed by tapKey: name and network namespace.
 	taps map[string]*device
 	// creating are the creates in progress, recorded in state.json
 	// before the device is made (see tapState.Creating).
@@ -102,6 +103,8 @@ type Server struct {
 	limits  *userLimits    // request rates and refusal logging per uid
 	counts  *requestCounts // requests and refusals, for the metrics
 	sockIno uint64         // the inode of the socket vrssd bound
+	// ownNetns is vrssd's own network namespace.
+	ownNetns kernel.NetnsID
 }
 
 // removeSocket removes the socket file, if it is still the one vrssd
@@ -163,6 +166,9 @@ func New(o Options) (*Server, error) {
 		done:   make(chan struct{}),
 		limits: newUserLimits(o.Policy.requestRate(), o.Logger),
 		counts: newRequestCounts(),
+	}
+	if s.ownNetns, err = kernel.OwnNetns(); err != nil {
+		return nil, fmt.Errorf("vrssd's network namespace: %w", err)
 	}
 	if err := os.MkdirAll(o.StateDir, 0o700); err != nil {
 		return nil, fmt.Errorf("state directory: %w", err)
@@ -637,12 +643,12 @@ func (s *Server) restore() error {
 			return err
 		}
 		if err != nil {
-			s.log.Warn("forgetting a TAP recorded in the state", "tap", rec.Name, "reason", err)
-			s.removePins(rec.Name)
-			s.removeFlowFiles(rec.Name)
+			s.log.Warn("forgetting a TAP recorded in the state", "tap", rec.Name, "netns", rec.Netns, "reason", err)
+			s.removePins(rec.key())
+			s.removeFlowFiles(rec.key())
 			continue
 		}
-		s.taps[d.name] = d
+		s.taps[d.key()] = d
 		s.syncGuestLocked(d)
 		if d.problem != "" {
 			s.log.Error("TAP needs attention", "tap", d.name, "problem", d.problem)
@@ -657,7 +663,15 @@ func (s *Server) restore() error {
 // it is what that create made (a persistent multi-queue TAP with the
 // owner recorded); s.mu is held.
 func (s *Server) undoCreateLocked(rec tapState) {
-	t, err := s.tuntapByName(rec.Name)
+	defer s.removePins(rec.key())
+	ns, err := reopenNetns(&rec)
+	if err != nil {
+		s.log.Warn("undid a create that vrssd was interrupted in: the TAP went with its network namespace", "tap", rec.Name, "netns", rec.Netns, "reason", err)
+		return
+	}
+	defer ns.Close()
+	taps := s.tapsIn(ns)
+	t, err := tuntapByName(taps, rec.Name)
 	var ae *api.Error
 	switch {
 	case err != nil && !(errors.As(err, &ae) && ae.Code == api.CodeNotFound):
@@ -665,7 +679,7 @@ func (s *Server) undoCreateLocked(rec tapState) {
 	case err == nil && !t.Persistent:
 		s.log.Warn("an interrupted create left a device vrssd did not make persistent; leaving it", "tap", rec.Name)
 	case err == nil && int(t.Owner) == rec.OwnerUID:
-		if err := s.opts.TAPs.Delete(rec.Name); err != nil {
+		if err := taps.Delete(rec.Name); err != nil {
 			s.log.Error("undoing an interrupted create", "tap", rec.Name, "err", err)
 		} else {
 			s.log.Warn("undid a create that vrssd was interrupted in: deleted the TAP", "tap", rec.Name, "owner", rec.OwnerUID)
@@ -675,7 +689,6 @@ func (s *Server) undoCreateLocked(rec tapState) {
 	default:
 		s.log.Warn("undid a create that vrssd was interrupted in: the TAP was not made yet", "tap", rec.Name)
 	}
-	s.removePins(rec.Name)
 }
 
 // errBadFlows marks a TAP's flows file that restore will not act on (see
@@ -714,38 +727,46 @@ func (s *Server) readopt(rec tapState) (*device, error) {
 			return nil, &badFlows{err}
 		}
 	}
-	l, err := s.opts.TAPs.LinkByName(rec.Name)
-	if errors.Is(err, kernel.ErrNoDevice) {
-		return nil, fmt.Errorf("the device is gone: %w", err)
-	}
-	if err != nil {
-		// Not known to be gone: refuse to start rather than forget it.
-		return nil, fmt.Errorf("%w: looking up TAP %s: %v", errKeep, rec.Name, err)
-	}
-	t, err := asTAP(l)
+	ns, err := reopenNetns(&rec)
 	if err != nil {
 		return nil, err
 	}
-	if t.Index != rec.Index {
-		return nil, fmt.Errorf("the device was replaced (ifindex %d, recorded %d)", t.Index, rec.Index)
+	taps := s.tapsIn(ns)
+	l, err := taps.LinkByName(rec.Name)
+	if err == nil && l.Index != rec.Index {
+		err = fmt.Errorf("the device was replaced (ifindex %d, recorded %d)", l.Index, rec.Index)
+	} else if errors.Is(err, kernel.ErrNoDevice) {
+		err = fmt.Errorf("the device is gone: %w", err)
+	} else if err != nil {
+		// Not known to be gone: refuse to start rather than forget it.
+		err = fmt.Errorf("%w: looking up TAP %s: %v", errKeep, rec.Name, err)
+	}
+	var t *kernel.Link
+	if err == nil {
+		t, err = asTAP(l)
+	}
+	if err != nil {
+		ns.Close()
+		return nil, err
 	}
 	d := &device{
 		name: rec.Name, index: rec.Index, queues: rec.Queues, vnetHdrLen: rec.VnetHdrLen,
 		owner: rec.OwnerUID, group: rec.OwnerGID, steering: rec.Steering, adopted: rec.Adopted,
 		abi: rec.ABI, hash: rec.HashReport, config: rec.Config, flows: rec.Flows, flowSet: flowSet, guest: guest,
+		netns: ns,
 	}
 	if !d.adopted {
 		// A TAP an older vrssd made has the default qdisc, ~6.5 MiB of
 		// kernel memory (docs/tap-memory.md); adopted TAPs keep their
 		// owner's choice.
-		if err := s.opts.TAPs.SetNoqueue(d.name); err != nil {
+		if err := taps.SetNoqueue(d.name); err != nil {
 			s.log.Warn("setting the noqueue qdisc", "tap", d.name, "err", err)
 		}
 	}
 	// The queues others hold, before vrssd's control queue is added.
 	d.noteQueues(t)
 	d.transient = !t.Persistent
-	if d.ctl, err = s.openControl(d.name, d.vnetHdrLen); err != nil {
+	if d.ctl, err = openControl(taps, d.name, d.vnetHdrLen); err != nil {
 		s.log.Warn("opening the control queue; attach and detach will try again", "tap", d.name, "err", err)
 	}
 	prog, err := s.opts.Programs.LoadPinned(d.pinDir(s.opts.BPFFSDir), d.flows)
@@ -806,7 +827,7 @@ func (s *Server) resteer(d *device) error {
 		d.pub.Close()
 		d.prog.Close()
 		d.pub, d.prog = nil, nil
-		s.removePins(d.name)
+		s.removePins(d.key())
 		return err
 	}
 	switch {
@@ -831,7 +852,7 @@ func (s *Server) resteer(d *device) error {
 	// Some pins may be left (a crash while pinning): only vrssd's own
 	// names are removed (a flow filter's link among them, which detaches
 	// the filter it held).
-	s.removePins(d.name)
+	s.removePins(d.key())
 	if err := s.opts.Programs.Pin(prog, d.pinDir(s.opts.BPFFSDir)); err != nil {
 		return fail(err)
 	}
@@ -939,12 +960,14 @@ func (s *Server) every(interval time.Duration, fn func()) {
 // forgetLocked drops d: closes what vrssd holds, removes its pins and
 // records the change. s.mu is held.
 func (s *Server) forgetLocked(d *device, why string) {
+	// Before release, which lets the namespace go.
+	key, netns := d.key(), d.netnsPath()
 	d.release()
-	s.removePins(d.name)
-	s.removeFlowFiles(d.name)
-	delete(s.taps, d.name)
+	s.removePins(key)
+	s.removeFlowFiles(key)
+	delete(s.taps, key)
 	s.saveLocked()
-	s.log.Info("forgot TAP", "tap", d.name, "why", why)
+	s.log.Info("forgot TAP", "tap", d.name, "netns", netns, "why", why)
 }
 
 // removeFlowFiles removes TAP name's flows file and guest file, if any.
@@ -962,23 +985,34 @@ func (s *Server) removeFlowFiles(name string) {
 // elsewhere. A failing lookup that does not say the device is gone keeps
 // d: better stale for a moment than dropped by mistake.
 func (s *Server) checkLocked(d *device) bool {
-	l, err := s.opts.TAPs.LinkByIndex(d.index)
+	_, ok := s.linkLocked(d)
+	return ok
+}
+
+// linkLocked is checkLocked, and returns the device's link too (nil if
+// the lookup failed but d is kept). A TAP whose network namespace is
+// gone is deleted and forgotten (netnsGoneLocked).
+func (s *Server) linkLocked(d *device) (*kernel.Link, bool) {
+	if s.netnsGoneLocked(d) {
+		return nil, false
+	}
+	l, err := s.tapsOf(d).LinkByIndex(d.index)
 	if errors.Is(err, kernel.ErrNoDevice) {
 		s.forgetLocked(d, "deleted behind vrssd's back")
-		return false
+		return nil, false
 	}
 	if err != nil {
 		s.log.Warn("netlink lookup", "tap", d.name, "err", err)
-		return true
+		return nil, true
 	}
 	if l.Name != d.name {
 		s.forgetLocked(d, "renamed behind vrssd's back to "+l.Name)
-		return false
+		return nil, false
 	}
 	if l.Type == tuntap {
 		s.queuesLocked(d, l)
 	}
-	return true
+	return l, true
 }
 
 // watch forgets TAPs as soon as the kernel reports them deleted (or moved
@@ -1039,7 +1073,8 @@ func (s *Server) linkUpdate(u kernel.LinkUpdate) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	for _, d := range s.taps {
-		if d.index != u.Index {
+		// Updates are of vrssd's own namespace, where indexes are its.
+		if d.index != u.Index || d.netns != nil {
 			continue
 		}
 		switch {

@@ -21,9 +21,12 @@ import (
 // too: each version only added fields. Version 3 added TAPs with flows
 // (tapState.Flows), which an older vrssd would steer without their rules
 // and filter: state.json says 3 only when a TAP has flows, so that such a
-// vrssd refuses the file, and 2 otherwise.
+// vrssd refuses the file, and 2 otherwise. Version 4 added TAPs in other
+// network namespaces (tapState.Netns), which an older vrssd would look
+// for in its own: state.json says 4 only when a TAP has one.
 const (
-	stateVersion      = 3
+	stateVersion      = 4
+	stateVersionFlows = 3
 	stateVersionPlain = 2
 )
 
@@ -67,6 +70,13 @@ type tapState struct {
 	// have flow.MaxRules rules, a few MB, which state.json, read whole at
 	// every start, must not grow by.
 	Flows bool `json:"flows,omitempty"`
+	// Netns is the path of the network namespace the TAP lives in
+	// (api.CreateArgs.Netns), empty for vrssd's own; NetnsDev and
+	// NetnsIno identify the namespace it named, so that a start finds
+	// the TAP only if the path still names that one.
+	Netns    string `json:"netns,omitempty"`
+	NetnsDev uint64 `json:"netns_dev,omitempty"`
+	NetnsIno uint64 `json:"netns_ino,omitempty"`
 }
 
 // validate checks a record read from state.json as untrusted input: a
@@ -90,6 +100,12 @@ func (r *tapState) validate() error {
 		return fmt.Errorf("owner uid %d", r.OwnerUID)
 	case !validID(r.OwnerGID):
 		return fmt.Errorf("owner gid %d", r.OwnerGID)
+	case r.Netns != "" && (checkNetnsPath(r.Netns) != nil || r.NetnsIno == 0):
+		return fmt.Errorf("network namespace %q (inode %d)", r.Netns, r.NetnsIno)
+	case r.Netns == "" && (r.NetnsIno != 0 || r.NetnsDev != 0):
+		return errors.New("a network namespace inode without its path")
+	case r.Netns != "" && (r.Flows || r.Adopted):
+		return errors.New("a TAP in another network namespace with flows, or adopted")
 	}
 	if r.Config != nil {
 		l := rss.Limits{MaxKeySize: rss.MaxKeySize, MaxTableLen: rss.MaxTableLen, HashTypes: rss.AllHashTypes, Queues: r.Queues}
@@ -260,10 +276,10 @@ func readState(dir string) (*state, error) {
 		if err := r.validate(); err != nil {
 			return nil, fmt.Errorf("%s: record %d (TAP %q): %w; fix or remove the record, vrssd will not act on it", path, i, r.Name, err)
 		}
-		if seen[r.Name] {
+		if seen[r.key()] {
 			return nil, fmt.Errorf("%s: record %d: TAP %q is listed twice", path, i, r.Name)
 		}
-		seen[r.Name] = true
+		seen[r.key()] = true
 	}
 	return &st, nil
 }
@@ -272,7 +288,10 @@ func readState(dir string) (*state, error) {
 // old or the new file, never a torn one.
 func writeState(dir string, st *state) error {
 	out := *st
-	if out.Version == stateVersion && !slices.ContainsFunc(out.TAPs, func(r tapState) bool { return r.Flows }) {
+	if out.Version == stateVersion && !slices.ContainsFunc(out.TAPs, func(r tapState) bool { return r.Netns != "" }) {
+		out.Version = stateVersionFlows
+	}
+	if out.Version == stateVersionFlows && !slices.ContainsFunc(out.TAPs, func(r tapState) bool { return r.Flows }) {
 		out.Version = stateVersionPlain
 	}
 	b, err := json.MarshalIndent(&out, "", "  ")

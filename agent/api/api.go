@@ -154,6 +154,10 @@ type VersionResult struct {
 // NameArgs name one TAP.
 type NameArgs struct {
 	Name string `json:"name"`
+	// Netns names the network namespace the TAP lives in, by a path
+	// (/var/run/netns/NAME, /proc/PID/ns/net); empty for vrssd's own.
+	// TAP names are per namespace. See CreateArgs.Netns.
+	Netns string `json:"netns,omitempty"`
 }
 
 // CreateArgs ask for a new multi-queue TAP with steering attached.
@@ -169,6 +173,14 @@ type CreateArgs struct {
 	// configuration map takes about 1 MB of locked memory instead of
 	// about 200 KB (TAP.MapBytes).
 	Flows bool `json:"flows,omitempty"`
+	// Netns, when set, is the path of the network namespace to create
+	// the TAP in (/var/run/netns/NAME, /proc/PID/ns/net), as a CNI
+	// plugin asks for a pod's TAP; empty is vrssd's own namespace.
+	// Only root and the admins may create in a namespace, and not with
+	// Flows. vrssd keeps the namespace open while it manages the TAP, and
+	// forgets (and deletes) the TAP once the path no longer names that
+	// namespace.
+	Netns string `json:"netns,omitempty"`
 }
 
 // AdoptArgs put an existing TAP under vrssd's steering: by name (the daemon
@@ -223,11 +235,18 @@ type TAP struct {
 	// MapBytes is the kernel memory the TAP's configuration map locks
 	// (steering.MapBytes).
 	MapBytes int `json:"map_bytes,omitempty"`
+	// Netns is the path of the TAP's network namespace as it was
+	// created with (CreateArgs.Netns); empty for vrssd's own.
+	Netns string `json:"netns,omitempty"`
 }
 
 // OpenArgs ask for a TAP's file descriptors.
 type OpenArgs struct {
 	Name string `json:"name"`
+	// Netns names the network namespace the TAP lives in, by a path
+	// (/var/run/netns/NAME, /proc/PID/ns/net); empty for vrssd's own.
+	// TAP names are per namespace. See CreateArgs.Netns.
+	Netns string `json:"netns,omitempty"`
 	// ConfigOnly asks for the configuration map alone, for a VMM that
 	// already holds the queue fds.
 	ConfigOnly bool `json:"config_only,omitempty"`
@@ -236,6 +255,10 @@ type OpenArgs struct {
 // SetRSSArgs carry a configuration in exactly one of three forms.
 type SetRSSArgs struct {
 	Name string `json:"name"`
+	// Netns names the network namespace the TAP lives in, by a path
+	// (/var/run/netns/NAME, /proc/PID/ns/net); empty for vrssd's own.
+	// TAP names are per namespace. See CreateArgs.Netns.
+	Netns string `json:"netns,omitempty"`
 	// Config is the JSON form (the one `vrss steer --config` reads).
 	Config *rss.Config `json:"config,omitempty"`
 	// VirtioRSS is a raw VIRTIO_NET_CTRL_MQ_RSS_CONFIG command body

@@ -323,11 +323,29 @@ func (c *Client) AdoptFD(ctx context.Context, a api.AdoptArgs, queue *os.File) (
 	return t, err
 }
 
+// Netns is the client's view of the TAPs of one network namespace
+// (api.CreateArgs.Netns): its methods are the Client's methods of the same
+// names, for the TAP of that name in that namespace.
+type Netns struct {
+	c    *Client
+	path string
+}
+
+// Netns returns the view of the TAPs in the network namespace path names
+// (/var/run/netns/NAME, /proc/PID/ns/net); "" is vrssd's own namespace,
+// which the Client's own methods use.
+func (c *Client) Netns(path string) *Netns { return &Netns{c: c, path: path} }
+
 // SetRSS publishes cfg as the TAP's RSS configuration. A configuration the
 // steering program cannot hold is refused with api.CodeInvalidConfig.
 func (c *Client) SetRSS(ctx context.Context, name string, cfg rss.Config) (api.SetRSSResult, error) {
+	return c.Netns("").SetRSS(ctx, name, cfg)
+}
+
+// SetRSS is Client.SetRSS in n.
+func (n *Netns) SetRSS(ctx context.Context, name string, cfg rss.Config) (api.SetRSSResult, error) {
 	var r api.SetRSSResult
-	_, err := c.call(ctx, api.OpSetRSS, api.SetRSSArgs{Name: name, Config: &cfg}, nil, &r)
+	_, err := n.c.call(ctx, api.OpSetRSS, api.SetRSSArgs{Name: name, Netns: n.path, Config: &cfg}, nil, &r)
 	return r, err
 }
 
@@ -360,37 +378,65 @@ func nonNil(b []byte) []byte {
 // GetRSS returns the configuration the TAP is steered by, read from its
 // map, so it includes what a VMM published through its own mapping.
 func (c *Client) GetRSS(ctx context.Context, name string) (api.RSSState, error) {
+	return c.Netns("").GetRSS(ctx, name)
+}
+
+// GetRSS is Client.GetRSS in n.
+func (n *Netns) GetRSS(ctx context.Context, name string) (api.RSSState, error) {
 	var r api.RSSState
-	_, err := c.call(ctx, api.OpGetRSS, api.NameArgs{Name: name}, nil, &r)
+	_, err := n.c.call(ctx, api.OpGetRSS, n.args(name), nil, &r)
 	return r, err
 }
 
+// args names the TAP name of n.
+func (n *Netns) args(name string) api.NameArgs { return api.NameArgs{Name: name, Netns: n.path} }
+
 // Stats returns the TAP's steering counters.
 func (c *Client) Stats(ctx context.Context, name string) (api.Stats, error) {
+	return c.Netns("").Stats(ctx, name)
+}
+
+// Stats is Client.Stats in n.
+func (n *Netns) Stats(ctx context.Context, name string) (api.Stats, error) {
 	var r api.Stats
-	_, err := c.call(ctx, api.OpStats, api.NameArgs{Name: name}, nil, &r)
+	_, err := n.c.call(ctx, api.OpStats, n.args(name), nil, &r)
 	return r, err
 }
 
 // Detach removes the steering program from the TAP; the TAP, its maps and
 // its configuration stay.
 func (c *Client) Detach(ctx context.Context, name string) (api.TAP, error) {
+	return c.Netns("").Detach(ctx, name)
+}
+
+// Detach is Client.Detach in n.
+func (n *Netns) Detach(ctx context.Context, name string) (api.TAP, error) {
 	var t api.TAP
-	_, err := c.call(ctx, api.OpDetach, api.NameArgs{Name: name}, nil, &t)
+	_, err := n.c.call(ctx, api.OpDetach, n.args(name), nil, &t)
 	return t, err
 }
 
 // Attach attaches the TAP's steering program again, after Detach or after
 // a VMM removed it.
 func (c *Client) Attach(ctx context.Context, name string) (api.TAP, error) {
+	return c.Netns("").Attach(ctx, name)
+}
+
+// Attach is Client.Attach in n.
+func (n *Netns) Attach(ctx context.Context, name string) (api.TAP, error) {
 	var t api.TAP
-	_, err := c.call(ctx, api.OpAttach, api.NameArgs{Name: name}, nil, &t)
+	_, err := n.c.call(ctx, api.OpAttach, n.args(name), nil, &t)
 	return t, err
 }
 
 // Delete removes the TAP, its program and its pins.
 func (c *Client) Delete(ctx context.Context, name string) error {
-	_, err := c.call(ctx, api.OpDelete, api.NameArgs{Name: name}, nil, nil)
+	return c.Netns("").Delete(ctx, name)
+}
+
+// Delete is Client.Delete in n.
+func (n *Netns) Delete(ctx context.Context, name string) error {
+	_, err := n.c.call(ctx, api.OpDelete, n.args(name), nil, nil)
 	return err
 }
 
@@ -460,6 +506,11 @@ type Handle struct {
 // the TAP's queue fds and its configuration map, mapped for publishing.
 func (c *Client) Open(ctx context.Context, name string) (*Handle, error) {
 	return c.open(ctx, api.OpenArgs{Name: name})
+}
+
+// Open is Client.Open in n.
+func (n *Netns) Open(ctx context.Context, name string) (*Handle, error) {
+	return n.c.open(ctx, api.OpenArgs{Name: name, Netns: n.path})
 }
 
 // OpenConfig is Open for a VMM that already holds the queues: it hands

@@ -254,7 +254,7 @@ func dialTAP(socket, name string) (c *client.Client, ctx context.Context, queues
 		c.Close()
 		cancel()
 	}
-	queues, err = tapQueues(ctx, c, name)
+	queues, err = tapQueues(ctx, c, "", name)
 	if err != nil {
 		done()
 		return nil, nil, 0, nil, err

@@ -17,6 +17,10 @@ import (
 
 const socketHelp = "vrssd's unix `socket`; default $VRSS_SOCKET, else " + api.DefaultSocket
 
+// netnsHelp is the help of --netns, which names the network namespace a
+// TAP lives in.
+const netnsHelp = "the network namespace the TAP lives in, by `PATH` (/var/run/netns/NAME,\n/proc/PID/ns/net); default vrssd's own. TAP names are per namespace"
+
 // requestTimeout bounds one command's conversation with the daemon.
 const requestTimeout = 30 * time.Second
 

@@ -186,7 +186,7 @@ the next four descriptors.`)
 	}
 	defer cancel()
 	defer c.Close()
-	queues, err := tapQueues(ctx, c, *nf.tap)
+	queues, err := tapQueues(ctx, c, "", *nf.tap)
 	if err != nil {
 		return err
 	}

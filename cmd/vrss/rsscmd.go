@@ -45,6 +45,7 @@ nothing. Examples:
 	size := fs.Int("size", 128, "table length for --equal and --weights, a power of two")
 	unclassified := fs.Int("unclassified", 0, "queue `Q` for frames no enabled hash type applies to: one of the TAP's N queues,\n0 to N-1")
 	socket := fs.String("socket", "", socketHelp)
+	netns := fs.String("netns", "", netnsHelp)
 	pos, err := fs.parse(args, stdout)
 	if err != nil {
 		return err
@@ -109,11 +110,11 @@ nothing. Examples:
 	}
 	defer cancel()
 	defer c.Close()
-	st, err := c.GetRSS(ctx, name)
+	st, err := c.Netns(*netns).GetRSS(ctx, name)
 	if err != nil {
 		return daemonError(err)
 	}
-	queues, err := tapQueues(ctx, c, name)
+	queues, err := tapQueues(ctx, c, *netns, name)
 	if err != nil {
 		return err
 	}
@@ -167,7 +168,7 @@ nothing. Examples:
 	if fs.isSet("unclassified") {
 		cfg.UnclassifiedQueue = uint16(*unclassified) // 0 to queues-1, checked above
 	}
-	res, err := c.SetRSS(ctx, name, cfg)
+	res, err := c.Netns(*netns).SetRSS(ctx, name, cfg)
 	if err != nil {
 		var aerr *api.Error
 		if errors.As(err, &aerr) && aerr.Code == api.CodeInvalidConfig {
@@ -179,14 +180,15 @@ nothing. Examples:
 	return nil
 }
 
-// tapQueues looks up the number of queues of the named TAP.
-func tapQueues(ctx context.Context, c *client.Client, name string) (int, error) {
+// tapQueues looks up the number of queues of the named TAP of the network
+// namespace netns (empty for vrssd's own).
+func tapQueues(ctx context.Context, c *client.Client, netns, name string) (int, error) {
 	taps, err := c.List(ctx)
 	if err != nil {
 		return 0, daemonError(err)
 	}
 	for _, t := range taps {
-		if t.Name == name {
+		if t.Name == name && t.Netns == netns {
 			return t.Queues, nil
 		}
 	}
@@ -217,6 +219,7 @@ Show a TAP's RSS configuration: the indirection table eight entries a row,
 as ethtool -x prints it, then the key and the hash types.`)
 	asJSON := fs.Bool("json", false, "print JSON")
 	socket := fs.String("socket", "", socketHelp)
+	netns := fs.String("netns", "", netnsHelp)
 	pos, err := fs.parse(args, stdout)
 	if err != nil {
 		return err
@@ -230,7 +233,7 @@ as ethtool -x prints it, then the key and the hash types.`)
 	}
 	defer cancel()
 	defer c.Close()
-	st, err := c.GetRSS(ctx, pos[0])
+	st, err := c.Netns(*netns).GetRSS(ctx, pos[0])
 	if err != nil {
 		return daemonError(err)
 	}

@@ -31,6 +31,7 @@ list has every rule's) and the frames each RSS context sent to each queue;
 	interval := fs.Duration("interval", time.Second, "refresh interval for --watch")
 	asJSON := fs.Bool("json", false, "print JSON (with --watch, one object a line)")
 	socket := fs.String("socket", "", socketHelp)
+	netns := fs.String("netns", "", netnsHelp)
 	pos, err := fs.parse(args, stdout)
 	if err != nil {
 		return err
@@ -47,7 +48,7 @@ list has every rule's) and the frames each RSS context sent to each queue;
 	}
 	defer cancel()
 	defer c.Close()
-	st, err := c.Stats(ctx, pos[0])
+	st, err := c.Netns(*netns).Stats(ctx, pos[0])
 	if err != nil {
 		return daemonError(err)
 	}
@@ -90,7 +91,7 @@ list has every rule's) and the frames each RSS context sent to each queue;
 		if err != nil {
 			return err
 		}
-		st, err = c2.Stats(ctx2, pos[0])
+		st, err = c2.Netns(*netns).Stats(ctx2, pos[0])
 		c2.Close()
 		cancel2()
 		if err != nil {

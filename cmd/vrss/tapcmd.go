@@ -9,7 +9,7 @@ import (
 	"github.com/vrss-dev/vrss/tap"
 )
 
-const tapUsage = "tap (create NAME --queues N [--owner UID] [--group GID] [--vnet-hdr N] [--flows] | delete NAME | attach NAME | detach NAME | list [--json])"
+const tapUsage = "tap (create NAME --queues N [--owner UID] [--group GID] [--vnet-hdr N] [--flows] [--netns PATH] | delete NAME [--netns PATH] | attach NAME [--netns PATH] | detach NAME [--netns PATH] | list [--json])"
 
 func runTap(args []string, stdout, stderr io.Writer) int {
 	return report(stderr, "tap", subcommand("tap", map[string]func([]string, io.Writer) error{
@@ -43,8 +43,9 @@ at device reset and when its guest changes the number of queues) is
 attached again by vrssd itself, within a fraction of a second; 'vrss tap
 list' counts those in REATTACHED. Attaching while attached is harmless.`
 	}
-	fs := newFlagSet("tap "+verb, "NAME", what)
+	fs := newFlagSet("tap "+verb, "NAME [--netns PATH]", what)
 	socket := fs.String("socket", "", socketHelp)
+	netns := fs.String("netns", "", netnsHelp)
 	pos, err := fs.parse(args, stdout)
 	if err != nil {
 		return err
@@ -59,9 +60,9 @@ list' counts those in REATTACHED. Attaching while attached is harmless.`
 	defer cancel()
 	defer c.Close()
 	if on {
-		_, err = c.Attach(ctx, pos[0])
+		_, err = c.Netns(*netns).Attach(ctx, pos[0])
 	} else {
-		_, err = c.Detach(ctx, pos[0])
+		_, err = c.Netns(*netns).Detach(ctx, pos[0])
 	}
 	if err != nil {
 		return daemonError(err)
@@ -71,7 +72,7 @@ list' counts those in REATTACHED. Attaching while attached is harmless.`
 }
 
 func tapCreate(args []string, stdout io.Writer) error {
-	fs := newFlagSet("tap create", "NAME --queues N [--owner UID] [--group GID] [--vnet-hdr N] [--flows]", `
+	fs := newFlagSet("tap create", "NAME --queues N [--owner UID] [--group GID] [--vnet-hdr N] [--flows] [--netns PATH]", `
 Ask vrssd to create a persistent multi-queue TAP device with the vrss steering
 program attached, owned by --owner (default: you). Its owner may then open
 it (receive the queue fds and the configuration map) and configure it without
@@ -85,7 +86,15 @@ about 1 MB of kernel memory instead of about 200 KB. A TAP is made with or
 without flows: to change, delete it and create it again. Example:
 
     vrss tap create vm0 --queues 4 --flows
-    vrss flow add vm0 flow-type tcp4 dst-port 22 action 0`)
+    vrss flow add vm0 flow-type tcp4 dst-port 22 action 0
+
+With --netns the TAP is made inside that network namespace (a pod's, as the
+CNI plugin vrss-cni asks): only root and vrssd's admins may, and not with
+--flows. Name the namespace again (--netns) to reach the TAP with tap
+delete, attach and detach, rss set and show, and stats; vrssd deletes the
+TAP itself once the path no longer names that namespace. Example:
+
+    vrss tap create tap0 --queues 4 --owner 107 --group 107 --netns /var/run/netns/pod1`)
 	queues := fs.Int("queues", 0, fmt.Sprintf("number of queues, 1 to %d (required): not the kernel's %d, because\n"+
 		"'open' hands the VMM every queue fd and the configuration map in one SCM_RIGHTS\n"+
 		"message, which carries at most %d fds", api.MaxQueues, tap.MaxQueues, api.MaxFDs))
@@ -93,6 +102,7 @@ without flows: to change, delete it and create it again. Example:
 	group := fs.Int("group", 0, "owner `GID` (default: your group)")
 	vnet := fs.Int("vnet-hdr", 12, "virtio-net header length in bytes: 10, 12 or 20; a vrssd TAP always has one")
 	flows := fs.Bool("flows", false, "steer with flow rules and RSS contexts (vrss flow, vrss rss context)")
+	netns := fs.String("netns", "", netnsHelp+"; root or admins only")
 	socket := fs.String("socket", "", socketHelp)
 	pos, err := fs.parse(args, stdout)
 	if err != nil {
@@ -104,7 +114,7 @@ without flows: to change, delete it and create it again. Example:
 	if err := checkTapCreate(fs, *queues, *owner, *group, *vnet); err != nil {
 		return err
 	}
-	a := api.CreateArgs{Name: pos[0], Queues: *queues, VnetHdrLen: *vnet, Flows: *flows}
+	a := api.CreateArgs{Name: pos[0], Queues: *queues, VnetHdrLen: *vnet, Flows: *flows, Netns: *netns}
 	if fs.isSet("owner") {
 		a.OwnerUID = owner
 	}
@@ -122,6 +132,9 @@ without flows: to change, delete it and create it again. Example:
 		return daemonError(err)
 	}
 	fmt.Fprintf(stdout, "created %s: %d queues, owner %d:%d, steering attached", t.Name, t.Queues, t.OwnerUID, t.OwnerGID)
+	if t.Netns != "" {
+		fmt.Fprintf(stdout, ", in network namespace %s", t.Netns)
+	}
 	if t.Flows {
 		fmt.Fprintf(stdout, ", flow rules and RSS contexts (%d KiB configuration map)", t.MapBytes>>10)
 	}
@@ -159,8 +172,9 @@ func checkTapCreate(fs *flagSet, queues, owner, group, vnet int) error {
 }
 
 func tapDelete(args []string, stdout io.Writer) error {
-	fs := newFlagSet("tap delete", "NAME", "Detach steering from a TAP, delete the device and forget its state.")
+	fs := newFlagSet("tap delete", "NAME [--netns PATH]", "Detach steering from a TAP, delete the device and forget its state.")
 	socket := fs.String("socket", "", socketHelp)
+	netns := fs.String("netns", "", netnsHelp)
 	pos, err := fs.parse(args, stdout)
 	if err != nil {
 		return err
@@ -174,7 +188,7 @@ func tapDelete(args []string, stdout io.Writer) error {
 	}
 	defer cancel()
 	defer c.Close()
-	if err := c.Delete(ctx, pos[0]); err != nil {
+	if err := c.Netns(*netns).Delete(ctx, pos[0]); err != nil {
 		return daemonError(err)
 	}
 	fmt.Fprintf(stdout, "deleted %s\n", pos[0])
@@ -186,7 +200,9 @@ func tapList(args []string, stdout io.Writer) error {
 List the TAPs vrssd manages that you may see (all of them for root). FLOWS
 says whether a TAP takes flow rules and RSS contexts (vrss tap create
 --flows); --json has it as "flows", and the kernel memory each TAP's
-configuration map locks as "map_bytes".`)
+configuration map locks as "map_bytes". A TAP in another network namespace
+(vrss tap create --netns) is listed with it under the table, and in --json
+as "netns".`)
 	asJSON := fs.Bool("json", false, "print JSON")
 	socket := fs.String("socket", "", socketHelp)
 	pos, err := fs.parse(args, stdout)
@@ -232,6 +248,9 @@ configuration map locks as "map_bytes".`)
 	}
 	// What vrssd says is wrong with a TAP goes under the table, whole.
 	for _, t := range taps {
+		if t.Netns != "" {
+			fmt.Fprintf(stdout, "%s: in network namespace %s\n", t.Name, t.Netns)
+		}
 		if t.Problem != "" {
 			fmt.Fprintf(stdout, "%s: %s\n", t.Name, t.Problem)
 		}

@@ -124,6 +124,9 @@ type TAPs interface {
 	// from a client belongs to. An error wrapping ErrNotQueue says it
 	// is no attached TUN or TAP queue.
 	InspectQueue(q *fd.FD) (QueueInfo, error)
+	// In returns the TAPs of the network namespace ns, whose names and
+	// indexes are its own.
+	In(ns *Netns) TAPs
 }
 
 // Queues are queue descriptors of one TAP that this process holds, as

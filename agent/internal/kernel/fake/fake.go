@@ -657,6 +657,9 @@ func (k *Kernel) WatchLinks(ch chan<- kernel.LinkUpdate, stop <-chan struct{}, o
 	return nil
 }
 
+// In returns k itself: the fake kernel has one namespace.
+func (k *Kernel) In(*kernel.Netns) kernel.TAPs { return k }
+
 // DropUpdates makes the kernel lose every link update from now on (as a
 // full netlink socket buffer loses them), or stop losing them.
 func (k *Kernel) DropUpdates(drop bool) {
