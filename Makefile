@@ -17,7 +17,7 @@ export GIT_CONFIG_KEY_0   = safe.directory
 export GIT_CONFIG_VALUE_0 = $(CURDIR)
 FUZZTIME ?= 60s
 
-.PHONY: all build test race vet fmt-check demo bench generate generate-check fuzz clean e2e
+.PHONY: all build test race vet fmt-check demo bench generate generate-check fuzz clean e2e image
 
 all: build
 
@@ -59,6 +59,15 @@ demo:
 ## $(GOCACHE)/../vrss-e2e).
 e2e:
 	VRSS_E2E=1 VRSS_REQUIRE_PRIV=1 $(GO) test -count=1 -run '^TestE2E$$' -v -timeout 15m ./internal/e2e
+
+## image: the container image (Containerfile: vrssd, vrss and vrss-cni, static,
+## FROM scratch), built with podman from binaries built here, then checked:
+## entrypoint, files, each binary run from the image's own filesystem, and
+## vrssd --version in a container where containers can run (deploy/image.sh).
+## Needs root and podman (Debian: apt-get install podman); no network.
+IMAGE ?= localhost/vrss:dev
+image:
+	GO=$(GO) bash deploy/image.sh $(IMAGE)
 
 ## bench: the benchmark figures quoted in the README (needs root for the eBPF part).
 bench:

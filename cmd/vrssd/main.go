@@ -92,6 +92,10 @@ flags:
                      e.g. 127.0.0.1:9655 (default: off). The endpoint has
                      no authentication: TAP names and counters are readable
                      by whoever reaches ADDR. See docs/metrics.md
+  --install-cni DIR  copy the vrss-cni plugin that sits beside vrssd into DIR
+                     (the CNI binary directory, e.g. /opt/cni/bin: written
+                     under a temporary name and renamed into place) and
+                     exit; the DaemonSet's init container runs this
   --log-format F     text or json (default text); logs go to stderr
   --log-level L      debug, info, warn or error (default info); debug logs
                      every request
@@ -120,6 +124,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 		maxConns  = fs.Int("max-conns", agent.DefaultMaxConns, "")
 		idle      = fs.Duration("idle-timeout", agent.DefaultIdleTimeout, "")
 		metrics   = fs.String("metrics", "", "")
+		cniDir    = fs.String("install-cni", "", "")
 	)
 	usage := func() {
 		fmt.Fprintf(stdout, help, api.DefaultSocket, agent.DefaultStateDir, agent.DefaultBPFFSDir, agent.DefaultConfig, agent.DefaultMaxConns, agent.DefaultIdleTimeout)
@@ -151,6 +156,14 @@ func run(args []string, stdout, stderr io.Writer) int {
 	}
 	if *showVer {
 		fmt.Fprintf(stdout, "vrssd %s\nprotocol %d, ABI %s\n", serverVersion(), api.ProtocolVersion, steering.ABIStamp())
+		return exitOK
+	}
+	if *cniDir != "" {
+		if err := installBeside(*cniDir); err != nil {
+			fmt.Fprintf(stderr, "vrssd: --install-cni: %v\n", err)
+			return exitFailed
+		}
+		fmt.Fprintf(stdout, "installed %s in %s\n", cniPlugin, *cniDir)
 		return exitOK
 	}
 	var level slog.Level
