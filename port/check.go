@@ -189,52 +189,66 @@ func containsAddr(ps []netip.Prefix, a netip.Addr) bool {
 	return false
 }
 
-// ports returns the UDP source and destination ports of a frame whose
-// parse shows them, and whether it does.
-func udpPorts(frame []byte, h *rss.Headers) (src, dst uint16, ok bool) {
-	if h.Ports == 0 || h.Transport != proto.IPProtoUDP {
-		return 0, 0, false
-	}
-	return binary.BigEndian.Uint16(frame[h.Ports:]), binary.BigEndian.Uint16(frame[h.Ports+2:]), true
+// ipPacket is what the IP checks read from a frame.
+type ipPacket struct {
+	rss.Headers
+	upper        int // the upper-layer header's offset, or 0
+	src, dst     netip.Addr
+	udp          bool // the frame shows UDP ports
+	sport, dport uint16
 }
 
-// parseIP parses an IP frame of family fam and returns its headers and the
-// offset of its upper-layer header, or ok false for a malformed frame: one
-// the parser rejects, a first IPv6 fragment whose header chain does not
-// reach the upper layer (RFC 7112), a first fragment whose TCP or UDP
-// header is cut off, an ICMPv6 header shorter than 4 bytes.
-func parseIP(frame []byte, fam uint8) (h rss.Headers, upper int, ok bool) {
-	h, upper = rss.ParseUpperLayer(frame)
+// parseIP parses an IP frame of family fam, or returns ok false for a
+// malformed one: one the parser rejects, a first IPv6 fragment whose
+// header chain does not reach the upper layer (RFC 7112), a first fragment
+// whose TCP or UDP header is cut off, an ICMPv6 header shorter than 4
+// bytes.
+func parseIP(frame []byte, fam uint8) (p ipPacket, ok bool) {
+	h, upper := rss.ParseUpperLayer(frame)
 	switch {
 	case h.Family != fam, !h.HasProto:
-		return h, 0, false
+		return p, false
 	case upper != 0 && (h.Proto == proto.IPProtoTCP || h.Proto == proto.IPProtoUDP) && h.Ports == 0:
-		return h, 0, false
+		return p, false
 	case upper != 0 && fam == 6 && h.Proto == ipProtoICMPv6 && len(frame) < upper+icmp6MinLen:
-		return h, 0, false
+		return p, false
 	}
-	return h, upper, true
+	n := proto.IPv4AddrLen
+	if fam == 6 {
+		n = proto.IPv6AddrLen
+	}
+	p = ipPacket{Headers: h, upper: upper}
+	p.src, _ = netip.AddrFromSlice(frame[h.Src : h.Src+n])
+	p.dst, _ = netip.AddrFromSlice(frame[h.Dst : h.Dst+n])
+	if h.Ports != 0 && h.Transport == proto.IPProtoUDP {
+		p.udp = true
+		p.sport, p.dport = binary.BigEndian.Uint16(frame[h.Ports:]), binary.BigEndian.Uint16(frame[h.Ports+2:])
+	}
+	return p, true
+}
+
+// udpWhole reports whether p is a whole UDP datagram from port sport to
+// port dport.
+func (p *ipPacket) udpWhole(sport, dport uint16) bool {
+	return p.udp && !p.Fragment && p.sport == sport && p.dport == dport
 }
 
 // ipv4 checks the source address, with one exception for a DHCP client
 // that has none yet, and drops DHCP server replies. It returns 0 for a
 // frame the ACL decides.
 func (f *Filter) ipv4(frame []byte) Reason {
-	h, _, ok := parseIP(frame, 4)
+	p, ok := parseIP(frame, 4)
 	if !ok {
 		return Malformed
 	}
-	src := netip.AddrFrom4([4]byte(frame[h.Src:]))
-	dst := netip.AddrFrom4([4]byte(frame[h.Dst:]))
-	sport, dport, isUDP := udpPorts(frame, &h)
-	dhcpClient := isUDP && !h.Fragment && sport == dhcpClientPort && dport == dhcpServerPort
+	dhcpClient := p.udpWhole(dhcpClientPort, dhcpServerPort)
 	switch {
-	case !f.owns4(src):
-		if src.IsUnspecified() && dst == broadcast4 && dhcpClient {
+	case !f.owns4(p.src):
+		if p.src.IsUnspecified() && p.dst == broadcast4 && dhcpClient {
 			return Control // DHCPDISCOVER, or DHCPREQUEST before the lease
 		}
 		return SrcIPv4
-	case isUDP && sport == dhcpServerPort:
+	case p.udp && p.sport == dhcpServerPort:
 		return DHCPServer
 	case dhcpClient:
 		return Control
@@ -248,16 +262,14 @@ func (f *Filter) ipv4(frame []byte) Reason {
 // router advertisements, redirects, and neighbour advertisements for
 // another's address. It returns 0 for a frame the ACL decides.
 func (f *Filter) ipv6Check(frame []byte) Reason {
-	h, upper, ok := parseIP(frame, 6)
+	p, ok := parseIP(frame, 6)
 	if !ok {
 		return Malformed
 	}
-	src := netip.AddrFrom16([16]byte(frame[h.Src:]))
-	dst := netip.AddrFrom16([16]byte(frame[h.Dst:]))
-	sport, dport, isUDP := udpPorts(frame, &h)
-	dhcpClient := isUDP && !h.Fragment && sport == dhcpv6ClientPort && dport == dhcpv6ServerPort && dst == allDHCPv6Servers
+	src, upper := p.src, p.upper
+	dhcpClient := p.udpWhole(dhcpv6ClientPort, dhcpv6ServerPort) && p.dst == allDHCPv6Servers
 	icmp := -1 // the ICMPv6 type, when the frame shows it
-	if upper != 0 && h.Proto == ipProtoICMPv6 {
+	if upper != 0 && p.Proto == ipProtoICMPv6 {
 		icmp = int(frame[upper])
 	}
 	var target netip.Addr // NS and NA
@@ -271,7 +283,7 @@ func (f *Filter) ipv6Check(frame []byte) Reason {
 		switch {
 		case dhcpClient && src.IsLinkLocalUnicast():
 			return Control // SOLICIT and the rest, from any link-local address (RFC 8415)
-		case !src.IsUnspecified() || h.Fragment:
+		case !src.IsUnspecified() || p.Fragment:
 			return SrcIPv6
 		case icmp == icmp6NS && !f.owns6(target):
 			return NDPTarget // duplicate address detection for another's address
@@ -281,7 +293,7 @@ func (f *Filter) ipv6Check(frame []byte) Reason {
 		return SrcIPv6
 	}
 	switch {
-	case isUDP && sport == dhcpv6ServerPort:
+	case p.udp && p.sport == dhcpv6ServerPort:
 		return DHCPv6Server
 	case icmp == icmp6RA:
 		return RouterAdvert
@@ -289,7 +301,7 @@ func (f *Filter) ipv6Check(frame []byte) Reason {
 		return Redirect
 	case icmp == icmp6NA && !f.owns6(target):
 		return NDPTarget
-	case h.Fragment:
+	case p.Fragment:
 		return 0 // neighbour discovery is never fragmented (RFC 6980): the ACL decides
 	case dhcpClient, icmp == icmp6MLDReport, icmp == icmp6MLDDone, icmp == icmp6MLDv2Report, icmp == icmp6RS, icmp == icmp6NS, icmp == icmp6NA:
 		return Control

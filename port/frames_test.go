@@ -59,6 +59,22 @@ type v4 struct {
 	payload   int
 }
 
+// transport is a UDP or TCP header from port sp to dp over network header
+// h, or nothing for another protocol.
+func transport(h gopacket.NetworkLayer, p layers.IPProtocol, sp, dp int) []gopacket.SerializableLayer {
+	switch p {
+	case layers.IPProtocolUDP:
+		u := &layers.UDP{SrcPort: layers.UDPPort(sp), DstPort: layers.UDPPort(dp)}
+		u.SetNetworkLayerForChecksum(h)
+		return []gopacket.SerializableLayer{u}
+	case layers.IPProtocolTCP:
+		t := &layers.TCP{SrcPort: layers.TCPPort(sp), DstPort: layers.TCPPort(dp), SYN: true, Window: 1024}
+		t.SetNetworkLayerForChecksum(h)
+		return []gopacket.SerializableLayer{t}
+	}
+	return nil
+}
+
 func (s v4) build() []byte {
 	mac := s.mac
 	if mac == (MAC{}) {
@@ -72,16 +88,8 @@ func (s v4) build() []byte {
 		h.Options = []layers.IPv4Option{{OptionType: 1}, {OptionType: 1}, {OptionType: 1}, {OptionType: 0}}
 	}
 	ls := []gopacket.SerializableLayer{ether(mac, gwMAC, layers.EthernetTypeIPv4), h}
-	switch s.proto {
-	case layers.IPProtocolUDP:
-		u := &layers.UDP{SrcPort: layers.UDPPort(s.sp), DstPort: layers.UDPPort(s.dp)}
-		u.SetNetworkLayerForChecksum(h)
-		ls = append(ls, u)
-	case layers.IPProtocolTCP:
-		t := &layers.TCP{SrcPort: layers.TCPPort(s.sp), DstPort: layers.TCPPort(s.dp), SYN: true, Window: 1024}
-		t.SetNetworkLayerForChecksum(h)
-		ls = append(ls, t)
-	case layers.IPProtocolICMPv4:
+	ls = append(ls, transport(h, s.proto, s.sp, s.dp)...)
+	if s.proto == layers.IPProtocolICMPv4 {
 		ls = append(ls, &layers.ICMPv4{TypeCode: layers.CreateICMPv4TypeCode(8, 0)})
 	}
 	return serialize(append(ls, gopacket.Payload(make([]byte, s.payload)))...)
@@ -120,16 +128,8 @@ func (s v6) build() []byte {
 		}
 	}
 	*prev = s.proto
-	switch s.proto {
-	case layers.IPProtocolUDP:
-		u := &layers.UDP{SrcPort: layers.UDPPort(s.sp), DstPort: layers.UDPPort(s.dp)}
-		u.SetNetworkLayerForChecksum(h)
-		ls = append(ls, u)
-	case layers.IPProtocolTCP:
-		t := &layers.TCP{SrcPort: layers.TCPPort(s.sp), DstPort: layers.TCPPort(s.dp), SYN: true, Window: 1024}
-		t.SetNetworkLayerForChecksum(h)
-		ls = append(ls, t)
-	case layers.IPProtocolICMPv6:
+	ls = append(ls, transport(h, s.proto, s.sp, s.dp)...)
+	if s.proto == layers.IPProtocolICMPv6 {
 		c := &layers.ICMPv6{TypeCode: layers.CreateICMPv6TypeCode(s.icmp, 0)}
 		c.SetNetworkLayerForChecksum(h)
 		ls = append(ls, c)
