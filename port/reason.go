@@ -97,8 +97,10 @@ func result(r Reason) Result {
 // Counters count frames per reason and per ACL rule, as the XDP program
 // does; the zero value is ready.
 type Counters struct {
+	// Reasons counts frames by Result.Reason (index 0 stays 0).
 	Reasons [NumReasons]uint64
-	Rules   [MaxRules]uint64
+	// Rules counts frames by Result.Rule, the index in Policy.Rules.
+	Rules [MaxRules]uint64
 }
 
 // Add counts r.
@@ -111,7 +113,7 @@ func (c *Counters) Add(r Result) {
 	}
 }
 
-// Passed and Dropped return the total of frames passed and dropped.
+// Passed returns the total of frames passed.
 func (c *Counters) Passed() (n uint64) {
 	for r, v := range c.Reasons {
 		if Reason(r).Pass() {
