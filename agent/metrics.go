@@ -83,6 +83,14 @@ func (c *requestCounts) connRefused(e *api.Error) {
 	c.conns.WithLabelValues(string(e.Code)).Inc()
 }
 
+// tapLabels name a TAP: its name, and the path of its network namespace
+// (api.CreateArgs.Netns; empty, so absent, for vrssd's own), since TAP
+// names are per namespace.
+var tapLabels = []string{"tap", "netns"}
+
+// withTAP is tapLabels and then more.
+func withTAP(more ...string) []string { return append(slices.Clone(tapLabels), more...) }
+
 // The descriptions of the metrics read at scrape time.
 var (
 	descTAPs = prometheus.NewDesc("vrss_taps",
@@ -92,43 +100,43 @@ var (
 	descBuild = prometheus.NewDesc("vrss_build_info",
 		"Always 1: the daemon's version and the steering ABI stamp.", []string{"version", "abi"}, nil)
 	descQueues = prometheus.NewDesc("vrss_tap_queues",
-		"Queues the TAP was made with.", []string{"tap"}, nil)
+		"Queues the TAP was made with.", tapLabels, nil)
 	descEnabled = prometheus.NewDesc("vrss_tap_enabled_queues",
-		"Enabled queues other processes (the VMM) hold, as the kernel last reported.", []string{"tap"}, nil)
+		"Enabled queues other processes (the VMM) hold, as the kernel last reported.", tapLabels, nil)
 	descSteering = prometheus.NewDesc("vrss_tap_steering",
-		"1 if vrss's program steers the TAP, 0 if it is detached (by the operator, for QEMU's own program, or found detached and not yet re-attached).", []string{"tap"}, nil)
+		"1 if vrss's program steers the TAP, 0 if it is detached (by the operator, for QEMU's own program, or found detached and not yet re-attached).", tapLabels, nil)
 	descFlows = prometheus.NewDesc("vrss_tap_flows",
-		"1 if the TAP is steered by the flow build (flow rules and RSS contexts).", []string{"tap"}, nil)
+		"1 if the TAP is steered by the flow build (flow rules and RSS contexts).", tapLabels, nil)
 	descUp = prometheus.NewDesc("vrss_tap_counters_up",
-		"1 if the TAP's counters were read; 0 if not (a program of another vrssd build, or pins that could not be loaded): its other vrss_tap_ counters are then absent.", []string{"tap"}, nil)
+		"1 if the TAP's counters were read; 0 if not (a program of another vrssd build, or pins that could not be loaded): its other vrss_tap_ counters are then absent.", tapLabels, nil)
 	descGeneration = prometheus.NewDesc("vrss_tap_config_generation",
-		"Generation of the TAP's configuration map: it grows with every configuration published, by vrssd or by the VMM through its mapping.", []string{"tap"}, nil)
+		"Generation of the TAP's configuration map: it grows with every configuration published, by vrssd or by the VMM through its mapping.", tapLabels, nil)
 	descReattached = prometheus.NewDesc("vrss_tap_reattachments_total",
-		"Times vrssd found the TAP's program detached behind its back (frames sent that it never counted) and attached it again, since vrssd started.", []string{"tap"}, nil)
+		"Times vrssd found the TAP's program detached behind its back (frames sent that it never counted) and attached it again, since vrssd started.", tapLabels, nil)
 	descQueuePackets = prometheus.NewDesc("vrss_tap_queue_packets_total",
-		"Packets the steering program sent to each queue of the TAP (unclassified and unconfigured ones included).", []string{"tap", "queue"}, nil)
+		"Packets the steering program sent to each queue of the TAP (unclassified and unconfigured ones included).", withTAP("queue"), nil)
 	descUnclassified = prometheus.NewDesc("vrss_tap_unclassified_packets_total",
-		"Packets no enabled hash type applied to; they went to the configuration's unclassified queue.", []string{"tap"}, nil)
+		"Packets no enabled hash type applied to; they went to the configuration's unclassified queue.", tapLabels, nil)
 	descUnconfigured = prometheus.NewDesc("vrss_tap_unconfigured_packets_total",
-		"Packets steered before any configuration was published; they went to queue 0.", []string{"tap"}, nil)
+		"Packets steered before any configuration was published; they went to queue 0.", tapLabels, nil)
 	descRetries = prometheus.NewDesc("vrss_tap_config_read_retries_total",
-		"Packets the program steered again because a publish raced its read of the configuration (the sequence count changed).", []string{"tap"}, nil)
+		"Packets the program steered again because a publish raced its read of the configuration (the sequence count changed).", tapLabels, nil)
 	descTorn = prometheus.NewDesc("vrss_tap_config_torn_reads_total",
-		"Packets for which the program gave up re-reading a configuration that kept changing.", []string{"tap"}, nil)
+		"Packets for which the program gave up re-reading a configuration that kept changing.", tapLabels, nil)
 	descDropped = prometheus.NewDesc("vrss_tap_flow_dropped_packets_total",
-		"Packets drop rules dropped at the TAP's tc egress.", []string{"tap"}, nil)
+		"Packets drop rules dropped at the TAP's tc egress.", tapLabels, nil)
 	descRaced = prometheus.NewDesc("vrss_tap_flow_raced_packets_total",
-		"Packets that met a drop rule in the steering program (the rules changed between the filter and the program); RSS steered them.", []string{"tap"}, nil)
+		"Packets that met a drop rule in the steering program (the rules changed between the filter and the program); RSS steered them.", tapLabels, nil)
 	descUnattributed = prometheus.NewDesc("vrss_tap_flow_unattributed_hits_total",
-		"Rule hits of rules that had no counter of their own.", []string{"tap"}, nil)
+		"Rule hits of rules that had no counter of their own.", tapLabels, nil)
 	descNoRulePath = prometheus.NewDesc("vrss_tap_flow_no_rule_path_packets_total",
-		"Packets the program could not hand to its rule path; they went to the unclassified queue.", []string{"tap"}, nil)
+		"Packets the program could not hand to its rule path; they went to the unclassified queue.", tapLabels, nil)
 	descRuleHits = prometheus.NewDesc("vrss_tap_flow_rule_hits_total",
-		"Packets each flow rule matched, by rule group and id (the 128 rules with the most hits when a TAP has more; see vrss_tap_flow_rules_omitted).", []string{"tap", "group", "rule"}, nil)
+		"Packets each flow rule matched, by rule group and id (the 128 rules with the most hits when a TAP has more; see vrss_tap_flow_rules_omitted).", withTAP("group", "rule"), nil)
 	descOmitted = prometheus.NewDesc("vrss_tap_flow_rules_omitted",
-		"Rules of the TAP whose hits are not reported, past the 128 with the most.", []string{"tap"}, nil)
+		"Rules of the TAP whose hits are not reported, past the 128 with the most.", tapLabels, nil)
 	descContext = prometheus.NewDesc("vrss_tap_rss_context_packets_total",
-		"Packets each RSS context of the TAP sent to each queue.", []string{"tap", "context", "queue"}, nil)
+		"Packets each RSS context of the TAP sent to each queue.", withTAP("context", "queue"), nil)
 )
 
 // collector reads the daemon's state and the TAPs' counters when
@@ -173,42 +181,42 @@ func (c collector) Collect(ch chan<- prometheus.Metric) {
 
 // tapMetrics are d's metrics; s.mu is held.
 func tapMetrics(d *device) []prometheus.Metric {
-	tap := d.name
+	tap, ns := d.name, d.netnsPath()
 	info := d.info()
 	out := []prometheus.Metric{
-		gauge(descQueues, float64(d.queues), tap),
-		gauge(descEnabled, float64(d.attachedQ), tap),
-		gauge(descSteering, bit(info.Steering), tap),
-		gauge(descFlows, bit(d.flows), tap),
-		counter(descReattached, d.reattached, tap),
+		gauge(descQueues, float64(d.queues), tap, ns),
+		gauge(descEnabled, float64(d.attachedQ), tap, ns),
+		gauge(descSteering, bit(info.Steering), tap, ns),
+		gauge(descFlows, bit(d.flows), tap, ns),
+		counter(descReattached, d.reattached, tap, ns),
 	}
 	st, err := statsLocked(d)
 	if err != nil {
-		return append(out, gauge(descUp, 0, tap))
+		return append(out, gauge(descUp, 0, tap, ns))
 	}
 	out = append(out,
-		gauge(descUp, 1, tap),
-		gauge(descGeneration, float64(info.Generation), tap),
-		counter(descUnclassified, st.Unclassified, tap),
-		counter(descUnconfigured, st.Unconfigured, tap),
-		counter(descRetries, st.Retries, tap),
-		counter(descTorn, st.Torn, tap))
+		gauge(descUp, 1, tap, ns),
+		gauge(descGeneration, float64(info.Generation), tap, ns),
+		counter(descUnclassified, st.Unclassified, tap, ns),
+		counter(descUnconfigured, st.Unconfigured, tap, ns),
+		counter(descRetries, st.Retries, tap, ns),
+		counter(descTorn, st.Torn, tap, ns))
 	for q, n := range st.Queues {
-		out = append(out, counter(descQueuePackets, n, tap, strconv.Itoa(q)))
+		out = append(out, counter(descQueuePackets, n, tap, ns, strconv.Itoa(q)))
 	}
 	if f := st.Flows; f != nil {
 		out = append(out,
-			counter(descDropped, f.Dropped, tap),
-			counter(descRaced, f.Raced, tap),
-			counter(descUnattributed, f.Unattributed, tap),
-			counter(descNoRulePath, f.NoRulePath, tap),
-			gauge(descOmitted, float64(f.RulesOmitted), tap))
+			counter(descDropped, f.Dropped, tap, ns),
+			counter(descRaced, f.Raced, tap, ns),
+			counter(descUnattributed, f.Unattributed, tap, ns),
+			counter(descNoRulePath, f.NoRulePath, tap, ns),
+			gauge(descOmitted, float64(f.RulesOmitted), tap, ns))
 		for _, r := range f.Rules {
-			out = append(out, counter(descRuleHits, r.Hits, tap, strconv.FormatUint(uint64(r.Group), 10), strconv.FormatUint(uint64(r.ID), 10)))
+			out = append(out, counter(descRuleHits, r.Hits, tap, ns, strconv.FormatUint(uint64(r.Group), 10), strconv.FormatUint(uint64(r.ID), 10)))
 		}
 		for _, cx := range f.Contexts {
 			for q, n := range cx.Frames {
-				out = append(out, counter(descContext, n, tap, strconv.Itoa(int(cx.ID)), strconv.Itoa(q)))
+				out = append(out, counter(descContext, n, tap, ns, strconv.Itoa(int(cx.ID)), strconv.Itoa(q)))
 			}
 		}
 	}

@@ -18,6 +18,7 @@ import (
 
 	"github.com/vrss-dev/vrss/agent"
 	"github.com/vrss-dev/vrss/agent/api"
+	"github.com/vrss-dev/vrss/internal/netnstest"
 	"github.com/vrss-dev/vrss/rss"
 	"github.com/vrss-dev/vrss/tap"
 )
@@ -25,8 +26,8 @@ import (
 // scrape is one parsed /metrics answer.
 type scrape map[string]*dto.MetricFamily
 
-// value returns the value of the sample of family name whose labels are
-// exactly labels (name=value pairs), and whether there is one.
+// value returns the value of the sample of family name whose non-empty
+// labels are exactly labels (name=value pairs), and whether there is one.
 func (s scrape) value(name string, labels ...string) (float64, bool) {
 	f := s[name]
 	if f == nil {
@@ -34,7 +35,14 @@ func (s scrape) value(name string, labels ...string) (float64, bool) {
 	}
 next:
 	for _, m := range f.Metric {
-		if len(m.Label) != len(labels)/2 {
+		// An empty label is no label, to Prometheus.
+		n := 0
+		for _, l := range m.Label {
+			if l.GetValue() != "" {
+				n++
+			}
+		}
+		if n != len(labels)/2 {
 			continue
 		}
 		for i := 0; i < len(labels); i += 2 {
@@ -170,6 +178,13 @@ func TestMetrics(t *testing.T) {
 	}
 	dropped, _ := d.flowCheck(fh.TAP.Index, fh.Queues, set, 22)
 
+	// A TAP of the same name in a pod's namespace: another TAP, told apart
+	// by its netns label.
+	pod := netnstest.Named(t)
+	if _, err := c.Create(ctx, api.CreateArgs{Name: "met0", Queues: 2, Netns: pod}); err != nil {
+		t.Fatal(err)
+	}
+
 	// Refusals: bob asks about alice's TAP (answered as for no TAP), and
 	// for a TAP owned by someone else (denied).
 	wantHidden(t, "stats by another uid", d.asUser(bob, "call", helperArgs{Op: api.OpStats, Args: mustJSON(api.NameArgs{Name: "metfl0"})}))
@@ -193,18 +208,25 @@ func TestMetrics(t *testing.T) {
 		t.Fatal(err)
 	}
 	want(float64(len(list)), "vrss_taps")
+	if len(list) != 3 {
+		t.Fatalf("list: %d TAPs, want 3", len(list))
+	}
 	for _, tp := range list {
-		st, err := c.Stats(ctx, tp.Name)
+		st, err := c.Netns(tp.Netns).Stats(ctx, tp.Name)
 		if err != nil {
 			t.Fatal(err)
 		}
 		tap := []string{"tap", tp.Name}
+		if tp.Netns != "" {
+			tap = append(tap, "netns", tp.Netns)
+		}
+		at := func(more ...string) []string { return append(append([]string{}, tap...), more...) }
 		var total uint64
 		for q, n := range st.Queues {
-			want(float64(n), "vrss_tap_queue_packets_total", "tap", tp.Name, "queue", strconv.Itoa(q))
+			want(float64(n), "vrss_tap_queue_packets_total", at("queue", strconv.Itoa(q))...)
 			total += n
 		}
-		if total == 0 {
+		if total == 0 && tp.Netns == "" {
 			t.Errorf("TAP %s: no packet steered", tp.Name)
 		}
 		want(float64(st.Unclassified), "vrss_tap_unclassified_packets_total", tap...)
@@ -223,11 +245,11 @@ func TestMetrics(t *testing.T) {
 		want(float64(st.Flows.Dropped), "vrss_tap_flow_dropped_packets_total", tap...)
 		want(float64(st.Flows.NoRulePath), "vrss_tap_flow_no_rule_path_packets_total", tap...)
 		for _, rh := range st.Flows.Rules {
-			want(float64(rh.Hits), "vrss_tap_flow_rule_hits_total", "tap", tp.Name, "group", strconv.Itoa(int(rh.Group)), "rule", strconv.Itoa(int(rh.ID)))
+			want(float64(rh.Hits), "vrss_tap_flow_rule_hits_total", at("group", strconv.Itoa(int(rh.Group)), "rule", strconv.Itoa(int(rh.ID)))...)
 		}
 		for _, cx := range st.Flows.Contexts {
 			for q, n := range cx.Frames {
-				want(float64(n), "vrss_tap_rss_context_packets_total", "tap", tp.Name, "context", strconv.Itoa(int(cx.ID)), "queue", strconv.Itoa(q))
+				want(float64(n), "vrss_tap_rss_context_packets_total", at("context", strconv.Itoa(int(cx.ID)), "queue", strconv.Itoa(q))...)
 			}
 		}
 		if st.Flows.Dropped != uint64(dropped) || dropped == 0 {
@@ -239,8 +261,8 @@ func TestMetrics(t *testing.T) {
 	}
 	want(2, "vrss_requests_refused_total", "op", "stats", "reason", string(api.CodeNotFound))
 	want(1, "vrss_requests_refused_total", "op", "create", "reason", string(api.CodeDenied))
-	// Root's create and alice's, and bob's refused one.
-	want(3, "vrss_requests_total", "op", "create")
+	// Root's two creates and alice's, and bob's refused one.
+	want(4, "vrss_requests_total", "op", "create")
 	if f := got["vrss_build_info"]; f == nil || len(f.Metric) != 1 || f.Metric[0].GetGauge().GetValue() != 1 {
 		t.Errorf("vrss_build_info: %v", f)
 	}
