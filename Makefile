@@ -75,11 +75,11 @@ bench:
 
 ## generate: rebuild the eBPF objects from bpf/*.c (needs clang and llvm-strip).
 generate:
-	$(GO) generate ./steering/... ./agent/...
+	$(GO) generate ./steering/... ./agent/... ./portxdp/...
 
 ## generate-check: regenerate and fail if the committed objects differ.
 generate-check: generate
-	@git diff --exit-code --stat -- steering/ agent/testdata/ || { echo "committed eBPF objects are stale: run make generate"; exit 1; }
+	@git diff --exit-code --stat -- steering/ agent/testdata/ portxdp/ || { echo "committed eBPF objects are stale: run make generate"; exit 1; }
 
 ## fuzz: run every fuzz target for FUZZTIME each.
 fuzz:

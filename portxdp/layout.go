@@ -1,0 +1,74 @@
+package portxdp
+
+import (
+	"structs"
+	"unsafe"
+)
+
+// The map layout (bpf/portmap.h); layout_test.go pins it.
+const (
+	// Magic is the layout stamp the publisher writes once a policy is
+	// published (PORT_MAGIC, "PORT" little endian).
+	Magic = 0x54524f50
+	// ConfigSize is the configuration map's value size: what a TAP with
+	// port security locks.
+	ConfigSize = int(unsafe.Sizeof(configLayout{}))
+
+	maxV6 = 16 + 4 // port.MaxIPv6 and a link-local address per MAC
+
+	// Counter indexes (PORT_STAT_*): port.Reason r at r, rule i at
+	// statRule+i, then the rest.
+	statRule         = 32
+	statUnconfigured = statRule + 32
+	statRetry        = statUnconfigured + 1
+	statTorn         = statUnconfigured + 2
+	statRedirect     = statUnconfigured + 3
+	numStats         = statUnconfigured + 4
+)
+
+type configLayout = portPortConfig
+
+type slotLayout = struct {
+	_      structs.HostLayout
+	Seq    uint32
+	Nmacs  uint32
+	Nv4    uint32
+	Nv6    uint32
+	Nrules uint32
+	Dflt   uint32
+	Uplink uint32
+	Pad    uint32
+	Tag    uint64
+	Mac    [4]uint64
+	V4     [16]struct {
+		_    structs.HostLayout
+		Addr uint32
+		Mask uint32
+	}
+	V6 [maxV6]struct {
+		_    structs.HostLayout
+		Addr [4]uint32
+		Mask [4]uint32
+	}
+	Rule [32]ruleLayout
+}
+
+type ruleLayout = struct {
+	_      structs.HostLayout
+	Reason uint32
+	Nwords uint32
+	Words  [16]uint8
+	Cmask  [4]uint32
+	Cval   [4]uint32
+	Mask   [16]uint32
+	Value  [16]uint32
+}
+
+// debugLayout is struct port_debug.
+type debugLayout struct {
+	Reason uint32
+	Rule   int32
+	Action uint32
+	_      uint32
+	Tag    uint64
+}

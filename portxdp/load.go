@@ -1,0 +1,193 @@
+package portxdp
+
+import (
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/cilium/ebpf"
+	"github.com/cilium/ebpf/link"
+	"github.com/cilium/ebpf/rlimit"
+
+	"github.com/vrss-dev/vrss/port"
+)
+
+// Program is a loaded port-security program and its maps.
+type Program struct {
+	// Prog is the XDP program to attach to a TAP (Attach).
+	Prog *ebpf.Program
+	// ConfigMap is the mmapable policy map (one element, two slots).
+	ConfigMap *ebpf.Map
+	// StatsMap holds the per-CPU counters (Counters).
+	StatsMap *ebpf.Map
+	// UplinkMap is the one-entry DEVMAP of the fast path (SetUplink).
+	UplinkMap *ebpf.Map
+	// DebugMap holds the last frame's judgement; only in the debug build
+	// (LoadDebug).
+	DebugMap *ebpf.Map
+
+	mu  sync.Mutex
+	pub *Publisher
+}
+
+// objects are what a program needs of its collection: bpf2go's objects
+// name every map of the headers it includes (the flow build's too), and
+// LoadAndAssign creates only those asked for.
+type objects struct {
+	Prog   *ebpf.Program `ebpf:"vrss_port"`
+	Config *ebpf.Map     `ebpf:"port_config"`
+	Stats  *ebpf.Map     `ebpf:"port_stats"`
+	Uplink *ebpf.Map     `ebpf:"port_uplink"`
+}
+
+type debugObjects struct {
+	objects
+	Debug *ebpf.Map `ebpf:"port_debug"`
+}
+
+// Load loads the production program. No policy is published yet: until
+// Publish, the program drops every frame (and counts it as unconfigured).
+func Load() (*Program, error) { return load(false) }
+
+// LoadDebug loads the debug build, which also records each frame's
+// judgement (LastResult), for tests.
+func LoadDebug() (*Program, error) { return load(true) }
+
+func load(debug bool) (*Program, error) {
+	_ = rlimit.RemoveMemlock() // before Linux 5.11 only; root may
+	var (
+		spec *ebpf.CollectionSpec
+		err  error
+		o    debugObjects
+		to   any = &o.objects
+	)
+	if debug {
+		spec, err = loadPortdebug()
+		to = &o
+	} else {
+		spec, err = loadPort()
+	}
+	if err != nil {
+		return nil, fmt.Errorf("portxdp: %w", err)
+	}
+	if err := spec.LoadAndAssign(to, nil); err != nil {
+		var ve *ebpf.VerifierError
+		if errors.As(err, &ve) {
+			return nil, fmt.Errorf("portxdp: load: %+v", ve)
+		}
+		return nil, fmt.Errorf("portxdp: load: %w", err)
+	}
+	p := &Program{Prog: o.Prog, ConfigMap: o.Config, StatsMap: o.Stats, UplinkMap: o.Uplink, DebugMap: o.Debug}
+	if p.pub, err = NewPublisher(p.ConfigMap.FD()); err != nil {
+		p.Close()
+		return nil, err
+	}
+	return p, nil
+}
+
+// Publish validates pol and, if it is valid, makes it the policy the
+// program judges by, in one atomic step; on error the active policy stays.
+// A policy that names an uplink makes the program redirect the frames it
+// passes to the device SetUplink names (until then they pass to the
+// stack).
+func (p *Program) Publish(pol port.Policy) error { return p.publisher().Publish(pol) }
+
+// Generation returns how many policies have been published.
+func (p *Program) Generation() uint64 { return p.publisher().Generation() }
+
+func (p *Program) publisher() *Publisher {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.pub
+}
+
+// SetUplink makes the device with ifindex the fast path's uplink: frames
+// the policy passes go to it by XDP redirect when the policy names an
+// uplink. 0 removes it (frames then pass to the stack). The device must
+// take XDP frames (ndo_xdp_xmit: a NIC's driver, a veth, a TAP).
+func (p *Program) SetUplink(ifindex int) error {
+	if ifindex < 0 {
+		return fmt.Errorf("portxdp: uplink ifindex %d", ifindex)
+	}
+	if ifindex == 0 {
+		if err := p.UplinkMap.Delete(uint32(0)); err != nil && !errors.Is(err, ebpf.ErrKeyNotExist) {
+			return fmt.Errorf("portxdp: clear uplink: %w", err)
+		}
+		return nil
+	}
+	if err := p.UplinkMap.Put(uint32(0), uint32(ifindex)); err != nil {
+		return fmt.Errorf("portxdp: uplink ifindex %d: %w", ifindex, err)
+	}
+	return nil
+}
+
+// Attach attaches the program to the interface with ifindex (a TAP) in
+// native (driver) mode, which tun implements: it then runs on every frame
+// the VMM writes. Closing the link detaches it.
+func (p *Program) Attach(ifindex int) (link.Link, error) {
+	l, err := link.AttachXDP(link.XDPOptions{Program: p.Prog, Interface: ifindex, Flags: link.XDPDriverMode})
+	if err != nil {
+		return nil, fmt.Errorf("portxdp: attach to ifindex %d: %w", ifindex, err)
+	}
+	return l, nil
+}
+
+// Run runs the program once on frame (an Ethernet frame, at least 14
+// bytes) with BPF_PROG_TEST_RUN and returns the XDP action: 1 drop, 2
+// pass, 4 redirect.
+func (p *Program) Run(frame []byte) (uint32, error) {
+	return p.Prog.Run(&ebpf.RunOptions{Data: frame})
+}
+
+// Benchmark runs the program repeat times on frame with BPF_PROG_TEST_RUN
+// and returns the mean time per run.
+func (p *Program) Benchmark(frame []byte, repeat int) (time.Duration, error) {
+	_, d, err := p.Prog.Benchmark(frame, repeat, nil)
+	return d, err
+}
+
+// Result is the debug build's record of one frame's judgement.
+type Result struct {
+	port.Result
+	// Action is the XDP action returned (1 drop, 2 pass, 4 redirect).
+	Action uint32
+	// Tag is the published policy that judged the frame: the
+	// Generation after its Publish.
+	Tag uint64
+}
+
+// LastResult returns the judgement of the last frame the debug build ran
+// on (on this CPU's last run under BPF_PROG_TEST_RUN).
+func (p *Program) LastResult() (Result, error) {
+	if p.DebugMap == nil {
+		return Result{}, errors.New("portxdp: not the debug build")
+	}
+	var d debugLayout
+	if err := p.DebugMap.Lookup(uint32(0), &d); err != nil {
+		return Result{}, fmt.Errorf("portxdp: read debug map: %w", err)
+	}
+	r := Result{Result: port.Result{Verdict: port.VerdictDrop, Reason: port.Reason(d.Reason), Rule: int(d.Rule)}, Action: d.Action, Tag: d.Tag}
+	if r.Reason.Pass() {
+		r.Verdict = port.VerdictPass
+	}
+	return r, nil
+}
+
+// Close unmaps the policy map and releases the program and maps (an
+// attached link keeps the program running until it is closed).
+func (p *Program) Close() error {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	var errs []error
+	if p.pub != nil {
+		errs = append(errs, p.pub.Close())
+		p.pub = nil
+	}
+	for _, c := range []interface{ Close() error }{p.Prog, p.ConfigMap, p.StatsMap, p.UplinkMap, p.DebugMap} {
+		if c != nil && c != (*ebpf.Program)(nil) && c != (*ebpf.Map)(nil) {
+			errs = append(errs, c.Close())
+		}
+	}
+	return errors.Join(errs...)
+}

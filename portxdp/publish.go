@@ -1,0 +1,173 @@
+package portxdp
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"sync"
+	"sync/atomic"
+	"unsafe"
+
+	"net/netip"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/vrss-dev/vrss/flow"
+	"github.com/vrss-dev/vrss/port"
+)
+
+// Publisher writes policies into the program's map through a shared memory
+// mapping, as steering.Publisher writes RSS configurations: it fills the
+// inactive one of two slots between two increments of the slot's sequence
+// number (odd while writing), then flips the active index; the program
+// judges again any frame whose slot changed meanwhile, so every frame is
+// judged by one whole policy. One publisher per map at a time; a
+// Publisher serialises its own calls.
+type Publisher struct {
+	mu  sync.Mutex
+	mem []byte
+	cfg *configLayout
+}
+
+// NewPublisher maps the policy map with file descriptor mapFD (a
+// Program's ConfigMap, or the same map pinned). The caller keeps mapFD;
+// the mapping lasts until Close.
+func NewPublisher(mapFD int) (*Publisher, error) {
+	mem, err := unix.Mmap(mapFD, 0, ConfigSize, unix.PROT_READ|unix.PROT_WRITE, unix.MAP_SHARED)
+	if err != nil {
+		return nil, fmt.Errorf("portxdp: mmap policy map (fd %d, %d bytes; is it port_config?): %w", mapFD, ConfigSize, err)
+	}
+	return &Publisher{mem: mem, cfg: (*configLayout)(unsafe.Pointer(&mem[0]))}, nil
+}
+
+// Publish validates pol (port.Policy.Validate) and, if it is valid, makes
+// it the active policy atomically. On error nothing changes.
+func (p *Publisher) Publish(pol port.Policy) error {
+	if err := pol.Validate(); err != nil {
+		return err
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.cfg == nil {
+		return errors.New("portxdp: publisher closed")
+	}
+	cfg := p.cfg
+	next := 1 - atomic.LoadUint32(&cfg.Active)&1
+	s := (*slotLayout)(unsafe.Pointer(&cfg.Slot[next]))
+	// Odd while writing: a frame being judged by this slot (active two
+	// publishes ago) is judged again.
+	atomic.AddUint32(&s.Seq, 1)
+	fillSlot(s, &pol, atomic.LoadUint64(&cfg.Generation)+1)
+	atomic.AddUint32(&s.Seq, 1)
+	atomic.StoreUint32(&cfg.Active, next)
+	atomic.AddUint64(&cfg.Generation, 1)
+	atomic.StoreUint32(&cfg.Magic, Magic)
+	return nil
+}
+
+// Generation returns how many policies have been published to the map.
+func (p *Publisher) Generation() uint64 {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.cfg == nil {
+		return 0
+	}
+	return atomic.LoadUint64(&p.cfg.Generation)
+}
+
+// Close unmaps the map. The program goes on with the last policy.
+func (p *Publisher) Close() error {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.mem == nil {
+		return nil
+	}
+	err := unix.Munmap(p.mem)
+	p.mem, p.cfg = nil, nil
+	return err
+}
+
+// fillSlot lays a valid policy out in s, tagged tag. Addresses and key
+// words are stored as the program loads them from the frame: little-endian
+// words of the bytes in network order.
+func fillSlot(s *slotLayout, pol *port.Policy, tag uint64) {
+	le := binary.LittleEndian
+	s.Tag = tag
+	s.Nmacs = uint32(len(pol.MACs))
+	s.Mac = [len(s.Mac)]uint64{}
+	for i, m := range pol.MACs {
+		var b [8]byte
+		copy(b[:], m[:])
+		s.Mac[i] = le.Uint64(b[:])
+	}
+	s.Nv4 = uint32(len(pol.IPv4))
+	for i, pr := range pol.IPv4 {
+		a, m := pr.Addr().As4(), prefixMask(pr.Bits(), 4)
+		s.V4[i].Addr, s.V4[i].Mask = le.Uint32(a[:])&le.Uint32(m), le.Uint32(m)
+	}
+	v6 := pol.IPv6
+	if pol.LinkLocal {
+		for _, m := range pol.MACs {
+			v6 = append(v6[:len(v6):len(v6)], netip.PrefixFrom(m.LinkLocal(), 128))
+		}
+	}
+	s.Nv6 = uint32(len(v6))
+	for i, pr := range v6 {
+		a, m := pr.Addr().As16(), prefixMask(pr.Bits(), 16)
+		for w := range 4 {
+			s.V6[i].Mask[w] = le.Uint32(m[4*w:])
+			s.V6[i].Addr[w] = le.Uint32(a[4*w:]) & s.V6[i].Mask[w]
+		}
+	}
+	s.Nrules = uint32(len(pol.Rules))
+	for i, r := range pol.Rules {
+		fillRule(&s.Rule[i], r)
+	}
+	s.Dflt = uint32(port.DefaultDeny)
+	if pol.Default == port.Allow {
+		s.Dflt = uint32(port.DefaultAllow)
+	}
+	s.Uplink = 0
+	if pol.Uplink != "" {
+		s.Uplink = 1
+	}
+}
+
+// fillRule lays out one ACL rule: its mask and masked value per key word,
+// the words the mask touches, and the first four of them again for the
+// program's loop-free comparison.
+func fillRule(q *ruleLayout, r port.Rule) {
+	le := binary.LittleEndian
+	*q = ruleLayout{}
+	q.Reason = uint32(port.ACLDrop)
+	if r.Action == port.Allow {
+		q.Reason = uint32(port.ACLAllow)
+	}
+	for w := range flow.KeyWords {
+		m := le.Uint32(r.Match.Mask[4*w:])
+		q.Mask[w], q.Value[w] = m, le.Uint32(r.Match.Value[4*w:])&m
+		if m == 0 {
+			continue
+		}
+		if q.Nwords < uint32(len(q.Cmask)) {
+			q.Cmask[q.Nwords], q.Cval[q.Nwords] = q.Mask[w], q.Value[w]
+		}
+		q.Words[q.Nwords] = uint8(w)
+		q.Nwords++
+	}
+}
+
+// prefixMask returns the n-byte mask of a prefix of bits bits.
+func prefixMask(bits, n int) []byte {
+	m := make([]byte, n)
+	for i := range m {
+		switch {
+		case bits >= 8:
+			m[i] = 0xff
+		case bits > 0:
+			m[i] = 0xff << (8 - bits)
+		}
+		bits -= 8
+	}
+	return m
+}

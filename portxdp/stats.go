@@ -1,0 +1,41 @@
+package portxdp
+
+import (
+	"fmt"
+
+	"github.com/vrss-dev/vrss/port"
+	"github.com/vrss-dev/vrss/steering"
+)
+
+// Counters are the program's counters, summed over CPUs.
+type Counters struct {
+	// Counters counts frames per reason and per ACL rule index, as
+	// port.Counters does for the reference.
+	port.Counters
+	// Unconfigured counts frames dropped before any policy was published.
+	Unconfigured uint64
+	// Retries counts frames judged again because a publish changed their
+	// slot meanwhile; Torn, frames dropped after four such tries (never
+	// expected).
+	Retries, Torn uint64
+	// Redirected counts passed frames sent to the uplink's DEVMAP (the
+	// redirect itself may still fail, e.g. on a device that takes no XDP
+	// frames).
+	Redirected uint64
+}
+
+// Counters reads the counters in one batch lookup.
+func (p *Program) Counters() (Counters, error) {
+	var c Counters
+	sums, err := steering.SumCounters(p.StatsMap)
+	if err != nil {
+		return c, fmt.Errorf("portxdp: %w", err)
+	}
+	if len(sums) != numStats {
+		return c, fmt.Errorf("portxdp: %d counters, want %d", len(sums), numStats)
+	}
+	copy(c.Reasons[:], sums[:port.NumReasons])
+	copy(c.Rules[:], sums[statRule:statRule+port.MaxRules])
+	c.Unconfigured, c.Retries, c.Torn, c.Redirected = sums[statUnconfigured], sums[statRetry], sums[statTorn], sums[statRedirect]
+	return c, nil
+}
