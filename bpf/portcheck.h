@@ -150,7 +150,7 @@ __attribute__((noinline)) int port_upper6(ctx_t *ctx, struct reader *r)
 	const __u8 *data = (const __u8 *)(long)ctx->data;
 	const __u8 *end = (const __u8 *)(long)ctx->data_end;
 	const __u8 *h;
-	__u32 off = VRSS_ETH_HLEN + VRSS_IPV6_HLEN, next;
+	__u32 off = VRSS_ETH_HLEN + VRSS_IPV6_HLEN, next, after = 0;
 
 	if (!r || data + VRSS_ETH_HLEN + VRSS_IPV6_HLEN > end)
 		return 0;
@@ -165,8 +165,14 @@ __attribute__((noinline)) int port_upper6(ctx_t *ctx, struct reader *r)
 		if (h + 4 > end)
 			return 0;
 		if (next == VRSS_IPPROTO_FRAGMENT) {
-			if (be16(h + 2) & VRSS_IPV6_OFFSET_MASK)
-				return 0;
+			/* The first fragment header with offset or M set
+			 * decides; past a first fragment, the rest of the
+			 * chain is walked through (rss.fragmentRest). */
+			if (!after && (be16(h + 2) & VRSS_IPV6_FRAG_MASK)) {
+				if (be16(h + 2) & VRSS_IPV6_OFFSET_MASK)
+					return 0;
+				after = 1;
+			}
 			off += VRSS_IPV6_FRAG_HLEN;
 		} else if (next == VRSS_IPPROTO_AH) {
 			off += ((__u32)h[1] + 2) * 4;
@@ -316,6 +322,7 @@ __attribute__((noinline)) int port_parse(ctx_t *ctx, struct port_scratch *sc)
 	p.f = &sc->s.f;
 	p.f->etype = p.f->tci = 0;
 	p.f->tagged = p.f->proto = p.f->has_proto = p.f->frag = p.f->kl4 = p.f->tcpflags = p.f->has_eth = 0;
+	sc->s.e.want = 1; /* the walk records what rules (and the checks) read */
 	classify(ctx, r, &sc->s.e, &p);
 	if (etype == VRSS_ETH_P_IPV4)
 		parse_ip4(ctx, r, &p, f);
