@@ -49,6 +49,32 @@
 // at warn level, at most a few per user a minute; the rest are counted and
 // the count logged with the next line.
 //
+// # Network namespaces
+//
+// A TAP may live in another network namespace than vrssd's, a pod's for
+// the CNI plugin vrss-cni (docs/cni.md): api.CreateArgs.Netns names it by
+// a path (/var/run/netns/NAME, /proc/PID/ns/net), and so do the requests
+// on the TAP (NameArgs, OpenArgs, SetRSSArgs: vrss --netns PATH); a request
+// that names none means vrssd's own namespace, as before. TAP names are
+// per namespace: vrssd keys a TAP by its name and its namespace's inode,
+// so every pod's TAP may be called tap0, and two paths of one namespace
+// reach the same TAP. vrssd opens /dev/net/tun and talks netlink inside
+// the namespace (a locked thread that enters it), and keeps the namespace
+// open while it manages the TAP. Only root and the admins may create in a
+// namespace (vrssd enters it and makes a device there, which the kernel's
+// TAP ownership does not cover); every other operation follows the rules
+// above, and vrssd only stats a path a client names, never opens it. Flows,
+// adopt and qemu_ebpf are for TAPs of vrssd's own namespace.
+//
+// state.json keeps the path and the inode (version 4, which an older
+// vrssd refuses); at start vrssd opens the path again, and forgets the TAP
+// (and removes its pins) if the path names no namespace or another one.
+// Link updates are watched in vrssd's own namespace only, so the monitor
+// looks every TAP of another namespace up (every monitorInterval): a TAP
+// deleted or renamed there is forgotten, and a TAP whose path no longer
+// names its namespace (ip netns delete, the process gone) is deleted and
+// forgotten, which lets the namespace go.
+//
 // # QEMU's own eBPF RSS program
 //
 // A QEMU of 9.0 or later can steer with its own eBPF program, which follows

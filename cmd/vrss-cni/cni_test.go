@@ -447,6 +447,7 @@ func TestBadConfig(t *testing.T) {
 		{name: "runtimeConfig", plugin: d.plugin(`"capabilities": {"vrss": true}`), caps: map[string]any{"vrss": map[string]any{"queuez": 2}}, code: types.ErrInvalidNetworkConfig, msg: "queuez"},
 		{name: "CNI_ARGS", plugin: d.plugin(""), args: [][2]string{{"VRSS_QUEUES", "many"}}, code: types.ErrInvalidEnvironmentVariables, msg: "VRSS_QUEUES"},
 		{name: "no such namespace", plugin: d.plugin(""), netns: "/var/run/netns/vrss-test-none", code: types.ErrInvalidNetNS, msg: "vrss-test-none"},
+		{name: "host namespace", plugin: d.plugin(""), netns: "/proc/self/ns/net", code: types.ErrInvalidNetNS, msg: "own network namespace"},
 		{name: "vrssd unreachable", plugin: `{"type": "vrss-cni", "socket": "/nonexistent/vrss.sock"}`, code: types.ErrTryAgainLater, msg: "/nonexistent/vrss.sock"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

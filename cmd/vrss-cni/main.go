@@ -81,7 +81,9 @@ func vrssdError(op string, err error) *types.Error {
 	return types.NewError(code, fmt.Sprintf("vrssd refused %s: %s: %s", op, ae.Code, ae.Message), "")
 }
 
-// checkNetns refuses a CNI_NETNS that names no network namespace.
+// checkNetns refuses a CNI_NETNS that names no network namespace, or the
+// plugin's own (the host's: vrssd would make the TAP there, and skel
+// refuses such an ADD once it is done).
 func checkNetns(path string) error {
 	if path == "" {
 		return invalidEnv("CNI_NETNS is empty")
@@ -90,7 +92,15 @@ func checkNetns(path string) error {
 	if err != nil {
 		return types.NewError(types.ErrInvalidNetNS, fmt.Sprintf("CNI_NETNS %s: %v", path, err), "")
 	}
-	ns.Close()
+	defer ns.Close()
+	own, err := netns.Get()
+	if err != nil {
+		return types.NewError(types.ErrInternal, fmt.Sprintf("the plugin's network namespace: %v", err), "")
+	}
+	defer own.Close()
+	if ns.Equal(own) {
+		return types.NewError(types.ErrInvalidNetNS, fmt.Sprintf("CNI_NETNS %s is the plugin's own network namespace, not a pod's", path), "")
+	}
 	return nil
 }
 
