@@ -1,0 +1,123 @@
+package portxdp
+
+import (
+	"fmt"
+	"net/netip"
+	"slices"
+
+	"github.com/cilium/ebpf"
+	"github.com/cilium/ebpf/asm"
+
+	"github.com/vrss-dev/vrss/flow"
+	"github.com/vrss-dev/vrss/internal/frame"
+	"github.com/vrss-dev/vrss/port"
+)
+
+// XDPNs is the xdp_ns benchmark's result: ns per frame as
+// BPF_PROG_TEST_RUN measures it, for an XDP program that only returns
+// XDP_PASS (Floor) and for the port-security program (Policy) on
+// BenchFrame under BenchPolicy; each the median of the rounds.
+type XDPNs struct {
+	Floor  float64 `json:"floor"`
+	Policy float64 `json:"policy"`
+}
+
+// benchRules are a realistic ten-rule ACL: what a web server guest may
+// send besides what the checks pass, with SMTP dropped.
+func benchRules() []port.Rule {
+	type r struct {
+		etype uint16
+		proto uint8
+		dport uint16 // 0: any
+		act   port.Action
+	}
+	var rules []port.Rule
+	for _, x := range []r{
+		{0x0800, 6, 25, port.Drop}, {0x0800, 17, 53, port.Allow}, {0x86dd, 17, 53, port.Allow}, {0x0800, 17, 123, port.Allow},
+		{0x0800, 1, 0, port.Allow}, {0x86dd, 58, 0, port.Allow}, {0x0800, 6, 22, port.Allow}, {0x0800, 6, 80, port.Allow},
+		{0x86dd, 6, 443, port.Allow}, {0x0800, 6, 443, port.Allow},
+	} {
+		var m flow.Match
+		m.SetEtherType(x.etype, 0xffff)
+		m.SetProto(x.proto, 0xff)
+		if x.dport != 0 {
+			m.SetDstPort(x.dport, 0xffff)
+		}
+		if err := m.Normalize(); err != nil {
+			panic(err)
+		}
+		rules = append(rules, port.Rule{Match: m, Action: x.act})
+	}
+	return rules
+}
+
+var benchMAC = port.MAC{0x52, 0x54, 0, 0xab, 0xcd, 0xef}
+
+// BenchPolicy is the benchmark's policy: one MAC, one IPv4 address, the
+// ten-rule ACL above, default deny.
+func BenchPolicy() port.Policy {
+	return port.Policy{MACs: []port.MAC{benchMAC}, IPv4: []netip.Prefix{netip.MustParsePrefix("192.0.2.10/32")}, Rules: benchRules(), Default: port.Drop}
+}
+
+// BenchFrame is the benchmark's TCPv4 frame (to port 443, from the
+// policy's MAC and address): it passes by the last rule, so the whole ACL
+// is tried.
+func BenchFrame() []byte {
+	b := frame.Build(frame.Spec{Src: netip.MustParseAddr("192.0.2.10"), Dst: netip.MustParseAddr("198.51.100.1"), Proto: frame.ProtoTCP, SrcPort: 40000, DstPort: 443, Payload: 20})
+	copy(b[6:12], benchMAC[:])
+	return b
+}
+
+// MeasureXDPNs loads the production program and an XDP_PASS floor,
+// publishes BenchPolicy, checks that BenchFrame passes by the last rule,
+// and measures both on it, interleaved round by round (so the machine's
+// drift affects both alike), repeat runs a measurement.
+func MeasureXDPNs(rounds, repeat int) (XDPNs, error) {
+	floor, err := ebpf.NewProgram(&ebpf.ProgramSpec{Type: ebpf.XDP, License: "Dual BSD/GPL", Instructions: asm.Instructions{
+		asm.Mov.Imm(asm.R0, 2), // XDP_PASS
+		asm.Return(),
+	}})
+	if err != nil {
+		return XDPNs{}, fmt.Errorf("portxdp: load the XDP_PASS floor: %w", err)
+	}
+	defer floor.Close()
+	p, err := Load()
+	if err != nil {
+		return XDPNs{}, err
+	}
+	defer p.Close()
+	pol, f := BenchPolicy(), BenchFrame()
+	if err := p.Publish(pol); err != nil {
+		return XDPNs{}, err
+	}
+	ref, err := port.New(pol)
+	if err != nil {
+		return XDPNs{}, err
+	}
+	if want := ref.Check(f); want.Reason != port.ACLAllow || want.Rule != len(pol.Rules)-1 {
+		return XDPNs{}, fmt.Errorf("portxdp: the benchmark frame is judged %+v, not by the last rule", want)
+	}
+	if act, err := p.Run(f); err != nil || act != 2 {
+		return XDPNs{}, fmt.Errorf("portxdp: the program returned %d (%v) for the benchmark frame, want XDP_PASS", act, err)
+	}
+	var fl, po []float64
+	for range max(rounds, 1) {
+		_, d, err := floor.Benchmark(f, repeat, nil)
+		if err != nil {
+			return XDPNs{}, fmt.Errorf("portxdp: BPF_PROG_TEST_RUN of the floor: %w", err)
+		}
+		fl = append(fl, float64(d.Nanoseconds()))
+		d, err = p.Benchmark(f, repeat)
+		if err != nil {
+			return XDPNs{}, fmt.Errorf("portxdp: BPF_PROG_TEST_RUN of the policy: %w", err)
+		}
+		po = append(po, float64(d.Nanoseconds()))
+	}
+	return XDPNs{Floor: median(fl), Policy: median(po)}, nil
+}
+
+func median(xs []float64) float64 {
+	s := slices.Clone(xs)
+	slices.Sort(s)
+	return s[len(s)/2]
+}

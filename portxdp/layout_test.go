@@ -1,0 +1,152 @@
+package portxdp
+
+import (
+	"reflect"
+	"testing"
+
+	"github.com/cilium/ebpf"
+	"github.com/cilium/ebpf/btf"
+	"golang.org/x/sys/unix"
+
+	"github.com/vrss-dev/vrss/port"
+)
+
+// member is one field of a struct in the policy map: name, byte offset,
+// byte size.
+type member struct {
+	name         string
+	offset, size int
+}
+
+// The wire format of the policy map (bpf/portmap.h), written out by hand:
+// these change only with PORT_MAGIC.
+var golden = map[string]struct {
+	size    int
+	members []member
+}{
+	"port_config": {13472, []member{{"magic", 0, 4}, {"active", 4, 4}, {"generation", 8, 8}, {"slot", 16, 2 * 6728}}},
+	"port_slot": {6728, []member{
+		{"seq", 0, 4}, {"nmacs", 4, 4}, {"nv4", 8, 4}, {"nv6", 12, 4}, {"nrules", 16, 4}, {"dflt", 20, 4}, {"uplink", 24, 4}, {"pad", 28, 4},
+		{"tag", 32, 8}, {"mac", 40, 32}, {"v4", 72, 16 * 8}, {"v6", 200, 20 * 32}, {"rule", 840, 32 * 184},
+	}},
+	"port_rule":     {184, []member{{"reason", 0, 4}, {"nwords", 4, 4}, {"words", 8, 16}, {"cmask", 24, 16}, {"cval", 40, 16}, {"mask", 56, 64}, {"value", 120, 64}}},
+	"port_prefix6":  {32, []member{{"addr", 0, 16}, {"mask", 16, 16}}},
+	"port_debug":    {24, []member{{"reason", 0, 4}, {"rule", 4, 4}, {"action", 8, 4}, {"pad", 12, 4}, {"tag", 16, 8}}},
+}
+
+// goMembers lists a Go struct's fields as members, named as in C.
+func goMembers(v any) (int, []member) {
+	t := reflect.TypeOf(v)
+	var ms []member
+	for i := range t.NumField() {
+		f := t.Field(i)
+		if f.Name == "_" && f.Type.Size() == 0 {
+			continue
+		}
+		ms = append(ms, member{cName(f.Name), int(f.Offset), int(f.Type.Size())})
+	}
+	return int(t.Size()), ms
+}
+
+// cName turns bpf2go's field names back into C's (Nmacs -> nmacs).
+func cName(s string) string {
+	b := []byte(s)
+	b[0] |= 0x20
+	return string(b)
+}
+
+// TestLayoutGo checks the Go view of the map against the golden layout.
+func TestLayoutGo(t *testing.T) {
+	var c configLayout
+	var d debugLayout
+	for name, v := range map[string]any{"port_config": c, "port_slot": c.Slot[0], "port_rule": c.Slot[0].Rule[0], "port_prefix6": c.Slot[0].V6[0], "port_debug": d} {
+		size, ms := goMembers(v)
+		g := golden[name]
+		if name == "port_debug" {
+			ms[3].name = "pad" // Go's blank field
+		}
+		if size != g.size || !reflect.DeepEqual(ms, g.members) {
+			t.Errorf("Go %s: %d bytes %v, want %d bytes %v", name, size, ms, g.size, g.members)
+		}
+	}
+	if ConfigSize != golden["port_config"].size || ConfigSize%8 != 0 {
+		t.Errorf("ConfigSize %d", ConfigSize)
+	}
+	// The limits are the arrays' bounds.
+	s := c.Slot[0]
+	if len(s.Mac) != port.MaxMACs || len(s.V4) != port.MaxIPv4 || len(s.V6) != port.MaxIPv6+port.MaxMACs || len(s.Rule) != port.MaxRules {
+		t.Errorf("bounds: %d MACs, %d IPv4, %d IPv6, %d rules", len(s.Mac), len(s.V4), len(s.V6), len(s.Rule))
+	}
+	if numStats != statRule+port.MaxRules+4 || statRule < port.NumReasons {
+		t.Errorf("counters: %d, rules from %d", numStats, statRule)
+	}
+	// Publisher lays slotLayout over the generated type's slots.
+	if reflect.TypeOf(s) != reflect.TypeOf(slotLayout{}) || !reflect.TypeOf(portdebugPortConfig{}).ConvertibleTo(reflect.TypeOf(c)) {
+		t.Error("slotLayout or the debug build's config differ from the production build's")
+	}
+}
+
+// TestLayoutBTF checks the structs the compiler laid out, as each object's
+// BTF describes them, against the golden layout, and the maps' kinds.
+func TestLayoutBTF(t *testing.T) {
+	for name, load := range map[string]func() (*ebpf.CollectionSpec, error){"production": loadPort, "debug": loadPortdebug} {
+		t.Run(name, func(t *testing.T) {
+			spec, err := load()
+			if err != nil {
+				t.Fatal(err)
+			}
+			m := spec.Maps["port_config"]
+			if m == nil || m.Type != ebpf.Array || m.KeySize != 4 || m.MaxEntries != 1 || int(m.ValueSize) != ConfigSize || m.Flags&unix.BPF_F_MMAPABLE == 0 {
+				t.Fatalf("port_config is %+v, want a one-element mmapable array of %d bytes", m, ConfigSize)
+			}
+			seen := map[string]bool{}
+			var walk func(typ btf.Type)
+			walk = func(typ btf.Type) {
+				switch v := btf.UnderlyingType(typ).(type) {
+				case *btf.Array:
+					walk(v.Type)
+				case *btf.Struct:
+					g, ok := golden[v.Name]
+					if !ok || seen[v.Name] {
+						return
+					}
+					seen[v.Name] = true
+					var ms []member
+					for _, f := range v.Members {
+						sz, err := btf.Sizeof(f.Type)
+						if err != nil {
+							t.Fatal(err)
+						}
+						ms = append(ms, member{f.Name, int(f.Offset.Bytes()), sz})
+						walk(f.Type)
+					}
+					if int(v.Size) != g.size || !reflect.DeepEqual(ms, g.members) {
+						t.Errorf("BTF %s: %d bytes %v, want %d bytes %v", v.Name, v.Size, ms, g.size, g.members)
+					}
+				}
+			}
+			walk(m.Value)
+			if name == "debug" {
+				walk(spec.Maps["port_debug"].Value)
+			}
+			for n := range golden {
+				if !seen[n] && (n != "port_debug" || name == "debug") {
+					t.Errorf("struct %s not found in the BTF", n)
+				}
+			}
+			if st := spec.Maps["port_stats"]; st == nil || st.Type != ebpf.PerCPUArray || st.ValueSize != 8 || st.MaxEntries != numStats {
+				t.Errorf("port_stats is %+v, want a per-CPU array of %d u64", st, numStats)
+			}
+			if up := spec.Maps["port_uplink"]; up == nil || up.Type != ebpf.DevMap || up.MaxEntries != 1 {
+				t.Errorf("port_uplink is %+v, want a one-entry DEVMAP", up)
+			}
+			var hasMagic bool
+			for _, ins := range spec.Programs["vrss_port"].Instructions {
+				hasMagic = hasMagic || ins.Constant == Magic
+			}
+			if !hasMagic {
+				t.Errorf("the program never uses Magic %#x: PORT_MAGIC changed?", uint32(Magic))
+			}
+		})
+	}
+}
