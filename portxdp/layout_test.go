@@ -29,9 +29,9 @@ var golden = map[string]struct {
 		{"seq", 0, 4}, {"nmacs", 4, 4}, {"nv4", 8, 4}, {"nv6", 12, 4}, {"nrules", 16, 4}, {"dflt", 20, 4}, {"uplink", 24, 4}, {"pad", 28, 4},
 		{"tag", 32, 8}, {"mac", 40, 32}, {"v4", 72, 16 * 8}, {"v6", 200, 20 * 32}, {"rule", 840, 32 * 184},
 	}},
-	"port_rule":     {184, []member{{"reason", 0, 4}, {"nwords", 4, 4}, {"words", 8, 16}, {"cmask", 24, 16}, {"cval", 40, 16}, {"mask", 56, 64}, {"value", 120, 64}}},
-	"port_prefix6":  {32, []member{{"addr", 0, 16}, {"mask", 16, 16}}},
-	"port_debug":    {24, []member{{"reason", 0, 4}, {"rule", 4, 4}, {"action", 8, 4}, {"pad", 12, 4}, {"tag", 16, 8}}},
+	"port_rule":    {184, []member{{"reason", 0, 4}, {"nwords", 4, 4}, {"words", 8, 16}, {"cmask", 24, 16}, {"cval", 40, 16}, {"mask", 56, 64}, {"value", 120, 64}}},
+	"port_prefix6": {32, []member{{"addr", 0, 16}, {"mask", 16, 16}}},
+	"port_debug":   {24, []member{{"reason", 0, 4}, {"rule", 4, 4}, {"action", 8, 4}, {"pad", 12, 4}, {"tag", 16, 8}}},
 }
 
 // goMembers lists a Go struct's fields as members, named as in C.
