@@ -3,7 +3,6 @@ package agent_test
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"os"
 	"strings"
 	"testing"
@@ -15,28 +14,6 @@ import (
 	"github.com/vrss-dev/vrss/internal/netnstest"
 	"github.com/vrss-dev/vrss/rss"
 )
-
-// podTAP looks the TAP name up inside the namespace at path: nil if there
-// is none.
-func podTAP(t *testing.T, path, name string) *netlink.Tuntap {
-	t.Helper()
-	var tt *netlink.Tuntap
-	err := netnstest.In(path, func() error {
-		l, err := netlink.LinkByName(name)
-		if errors.As(err, &netlink.LinkNotFoundError{}) {
-			return nil
-		}
-		if err != nil {
-			return err
-		}
-		tt, _ = l.(*netlink.Tuntap)
-		return nil
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	return tt
-}
 
 // TestNetns: TAPs of one name in vrssd's namespace and in two others are
 // three TAPs, each reached by its namespace; every operation works on
@@ -57,7 +34,7 @@ func TestNetns(t *testing.T) {
 		}
 	}
 	for _, ns := range []string{pod1, pod2} {
-		l := podTAP(t, ns, "tap0")
+		l := netnstest.Tuntap(t, ns, "tap0")
 		if l == nil || l.Owner != 4601 || l.Flags&netlink.TUNTAP_MULTI_QUEUE == 0 {
 			t.Fatalf("tap0 in %s: %+v", ns, l)
 		}
@@ -127,11 +104,11 @@ func TestNetns(t *testing.T) {
 	if err := c.Netns(pod1).Delete(ctx, "tap0"); err != nil {
 		t.Fatal(err)
 	}
-	if podTAP(t, pod1, "tap0") != nil {
+	if netnstest.Tuntap(t, pod1, "tap0") != nil {
 		t.Fatal("tap0 is still in pod1")
 	}
 	wantCode(t, c.Netns(pod1).Delete(ctx, "tap0"), api.CodeNotFound)
-	if podTAP(t, pod2, "tap0") == nil || !d.hasIface("tap0") {
+	if netnstest.Tuntap(t, pod2, "tap0") == nil || !d.hasIface("tap0") {
 		t.Fatal("deleting pod1's tap0 took another")
 	}
 	// A namespace deleted under vrssd: its TAP is deleted and forgotten

@@ -1,7 +1,6 @@
 package main_test
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -69,25 +68,8 @@ type daemon struct {
 	dir, ns                    string
 	socket, stateDir, bpffsDir string
 	cmd                        *exec.Cmd
-	stderr                     *syncBuffer
+	log                        *os.File // vrssd's output, all its runs
 	exited                     chan struct{}
-}
-
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }
 
 // newDaemon builds the binaries on first use and starts vrssd.
@@ -106,11 +88,16 @@ func newDaemon(t *testing.T) *daemon {
 		stateDir: filepath.Join(dir, "state"),
 		bpffsDir: filepath.Join(dir, "bpf"),
 	}
+	var err error
+	if d.log, err = os.Create(filepath.Join(dir, "vrssd.log")); err != nil {
+		t.Fatal(err)
+	}
 	t.Cleanup(func() {
 		d.kill()
 		if t.Failed() {
-			t.Logf("vrssd log:\n%s", d.stderr)
+			t.Logf("vrssd log:\n%s", d.output())
 		}
+		d.log.Close()
 		unix.Unmount(d.bpffsDir, unix.MNT_DETACH)
 	})
 	d.start()
@@ -120,10 +107,7 @@ func newDaemon(t *testing.T) *daemon {
 func (d *daemon) start() {
 	d.t.Helper()
 	cmd := exec.Command(filepath.Join(binDir, "vrssd"), "--socket", d.socket, "--state-dir", d.stateDir, "--bpffs-dir", d.bpffsDir, "--log-level", "debug")
-	if d.stderr == nil {
-		d.stderr = &syncBuffer{}
-	}
-	cmd.Stdout, cmd.Stderr = d.stderr, d.stderr
+	cmd.Stdout, cmd.Stderr = d.log, d.log
 	// A child starts in the namespace of the thread that forks it.
 	if err := netnstest.In(d.ns, cmd.Start); err != nil {
 		d.t.Fatal(err)
@@ -139,13 +123,19 @@ func (d *daemon) start() {
 		}
 		select {
 		case <-exited:
-			d.t.Fatalf("vrssd exited at start:\n%s", d.stderr)
+			d.t.Fatalf("vrssd exited at start:\n%s", d.output())
 		default:
 		}
 		if time.Now().After(deadline) {
 			d.t.Fatalf("vrssd does not answer: %v", err)
 		}
 	}
+}
+
+// output is what vrssd has written so far.
+func (d *daemon) output() string {
+	b, _ := os.ReadFile(d.log.Name())
+	return string(b)
 }
 
 // stop stops vrssd with SIGTERM.
@@ -204,29 +194,28 @@ func (d *daemon) plugin(extra string) string {
 	return fmt.Sprintf(`{"type": "vrss-cni", "socket": %q%s}`, d.socket, extra)
 }
 
-func runtime(t *testing.T) *libcni.CNIConfig {
-	return libcni.NewCNIConfigWithCacheDir([]string{binDir}, t.TempDir(), nil)
+// setup starts vrssd, and makes a pod namespace and a runtime with a
+// cache of its own.
+func setup(t *testing.T) (*daemon, string, *libcni.CNIConfig) {
+	d := newDaemon(t)
+	return d, netnstest.Named(t), libcni.NewCNIConfigWithCacheDir([]string{binDir}, t.TempDir(), nil)
 }
 
-// podTAP looks the device name up in the namespace at path: nil if none.
-func podTAP(t *testing.T, path, name string) *netlink.Tuntap {
+// add runs ADD and returns its result as the runtime got it, in spec
+// 1.1.0's form, and as JSON.
+func add(t *testing.T, cni *libcni.CNIConfig, l *libcni.NetworkConfigList, rt *libcni.RuntimeConf) (types.Result, *types100.Result, []byte) {
 	t.Helper()
-	var tt *netlink.Tuntap
-	err := netnstest.In(path, func() error {
-		l, err := netlink.LinkByName(name)
-		if errors.As(err, &netlink.LinkNotFoundError{}) {
-			return nil
-		}
-		if err != nil {
-			return err
-		}
-		tt, _ = l.(*netlink.Tuntap)
-		return nil
-	})
+	r, err := cni.AddNetworkList(context.Background(), l, rt)
 	if err != nil {
 		t.Fatal(err)
 	}
-	return tt
+	res, err := types100.GetResult(r)
+	if err != nil {
+		t.Fatal(err)
+	}
+	out, _ := json.Marshal(r)
+	t.Logf("ADD result: %s", out)
+	return r, res, out
 }
 
 // code is the CNI error code of err, 0 for none.
@@ -247,26 +236,15 @@ func code(t *testing.T, err error) uint {
 // the result's interface; CHECK passes; DEL removes it, and a second DEL
 // succeeds.
 func TestAddCheckDel(t *testing.T) {
-	d := newDaemon(t)
-	pod := netnstest.Named(t)
-	cni := runtime(t)
+	d, pod, cni := setup(t)
 	ctx := context.Background()
 	l := list(t, d.plugin(`"queues": 4, "rss": {"hash_types": "ipv4,tcpv4,udpv4", "indirection_table": [3, 2, 1, 0]}`))
 	rt := &libcni.RuntimeConf{ContainerID: "pod-a", NetNS: pod, IfName: "tap0", Args: [][2]string{{"K8S_POD_NAME", "vm-a"}}}
-	r, err := cni.AddNetworkList(ctx, l, rt)
-	if err != nil {
-		t.Fatal(err)
-	}
-	res, err := types100.GetResult(r)
-	if err != nil {
-		t.Fatal(err)
-	}
-	out, _ := json.Marshal(r)
-	t.Logf("ADD result: %s", out)
+	r, res, out := add(t, cni, l, rt)
 	if r.Version() != "1.0.0" || len(res.Interfaces) != 1 || res.Interfaces[0].Name != "tap0" || res.Interfaces[0].Sandbox != pod || res.Interfaces[0].Mac == "" {
 		t.Fatalf("ADD result: %s", out)
 	}
-	tt := podTAP(t, pod, "tap0")
+	tt := netnstest.Tuntap(t, pod, "tap0")
 	if tt == nil || tt.Owner != 107 || tt.Group != 107 || tt.Flags&netlink.TUNTAP_MULTI_QUEUE == 0 {
 		t.Fatalf("tap0 in the pod: %+v", tt)
 	}
@@ -301,7 +279,7 @@ func TestAddCheckDel(t *testing.T) {
 	if err := cni.DelNetworkList(ctx, l, rt); err != nil {
 		t.Fatalf("DEL: %v", err)
 	}
-	if podTAP(t, pod, "tap0") != nil || len(d.taps()) != 0 {
+	if netnstest.Tuntap(t, pod, "tap0") != nil || len(d.taps()) != 0 {
 		t.Fatal("the TAP outlived DEL")
 	}
 	if err := cni.DelNetworkList(ctx, l, rt); err != nil {
@@ -312,9 +290,7 @@ func TestAddCheckDel(t *testing.T) {
 // TestRestart: a TAP added before vrssd restarts passes CHECK after, and
 // DEL removes it; a DEL while vrssd is down asks to be tried again.
 func TestRestart(t *testing.T) {
-	d := newDaemon(t)
-	pod := netnstest.Named(t)
-	cni := runtime(t)
+	d, pod, cni := setup(t)
 	ctx := context.Background()
 	l := list(t, d.plugin(`"queues": 2, "owner": 1000, "group": 1000`))
 	rt := &libcni.RuntimeConf{ContainerID: "pod-b", NetNS: pod, IfName: "tap0"}
@@ -335,7 +311,7 @@ func TestRestart(t *testing.T) {
 	if err := cni.DelNetworkList(ctx, l, rt); err != nil {
 		t.Fatalf("DEL after the restart: %v", err)
 	}
-	if podTAP(t, pod, "tap0") != nil || len(d.taps()) != 0 {
+	if netnstest.Tuntap(t, pod, "tap0") != nil || len(d.taps()) != 0 {
 		t.Fatal("the TAP outlived DEL")
 	}
 }
@@ -344,9 +320,8 @@ func TestRestart(t *testing.T) {
 // for a namespace already gone (vrssd then forgets the TAP by itself),
 // and with no namespace at all.
 func TestDelGone(t *testing.T) {
-	d := newDaemon(t)
-	pod1, pod2 := netnstest.Named(t), netnstest.Named(t)
-	cni := runtime(t)
+	d, pod1, cni := setup(t)
+	pod2 := netnstest.Named(t)
 	ctx := context.Background()
 	l := list(t, d.plugin(`"queues": 2`))
 	rt1 := &libcni.RuntimeConf{ContainerID: "pod-c1", NetNS: pod1, IfName: "tap0"}
@@ -387,22 +362,11 @@ func TestDelGone(t *testing.T) {
 // TestChained: after a plugin that made the pod's main interface, ADD
 // passes its result on with the TAP appended; CHECK and DEL work.
 func TestChained(t *testing.T) {
-	d := newDaemon(t)
-	pod := netnstest.Named(t)
-	cni := runtime(t)
+	d, pod, cni := setup(t)
 	ctx := context.Background()
 	l := list(t, `{"type": "prevplugin"}`, d.plugin(`"queues": 2`))
 	rt := &libcni.RuntimeConf{ContainerID: "pod-d", NetNS: pod, IfName: "tap1"}
-	r, err := cni.AddNetworkList(ctx, l, rt)
-	if err != nil {
-		t.Fatal(err)
-	}
-	res, err := types100.GetResult(r)
-	if err != nil {
-		t.Fatal(err)
-	}
-	out, _ := json.Marshal(res)
-	t.Logf("chained ADD result: %s", out)
+	_, res, out := add(t, cni, l, rt)
 	if len(res.Interfaces) != 2 || res.Interfaces[0].Name != "eth0" || res.Interfaces[1].Name != "tap1" || res.Interfaces[1].Sandbox != pod ||
 		len(res.IPs) != 1 || res.IPs[0].Address.String() != "10.9.0.2/24" || *res.IPs[0].Interface != 0 {
 		t.Fatalf("chained ADD result: %s", out)
@@ -413,7 +377,7 @@ func TestChained(t *testing.T) {
 	if err := cni.DelNetworkList(ctx, l, rt); err != nil {
 		t.Fatalf("DEL: %v", err)
 	}
-	if podTAP(t, pod, "tap1") != nil {
+	if netnstest.Tuntap(t, pod, "tap1") != nil {
 		t.Fatal("the TAP outlived DEL")
 	}
 }
@@ -422,9 +386,7 @@ func TestChained(t *testing.T) {
 // with its CNI error code and a message that names the problem, and leaves
 // no TAP.
 func TestBadConfig(t *testing.T) {
-	d := newDaemon(t)
-	pod := netnstest.Named(t)
-	cni := runtime(t)
+	d, pod, cni := setup(t)
 	ctx := context.Background()
 	for _, tc := range []struct {
 		name, plugin string
@@ -460,7 +422,7 @@ func TestBadConfig(t *testing.T) {
 				t.Fatalf("ADD: %v, want code %d and a message with %q", err, tc.code, tc.msg)
 			}
 			t.Logf("ADD: code %d: %v", tc.code, err)
-			if podTAP(t, pod, "tap0") != nil || len(d.taps()) != 0 {
+			if netnstest.Tuntap(t, pod, "tap0") != nil || len(d.taps()) != 0 {
 				t.Fatal("a refused ADD left a TAP")
 			}
 		})
@@ -493,9 +455,7 @@ func TestBadConfig(t *testing.T) {
 // the queues the rss engine predicts for the configuration the network
 // configuration gave, and vrssd counts them.
 func TestSteering(t *testing.T) {
-	d := newDaemon(t)
-	pod := netnstest.Named(t)
-	cni := runtime(t)
+	d, pod, cni := setup(t)
 	ctx := context.Background()
 	const queues = 4
 	cfgJSON := `{"hash_types": "ipv4,tcpv4,udpv4,ipv6,tcpv6,udpv6", "key": "6d5a56da255b0ec24167253d43a38fb0d0ca2bcbae7b30b477cb2da38030f20c6a42b73bbeac01fa", "indirection_table": [0, 1, 2, 3, 3, 2, 1, 0, 1, 3, 0, 2, 2, 0, 3, 1]}`

@@ -104,25 +104,44 @@ func checkNetns(path string) error {
 	return nil
 }
 
-func cmdAdd(args *skel.CmdArgs) error {
+// load reads the network configuration and applies CNI_ARGS and the
+// runtime configuration, for ADD and CHECK.
+func load(args *skel.CmdArgs) (*netConf, *tapConf, error) {
 	c, err := parseNetConf(args.StdinData)
 	if err != nil {
-		return err
+		return nil, nil, err
 	}
 	t, err := resolve(c, args.Args)
 	if err != nil {
-		return err
+		return nil, nil, err
 	}
-	if err := checkNetns(args.Netns); err != nil {
-		return err
+	return c, t, nil
+}
+
+// session checks CNI_NETNS and connects to vrssd, for ADD and CHECK; done
+// closes the connection.
+func session(c *netConf, path string) (ctx context.Context, vc *client.Client, done func(), err error) {
+	if err := checkNetns(path); err != nil {
+		return nil, nil, nil, err
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), timeout)
-	defer cancel()
-	vc, err := dial(ctx, c.Socket)
+	if vc, err = dial(ctx, c.Socket); err != nil {
+		cancel()
+		return nil, nil, nil, err
+	}
+	return ctx, vc, func() { vc.Close(); cancel() }, nil
+}
+
+func cmdAdd(args *skel.CmdArgs) error {
+	c, t, err := load(args)
 	if err != nil {
 		return err
 	}
-	defer vc.Close()
+	ctx, vc, done, err := session(c, args.Netns)
+	if err != nil {
+		return err
+	}
+	defer done()
 	tp, err := vc.Create(ctx, api.CreateArgs{
 		Name: args.IfName, Queues: t.queues, OwnerUID: &t.owner, OwnerGID: &t.group,
 		VnetHdrLen: t.vnetHdrLen, Netns: args.Netns,
@@ -179,11 +198,7 @@ func checkFailed(format string, a ...any) error {
 }
 
 func cmdCheck(args *skel.CmdArgs) error {
-	c, err := parseNetConf(args.StdinData)
-	if err != nil {
-		return err
-	}
-	t, err := resolve(c, args.Args)
+	c, t, err := load(args)
 	if err != nil {
 		return err
 	}
@@ -199,16 +214,11 @@ func cmdCheck(args *skel.CmdArgs) error {
 	}) {
 		return checkFailed("prevResult has no interface %s in %s", args.IfName, args.Netns)
 	}
-	if err := checkNetns(args.Netns); err != nil {
-		return err
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), timeout)
-	defer cancel()
-	vc, err := dial(ctx, c.Socket)
+	ctx, vc, done, err := session(c, args.Netns)
 	if err != nil {
 		return err
 	}
-	defer vc.Close()
+	defer done()
 	taps, err := vc.List(ctx)
 	if err != nil {
 		return vrssdError("list", err)

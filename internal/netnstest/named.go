@@ -28,39 +28,16 @@ func Named(t testing.TB) string {
 	t.Helper()
 	privtest.Require(t, "netns")
 	name := fmt.Sprintf("vrss-test-%d-%d", os.Getpid(), named.Add(1))
-	err := func() error {
-		runtime.LockOSThread()
-		orig, err := netns.Get()
-		if err != nil {
-			runtime.UnlockOSThread()
-			return err
-		}
-		defer orig.Close()
-		defer func() {
-			if netns.Set(orig) == nil {
-				runtime.UnlockOSThread()
-			}
-		}()
-		ns, err := netns.NewNamed(name)
+	path := filepath.Join("/var/run/netns", name)
+	t.Cleanup(func() { Delete(path) })
+	err := onThread(func() error {
+		ns, err := netns.NewNamed(name) // and enters it
 		if err != nil {
 			return err
 		}
 		ns.Close()
-		lo, err := netlink.LinkByName("lo")
-		if err == nil {
-			err = netlink.LinkSetUp(lo)
-		}
-		if err != nil {
-			return fmt.Errorf("lo up: %w", err)
-		}
-		err = os.WriteFile("/proc/sys/net/ipv6/conf/default/disable_ipv6", []byte("1"), 0)
-		if err != nil && !errors.Is(err, os.ErrNotExist) {
-			return fmt.Errorf("disable IPv6: %w", err)
-		}
-		return nil
-	}()
-	path := filepath.Join("/var/run/netns", name)
-	t.Cleanup(func() { Delete(path) })
+		return setup(func() error { return nil })
+	})
 	if err != nil {
 		t.Fatalf("netnstest: named namespace %s: %v", name, err)
 	}
@@ -86,17 +63,52 @@ func In(path string, fn func() error) error {
 		return err
 	}
 	defer ns.Close()
+	return onThread(func() error {
+		if err := netns.Set(ns); err != nil {
+			return err
+		}
+		return fn()
+	})
+}
+
+// Link looks the device name up in the namespace at path: nil, and no
+// error, if there is none.
+func Link(path, name string) (netlink.Link, error) {
+	var l netlink.Link
+	err := In(path, func() error {
+		var err error
+		l, err = netlink.LinkByName(name)
+		if errors.As(err, &netlink.LinkNotFoundError{}) {
+			return nil
+		}
+		return err
+	})
+	return l, err
+}
+
+// Tuntap looks the TUN or TAP device name up in the namespace at path:
+// nil if there is none (or it is another kind of device). An error fails t.
+func Tuntap(t testing.TB, path, name string) *netlink.Tuntap {
+	t.Helper()
+	l, err := Link(path, name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tt, _ := l.(*netlink.Tuntap)
+	return tt
+}
+
+// onThread runs fn, which may switch namespaces, on a locked OS thread,
+// then switches the thread back to its namespace; if it cannot, the
+// thread stays locked and the runtime discards it with its goroutine.
+func onThread(fn func() error) error {
 	runtime.LockOSThread()
 	orig, err := netns.Get()
 	if err != nil {
 		runtime.UnlockOSThread()
-		return err
+		return fmt.Errorf("netnstest: current namespace: %w", err)
 	}
 	defer orig.Close()
-	if err := netns.Set(ns); err != nil {
-		runtime.UnlockOSThread()
-		return err
-	}
 	defer func() {
 		if netns.Set(orig) == nil {
 			runtime.UnlockOSThread()

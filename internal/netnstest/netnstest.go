@@ -14,7 +14,6 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"runtime"
 	"testing"
 
 	"github.com/vishvananda/netlink"
@@ -34,25 +33,19 @@ import (
 // switched back, it stays locked, and the runtime discards it when the
 // calling goroutine exits.
 func Do(fn func() error) error {
-	runtime.LockOSThread()
-	orig, err := netns.Get()
-	if err != nil {
-		runtime.UnlockOSThread()
-		return fmt.Errorf("netnstest: current namespace: %w", err)
-	}
-	defer orig.Close()
-	defer func() {
-		if netns.Set(orig) == nil {
-			runtime.UnlockOSThread()
+	return onThread(func() error {
+		ns, err := netns.New()
+		if err != nil {
+			return fmt.Errorf("netnstest: new namespace: %w", err)
 		}
-	}()
+		defer ns.Close()
+		return setup(fn)
+	})
+}
 
-	ns, err := netns.New()
-	if err != nil {
-		return fmt.Errorf("netnstest: new namespace: %w", err)
-	}
-	defer ns.Close()
-
+// setup brings lo up and turns IPv6 off for new interfaces in the
+// calling thread's namespace, then runs fn.
+func setup(fn func() error) error {
 	lo, err := netlink.LinkByName("lo")
 	if err == nil {
 		err = netlink.LinkSetUp(lo)
