@@ -66,6 +66,11 @@ if [ -d cmd/vrss-cni ]; then
 	out=$(CNI_COMMAND=VERSION chroot "$work/rootfs" /usr/bin/vrss-cni </dev/null) || fail "vrss-cni (CNI_COMMAND=VERSION) from the image's filesystem"
 	grep -q supportedVersions <<<"$out" || fail "vrss-cni VERSION said: $out"
 	echo "image: from its filesystem: vrss-cni: $out"
+	# What the DaemonSet's init container does.
+	mkdir "$work/rootfs/cni-bin"
+	chroot "$work/rootfs" /usr/bin/vrssd --install-cni /cni-bin >/dev/null || fail "vrssd --install-cni from the image's filesystem"
+	cmp -s "$work/rootfs/cni-bin/vrss-cni" "$work/rootfs/usr/bin/vrss-cni" || fail "vrssd --install-cni did not install vrss-cni"
+	echo "image: from its filesystem: vrssd --install-cni installs vrss-cni"
 fi
 
 # In a container, where the machine allows it.

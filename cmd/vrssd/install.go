@@ -54,6 +54,10 @@ func installCNI(src, dir string) (err error) {
 // into dir (--install-cni).
 func installBeside(dir string) error {
 	self, err := os.Executable()
+	if err != nil && filepath.IsAbs(os.Args[0]) {
+		// No /proc (a chroot): the path vrssd was run by.
+		self, err = os.Args[0], nil
+	}
 	if err != nil {
 		return err
 	}

@@ -113,15 +113,16 @@ type networkAttachmentDefinition struct {
 
 // cniConfig mirrors vrss-cni's network configuration (docs/cni.md).
 type cniConfig struct {
-	CNIVersion string          `json:"cniVersion"`
-	Name       string          `json:"name"`
-	Type       string          `json:"type"`
-	Socket     string          `json:"socket,omitempty"`
-	Queues     *int            `json:"queues,omitempty"`
-	Owner      *int            `json:"owner,omitempty"`
-	Group      *int            `json:"group,omitempty"`
-	VnetHdrLen *int            `json:"vnetHdrLen,omitempty"`
-	RSS        json.RawMessage `json:"rss,omitempty"`
+	CNIVersion   string          `json:"cniVersion"`
+	Name         string          `json:"name"`
+	Type         string          `json:"type"`
+	Capabilities map[string]bool `json:"capabilities,omitempty"`
+	Socket       string          `json:"socket,omitempty"`
+	Queues       *int            `json:"queues,omitempty"`
+	Owner        *int            `json:"owner,omitempty"`
+	Group        *int            `json:"group,omitempty"`
+	VnetHdrLen   *int            `json:"vnetHdrLen,omitempty"`
+	RSS          json.RawMessage `json:"rss,omitempty"`
 }
 
 // kinds are the objects the manifests may hold, by apiVersion and kind.
