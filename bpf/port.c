@@ -107,7 +107,7 @@ done:
 	action = XDP_DROP;
 	if (reason >= PORT_ACL_ALLOW && reason <= PORT_CONTROL) {
 		action = XDP_PASS;
-		if (uplink) {
+		if (uplink && ctx_len(ctx) <= READ_ONCE_U32(cfg->uplink_len)) {
 			port_count(PORT_STAT_REDIRECT);
 			/* XDP_PASS if the map is empty: no uplink yet. */
 			action = bpf_redirect_map(&port_uplink, 0, XDP_PASS);

@@ -105,6 +105,12 @@ struct port_config {
 	__u32 magic;      /* PORT_MAGIC once a policy has been published */
 	__u32 active;     /* slot in use: 0 or 1 */
 	__u64 generation; /* publishes so far */
+	/* The longest frame the uplink takes (its MTU, Ethernet header and a
+	 * VLAN tag: what the kernel's xdp_ok_fwd_dev allows); longer ones,
+	 * a guest's GSO frames, go to the stack instead, which segments
+	 * them. Set with the uplink, outside the slots. */
+	__u32 uplink_len;
+	__u32 pad;
 	struct port_slot slot[2];
 };
 

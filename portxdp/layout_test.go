@@ -24,7 +24,7 @@ var golden = map[string]struct {
 	size    int
 	members []member
 }{
-	"port_config": {13472, []member{{"magic", 0, 4}, {"active", 4, 4}, {"generation", 8, 8}, {"slot", 16, 2 * 6728}}},
+	"port_config": {13480, []member{{"magic", 0, 4}, {"active", 4, 4}, {"generation", 8, 8}, {"uplink_len", 16, 4}, {"pad", 20, 4}, {"slot", 24, 2 * 6728}}},
 	"port_slot": {6728, []member{
 		{"seq", 0, 4}, {"nmacs", 4, 4}, {"nv4", 8, 4}, {"nv6", 12, 4}, {"nrules", 16, 4}, {"dflt", 20, 4}, {"uplink", 24, 4}, {"pad", 28, 4},
 		{"tag", 32, 8}, {"mac", 40, 32}, {"v4", 72, 16 * 8}, {"v6", 200, 20 * 32}, {"rule", 840, 32 * 184},
@@ -48,10 +48,18 @@ func goMembers(v any) (int, []member) {
 	return int(t.Size()), ms
 }
 
-// cName turns bpf2go's field names back into C's (Nmacs -> nmacs).
+// cName turns bpf2go's field names back into C's (UplinkLen -> uplink_len).
 func cName(s string) string {
-	b := []byte(s)
-	b[0] |= 0x20
+	var b []byte
+	for i, c := range []byte(s) {
+		if c >= 'A' && c <= 'Z' {
+			if i > 0 {
+				b = append(b, '_')
+			}
+			c += 'a' - 'A'
+		}
+		b = append(b, c)
+	}
 	return string(b)
 }
 

@@ -3,6 +3,7 @@ package portxdp
 import (
 	"errors"
 	"fmt"
+	"net"
 	"sync"
 	"time"
 
@@ -105,20 +106,32 @@ func (p *Program) publisher() *Publisher {
 // SetUplink makes the device with ifindex the fast path's uplink: frames
 // the policy passes go to it by XDP redirect when the policy names an
 // uplink. 0 removes it (frames then pass to the stack). The device must
-// take XDP frames (ndo_xdp_xmit: a NIC's driver, a veth, a TAP).
+// take XDP frames (ndo_xdp_xmit: a NIC's driver, a veth whose peer runs an
+// XDP program or GRO, a TAP). Frames longer than the uplink's MTU allows
+// (a guest's GSO frames) pass to the stack, which segments them: call
+// SetUplink again after changing the uplink's MTU.
 func (p *Program) SetUplink(ifindex int) error {
 	if ifindex < 0 {
 		return fmt.Errorf("portxdp: uplink ifindex %d", ifindex)
 	}
 	if ifindex == 0 {
+		p.publisher().setUplinkLen(0)
 		if err := p.UplinkMap.Delete(uint32(0)); err != nil && !errors.Is(err, ebpf.ErrKeyNotExist) {
 			return fmt.Errorf("portxdp: clear uplink: %w", err)
 		}
 		return nil
 	}
-	if err := p.UplinkMap.Put(uint32(0), uint32(ifindex)); err != nil {
-		return fmt.Errorf("portxdp: uplink ifindex %d: %w", ifindex, err)
+	ifi, err := net.InterfaceByIndex(ifindex)
+	if err != nil {
+		return fmt.Errorf("portxdp: uplink: %w", err)
 	}
+	if err := p.UplinkMap.Put(uint32(0), uint32(ifindex)); err != nil {
+		return fmt.Errorf("portxdp: uplink %s (ifindex %d): %w", ifi.Name, ifindex, err)
+	}
+	// What the kernel forwards by redirect (xdp_ok_fwd_dev): the MTU, the
+	// Ethernet header and a VLAN tag. Longer frames (GSO) pass to the
+	// stack instead of being dropped by the redirect.
+	p.publisher().setUplinkLen(uint32(ifi.MTU + 14 + 4))
 	return nil
 }
 

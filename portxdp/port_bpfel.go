@@ -18,6 +18,8 @@ type portPortConfig struct {
 	Magic      uint32
 	Active     uint32
 	Generation uint64
+	UplinkLen  uint32
+	Pad        uint32
 	Slot       [2]struct {
 		_      structs.HostLayout
 		Seq    uint32

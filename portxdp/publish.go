@@ -75,6 +75,15 @@ func (p *Publisher) Generation() uint64 {
 	return atomic.LoadUint64(&p.cfg.Generation)
 }
 
+// setUplinkLen sets the longest frame the program redirects.
+func (p *Publisher) setUplinkLen(n uint32) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.cfg != nil {
+		atomic.StoreUint32(&p.cfg.UplinkLen, n)
+	}
+}
+
 // Close unmaps the map. The program goes on with the last policy.
 func (p *Publisher) Close() error {
 	p.mu.Lock()

@@ -1,0 +1,326 @@
+package portxdp
+
+import (
+	"errors"
+	"math/rand/v2"
+	"net/netip"
+	"testing"
+
+	"github.com/cilium/ebpf"
+	"github.com/cilium/ebpf/asm"
+	"github.com/cilium/ebpf/link"
+	"github.com/vishvananda/netlink"
+	"golang.org/x/sys/unix"
+
+	"github.com/vrss-dev/vrss/internal/diffcorpus"
+	"github.com/vrss-dev/vrss/internal/netnstest"
+	"github.com/vrss-dev/vrss/internal/privtest"
+	"github.com/vrss-dev/vrss/port"
+	"github.com/vrss-dev/vrss/tap"
+)
+
+const vnetHdrLen = 12 // virtio_net_hdr_v1, as QEMU sets it
+
+// capture is an AF_PACKET socket that receives the frames an interface
+// receives (not those it sends).
+type capture struct{ fd int }
+
+func openCapture(t *testing.T, ifindex int) *capture {
+	t.Helper()
+	proto := uint16(unix.ETH_P_ALL)<<8 | uint16(unix.ETH_P_ALL)>>8
+	fd, err := unix.Socket(unix.AF_PACKET, unix.SOCK_RAW|unix.SOCK_CLOEXEC, int(proto))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := unix.Bind(fd, &unix.SockaddrLinklayer{Protocol: proto, Ifindex: ifindex}); err != nil {
+		unix.Close(fd)
+		t.Fatal(err)
+	}
+	if err := unix.SetsockoptTimeval(fd, unix.SOL_SOCKET, unix.SO_RCVTIMEO, &unix.Timeval{Usec: 200_000}); err != nil {
+		t.Fatal(err)
+	}
+	// Room for every frame of the test: it reads them after writing.
+	if err := unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_RCVBUFFORCE, 64<<20); err != nil {
+		t.Fatal(err)
+	}
+	return &capture{fd}
+}
+
+// drain returns the frames received until none came for 200 ms.
+func (c *capture) drain() map[string]int {
+	got := map[string]int{}
+	buf := make([]byte, 65536)
+	for {
+		n, from, err := unix.Recvfrom(c.fd, buf, 0)
+		if err != nil {
+			return got
+		}
+		if ll, ok := from.(*unix.SockaddrLinklayer); ok && ll.Pkttype == unix.PACKET_OUTGOING {
+			continue
+		}
+		got[string(buf[:n])]++
+	}
+}
+
+func (c *capture) close() { unix.Close(c.fd) }
+
+// xdpPass loads an XDP program that passes every frame.
+func xdpPass(t *testing.T) *ebpf.Program {
+	t.Helper()
+	prog, err := ebpf.NewProgram(&ebpf.ProgramSpec{Type: ebpf.XDP, License: "Dual BSD/GPL", Instructions: asm.Instructions{asm.Mov.Imm(asm.R0, 2), asm.Return()}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return prog
+}
+
+// tapFrames draws frames for pol that tun takes (an Ethernet header at
+// least), with the reference's judgement of each.
+func tapFrames(f *port.Filter, n int) ([][]byte, []port.Result) {
+	pol := f.Policy()
+	r := rand.New(rand.NewPCG(14, 3))
+	var frames [][]byte
+	var want []port.Result
+	for len(frames) < n {
+		b := diffcorpus.PortFrame(r, &pol)
+		if len(b) < 14 {
+			continue
+		}
+		frames = append(frames, b)
+		want = append(want, f.Check(b))
+	}
+	return frames, want
+}
+
+// TestTAP attaches the program to a real TAP and writes frames into its
+// queue fds as a VMM does (a zeroed virtio-net header first, fds
+// non-blocking as QEMU's): every frame the reference passes arrives, once,
+// on the far side — the TAP's receive path into the stack, or, with an
+// uplink, the peer of a veth by the devmap redirect (and then not the
+// stack) — every frame it drops arrives nowhere, and the counters are the
+// reference's. Blocking writes, which tun hands to generic XDP after
+// building an skb, must give the same.
+func TestTAP(t *testing.T) {
+	privtest.Require(t, "root")
+	privtest.Require(t, "tap")
+	privtest.Require(t, "bpf")
+	for _, c := range []struct {
+		name     string
+		uplink   bool
+		blocking bool
+	}{{"stack", false, false}, {"stack-blocking", false, true}, {"uplink", true, false}, {"uplink-blocking", true, true}} {
+		t.Run(c.name, func(t *testing.T) {
+			p, err := Load()
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer p.Close()
+			pol := diffcorpus.PortPolicy(rand.New(rand.NewPCG(14, 4)), 12)
+			pol.IPv4 = append(pol.IPv4, netip.MustParsePrefix("192.0.2.0/24"))
+			if c.uplink {
+				pol.Uplink = "vrssup0"
+			}
+			f, err := port.New(pol)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := p.Publish(pol); err != nil {
+				t.Fatal(err)
+			}
+			frames, want := tapFrames(f, 2000)
+			netnstest.Run(t, func() {
+				d, err := tap.Create(tap.Options{Queues: 2, VnetHdrLen: vnetHdrLen, Up: true})
+				if err != nil {
+					t.Fatal(err)
+				}
+				defer d.Close()
+				l, err := p.Attach(d.Index())
+				if err != nil {
+					t.Fatal(err)
+				}
+				defer l.Close()
+				far := openCapture(t, d.Index())
+				defer far.close()
+				stack := far
+				if c.uplink {
+					up := &netlink.Veth{LinkAttrs: netlink.LinkAttrs{Name: pol.Uplink}, PeerName: "vrsspeer0"}
+					if err := netlink.LinkAdd(up); err != nil {
+						t.Fatal(err)
+					}
+					peer, err := netlink.LinkByName("vrsspeer0")
+					if err != nil {
+						t.Fatal(err)
+					}
+					for _, l := range []netlink.Link{up, peer} {
+						if err := netlink.LinkSetUp(l); err != nil {
+							t.Fatal(err)
+						}
+					}
+					// A veth takes XDP frames for its peer only in NAPI
+					// mode, which an XDP program on the peer turns on.
+					pass := xdpPass(t)
+					defer pass.Close()
+					pl, err := link.AttachXDP(link.XDPOptions{Program: pass, Interface: peer.Attrs().Index})
+					if err != nil {
+						t.Fatal(err)
+					}
+					defer pl.Close()
+					if err := p.SetUplink(up.Attrs().Index); err != nil {
+						t.Fatal(err)
+					}
+					far = openCapture(t, peer.Attrs().Index)
+					defer far.close()
+				}
+				hdr := make([]byte, vnetHdrLen)
+				for i, b := range frames {
+					q := d.Queue(i % d.NumQueues())
+					fd := int(q.Fd())
+					if err := unix.SetNonblock(fd, !c.blocking); err != nil {
+						t.Fatal(err)
+					}
+					if _, err := unix.Writev(fd, [][]byte{hdr, b}); err != nil && !errors.Is(err, unix.EINVAL) {
+						t.Fatalf("frame %d: write: %v", i, err)
+					}
+				}
+				got := far.drain()
+				var onStack map[string]int
+				if c.uplink {
+					onStack = stack.drain()
+				}
+				var ref port.Counters
+				for i, b := range frames {
+					ref.Add(want[i])
+					k := string(b)
+					switch {
+					case want[i].Verdict == port.VerdictPass && got[k] == 0:
+						t.Errorf("frame %d (%v) passed by the reference, never arrived: %x", i, want[i].Reason, b)
+					case want[i].Verdict == port.VerdictDrop && got[k] > 0:
+						t.Errorf("frame %d (%v) dropped by the reference, arrived: %x", i, want[i].Reason, b)
+					case onStack[k] > 0:
+						t.Errorf("frame %d redirected to the uplink also reached the stack", i)
+					}
+					got[k]--
+				}
+				for k, n := range got {
+					if n > 0 {
+						t.Errorf("%d unexpected arrivals of %x", n, k)
+					}
+				}
+				cs, err := p.Counters()
+				if err != nil {
+					t.Fatal(err)
+				}
+				if cs.Reasons != ref.Reasons || cs.Rules != ref.Rules {
+					t.Errorf("counters\nprogram   %v %v\nreference %v %v", cs.Reasons, cs.Rules, ref.Reasons, ref.Rules)
+				}
+				if c.uplink && cs.Redirected != ref.Passed() {
+					t.Errorf("%d frames redirected, the reference passed %d", cs.Redirected, ref.Passed())
+				}
+				t.Logf("%d frames written: %d passed and arrived, %d dropped and counted; %d redirected", len(frames), ref.Passed(), ref.Dropped(), cs.Redirected)
+			})
+		})
+	}
+}
+
+// TestTAPGSO writes GSO frames (a TCPv4 segment of 4000 bytes with
+// VIRTIO_NET_HDR_GSO_TCPV4, as a guest with TSO sends). tun runs no native
+// XDP on them (tun_build_skb leaves a frame with a gso_type to generic XDP
+// on the skb it builds), and the program judges each one all the same: an
+// allowed one reaches the stack whole, one from a foreign address is
+// dropped and counted. With an uplink too: a redirect of a frame longer
+// than the uplink's MTU would be dropped by the kernel (xdp_ok_fwd_dev), so
+// the program passes it to the stack, which segments it.
+func TestTAPGSO(t *testing.T) {
+	privtest.Require(t, "root")
+	privtest.Require(t, "tap")
+	privtest.Require(t, "bpf")
+	for _, uplink := range []bool{false, true} {
+		p, err := Load()
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer p.Close()
+		pol := BenchPolicy()
+		if uplink {
+			pol.Uplink = "vrssup0"
+		}
+		if err := p.Publish(pol); err != nil {
+			t.Fatal(err)
+		}
+		good := BenchFrame()
+		good = append(good[:len(good)-20], make([]byte, 4000)...)
+		good[16], good[17] = byte((len(good)-14)>>8), byte(len(good)-14) // IPv4 total length
+		bad := append([]byte(nil), good...)
+		bad[26] ^= 0xff // source address
+		// virtio_net_hdr_v1: NEEDS_CSUM, GSO_TCPV4, hdr_len 54, gso_size
+		// 1460, csum_start 34 (the TCP header), csum_offset 16.
+		hdr := []byte{1, 1, 54, 0, 0xb4, 0x05, 34, 0, 16, 0, 0, 0}
+		netnstest.Run(t, func() {
+			d, err := tap.Create(tap.Options{Queues: 1, VnetHdrLen: vnetHdrLen, Up: true})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer d.Close()
+			l, err := p.Attach(d.Index())
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer l.Close()
+			stack := openCapture(t, d.Index())
+			defer stack.close()
+			var peerCap *capture
+			if uplink {
+				up := &netlink.Veth{LinkAttrs: netlink.LinkAttrs{Name: pol.Uplink}, PeerName: "vrsspeer0"}
+				if err := netlink.LinkAdd(up); err != nil {
+					t.Fatal(err)
+				}
+				peer, err := netlink.LinkByName("vrsspeer0")
+				if err != nil {
+					t.Fatal(err)
+				}
+				for _, l := range []netlink.Link{up, peer} {
+					if err := netlink.LinkSetUp(l); err != nil {
+						t.Fatal(err)
+					}
+				}
+				pass := xdpPass(t)
+				defer pass.Close()
+				pl, err := link.AttachXDP(link.XDPOptions{Program: pass, Interface: peer.Attrs().Index})
+				if err != nil {
+					t.Fatal(err)
+				}
+				defer pl.Close()
+				if err := p.SetUplink(up.Attrs().Index); err != nil {
+					t.Fatal(err)
+				}
+				peerCap = openCapture(t, peer.Attrs().Index)
+				defer peerCap.close()
+			}
+			fd := int(d.Queue(0).Fd())
+			if err := unix.SetNonblock(fd, true); err != nil {
+				t.Fatal(err)
+			}
+			for _, b := range [][]byte{good, bad, good} {
+				if _, err := unix.Writev(fd, [][]byte{hdr, b}); err != nil {
+					t.Fatalf("write a GSO frame: %v", err)
+				}
+			}
+			got := stack.drain()
+			if got[string(good)] != 2 || got[string(bad)] != 0 || len(got) != 1 {
+				t.Errorf("arrived: %d allowed (want 2), %d spoofed (want 0), %d kinds", got[string(good)], got[string(bad)], len(got))
+			}
+			if peerCap != nil {
+				if n := len(peerCap.drain()); n != 0 {
+					t.Errorf("%d GSO frames on the uplink's peer", n)
+				}
+			}
+			c, err := p.Counters()
+			if err != nil {
+				t.Fatal(err)
+			}
+			if c.Reasons[port.ACLAllow] != 2 || c.Reasons[port.SrcIPv4] != 1 || c.Redirected != 0 {
+				t.Errorf("counted %v, %d redirected", c.Reasons, c.Redirected)
+			}
+		})
+	}
+}
