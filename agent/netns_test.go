@@ -20,7 +20,7 @@ import (
 // them; only root and admins may create in a namespace, an owner reaches
 // its own TAP there, and others find nothing.
 func TestNetns(t *testing.T) {
-	d := newDaemon(t, `{"create": {"uids": [4601]}}`)
+	d := newDaemon(t, `{"create": {"uids": [4601]}, "admin": {"uids": [4603]}}`)
 	pod1, pod2 := netnstest.Named(t), netnstest.Named(t)
 	c := d.dial()
 	ctx := context.Background()
@@ -87,6 +87,15 @@ func TestNetns(t *testing.T) {
 	// Only root and admins name a namespace to create in; the owner
 	// reaches its TAP there, another user finds nothing.
 	wantDenied(t, "create in a namespace as a creator", d.asUser(4601, "call", helperArgs{Op: api.OpCreate, Args: mustJSON(api.CreateArgs{Name: "tap1", Queues: 2, Netns: pod1})}))
+	if r := d.asUser(4603, "call", helperArgs{Op: api.OpCreate, Args: mustJSON(api.CreateArgs{Name: "tap1", Queues: 2, Netns: pod1})}); r.Error != nil {
+		t.Fatalf("an admin's create in a namespace: %+v", r)
+	}
+	if tt := netnstest.Tuntap(t, pod1, "tap1"); tt == nil || tt.Owner != 4603 {
+		t.Fatalf("the admin's tap1: %+v", tt)
+	}
+	if err := c.Netns(pod1).Delete(ctx, "tap1"); err != nil {
+		t.Fatal(err)
+	}
 	if r := d.asUser(4601, "call", helperArgs{Op: api.OpStats, Args: mustJSON(api.NameArgs{Name: "tap0", Netns: pod1})}); r.Error != nil {
 		t.Fatalf("the owner's stats: %+v", r)
 	}
