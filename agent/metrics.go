@@ -114,7 +114,7 @@ var (
 	descReattached = prometheus.NewDesc("vrss_tap_reattachments_total",
 		"Times vrssd found the TAP's program detached behind its back (frames sent that it never counted) and attached it again, since vrssd started.", tapLabels, nil)
 	descQueuePackets = prometheus.NewDesc("vrss_tap_queue_packets_total",
-		"Packets the steering program sent to each queue of the TAP (unclassified and unconfigured ones included).", withTAP("queue"), nil)
+		"Packets the steering program sent to each queue of the TAP by its configuration (unclassified ones included; unconfigured ones are counted apart).", withTAP("queue"), nil)
 	descUnclassified = prometheus.NewDesc("vrss_tap_unclassified_packets_total",
 		"Packets no enabled hash type applied to; they went to the configuration's unclassified queue.", tapLabels, nil)
 	descUnconfigured = prometheus.NewDesc("vrss_tap_unconfigured_packets_total",
