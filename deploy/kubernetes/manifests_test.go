@@ -28,69 +28,68 @@ import (
 // the fields of theirs the manifests use, with the same JSON names: a
 // field they do not name fails the decoding as an unknown one would.
 
-// kubeVirt mirrors kubevirt.io/api/core/v1.KubeVirt, for the binding
-// registration.
-type kubeVirt struct {
+// object is a top-level object whose spec is S.
+type object[S any] struct {
 	metav1.TypeMeta `json:",inline"`
 	Metadata        metav1.ObjectMeta `json:"metadata"`
-	Spec            struct {
-		Configuration struct {
-			Network struct {
-				// Binding mirrors map[string]InterfaceBindingPlugin.
-				Binding map[string]struct {
-					DomainAttachmentType        string `json:"domainAttachmentType,omitempty"`
-					SidecarImage                string `json:"sidecarImage,omitempty"`
-					NetworkAttachmentDefinition string `json:"networkAttachmentDefinition,omitempty"`
-				} `json:"binding"`
-			} `json:"network"`
-		} `json:"configuration"`
-	} `json:"spec"`
+	Spec            S                 `json:"spec"`
 }
 
+// kubeVirt mirrors kubevirt.io/api/core/v1.KubeVirt, for the binding
+// registration.
+type kubeVirt = object[struct {
+	Configuration struct {
+		Network struct {
+			// Binding mirrors map[string]InterfaceBindingPlugin.
+			Binding map[string]struct {
+				DomainAttachmentType        string `json:"domainAttachmentType,omitempty"`
+				SidecarImage                string `json:"sidecarImage,omitempty"`
+				NetworkAttachmentDefinition string `json:"networkAttachmentDefinition,omitempty"`
+			} `json:"binding"`
+		} `json:"network"`
+	} `json:"configuration"`
+}]
+
 // virtualMachine mirrors kubevirt.io/api/core/v1.VirtualMachine.
-type virtualMachine struct {
-	metav1.TypeMeta `json:",inline"`
-	Metadata        metav1.ObjectMeta `json:"metadata"`
-	Spec            struct {
-		RunStrategy string `json:"runStrategy"`
-		Template    struct {
-			Metadata metav1.ObjectMeta `json:"metadata"`
-			Spec     struct {
-				Domain struct {
-					CPU struct {
-						Cores uint32 `json:"cores"`
-					} `json:"cpu"`
-					Memory struct {
-						Guest *resource.Quantity `json:"guest"`
-					} `json:"memory"`
-					Devices struct {
-						NetworkInterfaceMultiqueue *bool `json:"networkInterfaceMultiqueue"`
-						Disks                      []struct {
+type virtualMachine = object[struct {
+	RunStrategy string `json:"runStrategy"`
+	Template    struct {
+		Metadata metav1.ObjectMeta `json:"metadata"`
+		Spec     struct {
+			Domain struct {
+				CPU struct {
+					Cores uint32 `json:"cores"`
+				} `json:"cpu"`
+				Memory struct {
+					Guest *resource.Quantity `json:"guest"`
+				} `json:"memory"`
+				Devices struct {
+					NetworkInterfaceMultiqueue *bool `json:"networkInterfaceMultiqueue"`
+					Disks                      []struct {
+						Name string `json:"name"`
+						Disk struct {
+							Bus string `json:"bus"`
+						} `json:"disk"`
+					} `json:"disks"`
+					Interfaces []struct {
+						Name       string    `json:"name"`
+						Masquerade *struct{} `json:"masquerade,omitempty"`
+						Binding    *struct {
 							Name string `json:"name"`
-							Disk struct {
-								Bus string `json:"bus"`
-							} `json:"disk"`
-						} `json:"disks"`
-						Interfaces []struct {
-							Name       string    `json:"name"`
-							Masquerade *struct{} `json:"masquerade,omitempty"`
-							Binding    *struct {
-								Name string `json:"name"`
-							} `json:"binding,omitempty"`
-						} `json:"interfaces"`
-					} `json:"devices"`
-				} `json:"domain"`
-				Networks []vmNetwork `json:"networks"`
-				Volumes  []struct {
-					Name          string `json:"name"`
-					ContainerDisk struct {
-						Image string `json:"image"`
-					} `json:"containerDisk"`
-				} `json:"volumes"`
-			} `json:"spec"`
-		} `json:"template"`
-	} `json:"spec"`
-}
+						} `json:"binding,omitempty"`
+					} `json:"interfaces"`
+				} `json:"devices"`
+			} `json:"domain"`
+			Networks []vmNetwork `json:"networks"`
+			Volumes  []struct {
+				Name          string `json:"name"`
+				ContainerDisk struct {
+					Image string `json:"image"`
+				} `json:"containerDisk"`
+			} `json:"volumes"`
+		} `json:"spec"`
+	} `json:"template"`
+}]
 
 // vmNetwork mirrors kubevirt.io/api/core/v1.Network.
 type vmNetwork struct {
@@ -103,13 +102,9 @@ type vmNetwork struct {
 
 // networkAttachmentDefinition mirrors the network-attachment-definition
 // client's k8s.cni.cncf.io/v1 NetworkAttachmentDefinition.
-type networkAttachmentDefinition struct {
-	metav1.TypeMeta `json:",inline"`
-	Metadata        metav1.ObjectMeta `json:"metadata"`
-	Spec            struct {
-		Config string `json:"config"`
-	} `json:"spec"`
-}
+type networkAttachmentDefinition = object[struct {
+	Config string `json:"config"`
+}]
 
 // cniConfig mirrors vrss-cni's network configuration (docs/cni.md).
 type cniConfig struct {
