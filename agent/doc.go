@@ -253,4 +253,15 @@
 // behind the daemon's back (or renamed, or moved to another namespace) is
 // noticed through netlink link updates, and on the next request that
 // touches it, and forgotten: fds closed, pins removed, state updated.
+//
+// # Metrics
+//
+// ListenMetrics serves Prometheus metrics over HTTP (vrssd --metrics;
+// docs/metrics.md), and /healthz and /readyz for probes; it listens before
+// New, so that /healthz answers while the state loads, and
+// MetricsServer.Ready hands it the Server. Each scrape reads every TAP's
+// counters under the server's lock through the code the stats operation
+// uses, so the two agree; the requests and refusals, by operation and error
+// code, are counted as they are answered. TAPs are labelled by name and
+// network namespace.
 package agent
