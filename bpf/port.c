@@ -19,7 +19,7 @@
  */
 #define VRSS_FLOWS 1
 
-#include "ctx/xdpword.h"
+#include "ctx/xdpload.h"
 #include "eth.h"
 #include "flow.h"
 #include "portmap.h"

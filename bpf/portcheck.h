@@ -367,22 +367,12 @@ static __always_inline int owns4(const struct port_slot *s, __u32 a)
 	return 0;
 }
 
-/* A rule of more than four words: every word. */
-__attribute__((noinline)) int port_rule_long(const struct port_rule *q, const struct fkey *k)
-{
-	if (!q || !k)
-		return 0;
-	for (__u32 w = 0; w < VRSS_KEY_WORDS; w++)
-		if ((k->w[w] & q->mask[w]) != q->value[w])
-			return 0;
-	return 1;
-}
-
 /*
  * The ACL: the first rule (in the policy's order) whose match the key
  * satisfies, else the default. Returns the reason, with 1 + the rule's
- * index in bits 8 and up. At most PORT_MAX_RULES rules, each compared in
- * four words without a branch or, past four words, in at most 14.
+ * index in bits 8 and up. At most PORT_MAX_RULES rules of at most
+ * VRSS_KEY_WORDS words each: 448 word comparisons at worst, and one or two
+ * per rule that does not match, as a rule's first word usually decides.
  */
 __attribute__((noinline)) int port_acl(const struct port_slot *s, const struct fkey *k)
 {
@@ -393,17 +383,21 @@ __attribute__((noinline)) int port_acl(const struct port_slot *s, const struct f
 	n = s->nrules;
 	for (__u32 i = 0; i < PORT_MAX_RULES; i++) {
 		const struct port_rule *q = &s->rule[i];
-		int hit;
+		__u32 nt, hit = 1;
 
 		if (i >= n)
 			break;
-		if (q->nwords <= 4)
-			hit = !(((k->w[q->words[0] & 15] ^ q->cval[0]) & q->cmask[0]) |
-				((k->w[q->words[1] & 15] ^ q->cval[1]) & q->cmask[1]) |
-				((k->w[q->words[2] & 15] ^ q->cval[2]) & q->cmask[2]) |
-				((k->w[q->words[3] & 15] ^ q->cval[3]) & q->cmask[3]));
-		else
-			hit = port_rule_long(q, k);
+		nt = q->nterms;
+		for (__u32 j = 0; j < VRSS_KEY_WORDS; j++) {
+			const struct port_term *t = &q->term[j];
+
+			if (j >= nt)
+				break;
+			if ((k->w[t->word & 15] & t->mask) != t->value) {
+				hit = 0;
+				break;
+			}
+		}
 		if (hit)
 			return (q->reason & 0xff) | ((i + 1) << 8);
 	}

@@ -56,20 +56,22 @@
 
 /*
  * An ACL rule: a flow.Match over the 56-byte flow key (flow.h's struct
- * fkey, words loaded little-endian). mask[w] and value[w] (value already
- * masked) cover all 14 words; words[] lists the nwords words the mask
- * touches, and cmask/cval repeat the first four of them (0 past nwords),
- * so that a rule of at most four words, nearly every one, is compared
- * without a loop.
+ * fkey, words loaded little-endian), as the key words its mask touches:
+ * for each, the word's index, the mask and the value under it. The
+ * program compares them in order and leaves a rule at its first word
+ * that differs, which for most rules of an ACL is the first (EtherType
+ * and protocol share a word).
  */
+struct port_term {
+	__u32 word;
+	__u32 mask;
+	__u32 value;
+};
+
 struct port_rule {
 	__u32 reason; /* PORT_ACL_ALLOW or PORT_ACL_DROP */
-	__u32 nwords;
-	__u8 words[16];
-	__u32 cmask[4];
-	__u32 cval[4];
-	__u32 mask[16];
-	__u32 value[16];
+	__u32 nterms;
+	struct port_term term[14]; /* VRSS_KEY_WORDS */
 };
 
 /* An address prefix: the address under the mask, both as loaded from the

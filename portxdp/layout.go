@@ -56,12 +56,13 @@ type slotLayout = struct {
 type ruleLayout = struct {
 	_      structs.HostLayout
 	Reason uint32
-	Nwords uint32
-	Words  [16]uint8
-	Cmask  [4]uint32
-	Cval   [4]uint32
-	Mask   [16]uint32
-	Value  [16]uint32
+	Nterms uint32
+	Term   [14]struct {
+		_     structs.HostLayout
+		Word  uint32
+		Mask  uint32
+		Value uint32
+	}
 }
 
 // debugLayout is struct port_debug.

@@ -24,12 +24,13 @@ var golden = map[string]struct {
 	size    int
 	members []member
 }{
-	"port_config": {13480, []member{{"magic", 0, 4}, {"active", 4, 4}, {"generation", 8, 8}, {"uplink_len", 16, 4}, {"pad", 20, 4}, {"slot", 24, 2 * 6728}}},
-	"port_slot": {6728, []member{
+	"port_config": {12968, []member{{"magic", 0, 4}, {"active", 4, 4}, {"generation", 8, 8}, {"uplink_len", 16, 4}, {"pad", 20, 4}, {"slot", 24, 2 * 6472}}},
+	"port_slot": {6472, []member{
 		{"seq", 0, 4}, {"nmacs", 4, 4}, {"nv4", 8, 4}, {"nv6", 12, 4}, {"nrules", 16, 4}, {"dflt", 20, 4}, {"uplink", 24, 4}, {"pad", 28, 4},
-		{"tag", 32, 8}, {"mac", 40, 32}, {"v4", 72, 16 * 8}, {"v6", 200, 20 * 32}, {"rule", 840, 32 * 184},
+		{"tag", 32, 8}, {"mac", 40, 32}, {"v4", 72, 16 * 8}, {"v6", 200, 20 * 32}, {"rule", 840, 32 * 176},
 	}},
-	"port_rule":    {184, []member{{"reason", 0, 4}, {"nwords", 4, 4}, {"words", 8, 16}, {"cmask", 24, 16}, {"cval", 40, 16}, {"mask", 56, 64}, {"value", 120, 64}}},
+	"port_rule":    {176, []member{{"reason", 0, 4}, {"nterms", 4, 4}, {"term", 8, 14 * 12}}},
+	"port_term":    {12, []member{{"word", 0, 4}, {"mask", 4, 4}, {"value", 8, 4}}},
 	"port_prefix6": {32, []member{{"addr", 0, 16}, {"mask", 16, 16}}},
 	"port_debug":   {24, []member{{"reason", 0, 4}, {"rule", 4, 4}, {"action", 8, 4}, {"pad", 12, 4}, {"tag", 16, 8}}},
 }
@@ -67,7 +68,7 @@ func cName(s string) string {
 func TestLayoutGo(t *testing.T) {
 	var c configLayout
 	var d debugLayout
-	for name, v := range map[string]any{"port_config": c, "port_slot": c.Slot[0], "port_rule": c.Slot[0].Rule[0], "port_prefix6": c.Slot[0].V6[0], "port_debug": d} {
+	for name, v := range map[string]any{"port_config": c, "port_slot": c.Slot[0], "port_rule": c.Slot[0].Rule[0], "port_term": c.Slot[0].Rule[0].Term[0], "port_prefix6": c.Slot[0].V6[0], "port_debug": d} {
 		size, ms := goMembers(v)
 		g := golden[name]
 		if name == "port_debug" {

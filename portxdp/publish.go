@@ -142,9 +142,8 @@ func fillSlot(s *slotLayout, pol *port.Policy, tag uint64) {
 	}
 }
 
-// fillRule lays out one ACL rule: its mask and masked value per key word,
-// the words the mask touches, and the first four of them again for the
-// program's loop-free comparison.
+// fillRule lays out one ACL rule: for each key word its mask touches, in
+// order, the word's index, the mask and the value under it.
 func fillRule(q *ruleLayout, r port.Rule) {
 	le := binary.LittleEndian
 	*q = ruleLayout{}
@@ -154,15 +153,12 @@ func fillRule(q *ruleLayout, r port.Rule) {
 	}
 	for w := range flow.KeyWords {
 		m := le.Uint32(r.Match.Mask[4*w:])
-		q.Mask[w], q.Value[w] = m, le.Uint32(r.Match.Value[4*w:])&m
 		if m == 0 {
 			continue
 		}
-		if q.Nwords < uint32(len(q.Cmask)) {
-			q.Cmask[q.Nwords], q.Cval[q.Nwords] = q.Mask[w], q.Value[w]
-		}
-		q.Words[q.Nwords] = uint8(w)
-		q.Nwords++
+		t := &q.Term[q.Nterms]
+		t.Word, t.Mask, t.Value = uint32(w), m, le.Uint32(r.Match.Value[4*w:])&m
+		q.Nterms++
 	}
 }
 
