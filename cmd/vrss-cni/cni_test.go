@@ -453,7 +453,8 @@ func TestBadConfig(t *testing.T) {
 // TestSteering: frames injected into the pod's TAP, whose queues are
 // opened by name in the pod as libvirt opens an unmanaged TAP, land on
 // the queues the rss engine predicts for the configuration the network
-// configuration gave, and vrssd counts them.
+// configuration gave, and vrssd counts them; a detach behind vrssd's back
+// is undone, and the frames land as predicted again.
 func TestSteering(t *testing.T) {
 	d, pod, cni := setup(t)
 	ctx := context.Background()
@@ -489,59 +490,110 @@ func TestSteering(t *testing.T) {
 		frames[i] = frame.Build(s)
 		want[i] = int(eng.Steer(frames[i]).Queue)
 	}
-	var got [][][]byte
+	// The VMM's queues, opened by name in the pod, and an injector there;
+	// their descriptors work from any thread.
+	var q *tap.Device
+	var inj *inject.Injector
 	err = netnstest.In(pod, func() error {
-		q, err := tap.Open("tap0", queues, 12)
-		if err != nil {
+		var err error
+		if q, err = tap.Open("tap0", queues, 12); err != nil {
 			return err
 		}
-		defer q.Close()
-		inj, err := inject.Open(q.Index())
-		if err != nil {
-			return err
-		}
-		defer inj.Close()
+		inj, err = inject.Open(q.Index())
+		return err
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer q.Close()
+	defer inj.Close()
+	// send sends the frames and returns the queue each arrived on.
+	send := func() map[string][]int {
+		t.Helper()
 		done := make(chan error, 1)
+		var got [][][]byte
 		go func() {
 			var err error
 			got, err = inject.DrainQueues(q, 12, n, 5*time.Second)
 			done <- err
 		}()
 		if err := inj.SendBatch(frames); err != nil {
-			return err
+			t.Fatal(err)
 		}
-		return <-done
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	where := map[string][]int{}
-	for q, fs := range got {
-		for _, f := range fs {
-			where[string(f)] = append(where[string(f)], q)
+		if err := <-done; err != nil {
+			t.Fatal(err)
 		}
-	}
-	per := make([]int, queues)
-	for i, f := range frames {
-		qs := where[string(f)]
-		if len(qs) != 1 || qs[0] != want[i] {
-			t.Fatalf("frame %d arrived on queues %v, predicted %d", i, qs, want[i])
+		where := map[string][]int{}
+		for q, fs := range got {
+			for _, f := range fs {
+				where[string(f)] = append(where[string(f)], q)
+			}
 		}
-		per[want[i]]++
+		return where
 	}
-	t.Logf("%d/%d frames on the predicted queue; per queue %v", n, n, per)
+	// check sends the frames and checks each arrives once, on its
+	// predicted queue, and that vrssd counts them so.
 	c, err := client.Dial(ctx, d.socket)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer c.Close()
-	st, err := c.Netns(pod).Stats(ctx, "tap0")
+	check := func(what string) {
+		t.Helper()
+		before, err := c.Netns(pod).Stats(ctx, "tap0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		where := send()
+		per := make([]int, queues)
+		for i, f := range frames {
+			qs := where[string(f)]
+			if len(qs) != 1 || qs[0] != want[i] {
+				t.Fatalf("%s: frame %d arrived on queues %v, predicted %d", what, i, qs, want[i])
+			}
+			per[want[i]]++
+		}
+		t.Logf("%s: %d/%d frames on the predicted queue; per queue %v", what, n, n, per)
+		st, err := c.Netns(pod).Stats(ctx, "tap0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		for i := range per {
+			if st.Queues[i]-before.Queues[i] != uint64(per[i]) {
+				t.Fatalf("%s: vrssd counts %v per queue (%v before), %v arrived", what, st.Queues, before.Queues, per)
+			}
+		}
+	}
+	check("steered")
+
+	// The VMM detaches the program behind vrssd's back (QEMU 7.2 does at
+	// device reset): vrssd, which sees no link updates from the pod's
+	// namespace, notices in its monitor that frames go unsteered and
+	// attaches it again.
+	time.Sleep(300 * time.Millisecond)
+	// Through Control: Fd would make the queue blocking, and the
+	// drains' deadlines would not work on it.
+	rc, err := q.Queue(0).SyscallConn()
 	if err != nil {
 		t.Fatal(err)
 	}
-	for q := range per {
-		if st.Queues[q] != uint64(per[q]) {
-			t.Fatalf("vrssd counts %v per queue, %v arrived", st.Queues, per)
-		}
+	var derr error
+	if err := rc.Control(func(fd uintptr) { derr = tap.SetSteeringFD(fd, -1) }); err != nil || derr != nil {
+		t.Fatal(err, derr)
 	}
+	for deadline := time.Now().Add(5 * time.Second); ; {
+		send()
+		st, err := c.Netns(pod).Stats(ctx, "tap0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if st.Reattached > 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("a detach behind vrssd's back in the pod was not undone")
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	check("re-attached")
 }
