@@ -213,24 +213,22 @@ __attribute__((noinline)) int flow_cmp(const struct vrss_flows *f, const struct 
  * 0 (steering.flowHash pads to four) and drop out of the comparison
  * (record and key words are both masked already, so XOR-ing them under
  * cmask compares them exactly). Longer patterns loop, and flow_cmp
- * compares.
+ * compares; with short_only (the quick path, whose stack has no room for
+ * flow_cmp's frame) a longer pattern is not looked up: -1.
  */
-__attribute__((noinline)) int flow_probe(const struct vrss_flows *f, const struct fkey *k, __u32 p)
+static __always_inline int probe(const struct vrss_flows *f, const struct fkey *k, __u32 p, int short_only)
 {
-	const struct vrss_pattern *pat;
-	__u32 nw, h, c0, c1, c2, c3, v0, v1, v2, v3;
+	const struct vrss_pattern *pat = &f->pattern[p & (VRSS_MAX_PATTERNS - 1)];
+	__u32 nw = pat->nwords, h, v0, v1, v2, v3;
 
-	if (!f || !k)
-		return 0;
-	pat = &f->pattern[p & (VRSS_MAX_PATTERNS - 1)];
-	nw = pat->nwords;
-	c0 = pat->cmask[0], c1 = pat->cmask[1], c2 = pat->cmask[2], c3 = pat->cmask[3];
-	v0 = k->w[pat->words[0] & 15] & c0;
-	v1 = k->w[pat->words[1] & 15] & c1;
-	v2 = k->w[pat->words[2] & 15] & c2;
-	v3 = k->w[pat->words[3] & 15] & c3;
+	if (short_only && nw > 4)
+		return -1;
+	v0 = k->w[pat->words[0] & 15] & pat->cmask[0];
+	v1 = k->w[pat->words[1] & 15] & pat->cmask[1];
+	v2 = k->w[pat->words[2] & 15] & pat->cmask[2];
+	v3 = k->w[pat->words[3] & 15] & pat->cmask[3];
 	h = f->seed ^ ((p + 1) * 0x85ebca77);
-	if (nw <= 4) {
+	if (short_only || nw <= 4) {
 		h = fmix(fmix(fmix(fmix(h, v0), v1), v2), v3);
 	} else {
 		for (__u32 j = 0; j < VRSS_KEY_WORDS; j++) {
@@ -258,11 +256,22 @@ __attribute__((noinline)) int flow_probe(const struct vrss_flows *f, const struc
 		asm volatile("" : "+r"(o));
 		if (((f->heap[o] >> 20) & 15) != p)
 			continue;
-		if (nw <= 4 ? !(((f->heap[o + 3] ^ v0) & c0) | ((f->heap[o + 4] ^ v1) & c1) | ((f->heap[o + 5] ^ v2) & c2) | ((f->heap[o + 6] ^ v3) & c3))
-			    : flow_cmp(f, k, p, o))
+		/* The masks are loaded again, not kept: four fewer live
+		 * values keep flow_match_short's frame small enough for the
+		 * quick path's stack. */
+		if (short_only || nw <= 4 ? !(((f->heap[o + 3] ^ v0) & READ_ONCE_U32(pat->cmask[0])) | ((f->heap[o + 4] ^ v1) & READ_ONCE_U32(pat->cmask[1])) |
+					      ((f->heap[o + 5] ^ v2) & READ_ONCE_U32(pat->cmask[2])) | ((f->heap[o + 6] ^ v3) & READ_ONCE_U32(pat->cmask[3])))
+					  : flow_cmp(f, k, p, o))
 			return o + 1;
 	}
 	return 0;
+}
+
+__attribute__((noinline)) int flow_probe(const struct vrss_flows *f, const struct fkey *k, __u32 p)
+{
+	if (!f || !k)
+		return 0;
+	return probe(f, k, p, 0);
 }
 
 /*
@@ -270,21 +279,22 @@ __attribute__((noinline)) int flow_probe(const struct vrss_flows *f, const struc
  * rule whose match the key satisfies, one hash lookup per pattern.
  * Patterns come sorted by their best rank, so the search stops at the
  * first that cannot beat what it has. Returns 1 + the record's heap
- * offset, or 0.
+ * offset, or 0; with short_only, -1 if it would have to look up a pattern
+ * of more than four words (see probe).
  */
-__attribute__((noinline)) int flow_match(const struct vrss_flows *f, const struct fkey *k)
+static __always_inline int match(const struct vrss_flows *f, const struct fkey *k, int short_only)
 {
-	__u32 best = 0, best_rank = 0x10000, np;
+	__u32 best = 0, best_rank = 0x10000, np = f->npatterns;
 
-	if (!f || !k)
-		return 0;
-	np = f->npatterns;
 	for (__u32 p = 0; p < VRSS_MAX_PATTERNS; p++) {
-		__u32 rec, rank;
+		__u32 rank;
+		int rec;
 
 		if (p >= np || f->pattern[p].min_rank >= best_rank)
 			break;
-		rec = flow_probe(f, k, p);
+		rec = short_only ? probe(f, k, p, 1) : flow_probe(f, k, p);
+		if (rec < 0)
+			return -1;
 		if (!rec || rec > VRSS_HEAP_WORDS)
 			continue;
 		rank = f->heap[rec - 1] & 0xffff;
@@ -294,6 +304,23 @@ __attribute__((noinline)) int flow_match(const struct vrss_flows *f, const struc
 		}
 	}
 	return best;
+}
+
+__attribute__((noinline)) int flow_match(const struct vrss_flows *f, const struct fkey *k)
+{
+	if (!f || !k)
+		return 0;
+	return match(f, k, 0);
+}
+
+/* The quick path's search: flow_match for sets whose patterns the frame
+ * needs are all of at most four words, in one frame with no calls below
+ * it; -1 otherwise. */
+__attribute__((noinline)) int flow_match_short(const struct vrss_flows *f, const struct fkey *k)
+{
+	if (!f || !k)
+		return 0;
+	return match(f, k, 1);
 }
 
 /* Input bytes [pos, pos + n) from b, through the nibble tables. A loop,

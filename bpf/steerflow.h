@@ -132,20 +132,82 @@ static __always_inline void steer_flows(struct vrss_flow_config *fc, __u32 idx, 
 	steer_slot_global(&fc->base.slot[idx & 1], &sc->in, &v->r);
 }
 
+/* A word of the key (flow.Key's little-endian image) from four bytes
+ * anywhere: the lean path's bytes are on the stack, where the verifier
+ * refuses misaligned loads. */
+static __always_inline __u32 bytes32(const __u8 *b)
+{
+	return b[0] | (__u32)b[1] << 8 | (__u32)b[2] << 16 | (__u32)b[3] << 24;
+}
+
 /*
- * The lean path, for a slot without rules: vrss_run's body over the flow
- * map, with the parser's state on the stack and the rules' fields left
- * out (p.f NULL, e.want 0), so that a flow TAP without rules costs what a
- * plain one does. Within the seqlock it checks that the slot still has no
- * rules; if a publish gave it some, it returns -1 and the caller takes the
- * rule path.
+ * flow.KeyOf for the frames the quick path takes: untagged IPv4 or IPv6
+ * (no extension headers) carrying TCP or UDP, not a fragment (classify
+ * gives such a frame its ports: a fragment has none). Every field the key
+ * has for such a frame comes from the lean parse: the MACs from the first
+ * read, the rest from the pointers classify leaves.
+ */
+static __always_inline void quick_key(const struct reader *rd, const struct pkt *p, struct fkey *k)
+{
+	__u32 flags = FKEY_PROTO | FKEY_PORTS;
+	__u32 i;
+
+	for (i = 0; i < 16; i++)
+		k->w[i] = 0;
+	k->w[0] = bytes32(rd->buf);
+	k->w[1] = bytes32(rd->buf + 4);
+	k->w[2] = bytes32(rd->buf + 8);
+	if (p->family == 4) {
+		flags |= FKEY_IPV4;
+		k->w[5] = bytes32(p->src);
+		k->w[9] = bytes32(p->dst);
+	} else {
+		flags |= FKEY_IPV6;
+		for (i = 0; i < 4; i++) {
+			k->w[5 + i] = bytes32(p->src + 4 * i);
+			k->w[9 + i] = bytes32(p->dst + 4 * i);
+		}
+	}
+	if (p->l4 == VRSS_IPPROTO_TCP) {
+		flags |= FKEY_TCP;
+		k->w[4] = (__u32)p->ports[VRSS_TCP_FLAGS_OFF] << 16;
+	}
+	/* EtherType (network order), flags, protocol. */
+	k->w[3] = rd->buf[12] | (__u32)rd->buf[13] << 8 | flags << 16 | (__u32)p->l4 << 24;
+	k->w[13] = bytes32(p->ports);
+}
+
+/* Whether the quick path can key the frame: see quick_key. */
+static __always_inline int quickable(const struct reader *rd, const struct pkt *p)
+{
+	if (!p->l4 || rd->avail < VRSS_ETH_HLEN)
+		return 0;
+	if (p->family == 4)
+		return rd->buf[12] == (VRSS_ETH_P_IPV4 >> 8) && rd->buf[13] == (VRSS_ETH_P_IPV4 & 0xff);
+	return p->family == 6 && !p->ext && rd->buf[12] == (VRSS_ETH_P_IPV6 >> 8) && rd->buf[13] == (VRSS_ETH_P_IPV6 & 0xff);
+}
+
+/*
+ * The lean path: vrss_run's body over the flow map, with the parser's
+ * state on the stack and the rules' fields left out (p.f NULL, e.want 0),
+ * so that a flow TAP without rules costs what a plain one does.
+ *
+ * A slot with rules takes the quick path where it can: for the common
+ * frames quickable accepts, the key comes from the lean parse and the
+ * rule search runs here, so that a frame a queue rule steers, or one no
+ * rule matches, pays neither the tail call nor a second parse. Any other
+ * frame, a frame whose rule is not a queue rule (a context, or a drop the
+ * filter missed), and a search that needs a pattern of more than four
+ * words return -1: the caller takes the rule path.
  */
 static __always_inline int vrss_run_lean(ctx_t *ctx, struct vrss_flow_config *fc)
 {
+	__u32 zero = 0, rec = 0, counter = 0;
 	struct reader rd;
 	struct ext e;
 	struct pkt p;
 	struct result r = {};
+	int q;
 
 	reader_init(ctx, &rd);
 	p.src = p.dst = p.ports = p.kports = rd.l4;
@@ -154,6 +216,69 @@ static __always_inline int vrss_run_lean(ctx_t *ctx, struct vrss_flow_config *fc
 	e.want = 0;
 	classify(ctx, &rd, &e, &p);
 	asm volatile("" : : "r"(&p) : "memory");
+
+	if (READ_ONCE_U32(fc->flows[READ_ONCE_U32(fc->base.active) & 1].npatterns)) {
+		/* The quick path: one attempt, no retry loop (each retry
+		 * would multiply the states the verifier walks through the
+		 * parse); a torn read, a set without rules by now, a frame it
+		 * cannot key or a rule that is not a queue rule go to the
+		 * rule path, which retries. */
+		struct scratch *sc = bpf_map_lookup_elem(&vrss_scratch, &zero);
+		__u32 idx = READ_ONCE_U32(fc->base.active) & 1;
+		const struct vrss_slot *s = &fc->base.slot[idx];
+		const struct vrss_flows *fl = &fc->flows[idx];
+		__u32 seq = READ_ONCE_U32(s->seq);
+
+		if (!sc || !quickable(&rd, &p))
+			return -1;
+		quick_key(&rd, &p, &sc->key);
+		barrier();
+		if (!READ_ONCE_U32(fl->npatterns))
+			return -1;
+		q = flow_match_short(fl, &sc->key);
+		if (q < 0 || q > VRSS_HEAP_WORDS - VRSS_REC_META)
+			return -1;
+		rec = q;
+		if (rec) {
+			__u32 m0;
+
+			rec--;
+			asm volatile("" : "+r"(rec));
+			m0 = fl->heap[rec];
+			if (((m0 >> 16) & 15) != VRSS_ACTION_QUEUE)
+				return -1;
+#ifdef VRSS_DEBUG
+			{
+				/* Recorded now: a variable kept until done would
+				 * take the stack the search's frame needs. */
+				struct vrss_flow_debug *d = bpf_map_lookup_elem(&vrss_flow_debug, &zero);
+
+				if (d)
+					d->rule_id = fl->heap[rec + 1];
+			}
+			steer(s, &p, &e, &r);
+#else
+			{
+				/* Only the queue leaves the program: the report
+				 * (for the unclassified count), not the hash. */
+				const __u8 *src, *dst;
+				int ports;
+
+				r.hash = 0;
+				r.report = select_report(s, &p, &e, &src, &dst, &ports);
+			}
+#endif
+			counter = fl->heap[rec + 2] & 0xffff;
+			r.queue = m0 >> 24;
+			rec++;
+		} else {
+			steer(s, &p, &e, &r);
+		}
+		barrier();
+		if ((seq & 1) || READ_ONCE_U32(s->seq) != seq)
+			return -1;
+		goto done;
+	}
 
 #pragma clang loop unroll(disable)
 	for (int attempt = 0; attempt < 4; attempt++) {
@@ -175,17 +300,19 @@ done:
 	count(r.queue < VRSS_MAX_QUEUES ? r.queue : VRSS_MAX_QUEUES - 1);
 	if (r.report == REPORT_NONE)
 		count(VRSS_STAT_UNCLASSIFIED);
+	if (rec)
+		flow_count(counter <= VRSS_FSTAT_OVERFLOW ? counter : VRSS_FSTAT_OVERFLOW);
 #ifdef VRSS_DEBUG
 	{
-		__u32 zero = 0;
 		struct vrss_flow_debug *d = bpf_map_lookup_elem(&vrss_flow_debug, &zero);
 
 		if (d) {
 			d->hash = r.hash;
 			d->report = r.report;
 			d->queue = r.queue;
-			d->rule_id = 0;
-			d->has_rule = 0;
+			if (!rec)
+				d->rule_id = 0;
+			d->has_rule = rec != 0;
 			d->context = 0;
 			d->drop = 0;
 		}
@@ -301,11 +428,9 @@ static __always_inline __u32 vrss_run_flows(ctx_t *ctx)
 		count(VRSS_STAT_UNCONFIGURED);
 		return 0;
 	}
-	if (!READ_ONCE_U32(fc->flows[READ_ONCE_U32(fc->base.active) & 1].npatterns)) {
-		q = vrss_run_lean(ctx, fc);
-		if (q >= 0)
-			return q;
-	}
+	q = vrss_run_lean(ctx, fc);
+	if (q >= 0)
+		return q;
 	bpf_tail_call(ctx, &vrss_jump, 0);
 	flow_count(VRSS_FSTAT_NOJUMP);
 	return *(volatile __u16 *)&fc->base.slot[READ_ONCE_U32(fc->base.active) & 1].unclassified_queue;

@@ -190,8 +190,10 @@ func TestFlowTAP(t *testing.T) {
 
 // TestNoRulePath empties the program array the steering program reaches
 // its rule path through (as the kernel does when the array's last fd and
-// pin go): a frame of a set with rules then goes to the unclassified
-// queue, never by the set without its rules, and is counted.
+// pin go): a frame that needs the rule path (here one a context rule
+// steers) then goes to the unclassified queue, never by the set without
+// its rules, and is counted; a frame the quick path steers by its queue
+// rule (untagged IPv4 TCP) still goes to the rule's queue.
 func TestNoRulePath(t *testing.T) {
 	p := load(t, steering.Flows)
 	pub, err := p.Publisher(4)
@@ -204,15 +206,30 @@ func TestNoRulePath(t *testing.T) {
 	if err := pub.PublishSet(set); err != nil {
 		t.Fatal(err)
 	}
-	f := frame.Build(frame.Spec{Src: netip.MustParseAddr("10.0.0.1"), Dst: netip.MustParseAddr("192.0.2.9"), Proto: frame.ProtoTCP, SrcPort: 1000, DstPort: 5001})
-	if q, err := p.Run(f); err != nil || q != 1 {
+	quick := frame.Build(frame.Spec{Src: netip.MustParseAddr("10.0.0.1"), Dst: netip.MustParseAddr("192.0.2.9"), Proto: frame.ProtoTCP, SrcPort: 1000, DstPort: 5001})
+	ctx := frame.Build(frame.Spec{Src: netip.MustParseAddr("10.0.0.1"), Dst: netip.MustParseAddr("192.0.2.9"), Proto: frame.ProtoUDP, SrcPort: 1000, DstPort: 5002})
+	want, err := flow.NewEngine(set, steering.FlowLimits(4))
+	if err != nil {
+		t.Fatal(err)
+	}
+	wantCtx := want.Steer(ctx).Queue
+	if q, err := p.Run(quick); err != nil || q != 1 {
 		t.Fatalf("with the rule path: queue %d (%v), want 1", q, err)
+	}
+	if q, err := p.Run(ctx); err != nil || q != uint32(wantCtx) {
+		t.Fatalf("with the rule path: the context's frame on queue %d (%v), want %d", q, err, wantCtx)
+	}
+	if wantCtx == 3 {
+		t.Fatal("the context's frame goes to queue 3 anyway: the test could not tell the unclassified queue from it")
 	}
 	if err := p.JumpMap.Delete(uint32(0)); err != nil {
 		t.Fatal(err)
 	}
-	if q, err := p.Run(f); err != nil || q != 3 {
-		t.Fatalf("without the rule path: queue %d (%v), want the unclassified queue 3", q, err)
+	if q, err := p.Run(ctx); err != nil || q != 3 {
+		t.Fatalf("without the rule path: the context's frame on queue %d (%v), want the unclassified queue 3", q, err)
+	}
+	if q, err := p.Run(quick); err != nil || q != 1 {
+		t.Fatalf("without the rule path: the quick path's frame on queue %d (%v), want its rule's queue 1", q, err)
 	}
 	st, err := p.FlowStats()
 	if err != nil {
