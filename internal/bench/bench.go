@@ -169,6 +169,12 @@ type Result struct {
 	// RulesError says why the flow build was not measured (it did not
 	// load); then the rule figures are absent or zero.
 	RulesError string `json:"rules_error,omitempty"`
+	// HashLookupNS is one lookup in a kernel BPF hash map of 10,000
+	// 16-byte keys (bpf_map_lookup_elem from a socket filter), above the
+	// floor program measured in the same rounds: what a hashed lookup
+	// costs when the kernel's own hash table does it, the least any "hash
+	// lookup per mask pattern" search pays per pattern.
+	HashLookupNS float64 `json:"hash_lookup_ns,omitempty"`
 	// MapBytes is the kernel memory a TAP's maps take.
 	MapBytes MapBytes `json:"map_bytes"`
 	// Ratios compare the figures the targets are about.

@@ -332,6 +332,12 @@ func measureRules(r *Result, p *programs, o Options) error {
 		steps = append(steps, step{name: cases[i].name, prog: p.flows, c: &cases[i], frame: cases[i].frames})
 	}
 	steps = append(steps, step{name: "read_floor", prog: p.readFloor, frame: base})
+	hl, err := newHashLookup()
+	if err != nil {
+		return err
+	}
+	defer hl.close()
+	steps = append(steps, step{name: "hash_lookup", prog: hl, frame: base}, step{name: "floor", prog: p.floor, frame: base})
 	samples := map[string][]float64{}
 	per := RuleFrames / ruleChunks
 	for range o.Rounds {
@@ -365,6 +371,7 @@ func measureRules(r *Result, p *programs, o Options) error {
 		r.RulesOverReadFloor[k] = medianOver(samples[k], samples["read_floor"])
 	}
 	r.RulesBaseline = median(samples["plain"])
+	r.HashLookupNS = medianOver(samples["hash_lookup"], samples["floor"])
 	r.RulesReadFloor = median(samples["read_floor"])
 	r.rulePairs = map[string][]float64{
 		"none_over_plain":           ratios(samples[RulesNone], samples["plain"]),
