@@ -40,7 +40,9 @@ Measure what vrss steering costs, all in one run (needs root):
     measured close together. Each measured frame is checked first: the
     engine says it matches the rule the case names, and the flow program
     steers it there and counts the hit. A case's figure in a round is the
-    mean over its 1,000 frames, a test run of each;
+    mean over its 1,000 frames, a test run of each; and, as a reference
+    for the search, one lookup in a kernel BPF hash map of 10,000 16-byte
+    keys, above the floor program (hash_lookup_ns);
   - the kernel memory a TAP's maps take: the configuration map of each
     build, and the flow build's per-CPU rule counters;
   - the Go engine's cost per frame on the same frames;
