@@ -1,7 +1,6 @@
 package portxdp
 
 import (
-	"structs"
 	"unsafe"
 )
 
@@ -27,43 +26,6 @@ const (
 )
 
 type configLayout = portPortConfig
-
-type slotLayout = struct {
-	_      structs.HostLayout
-	Seq    uint32
-	Nmacs  uint32
-	Nv4    uint32
-	Nv6    uint32
-	Nrules uint32
-	Dflt   uint32
-	Uplink uint32
-	Pad    uint32
-	Tag    uint64
-	Mac    [4]uint64
-	V4     [16]struct {
-		_    structs.HostLayout
-		Addr uint32
-		Mask uint32
-	}
-	V6 [maxV6]struct {
-		_    structs.HostLayout
-		Addr [4]uint32
-		Mask [4]uint32
-	}
-	Rule [32]ruleLayout
-}
-
-type ruleLayout = struct {
-	_      structs.HostLayout
-	Reason uint32
-	Nterms uint32
-	Term   [14]struct {
-		_     structs.HostLayout
-		Word  uint32
-		Mask  uint32
-		Value uint32
-	}
-}
 
 // debugLayout is struct port_debug.
 type debugLayout struct {

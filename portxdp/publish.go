@@ -53,12 +53,12 @@ func (p *Publisher) Publish(pol port.Policy) error {
 	}
 	cfg := p.cfg
 	next := 1 - atomic.LoadUint32(&cfg.Active)&1
-	s := (*slotLayout)(unsafe.Pointer(&cfg.Slot[next]))
+	seq := &cfg.Slot[next].Seq
 	// Odd while writing: a frame being judged by this slot (active two
 	// publishes ago) is judged again.
-	atomic.AddUint32(&s.Seq, 1)
-	fillSlot(s, &pol, atomic.LoadUint64(&cfg.Generation)+1)
-	atomic.AddUint32(&s.Seq, 1)
+	atomic.AddUint32(seq, 1)
+	fillSlot(cfg, int(next), &pol, atomic.LoadUint64(&cfg.Generation)+1)
+	atomic.AddUint32(seq, 1)
 	atomic.StoreUint32(&cfg.Active, next)
 	atomic.AddUint64(&cfg.Generation, 1)
 	atomic.StoreUint32(&cfg.Magic, Magic)
@@ -96,11 +96,12 @@ func (p *Publisher) Close() error {
 	return err
 }
 
-// fillSlot lays a valid policy out in s, tagged tag. Addresses and key
-// words are stored as the program loads them from the frame: little-endian
-// words of the bytes in network order.
-func fillSlot(s *slotLayout, pol *port.Policy, tag uint64) {
+// fillSlot lays a valid policy out in slot n of cfg, tagged tag.
+// Addresses and key words are stored as the program loads them from the
+// frame: little-endian words of the bytes in network order.
+func fillSlot(cfg *configLayout, n int, pol *port.Policy, tag uint64) {
 	le := binary.LittleEndian
+	s := &cfg.Slot[n]
 	s.Tag = tag
 	s.Nmacs = uint32(len(pol.MACs))
 	s.Mac = [len(s.Mac)]uint64{}
@@ -128,9 +129,26 @@ func fillSlot(s *slotLayout, pol *port.Policy, tag uint64) {
 			s.V6[i].Addr[w] = le.Uint32(a[4*w:]) & s.V6[i].Mask[w]
 		}
 	}
+	// Each ACL rule: for each key word its mask touches, in order, the
+	// word's index, the mask and the value under it.
 	s.Nrules = uint32(len(pol.Rules))
 	for i, r := range pol.Rules {
-		fillRule(&s.Rule[i], r)
+		q := &s.Rule[i]
+		clear(q.Term[:])
+		q.Nterms = 0
+		q.Reason = uint32(port.ACLDrop)
+		if r.Action == port.Allow {
+			q.Reason = uint32(port.ACLAllow)
+		}
+		for w := range flow.KeyWords {
+			m := le.Uint32(r.Match.Mask[4*w:])
+			if m == 0 {
+				continue
+			}
+			t := &q.Term[q.Nterms]
+			t.Word, t.Mask, t.Value = uint32(w), m, le.Uint32(r.Match.Value[4*w:])&m
+			q.Nterms++
+		}
 	}
 	s.Dflt = uint32(port.DefaultDeny)
 	if pol.Default == port.Allow {
@@ -139,26 +157,6 @@ func fillSlot(s *slotLayout, pol *port.Policy, tag uint64) {
 	s.Uplink = 0
 	if pol.Uplink != "" {
 		s.Uplink = 1
-	}
-}
-
-// fillRule lays out one ACL rule: for each key word its mask touches, in
-// order, the word's index, the mask and the value under it.
-func fillRule(q *ruleLayout, r port.Rule) {
-	le := binary.LittleEndian
-	*q = ruleLayout{}
-	q.Reason = uint32(port.ACLDrop)
-	if r.Action == port.Allow {
-		q.Reason = uint32(port.ACLAllow)
-	}
-	for w := range flow.KeyWords {
-		m := le.Uint32(r.Match.Mask[4*w:])
-		if m == 0 {
-			continue
-		}
-		t := &q.Term[q.Nterms]
-		t.Word, t.Mask, t.Value = uint32(w), m, le.Uint32(r.Match.Value[4*w:])&m
-		q.Nterms++
 	}
 }
 

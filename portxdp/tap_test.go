@@ -64,14 +64,57 @@ func (c *capture) drain() map[string]int {
 
 func (c *capture) close() { unix.Close(c.fd) }
 
-// xdpPass loads an XDP program that passes every frame.
-func xdpPass(t *testing.T) *ebpf.Program {
+// attachedTAP creates a TAP with queues queues and a virtio-net header in
+// the calling thread's namespace, attaches p to it and opens a capture of
+// what it receives; the function closes all three.
+func attachedTAP(t *testing.T, p *Program, queues int) (*tap.Device, *capture, func()) {
 	t.Helper()
-	prog, err := ebpf.NewProgram(&ebpf.ProgramSpec{Type: ebpf.XDP, License: "Dual BSD/GPL", Instructions: asm.Instructions{asm.Mov.Imm(asm.R0, 2), asm.Return()}})
+	d, err := tap.Create(tap.Options{Queues: queues, VnetHdrLen: vnetHdrLen, Up: true})
 	if err != nil {
 		t.Fatal(err)
 	}
-	return prog
+	l, err := p.Attach(d.Index())
+	if err != nil {
+		d.Close()
+		t.Fatal(err)
+	}
+	c := openCapture(t, d.Index())
+	return d, c, func() { c.close(); l.Close(); d.Close() }
+}
+
+// uplinkVeth makes a veth pair, name and its peer, in the calling
+// thread's namespace, and p's uplink name; it returns the peer's ifindex
+// and what undoes the rest. A veth takes XDP frames for its peer only in
+// NAPI mode, which an XDP program on the peer (one that passes every
+// frame) turns on.
+func uplinkVeth(t *testing.T, p *Program, name string) (int, func()) {
+	t.Helper()
+	up := &netlink.Veth{LinkAttrs: netlink.LinkAttrs{Name: name}, PeerName: "vrsspeer0"}
+	if err := netlink.LinkAdd(up); err != nil {
+		t.Fatal(err)
+	}
+	peer, err := netlink.LinkByName("vrsspeer0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, l := range []netlink.Link{up, peer} {
+		if err := netlink.LinkSetUp(l); err != nil {
+			t.Fatal(err)
+		}
+	}
+	pass, err := ebpf.NewProgram(&ebpf.ProgramSpec{Type: ebpf.XDP, License: "Dual BSD/GPL", Instructions: asm.Instructions{asm.Mov.Imm(asm.R0, 2), asm.Return()}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	pl, err := link.AttachXDP(link.XDPOptions{Program: pass, Interface: peer.Attrs().Index})
+	if err != nil {
+		pass.Close()
+		t.Fatal(err)
+	}
+	if err := p.SetUplink(up.Attrs().Index); err != nil {
+		t.Fatal(err)
+	}
+	return peer.Attrs().Index, func() { pl.Close(); pass.Close() }
 }
 
 // tapFrames draws frames for pol that tun takes (an Ethernet header at
@@ -129,46 +172,13 @@ func TestTAP(t *testing.T) {
 			}
 			frames, want := tapFrames(f, 2000)
 			netnstest.Run(t, func() {
-				d, err := tap.Create(tap.Options{Queues: 2, VnetHdrLen: vnetHdrLen, Up: true})
-				if err != nil {
-					t.Fatal(err)
-				}
-				defer d.Close()
-				l, err := p.Attach(d.Index())
-				if err != nil {
-					t.Fatal(err)
-				}
-				defer l.Close()
-				far := openCapture(t, d.Index())
-				defer far.close()
-				stack := far
+				d, stack, done := attachedTAP(t, p, 2)
+				defer done()
+				far := stack
 				if c.uplink {
-					up := &netlink.Veth{LinkAttrs: netlink.LinkAttrs{Name: pol.Uplink}, PeerName: "vrsspeer0"}
-					if err := netlink.LinkAdd(up); err != nil {
-						t.Fatal(err)
-					}
-					peer, err := netlink.LinkByName("vrsspeer0")
-					if err != nil {
-						t.Fatal(err)
-					}
-					for _, l := range []netlink.Link{up, peer} {
-						if err := netlink.LinkSetUp(l); err != nil {
-							t.Fatal(err)
-						}
-					}
-					// A veth takes XDP frames for its peer only in NAPI
-					// mode, which an XDP program on the peer turns on.
-					pass := xdpPass(t)
-					defer pass.Close()
-					pl, err := link.AttachXDP(link.XDPOptions{Program: pass, Interface: peer.Attrs().Index})
-					if err != nil {
-						t.Fatal(err)
-					}
-					defer pl.Close()
-					if err := p.SetUplink(up.Attrs().Index); err != nil {
-						t.Fatal(err)
-					}
-					far = openCapture(t, peer.Attrs().Index)
+					peer, done := uplinkVeth(t, p, pol.Uplink)
+					defer done()
+					far = openCapture(t, peer)
 					defer far.close()
 				}
 				hdr := make([]byte, vnetHdrLen)
@@ -256,44 +266,13 @@ func TestTAPGSO(t *testing.T) {
 		// 1460, csum_start 34 (the TCP header), csum_offset 16.
 		hdr := []byte{1, 1, 54, 0, 0xb4, 0x05, 34, 0, 16, 0, 0, 0}
 		netnstest.Run(t, func() {
-			d, err := tap.Create(tap.Options{Queues: 1, VnetHdrLen: vnetHdrLen, Up: true})
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer d.Close()
-			l, err := p.Attach(d.Index())
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer l.Close()
-			stack := openCapture(t, d.Index())
-			defer stack.close()
+			d, stack, done := attachedTAP(t, p, 1)
+			defer done()
 			var peerCap *capture
 			if uplink {
-				up := &netlink.Veth{LinkAttrs: netlink.LinkAttrs{Name: pol.Uplink}, PeerName: "vrsspeer0"}
-				if err := netlink.LinkAdd(up); err != nil {
-					t.Fatal(err)
-				}
-				peer, err := netlink.LinkByName("vrsspeer0")
-				if err != nil {
-					t.Fatal(err)
-				}
-				for _, l := range []netlink.Link{up, peer} {
-					if err := netlink.LinkSetUp(l); err != nil {
-						t.Fatal(err)
-					}
-				}
-				pass := xdpPass(t)
-				defer pass.Close()
-				pl, err := link.AttachXDP(link.XDPOptions{Program: pass, Interface: peer.Attrs().Index})
-				if err != nil {
-					t.Fatal(err)
-				}
-				defer pl.Close()
-				if err := p.SetUplink(up.Attrs().Index); err != nil {
-					t.Fatal(err)
-				}
-				peerCap = openCapture(t, peer.Attrs().Index)
+				peer, done := uplinkVeth(t, p, pol.Uplink)
+				defer done()
+				peerCap = openCapture(t, peer)
 				defer peerCap.close()
 			}
 			fd := int(d.Queue(0).Fd())

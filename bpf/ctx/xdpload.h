@@ -1,35 +1,20 @@
 /* SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause) */
 /*
- * The XDP context, loading through the kernel: ctx/xdp.h's contract
- * (ctx_t, ctx_len, ctx_load), but ctx_load is bpf_xdp_load_bytes (Linux
- * 5.18), one call that copies like memcpy, where ctx/xdp.h checks and
- * copies byte by byte. The reader's first read is up to 127 bytes on every
- * frame: byte by byte that took about 30 ns, the helper about 10, in a
- * program whose whole budget is a few tens (port.c, on every frame a guest
- * sends). xdp_test.c keeps ctx/xdp.h, so the steering objects do not
- * change.
+ * The XDP context, loading through the kernel: ctx/xdp.h (ctx_t, ctx_len,
+ * the bounds), but ctx_load is bpf_xdp_load_bytes (Linux 5.18), one call
+ * that copies like memcpy, where ctx/xdp.h checks and copies byte by byte.
+ * The reader's first read is up to 127 bytes on every frame: byte by byte
+ * that took about 30 ns, the helper about 10, in a program whose whole
+ * budget is a few tens (port.c, on every frame a guest sends). xdp_test.c
+ * keeps ctx/xdp.h as it is, so the steering objects do not change.
  */
 #ifndef VRSS_CTX_XDPLOAD_H
 #define VRSS_CTX_XDPLOAD_H
 
-#ifdef VRSS_CTX
-#error "one context per program: ctx/xdpload.h and another context both included"
-#endif
-#define VRSS_CTX 1
-
-#include <linux/bpf.h>
-#include <bpf/bpf_helpers.h>
-
-typedef struct xdp_md ctx_t;
-
-/* As in ctx/xdp.h: the verifier's bounds for the copy and the offset. */
-#define CTX_XDP_MAX_LOAD 128
-#define CTX_XDP_MAX_OFF 0x3fff
-
-static __always_inline __u64 ctx_len(const ctx_t *ctx)
-{
-	return ctx->data_end - ctx->data;
-}
+/* ctx/xdp.h's byte loop under another name, never called. */
+#define ctx_load ctx_load_bytewise
+#include "xdp.h"
+#undef ctx_load
 
 /* Copy the frame's bytes [off, off + len) to to; non-zero if any of them
  * is not there (then nothing is copied). */
