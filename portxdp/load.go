@@ -92,10 +92,21 @@ func load(debug bool) (*Program, error) {
 // A policy that names an uplink makes the program redirect the frames it
 // passes to the device SetUplink names (until then they pass to the
 // stack).
-func (p *Program) Publish(pol port.Policy) error { return p.publisher().Publish(pol) }
+func (p *Program) Publish(pol port.Policy) error {
+	pub := p.publisher()
+	if pub == nil {
+		return errors.New("portxdp: program closed")
+	}
+	return pub.Publish(pol)
+}
 
 // Generation returns how many policies have been published.
-func (p *Program) Generation() uint64 { return p.publisher().Generation() }
+func (p *Program) Generation() uint64 {
+	if pub := p.publisher(); pub != nil {
+		return pub.Generation()
+	}
+	return 0
+}
 
 func (p *Program) publisher() *Publisher {
 	p.mu.Lock()
@@ -107,16 +118,24 @@ func (p *Program) publisher() *Publisher {
 // the policy passes go to it by XDP redirect when the policy names an
 // uplink. 0 removes it (frames then pass to the stack). The device must
 // take XDP frames (ndo_xdp_xmit: a NIC's driver, a veth whose peer runs an
-// XDP program or GRO, a TAP). Frames longer than the uplink's MTU allows
+// XDP program or GRO); never a guest's TAP, where a redirected frame skips
+// the steering program (docs/port-security.md). Frames longer than the uplink's MTU allows
 // (a guest's GSO frames) pass to the stack, which segments them: call
 // SetUplink again after changing the uplink's MTU.
-func (p *Program) SetUplink(ifindex int) error {
-	if ifindex < 0 {
+func (p *Program) SetUplink(ifindex int) error { return SetUplink(p.UplinkMap, p.publisher(), ifindex) }
+
+// SetUplink is Program.SetUplink for a process that did not load the
+// program: uplinkMap is its UplinkMap (or the same map pinned), pub a
+// publisher of its ConfigMap.
+func SetUplink(uplinkMap *ebpf.Map, pub *Publisher, ifindex int) error {
+	switch {
+	case pub == nil:
+		return errors.New("portxdp: program closed")
+	case ifindex < 0:
 		return fmt.Errorf("portxdp: uplink ifindex %d", ifindex)
-	}
-	if ifindex == 0 {
-		p.publisher().setUplinkLen(0)
-		if err := p.UplinkMap.Delete(uint32(0)); err != nil && !errors.Is(err, ebpf.ErrKeyNotExist) {
+	case ifindex == 0:
+		pub.setUplinkLen(0)
+		if err := uplinkMap.Delete(uint32(0)); err != nil && !errors.Is(err, ebpf.ErrKeyNotExist) {
 			return fmt.Errorf("portxdp: clear uplink: %w", err)
 		}
 		return nil
@@ -125,13 +144,13 @@ func (p *Program) SetUplink(ifindex int) error {
 	if err != nil {
 		return fmt.Errorf("portxdp: uplink: %w", err)
 	}
-	if err := p.UplinkMap.Put(uint32(0), uint32(ifindex)); err != nil {
+	if err := uplinkMap.Put(uint32(0), uint32(ifindex)); err != nil {
 		return fmt.Errorf("portxdp: uplink %s (ifindex %d): %w", ifi.Name, ifindex, err)
 	}
 	// What the kernel forwards by redirect (xdp_ok_fwd_dev): the MTU, the
 	// Ethernet header and a VLAN tag. Longer frames (GSO) pass to the
 	// stack instead of being dropped by the redirect.
-	p.publisher().setUplinkLen(uint32(ifi.MTU + 14 + 4))
+	pub.setUplinkLen(uint32(ifi.MTU + 14 + 4))
 	return nil
 }
 
@@ -197,9 +216,12 @@ func (p *Program) Close() error {
 		errs = append(errs, p.pub.Close())
 		p.pub = nil
 	}
-	for _, c := range []interface{ Close() error }{p.Prog, p.ConfigMap, p.StatsMap, p.UplinkMap, p.DebugMap} {
-		if c != nil && c != (*ebpf.Program)(nil) && c != (*ebpf.Map)(nil) {
-			errs = append(errs, c.Close())
+	if p.Prog != nil {
+		errs = append(errs, p.Prog.Close())
+	}
+	for _, m := range []*ebpf.Map{p.ConfigMap, p.StatsMap, p.UplinkMap, p.DebugMap} {
+		if m != nil {
+			errs = append(errs, m.Close())
 		}
 	}
 	return errors.Join(errs...)

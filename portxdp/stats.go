@@ -3,6 +3,8 @@ package portxdp
 import (
 	"fmt"
 
+	"github.com/cilium/ebpf"
+
 	"github.com/vrss-dev/vrss/port"
 	"github.com/vrss-dev/vrss/steering"
 )
@@ -24,10 +26,14 @@ type Counters struct {
 	Redirected uint64
 }
 
-// Counters reads the counters in one batch lookup.
-func (p *Program) Counters() (Counters, error) {
+// Counters reads the program's counters in one batch lookup.
+func (p *Program) Counters() (Counters, error) { return ReadCounters(p.StatsMap) }
+
+// ReadCounters reads the counters in statsMap, a program's StatsMap (or
+// the same map pinned, for a process that did not load the program).
+func ReadCounters(statsMap *ebpf.Map) (Counters, error) {
 	var c Counters
-	sums, err := steering.SumCounters(p.StatsMap)
+	sums, err := steering.SumCounters(statsMap)
 	if err != nil {
 		return c, fmt.Errorf("portxdp: %w", err)
 	}
