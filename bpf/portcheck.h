@@ -27,6 +27,9 @@
 #define PORT_ICMP6_REDIRECT 137
 #define PORT_ICMP6_MLDV2_REPORT 143
 #define PORT_ND_LEN 24 /* NS and NA without options; the target at 8 */
+/* The furthest the walk to the upper-layer header reads (a frame is at
+ * most 64 KB; eight extension headers reach past ctx/xdp.h's bound). */
+#define PORT_MAX_PKT_OFF 0xfff0
 
 /* What decides a frame once its source MAC is known to be the guest's. */
 #define PORT_K_SHORT 0 /* shorter than an Ethernet header: malformed first */
@@ -159,7 +162,7 @@ __attribute__((noinline)) int port_upper6(ctx_t *ctx, struct reader *r)
 		off = untrack(r, off);
 		if (!ext_header(next))
 			return off;
-		if (off > CTX_XDP_MAX_OFF)
+		if (off > PORT_MAX_PKT_OFF)
 			return 0;
 		h = data + off;
 		if (h + 4 > end)

@@ -13,6 +13,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/vrss-dev/vrss/internal/diffcorpus"
+	"github.com/vrss-dev/vrss/internal/frame"
 	"github.com/vrss-dev/vrss/internal/netnstest"
 	"github.com/vrss-dev/vrss/internal/privtest"
 	"github.com/vrss-dev/vrss/port"
@@ -302,4 +303,70 @@ func TestTAPGSO(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestTAPLongChain writes IPv6 frames whose eight extension headers of
+// 2,048 bytes put the ICMPv6 header past 16 KB (tun runs generic XDP on
+// frames that long): the program still finds the upper-layer header, and
+// an MLD report from the guest's address arrives while a router
+// advertisement is dropped, as the reference says.
+func TestTAPLongChain(t *testing.T) {
+	privtest.Require(t, "root")
+	privtest.Require(t, "tap")
+	privtest.Require(t, "bpf")
+	p, err := Load()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p.Close()
+	pol := BenchPolicy()
+	pol.IPv6 = []netip.Prefix{netip.MustParsePrefix("2001:db8::10/128")}
+	f, err := port.New(pol)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := p.Publish(pol); err != nil {
+		t.Fatal(err)
+	}
+	build := func(icmpType byte) []byte {
+		var ext []frame.ExtHeader
+		for range 8 {
+			ext = append(ext, frame.ExtHeader{Type: 60, Data: make([]byte, 2046)})
+		}
+		b := frame.Build(frame.Spec{Src: netip.MustParseAddr("2001:db8::10"), Dst: netip.MustParseAddr("ff02::16"), Proto: 58, Ext: ext, Payload: 24})
+		copy(b[6:12], benchMAC[:])
+		b[len(b)-24] = icmpType
+		return b
+	}
+	mld, ra := build(143), build(134)
+	if w := f.Check(mld); w.Reason != port.Control {
+		t.Fatalf("the reference says %v for the MLD report", w.Reason)
+	}
+	if w := f.Check(ra); w.Reason != port.RouterAdvert {
+		t.Fatalf("the reference says %v for the RA", w.Reason)
+	}
+	netnstest.Run(t, func() {
+		d, stack, done := attachedTAP(t, p, 1)
+		defer done()
+		fd := int(d.Queue(0).Fd())
+		if err := unix.SetNonblock(fd, true); err != nil {
+			t.Fatal(err)
+		}
+		for _, b := range [][]byte{mld, ra} {
+			if _, err := unix.Writev(fd, [][]byte{make([]byte, vnetHdrLen), b}); err != nil {
+				t.Fatalf("write a %d-byte frame: %v", len(b), err)
+			}
+		}
+		got := stack.drain()
+		if got[string(mld)] != 1 || len(got) != 1 {
+			t.Errorf("%d MLD reports of %d bytes arrived (want 1), %d kinds of frame", got[string(mld)], len(mld), len(got))
+		}
+		c, err := p.Counters()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if c.Reasons[port.Control] != 1 || c.Reasons[port.RouterAdvert] != 1 {
+			t.Errorf("counted %v", c.Reasons)
+		}
+	})
 }

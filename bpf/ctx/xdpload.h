@@ -17,12 +17,14 @@
 #undef ctx_load
 
 /* Copy the frame's bytes [off, off + len) to to; non-zero if any of them
- * is not there (then nothing is copied). */
+ * is not there (then nothing is copied). Any offset: the helper checks it
+ * against the frame (a generic-XDP GSO frame may be 64 KB long), where
+ * ctx/xdp.h must bound it for the verifier. */
 static __always_inline int ctx_load(ctx_t *ctx, __u32 off, void *to, __u32 len)
 {
 	__u64 n = len;
 
-	if (off > CTX_XDP_MAX_OFF || n > CTX_XDP_MAX_LOAD)
+	if (n > CTX_XDP_MAX_LOAD)
 		return -1;
 	/* Tested apart, on the register the helper gets: clang would fold
 	 * both tests into one of n - 1, from which the verifier learns

@@ -1,0 +1,80 @@
+package portxdp
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+
+	"github.com/cilium/ebpf"
+)
+
+// Pin names: the file names Pin, and a daemon that pins the program's XDP
+// link beside them (PinLink), use in a directory of a bpf filesystem. They
+// differ from the steering program's (prog, config, stats, ...), so that
+// both may share a TAP's pin directory.
+const (
+	PinProg   = "port_prog"
+	PinConfig = "port_config"
+	PinStats  = "port_stats"
+	PinUplink = "port_uplink"
+	PinLink   = "port_link"
+)
+
+// pinNames are every name Unpin removes.
+var pinNames = []string{PinLink, PinProg, PinConfig, PinStats, PinUplink}
+
+// Pin pins the program and its maps in dir, an existing directory of a
+// bpf filesystem, so that they outlive the process (with its published
+// policy, uplink and counters). The debug map is not pinned.
+func (p *Program) Pin(dir string) error {
+	objs := []struct {
+		name string
+		pin  func(string) error
+	}{{PinProg, p.Prog.Pin}, {PinConfig, p.ConfigMap.Pin}, {PinStats, p.StatsMap.Pin}, {PinUplink, p.UplinkMap.Pin}}
+	for _, o := range objs {
+		if err := o.pin(filepath.Join(dir, o.name)); err != nil {
+			return fmt.Errorf("portxdp: pin %s: %w", o.name, err)
+		}
+	}
+	return nil
+}
+
+// LoadPinned loads a program and its maps that Pin pinned in dir, and maps
+// its policy map for Publish. An error wrapping os.ErrNotExist says a pin
+// is missing.
+func LoadPinned(dir string) (*Program, error) {
+	p := &Program{}
+	var err error
+	if p.Prog, err = ebpf.LoadPinnedProgram(filepath.Join(dir, PinProg), nil); err == nil {
+		for _, m := range []struct {
+			name string
+			to   **ebpf.Map
+		}{{PinConfig, &p.ConfigMap}, {PinStats, &p.StatsMap}, {PinUplink, &p.UplinkMap}} {
+			if *m.to, err = ebpf.LoadPinnedMap(filepath.Join(dir, m.name), nil); err != nil {
+				break
+			}
+		}
+	}
+	if err == nil {
+		p.pub, err = NewPublisher(p.ConfigMap.FD())
+	}
+	if err != nil {
+		p.Close()
+		return nil, fmt.Errorf("portxdp: load pins from %s: %w", dir, err)
+	}
+	return p, nil
+}
+
+// Unpin removes the pins Pin makes in dir, and PinLink; pins already gone
+// are no error. Nothing else in dir is touched. Removing the link's pin
+// detaches the program if nothing else holds the link.
+func Unpin(dir string) error {
+	var errs []error
+	for _, name := range pinNames {
+		if err := os.Remove(filepath.Join(dir, name)); err != nil && !errors.Is(err, os.ErrNotExist) {
+			errs = append(errs, err)
+		}
+	}
+	return errors.Join(errs...)
+}
