@@ -1,6 +1,7 @@
 package portxdp
 
 import (
+	"net/netip"
 	"reflect"
 	"testing"
 
@@ -157,5 +158,58 @@ func TestLayoutBTF(t *testing.T) {
 				t.Errorf("the program never uses Magic %#x: PORT_MAGIC changed?", uint32(Magic))
 			}
 		})
+	}
+}
+
+// TestSlotBytes checks what Publish writes for a known policy, word by
+// word, as the program loads it: MACs and addresses as little-endian words
+// of their bytes in network order, rules as their touched key words.
+func TestSlotBytes(t *testing.T) {
+	var c configLayout
+	pol := BenchPolicy()
+	pol.IPv4 = append(pol.IPv4, netip.MustParsePrefix("198.51.100.0/24"))
+	pol.IPv6 = []netip.Prefix{netip.MustParsePrefix("2001:db8::/32")}
+	pol.LinkLocal = true
+	pol.Uplink = "eth0"
+	fillSlot(&c, 1, &pol, 7)
+	s := c.Slot[1]
+	for _, x := range []struct {
+		name      string
+		got, want uint64
+	}{
+		{"tag", s.Tag, 7},
+		{"nmacs", uint64(s.Nmacs), 1},
+		{"mac 52:54:00:ab:cd:ef", s.Mac[0], 0x0000_efcd_ab00_5452},
+		{"nv4", uint64(s.Nv4), 2},
+		{"192.0.2.10", uint64(s.V4[0].Addr), 0x0a02_00c0},
+		{"/32", uint64(s.V4[0].Mask), 0xffff_ffff},
+		{"198.51.100.0", uint64(s.V4[1].Addr), 0x0064_33c6},
+		{"/24", uint64(s.V4[1].Mask), 0x00ff_ffff},
+		{"nv6 (one prefix, one link-local address)", uint64(s.Nv6), 2},
+		{"2001:db8:: word 0", uint64(s.V6[0].Addr[0]), 0xb80d_0120},
+		{"/32 word 0", uint64(s.V6[0].Mask[0]), 0xffff_ffff},
+		{"/32 word 1", uint64(s.V6[0].Mask[1]), 0},
+		{"fe80::5054:ff:feab:cdef word 0", uint64(s.V6[1].Addr[0]), 0x0000_80fe},
+		{"link-local word 2", uint64(s.V6[1].Addr[2]), 0xff00_5450},
+		{"link-local word 3", uint64(s.V6[1].Addr[3]), 0xefcd_abfe},
+		{"nrules", uint64(s.Nrules), 10},
+		{"default deny", uint64(s.Dflt), uint64(port.DefaultDeny)},
+		{"uplink", uint64(s.Uplink), 1},
+		// Rule 9: allow IPv4 TCP to port 443.
+		{"rule 9 reason", uint64(s.Rule[9].Reason), uint64(port.ACLAllow)},
+		{"rule 9 terms", uint64(s.Rule[9].Nterms), 2},
+		{"rule 9 term 0 word (EtherType, flags, protocol)", uint64(s.Rule[9].Term[0].Word), 3},
+		{"rule 9 term 1 word (ports)", uint64(s.Rule[9].Term[1].Word), 13},
+		{"rule 9 term 1 mask (destination port)", uint64(s.Rule[9].Term[1].Mask), 0xffff_0000},
+		{"rule 9 term 1 value (443)", uint64(s.Rule[9].Term[1].Value), 0xbb01_0000},
+	} {
+		if x.got != x.want {
+			t.Errorf("%s: %#x, want %#x", x.name, x.got, x.want)
+		}
+	}
+	// The EtherType and protocol bytes of term 0, whatever flags the
+	// match's normalization added.
+	if m, v := s.Rule[9].Term[0].Mask, s.Rule[9].Term[0].Value; m&0xff00_ffff != 0xff00_ffff || v&0xff00_ffff != 0x0600_0008 {
+		t.Errorf("rule 9 term 0: mask %#x value %#x, want EtherType 0x0800 and protocol 6 under a full mask", m, v)
 	}
 }
