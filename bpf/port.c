@@ -108,9 +108,10 @@ done:
 	if (reason >= PORT_ACL_ALLOW && reason <= PORT_CONTROL) {
 		action = XDP_PASS;
 		if (uplink && ctx_len(ctx) <= READ_ONCE_U32(cfg->uplink_len)) {
-			port_count(PORT_STAT_REDIRECT);
 			/* XDP_PASS if the map is empty: no uplink yet. */
 			action = bpf_redirect_map(&port_uplink, 0, XDP_PASS);
+			if (action == XDP_REDIRECT)
+				port_count(PORT_STAT_REDIRECT);
 		}
 	}
 #ifdef VRSS_DEBUG

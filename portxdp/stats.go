@@ -20,9 +20,9 @@ type Counters struct {
 	// slot meanwhile; Torn, frames dropped after four such tries (never
 	// expected).
 	Retries, Torn uint64
-	// Redirected counts passed frames sent to the uplink's DEVMAP (the
-	// redirect itself may still fail, e.g. on a device that takes no XDP
-	// frames).
+	// Redirected counts passed frames redirected to the uplink (the
+	// kernel may still drop one the uplink does not take: see
+	// SetUplink).
 	Redirected uint64
 }
 
