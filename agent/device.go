@@ -85,6 +85,9 @@ type device struct {
 	// netns is the network namespace the TAP lives in, held open; nil
 	// for vrssd's own (see netns.go).
 	netns *kernel.Netns
+	// port is the TAP's port-security program, nil without a port
+	// policy (see ports.go).
+	port *portState
 }
 
 func (d *device) info() api.TAP {
@@ -168,6 +171,8 @@ func (d *device) release() {
 		d.ctl.Close()
 		d.ctl = nil
 	}
+	d.port.close()
+	d.port = nil
 	// Closed, but kept: it is part of d's key.
 	d.netns.Close()
 }

@@ -49,6 +49,11 @@ var handlers = map[api.Op]handler{
 	api.OpVirtioCtrl:  (*Server).virtioCtrl,
 	api.OpVirtioAdmin: (*Server).virtioAdmin,
 	api.OpVirtioReset: (*Server).virtioReset,
+
+	api.OpPortSet:   (*Server).portSet,
+	api.OpPortShow:  (*Server).portShow,
+	api.OpPortStats: (*Server).portStats,
+	api.OpPortClear: (*Server).portClear,
 }
 
 // defaultVnetHdrLen is virtio_net_hdr_v1, what a VMM with

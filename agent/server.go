@@ -649,6 +649,9 @@ func (s *Server) restore() error {
 			continue
 		}
 		s.taps[d.key()] = d
+		if err := s.restorePortLocked(d); err != nil {
+			return err
+		}
 		s.syncGuestLocked(d)
 		if d.problem != "" {
 			s.log.Error("TAP needs attention", "tap", d.name, "problem", d.problem)
@@ -705,10 +708,12 @@ func (e *badFlows) Unwrap() []error { return []error{e.err, errBadFlows} }
 // fails instead.
 var errKeep = errors.New("cannot tell whether a recorded TAP still exists")
 
-// removePins removes the pins of TAP name (a validated name): the three
-// files vrssd pins, then the directory if nothing else is in it. Nothing
+// removePins removes the pins of TAP name (a validated name): the files
+// vrssd pins (the port-security program's too), then the directory if
+// nothing else is in it. Nothing
 // else is ever removed from the bpffs directory.
 func (s *Server) removePins(name string) {
+	s.removePortPins(name)
 	if err := s.opts.Programs.Unpin(filepath.Join(s.opts.BPFFSDir, pinDirName(name))); err != nil {
 		s.log.Error("removing pins", "tap", name, "err", err)
 	}
@@ -891,12 +896,14 @@ func (s *Server) filterLocked(d *device, why string) {
 }
 
 // filters checks the flow filters of the TAPs with flows (see
-// filterLocked); it runs every snapshotInterval until shutdown.
+// filterLocked) and the port-security programs (portCheckLocked); it runs
+// every snapshotInterval until shutdown.
 func (s *Server) filters() {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	for _, d := range s.taps {
 		s.filterLocked(d, "while running")
+		s.portCheckLocked(d, "while running")
 	}
 }
 
@@ -970,13 +977,17 @@ func (s *Server) forgetLocked(d *device, why string) {
 	s.log.Info("forgot TAP", "tap", d.name, "netns", netns, "why", why)
 }
 
-// removeFlowFiles removes TAP name's flows file and guest file, if any.
+// removeFlowFiles removes TAP name's flows file, guest file and port
+// file, if any.
 func (s *Server) removeFlowFiles(name string) {
 	if err := writeFlows(s.opts.StateDir, name, nil); err != nil {
 		s.log.Error("removing the copy of the TAP's flow rules", "tap", name, "err", err)
 	}
 	if err := writeGuest(s.opts.StateDir, name, nil); err != nil {
 		s.log.Error("removing the guest's saved virtio state", "tap", name, "err", err)
+	}
+	if err := writeFlowsFile(portPath(s.opts.StateDir, name), nil); err != nil {
+		s.log.Error("removing the saved port policy", "tap", name, "err", err)
 	}
 }
 
