@@ -14,6 +14,7 @@ import (
 
 	"github.com/vrss-dev/vrss/flow"
 	"github.com/vrss-dev/vrss/port"
+	"github.com/vrss-dev/vrss/steering"
 )
 
 // Publisher writes policies into the program's map through a shared memory
@@ -33,6 +34,11 @@ type Publisher struct {
 // Program's ConfigMap, or the same map pinned). The caller keeps mapFD;
 // the mapping lasts until Close.
 func NewPublisher(mapFD int) (*Publisher, error) {
+	// Another map mapped as this one would be overwritten: check the size
+	// first, without a bpf() call.
+	if vs, err := steering.MapValueSize(mapFD); err != nil || vs != ConfigSize {
+		return nil, fmt.Errorf("portxdp: fd %d is not a port_config map (value size %d, want %d): %v", mapFD, vs, ConfigSize, err)
+	}
 	mem, err := unix.Mmap(mapFD, 0, ConfigSize, unix.PROT_READ|unix.PROT_WRITE, unix.MAP_SHARED)
 	if err != nil {
 		return nil, fmt.Errorf("portxdp: mmap policy map (fd %d, %d bytes; is it port_config?): %w", mapFD, ConfigSize, err)

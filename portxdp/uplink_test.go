@@ -52,3 +52,23 @@ func TestUplinkActions(t *testing.T) {
 		t.Errorf("counters: %d redirected (want 1), reasons %v", c.Redirected, c.Reasons)
 	}
 }
+
+// TestNewPublisherWrongMap: a map other than port_config is refused before
+// it is mapped, so it is never overwritten.
+func TestNewPublisherWrongMap(t *testing.T) {
+	privtest.Require(t, "bpf")
+	p, err := Load()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p.Close()
+	if pub, err := NewPublisher(p.StatsMap.FD()); err == nil {
+		pub.Close()
+		t.Fatal("NewPublisher took the counters map")
+	}
+	pub, err := NewPublisher(p.ConfigMap.FD())
+	if err != nil {
+		t.Fatal(err)
+	}
+	pub.Close()
+}
