@@ -21,11 +21,7 @@ const xdpMinFrame = 14
 // port.Counters.
 func TestDifferential(t *testing.T) {
 	privtest.Require(t, "bpf")
-	p, err := LoadDebug()
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer p.Close()
+	p := loaded(t, true)
 	r := diffcorpus.Rand()
 	n := diffcorpus.Frames()
 	per := max(n/diffcorpus.PortPolicies, 1)
@@ -40,6 +36,7 @@ func TestDifferential(t *testing.T) {
 	for i := 0; i < n; i++ {
 		if i%per == 0 {
 			pol := diffcorpus.PortPolicy(r, []int{0, 4, 12, port.MaxRules}[(i/per)%4])
+			var err error
 			if f, err = port.New(pol); err != nil {
 				t.Fatalf("policy %d: %v", i/per, err)
 			}

@@ -19,11 +19,7 @@ import (
 // MACs, addresses and ACL).
 func TestAtomicPublish(t *testing.T) {
 	privtest.Require(t, "bpf")
-	p, err := LoadDebug()
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer p.Close()
+	p := loaded(t, true)
 	r := rand.New(rand.NewPCG(14, 2))
 	const npol = 8
 	var (
@@ -33,6 +29,7 @@ func TestAtomicPublish(t *testing.T) {
 	)
 	for i := range pols {
 		pols[i] = diffcorpus.PortPolicy(r, []int{4, 12, port.MaxRules}[i%3])
+		var err error
 		if filters[i], err = port.New(pols[i]); err != nil {
 			t.Fatal(err)
 		}

@@ -154,11 +154,7 @@ func TestTAP(t *testing.T) {
 		blocking bool
 	}{{"stack", false, false}, {"stack-blocking", false, true}, {"uplink", true, false}, {"uplink-blocking", true, true}} {
 		t.Run(c.name, func(t *testing.T) {
-			p, err := Load()
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer p.Close()
+			p := loaded(t, false)
 			pol := diffcorpus.PortPolicy(rand.New(rand.NewPCG(14, 4)), 12)
 			pol.IPv4 = append(pol.IPv4, netip.MustParsePrefix("192.0.2.0/24"))
 			if c.uplink {
@@ -246,11 +242,7 @@ func TestTAPGSO(t *testing.T) {
 	privtest.Require(t, "tap")
 	privtest.Require(t, "bpf")
 	for _, uplink := range []bool{false, true} {
-		p, err := Load()
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer p.Close()
+		p := loaded(t, false)
 		pol := BenchPolicy()
 		if uplink {
 			pol.Uplink = "vrssup0"
@@ -314,11 +306,7 @@ func TestTAPLongChain(t *testing.T) {
 	privtest.Require(t, "root")
 	privtest.Require(t, "tap")
 	privtest.Require(t, "bpf")
-	p, err := Load()
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer p.Close()
+	p := loaded(t, false)
 	pol := BenchPolicy()
 	pol.IPv6 = []netip.Prefix{netip.MustParsePrefix("2001:db8::10/128")}
 	f, err := port.New(pol)

@@ -14,11 +14,7 @@ import (
 // dropped throughout.
 func TestUplinkActions(t *testing.T) {
 	privtest.Require(t, "bpf")
-	p, err := LoadDebug()
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer p.Close()
+	p := loaded(t, true)
 	pol := BenchPolicy()
 	pol.Uplink = "lo"
 	if err := p.Publish(pol); err != nil {
@@ -57,11 +53,7 @@ func TestUplinkActions(t *testing.T) {
 // it is mapped, so it is never overwritten.
 func TestNewPublisherWrongMap(t *testing.T) {
 	privtest.Require(t, "bpf")
-	p, err := Load()
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer p.Close()
+	p := loaded(t, false)
 	if pub, err := NewPublisher(p.StatsMap.FD()); err == nil {
 		pub.Close()
 		t.Fatal("NewPublisher took the counters map")
@@ -71,4 +63,17 @@ func TestNewPublisherWrongMap(t *testing.T) {
 		t.Fatal(err)
 	}
 	pub.Close()
+}
+
+// loaded loads the debug or production build for t (skipping t without
+// BPF, as privtest says) and closes it when t ends.
+func loaded(t *testing.T, debug bool) *Program {
+	t.Helper()
+	privtest.Require(t, "bpf")
+	p, err := load(debug)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { p.Close() })
+	return p
 }
