@@ -46,7 +46,7 @@ func TestUsage(t *testing.T) {
 			}
 		}
 	}
-	wantInputError(t, "missing command, one of demo, hash, steer, tap, rss, flow, virtio, stats, qemu, bench")
+	wantInputError(t, "missing command, one of demo, hash, steer, tap, rss, flow, port, virtio, stats, qemu, bench")
 	wantInputError(t, `unknown command "frobnicate"`, "frobnicate")
 	wantInputError(t, `unknown command "frobnicate"`, "help", "frobnicate")
 }
@@ -63,10 +63,11 @@ func TestCommandHelp(t *testing.T) {
 		"tap":    {"-queues", "-owner", "-group", "-vnet-hdr", "-flows", "-json", "-socket"},
 		"rss":    {"-key", "-random-key", "-types", "-equal", "-table", "-weights", "-size", "-unclassified", "-json", "-socket", "-queues", "-id"},
 		"flow":   {"-json", "-socket"},
+		"port":   {"-mac", "-ip", "-link-local", "-acl", "-default", "-uplink", "-json", "-netns", "-socket"},
 		"virtio": {"-json", "-socket"},
 	}
 	flagsOf["qemu"] = []string{"-tap", "-id", "-mac", "-device-props", "-ebpf-rss", "-qemu-ebpf-binary", "-first-fd", "-socket"}
-	verbOf := map[string]string{"tap": "create", "rss": "set", "qemu": "args", "flow": "list", "virtio": "reset"}
+	verbOf := map[string]string{"tap": "create", "rss": "set", "qemu": "args", "flow": "list", "virtio": "reset", "port": "show"}
 	for _, c := range commands {
 		want, ok := flagsOf[c.name]
 		if !ok {

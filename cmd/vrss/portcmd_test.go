@@ -1,0 +1,119 @@
+package main
+
+import (
+	"encoding/json"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"reflect"
+	"sort"
+	"strings"
+	"testing"
+
+	"github.com/vrss-dev/vrss/agent/api"
+	"github.com/vrss-dev/vrss/port"
+)
+
+// TestPortPolicyFlags: port set's flags and ACL file make the policy they
+// say, and every kind of bad input is refused before vrssd is asked, as
+// bad input (exit 2), naming the flag or the file's line.
+func TestPortPolicyFlags(t *testing.T) {
+	dir := t.TempDir()
+	acl := filepath.Join(dir, "acl.txt")
+	os.WriteFile(acl, []byte("# DNS and HTTPS\nallow flow-type udp4 dst-port 53\n\ndrop flow-type tcp4 dst-port 25\nallow\n"), 0o600)
+	pol, err := portPolicy("52:54:00:12:34:56, 52:54:00:12:34:57", "192.0.2.10,2001:db8::/64,10.0.0.0/8", true, acl, "deny", "eth1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := port.Policy{
+		MACs:      []port.MAC{{0x52, 0x54, 0, 0x12, 0x34, 0x56}, {0x52, 0x54, 0, 0x12, 0x34, 0x57}},
+		IPv4:      []netip.Prefix{netip.MustParsePrefix("192.0.2.10/32"), netip.MustParsePrefix("10.0.0.0/8")},
+		IPv6:      []netip.Prefix{netip.MustParsePrefix("2001:db8::/64")},
+		LinkLocal: true, Default: port.Drop, Uplink: "eth1",
+	}
+	want.Rules, _ = port.ParseACL("allow flow-type udp4 dst-port 53\ndrop flow-type tcp4 dst-port 25\nallow")
+	if !reflect.DeepEqual(pol, want) {
+		t.Fatalf("policy\n%+v\nwant\n%+v", pol, want)
+	}
+	if pol, err := portPolicy("52:54:00:12:34:56", "", false, "", "allow", ""); err != nil || pol.Default != port.Allow || len(pol.IPv4)+len(pol.IPv6)+len(pol.Rules) != 0 {
+		t.Fatalf("a MAC alone: %+v, %v", pol, err)
+	}
+	bad := filepath.Join(dir, "bad.txt")
+	os.WriteFile(bad, []byte("allow flow-type tcp4 dst-port 22\npermit flow-type udp4\n"), 0o600)
+	for _, c := range []struct {
+		macs, ips, acl, dflt, uplink string
+		mention                      string
+	}{
+		{"", "", "", "allow", "", "--mac"},
+		{"52:54:00:12:34", "", "", "allow", "", "--mac"},
+		{"01:00:5e:00:00:01", "", "", "allow", "", "multicast"},
+		{"52:54:00:12:34:56", "192.0.2.300", "", "allow", "", "--ip"},
+		{"52:54:00:12:34:56", "192.0.2.1/24", "", "allow", "", "host bits"},
+		{"52:54:00:12:34:56", "fe80::1%eth0", "", "allow", "", "--ip"},
+		{"52:54:00:12:34:56", "", "", "maybe", "", "--default"},
+		{"52:54:00:12:34:56", "", bad, "allow", "", "line 2"},
+		{"52:54:00:12:34:56", "", filepath.Join(dir, "none"), "allow", "", "--acl"},
+		{"52:54:00:12:34:56", "", "", "allow", "eth/1", "uplink"},
+	} {
+		_, err := portPolicy(c.macs, c.ips, false, c.acl, c.dflt, c.uplink)
+		if err == nil || !strings.Contains(err.Error(), c.mention) {
+			t.Errorf("%+v: %v, want an error mentioning %q", c, err, c.mention)
+		}
+	}
+	wantInputError(t, "line 2", "port", "set", "vm0", "--mac", "52:54:00:12:34:56", "--acl", bad)
+	wantInputError(t, "want exactly one TAP name", "port", "show")
+}
+
+// TestPortJSONShape holds port stats --json and port show --json to the
+// shape other tools read: these keys and no others, every reason by name.
+func TestPortJSONShape(t *testing.T) {
+	pol := port.Policy{MACs: []port.MAC{{2, 0, 0, 0, 0, 1}}, Default: port.Allow}
+	pol.Rules, _ = port.ParseACL("allow flow-type udp4 dst-port 53")
+	st := api.PortStats{TAP: "vm0", Rules: []api.PortRuleHits{{Index: 0, Rule: pol.Rules[0].String(), Hits: 3}}}
+	st.Reasons[port.SrcMAC] = 7
+	keys := func(v any) ([]string, map[string]json.RawMessage) {
+		b, err := json.Marshal(v)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var m map[string]json.RawMessage
+		if err := json.Unmarshal(b, &m); err != nil {
+			t.Fatal(err)
+		}
+		var ks []string
+		for k := range m {
+			ks = append(ks, k)
+		}
+		sort.Strings(ks)
+		return ks, m
+	}
+	ks, m := keys(st)
+	if want := []string{"attached", "dropped", "generation", "netns", "passed", "reasons", "redirected", "rules", "tap", "unconfigured", "uplink"}; !reflect.DeepEqual(ks, want) {
+		t.Errorf("port stats keys %v, want %v", ks, want)
+	}
+	var reasons map[string]uint64
+	json.Unmarshal(m["reasons"], &reasons)
+	if len(reasons) != port.NumReasons-1 || reasons["src_mac"] != 7 || reasons["acl_allow"] != 0 {
+		t.Errorf("reasons %v", reasons)
+	}
+	if !strings.HasPrefix(string(m["reasons"]), `{"acl_allow":0,`) || !strings.HasSuffix(string(m["reasons"]), `"default_deny":0}`) {
+		t.Errorf("reasons not in the reasons' order: %s", m["reasons"])
+	}
+	if string(m["rules"]) != `[{"index":0,"rule":"allow ether-type 0x0800 proto 17 dst-port 53","hits":3}]` {
+		t.Errorf("rules %s", m["rules"])
+	}
+	var back api.PortStats
+	if b, _ := json.Marshal(st); json.Unmarshal(b, &back) != nil || !reflect.DeepEqual(back, st) {
+		t.Errorf("stats do not read back: %+v", back)
+	}
+	ks, m = keys(api.PortInfo{TAP: "vm0", Policy: &pol})
+	if want := []string{"attached", "generation", "netns", "policy", "tap"}; !reflect.DeepEqual(ks, want) {
+		t.Errorf("port show keys %v, want %v", ks, want)
+	}
+	var got port.Policy
+	err := json.Unmarshal(m["policy"], &got)
+	again, _ := json.Marshal(got)
+	if err != nil || got.Default != pol.Default || len(got.Rules) != 1 || string(again) != string(m["policy"]) {
+		t.Errorf("policy %s reads back as %+v (%v)", m["policy"], got, err)
+	}
+}
