@@ -43,6 +43,15 @@ Measure what vrss steering costs, all in one run (needs root):
     mean over its 1,000 frames, a test run of each; and, as a reference
     for the search, one lookup in a kernel BPF hash map of 10,000 16-byte
     keys, above the floor program (hash_lookup_ns);
+  - port security (issue 14): frames written into a TAP as a VMM writes
+    them (virtio-net header, non-blocking), reaching the peer of an
+    uplink veth, per second (port_pps): through a Linux bridge with no
+    filtering (bridge); the same bridge with nftables bridge-family rules
+    equivalent to the policy (nftables; needs the nft command); and vrss's
+    XDP policy on the TAP, redirecting to the uplink (vrss); the modes'
+    rounds alternate, in a new network namespace; and the policy program's
+    cost per TCPv4 frame next to an XDP program that only passes
+    (xdp_ns: floor, policy);
   - the kernel memory a TAP's maps take: the configuration map of each
     build, and the flow build's per-CPU rule counters;
   - the Go engine's cost per frame on the same frames;
@@ -209,6 +218,16 @@ func writeBenchText(w io.Writer, r bench.Result) {
 	pct := func(x float64) string { return fmt.Sprintf("%.1f%%", 100*x) }
 	fmt.Fprintf(w, "  %-27s %s\n", "vrss / no program, per pair", strings.Join(mapSlice(r.TAPPairs, pct), " "))
 
+	fmt.Fprintf(w, "\nport security: frames written into a TAP reaching an uplink veth's peer, %d frames per round, %d rounds\n", p.TAPFrames, p.PortRounds)
+	for _, m := range []struct{ key, name string }{{bench.PortBridge, "bridge"}, {bench.PortNftables, "bridge + nftables"}, {bench.PortVRSS, "vrss XDP + redirect"}} {
+		if e := r.PortResult.Error[m.key]; e != "" {
+			fmt.Fprintf(w, "  %-27s not measured: %s\n", m.name, e)
+			continue
+		}
+		fmt.Fprintf(w, "  %-27s %10.0f frames/s   lost %d\n", m.name, r.PPS[m.key], r.Lost[m.key])
+	}
+	fmt.Fprintf(w, "  %-27s %10.1f ns\n  %-27s %10.1f ns\n", "XDP floor (XDP_PASS)", r.XDPNs.Floor, "port-security program", r.XDPNs.Policy)
+
 	m := r.MapBytes
 	fmt.Fprintf(w, "\nmemory per TAP: configuration map %d bytes (plain), %d bytes (flows)", m.Plain, m.Flows)
 	if m.PossibleCPUs > 0 {
@@ -239,6 +258,9 @@ func writeBenchText(w io.Writer, r bench.Result) {
 	} else {
 		writeRulesTargets(r, line)
 	}
+	line("port vrss / nftables", x(r.Ratios.PortVRSSOverNftables), fmt.Sprintf(">= %gx", bench.TargetPortOverNftables), r.TargetsMet.PortVRSSOverNftables, "")
+	line("port vrss / bridge", x(r.Ratios.PortVRSSOverBridge), fmt.Sprintf(">= %gx", bench.TargetPortOverBridge), r.TargetsMet.PortVRSSOverBridge, "")
+	line("xdp policy / floor", x(r.Ratios.XDPPolicyOverFloor), fmt.Sprintf("<= %gx", bench.TargetXDPPolicyOverFloor), r.TargetsMet.XDPPolicyOverFloor, "")
 	fmt.Fprintf(w, "goal\n")
 	for _, k := range bench.FirstReadKinds {
 		v := r.OverReadFloor["vrss"][k]

@@ -3,6 +3,7 @@ package main
 import (
 	"encoding/json"
 	"fmt"
+	"os/exec"
 	"regexp"
 	"strings"
 	"testing"
@@ -18,8 +19,9 @@ func quickBench(t *testing.T) {
 	privtest.Require(t, "bpf")
 	privtest.Require(t, "tap")
 	privtest.Require(t, "netns")
+	privtest.RequireFunc(t, "nft (Debian package nftables), for the port benchmark", func() error { _, err := exec.LookPath("nft"); return err })
 	old := benchBase
-	benchBase = bench.Options{Repeat: 2000, EngineIters: 20000, Rounds: 1, TAPPairs: 2}
+	benchBase = bench.Options{Repeat: 2000, EngineIters: 20000, Rounds: 1, TAPPairs: 2, PortRounds: 1}
 	t.Cleanup(func() { benchBase = old })
 }
 
@@ -139,7 +141,18 @@ func checkBenchJSON(t *testing.T, got map[string]any, withQEMU bool) {
 			t.Errorf("map_bytes: flow_counters %v is not flow_counters_per_cpu %v x possible_cpus %v", m["flow_counters"], m["flow_counters_per_cpu"], m["possible_cpus"])
 		}
 	}
-	object("params", got["params"], []string{"repeat", "rounds", "tap_pairs", "tap_frames"}, positive)
+	// The port benchmark's: every mode's rate, nothing lost, the XDP
+	// figures and their ratios and targets.
+	object("port_pps", got["port_pps"], bench.PortModes, positive)
+	object("port_lost", got["port_lost"], bench.PortModes, func(path string, v any) {
+		if v != 0.0 {
+			t.Errorf("%s = %v, want 0: frames were lost", path, v)
+		}
+	})
+	object("xdp_ns", got["xdp_ns"], []string{"floor", "policy"}, positive)
+	object("ratios", got["ratios"], []string{"port_vrss_over_nftables", "port_vrss_over_bridge", "xdp_policy_over_floor"}, positive)
+	object("targets_met", got["targets_met"], []string{"port_vrss_over_nftables", "port_vrss_over_bridge", "xdp_policy_over_floor"}, boolean)
+	object("params", got["params"], []string{"repeat", "rounds", "tap_pairs", "tap_frames", "port_rounds"}, positive)
 }
 
 func TestBenchText(t *testing.T) {
@@ -151,7 +164,8 @@ func TestBenchText(t *testing.T) {
 	for _, want := range []string{"vrss eBPF", "floor (returns 0)", "read floor", "bit-serial eBPF", "Go engine",
 		"above the read floor, ns", "bit-serial / vrss", "no program", "frames/s", "lost 0", "per pair",
 		"flow rules, TCPv4, ns", "plain program (no rules)", "flow build: none", "flow build: exact_10000", "flow build: masks_16x100",
-		"flow build: context", "memory per TAP: configuration map"} {
+		"flow build: context", "memory per TAP: configuration map",
+		"port security:", "bridge + nftables", "vrss XDP + redirect", "port-security program"} {
 		if !strings.Contains(out, want) {
 			t.Errorf("output lacks %q:\n%s", want, out)
 		}
@@ -163,7 +177,8 @@ func TestBenchText(t *testing.T) {
 	}
 	marked := regexp.MustCompile(`want [<>]= \S+( ns)? +(ok|MISSED)( |$)`)
 	want := []string{"vrss tcpv4 / floor", "bit-serial / vrss above floor tcpv4", "bit-serial / vrss above floor udpv6", "TAP vrss / no program",
-		"flows none / plain", "flows exact_10000 / none", "flows exact_10000 vs exact_10"}
+		"flows none / plain", "flows exact_10000 / none", "flows exact_10000 vs exact_10",
+		"port vrss / nftables", "port vrss / bridge", "xdp policy / floor"}
 	lines := strings.Split(strings.TrimSpace(targets), "\n")
 	if len(lines) != len(want) {
 		t.Fatalf("want %d target lines, got %d:\n%s", len(want), len(lines), out)

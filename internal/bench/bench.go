@@ -24,6 +24,7 @@ import (
 	"time"
 
 	"github.com/vrss-dev/vrss/internal/frame"
+	"github.com/vrss-dev/vrss/portxdp"
 	"github.com/vrss-dev/vrss/rss"
 	"github.com/vrss-dev/vrss/steering"
 )
@@ -87,6 +88,9 @@ type Options struct {
 	// TAPPairs is the number of pairs of TAP rounds, one without a program
 	// and one with vrss, after one warm-up pair (default 9).
 	TAPPairs int
+	// PortRounds is the number of rounds of each mode of the port
+	// benchmark (MeasurePort), after one warm-up round each (default 5).
+	PortRounds int
 	// QEMUObject, if set, is the path of QEMU's eBPF RSS object (as QMP
 	// request-ebpf returns it and vrssd caches it), measured next to vrss
 	// with as many runs as the bit-serial build.
@@ -104,6 +108,7 @@ func (o Options) withDefaults() Options {
 	def(&o.EngineIters, 1_000_000)
 	def(&o.Rounds, 5)
 	def(&o.TAPPairs, 9)
+	def(&o.PortRounds, 5)
 	if o.Duration <= 0 {
 		o.Duration = 10 * time.Second
 	}
@@ -175,6 +180,14 @@ type Result struct {
 	// costs when the kernel's own hash table does it, the least any "hash
 	// lookup per mask pattern" search pays per pattern.
 	HashLookupNS float64 `json:"hash_lookup_ns,omitempty"`
+	// Port is the port benchmark (issue 14): frames per second from a TAP
+	// to an uplink veth's peer through a bridge, the bridge with
+	// nftables, and vrss's XDP policy with its redirect.
+	// Its fields are at the top level: port_pps, port_lost, port_error.
+	PortResult
+	// XDPNs is the port-security program's cost per TCPv4 frame next to
+	// an XDP program that only passes (portxdp.XDPNs).
+	XDPNs portxdp.XDPNs `json:"xdp_ns"`
 	// MapBytes is the kernel memory a TAP's maps take.
 	MapBytes MapBytes `json:"map_bytes"`
 	// Ratios compare the figures the targets are about.
@@ -232,6 +245,11 @@ type Ratios struct {
 	RulesNoneOverPlain         float64 `json:"none_over_plain"`
 	RulesExact10000OverNone    float64 `json:"exact_10000_over_none"`
 	RulesExact10000OverExact10 float64 `json:"exact_10000_over_exact_10"`
+	// The port benchmark's: vrss's rate over nftables' and the bridge's;
+	// the policy program's cost over the XDP floor's.
+	PortVRSSOverNftables float64 `json:"port_vrss_over_nftables"`
+	PortVRSSOverBridge   float64 `json:"port_vrss_over_bridge"`
+	XDPPolicyOverFloor   float64 `json:"xdp_policy_over_floor"`
 }
 
 // Targets says which ratios meet their targets: BitSerialOverVRSSExcess
@@ -249,6 +267,11 @@ type Targets struct {
 	RulesNoneOverPlain      bool `json:"rules_none_over_plain"`
 	RulesExact10000OverNone bool `json:"rules_exact_10000_over_none"`
 	RulesExactSpread        bool `json:"rules_exact_10_vs_10000"`
+	// The port benchmark's: TargetPortOverNftables, TargetPortOverBridge
+	// and TargetXDPPolicyOverFloor.
+	PortVRSSOverNftables bool `json:"port_vrss_over_nftables"`
+	PortVRSSOverBridge   bool `json:"port_vrss_over_bridge"`
+	XDPPolicyOverFloor   bool `json:"xdp_policy_over_floor"`
 }
 
 // Params records how the figures were measured.
@@ -260,6 +283,7 @@ type Params struct {
 	TAPPairs        int    `json:"tap_pairs"`
 	TAPFrames       int    `json:"tap_frames"`
 	TAPQueues       int    `json:"tap_queues"`
+	PortRounds      int    `json:"port_rounds"`
 	Kernel          string `json:"kernel"`
 	QEMUObject      string `json:"qemu_object,omitempty"`
 }
@@ -287,7 +311,7 @@ func Run(o Options) (Result, error) {
 	o = o.withDefaults()
 	r := Result{Params: Params{
 		Repeat: o.Repeat, BitSerialRepeat: bitSerialRepeat(o.Repeat), EngineIters: o.EngineIters,
-		Rounds: o.Rounds, TAPPairs: o.TAPPairs, TAPFrames: o.Frames, TAPQueues: tapQueues, Kernel: kernelRelease(),
+		Rounds: o.Rounds, TAPPairs: o.TAPPairs, TAPFrames: o.Frames, TAPQueues: tapQueues, PortRounds: o.PortRounds, Kernel: kernelRelease(),
 		QEMUObject: o.QEMUObject,
 	}}
 	progs, err := loadPrograms(o)
@@ -308,6 +332,9 @@ func Run(o Options) (Result, error) {
 		return Result{}, err
 	}
 	if err := measureTAP(&r, progs.vrss, o); err != nil {
+		return Result{}, needsRoot(err)
+	}
+	if err := measurePort(&r, o); err != nil {
 		return Result{}, needsRoot(err)
 	}
 	r.evaluate()
@@ -366,6 +393,12 @@ func (r *Result) evaluate() {
 		r.TargetsMet.VRSSExcessGoal = r.TargetsMet.VRSSExcessGoal && vrss[k] <= GoalExcessNS
 	}
 	r.evaluateRules()
+	r.Ratios.PortVRSSOverNftables = ratio(r.PPS[PortVRSS], r.PPS[PortNftables])
+	r.Ratios.PortVRSSOverBridge = ratio(r.PPS[PortVRSS], r.PPS[PortBridge])
+	r.Ratios.XDPPolicyOverFloor = ratio(r.XDPNs.Policy, r.XDPNs.Floor)
+	r.TargetsMet.PortVRSSOverNftables = r.Ratios.PortVRSSOverNftables >= TargetPortOverNftables
+	r.TargetsMet.PortVRSSOverBridge = r.Ratios.PortVRSSOverBridge >= TargetPortOverBridge
+	r.TargetsMet.XDPPolicyOverFloor = r.Ratios.XDPPolicyOverFloor > 0 && r.Ratios.XDPPolicyOverFloor <= TargetXDPPolicyOverFloor
 }
 
 // evaluateRules fills in the flow build's ratios and targets: from the
@@ -423,6 +456,10 @@ func (r *Result) round() {
 	r.Ratios.RulesExact10000OverNone = to(r.Ratios.RulesExact10000OverNone, 1000)
 	r.Ratios.RulesExact10000OverExact10 = to(r.Ratios.RulesExact10000OverExact10, 1000)
 	all(r.TAPPPS, 1)
+	all(r.PPS, 1)
+	r.Ratios.PortVRSSOverNftables = to(r.Ratios.PortVRSSOverNftables, 1000)
+	r.Ratios.PortVRSSOverBridge = to(r.Ratios.PortVRSSOverBridge, 1000)
+	r.Ratios.XDPPolicyOverFloor = to(r.Ratios.XDPPolicyOverFloor, 1000)
 	for i, x := range r.TAPPairs {
 		r.TAPPairs[i] = to(x, 1000)
 	}

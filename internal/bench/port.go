@@ -16,8 +16,11 @@ import (
 	"github.com/cilium/ebpf/link"
 	"github.com/vishvananda/netlink"
 
+	"github.com/vrss-dev/vrss/flow"
 	"github.com/vrss-dev/vrss/internal/frame"
 	"github.com/vrss-dev/vrss/internal/netnstest"
+	"github.com/vrss-dev/vrss/port"
+	"github.com/vrss-dev/vrss/portxdp"
 	"github.com/vrss-dev/vrss/tap"
 )
 
@@ -37,8 +40,41 @@ const (
 	PortVRSS = "vrss"
 )
 
+// XDP actions the peer's program returns.
+const (
+	xdpDrop = 1
+	xdpPass = 2
+)
+
 // PortModes are the modes in the order PortResult lists them.
 var PortModes = []string{PortBridge, PortNftables, PortVRSS}
+
+// Issue 14's targets: vrss's rate at least TargetPortOverNftables times
+// nftables' and TargetPortOverBridge times the bare bridge's; the policy
+// program at most TargetXDPPolicyOverFloor times an XDP program that only
+// passes, per frame.
+const (
+	TargetPortOverNftables   = 1.3
+	TargetPortOverBridge     = 1.0
+	TargetXDPPolicyOverFloor = 2.0
+)
+
+// measurePort fills in the port benchmark's figures: the rates of the
+// three modes (MeasurePort) and the policy program's cost per frame next
+// to an XDP floor (portxdp.MeasureXDPNs).
+func measurePort(r *Result, o Options) error {
+	pr, err := MeasurePort(PortOptions{Frames: o.Frames, Pairs: o.PortRounds}, VRSSPort)
+	if err != nil {
+		return err
+	}
+	r.PortResult = *pr
+	x, err := portxdp.MeasureXDPNs(o.Rounds, o.Repeat)
+	if err != nil {
+		return err
+	}
+	r.XDPNs = x
+	return nil
+}
 
 // PortAttach attaches vrss's port policy (BenchPolicy's equivalent:
 // PortGuestMAC, PortGuestNet, PortACLPorts, default deny) to the TAP with
@@ -59,6 +95,57 @@ var (
 	// against every rule where rules are tried in order.
 	PortACLPorts = []uint16{22, 53, 80, 443, 3306, 5432, 6379, 8080, 9090, 5001}
 )
+
+// PortPolicy is the benchmark's policy as package port states it, the
+// policy portRuleset expresses in nftables: the guest's MAC and prefix, an
+// ACL allowing TCPv4 to each of PortACLPorts in order, default deny.
+func PortPolicy() port.Policy {
+	var mac port.MAC
+	copy(mac[:], PortGuestMAC)
+	p := port.Policy{MACs: []port.MAC{mac}, IPv4: []netip.Prefix{PortGuestNet}, Default: port.Drop}
+	for _, dport := range PortACLPorts {
+		var m flow.Match
+		m.SetEtherType(0x0800, 0xffff)
+		m.SetProto(6, 0xff)
+		m.SetDstPort(dport, 0xffff)
+		if err := m.Normalize(); err != nil {
+			panic(err) // a fixed, valid match
+		}
+		p.Rules = append(p.Rules, port.Rule{Match: m, Action: port.Allow})
+	}
+	return p
+}
+
+// VRSSPort is the vrss mode's PortAttach: vrss's port-security program
+// (package portxdp) with PortPolicy, in XDP on the TAP, redirecting what
+// it allows to the uplink.
+func VRSSPort(tapIndex, uplinkIndex int) (func() error, error) {
+	p, err := portxdp.Load()
+	if err != nil {
+		return nil, err
+	}
+	fail := func(err error) (func() error, error) {
+		p.Close()
+		return nil, err
+	}
+	up, err := net.InterfaceByIndex(uplinkIndex)
+	if err != nil {
+		return fail(err)
+	}
+	pol := PortPolicy()
+	pol.Uplink = up.Name // the policy's word that allowed frames go there
+	if err := p.Publish(pol); err != nil {
+		return fail(err)
+	}
+	if err := p.SetUplink(uplinkIndex); err != nil {
+		return fail(err)
+	}
+	l, err := p.Attach(tapIndex)
+	if err != nil {
+		return fail(err)
+	}
+	return func() error { return errors.Join(l.Close(), p.Close()) }, nil
+}
 
 // PortOptions says how long the port benchmark runs.
 type PortOptions struct {
@@ -88,7 +175,7 @@ type PortResult struct {
 func MeasurePort(o PortOptions, vrss PortAttach) (*PortResult, error) {
 	res := &PortResult{PPS: map[string]float64{}, Lost: map[string]int{}, Error: map[string]string{}}
 	err := netnstest.Do(func() error {
-		pt, err := newPortTopology()
+		pt, err := newPortTopology(xdpDrop)
 		if err != nil {
 			return err
 		}
@@ -152,7 +239,7 @@ type portTopology struct {
 	prog   *ebpf.Program
 }
 
-func newPortTopology() (_ *portTopology, err error) {
+func newPortTopology(peerAction int) (_ *portTopology, err error) {
 	pt := &portTopology{}
 	defer func() {
 		if err != nil {
@@ -200,15 +287,18 @@ func newPortTopology() (_ *portTopology, err error) {
 	}
 	// A veth receives frames redirected to its peer by XDP only if it
 	// runs in NAPI mode, which an XDP program on it turns on: the same
-	// program (XDP_PASS) in every mode, so that all of them deliver alike.
+	// program in every mode, so that all of them deliver alike. It returns
+	// peerAction: XDP_DROP for the benchmark (a frame has arrived once the
+	// peer counts it; what the peer's stack would do with it is the same
+	// work in every mode), XDP_PASS where a test reads the frames.
 	if pt.prog, err = ebpf.NewProgram(&ebpf.ProgramSpec{
 		Type: ebpf.XDP, License: "GPL",
-		Instructions: asm.Instructions{asm.Mov.Imm(asm.R0, 2 /* XDP_PASS */), asm.Return()},
+		Instructions: asm.Instructions{asm.Mov.Imm(asm.R0, int32(peerAction)), asm.Return()},
 	}); err != nil {
-		return nil, fmt.Errorf("load an XDP_PASS program: %w", err)
+		return nil, fmt.Errorf("load the peer's XDP program: %w", err)
 	}
 	if pt.pass, err = link.AttachXDP(link.XDPOptions{Program: pt.prog, Interface: pt.peer.Attrs().Index}); err != nil {
-		return nil, fmt.Errorf("attach XDP_PASS to %s: %w", pt.peer.Attrs().Name, err)
+		return nil, fmt.Errorf("attach XDP to %s: %w", pt.peer.Attrs().Name, err)
 	}
 	return pt, nil
 }
@@ -223,6 +313,11 @@ func (pt *portTopology) close() {
 	if pt.tap != nil {
 		pt.tap.Close()
 	}
+}
+
+// tapLink returns the TAP as netlink sees it.
+func (pt *portTopology) tapLink() netlink.Link {
+	return &netlink.Tuntap{LinkAttrs: netlink.LinkAttrs{Name: pt.tap.Name(), Index: pt.tap.Index()}}
 }
 
 // received returns how many frames the uplink's peer has received.
