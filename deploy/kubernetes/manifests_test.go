@@ -1,5 +1,3 @@
-// Package kubernetes holds vrss's Kubernetes manifests (the YAML files
-// beside this one) and the test that decodes them strictly.
 package kubernetes
 
 import (

@@ -23,6 +23,7 @@ var portable = []string{
 	"internal/frame", "internal/proto", // frame builders, protocol numbers and offsets
 	"internal/buildinfo", "internal/buildinfo/buildtest", "internal/crossbuild",
 	"internal/diffcorpus", // the differential tests' corpus
+	"deploy/kubernetes",   // the manifests (and their test)
 }
 
 // marker is the declaration each Linux-only package's doc_other.go holds,
