@@ -315,9 +315,13 @@ func (s *Server) steerLocked(d *device, prog kernel.Program) (err error) {
 	}
 	d.steering = true
 	d.savedGen = d.pub.Generation()
-	// A new TAP has no guest state: a file left by an earlier TAP of
-	// this name (forgotten while vrssd was stopped) is not its.
+	// A new TAP has no guest state or port policy: a file left by an
+	// earlier TAP of this name (forgotten while vrssd was stopped) is not
+	// its.
 	if err := writeGuest(s.opts.StateDir, d.key(), nil); err != nil {
+		return err
+	}
+	if err := writePort(s.opts.StateDir, d, nil); err != nil {
 		return err
 	}
 	s.taps[d.key()] = d
