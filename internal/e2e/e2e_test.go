@@ -22,12 +22,14 @@ const budget = 10 * time.Minute
 // `vrss rss set` (see RunPreSteered); B, QEMU's own eBPF RSS program handed to an
 // unprivileged QEMU by vrssd, with the guest configuring RSS itself (see
 // RunGuestRSS); L, a libvirt domain on a vrss TAP that libvirtd opens
-// by name (see RunLibvirt); and R, flow rules (a queue rule, an RSS
-// context, a drop rule) on a guest's TAP (see RunFlows). It installs Debian packages, downloads a kernel and QEMU
+// by name (see RunLibvirt); R, flow rules (a queue rule, an RSS
+// context, a drop rule) on a guest's TAP (see RunFlows); and P, port
+// security on a guest's TAP: its allowed traffic delivered, its spoofing
+// dropped and counted per reason (see RunPortSecurity). It installs Debian packages, downloads a kernel and QEMU
 // 10 from bookworm-backports and boots QEMU under TCG, so it only runs
-// when asked to. Optional settings: VRSS_E2E_SCENARIOS (any of A, B, L and R,
-// comma-separated; default A,B,L,R), VRSS_E2E_SEED (the random keys), VRSS_E2E_QEMU (a QEMU binary
-// for A and R), VRSS_E2E_QEMU_B (a QEMU >= 9.0 binary for B; default QEMU from
+// when asked to. Optional settings: VRSS_E2E_SCENARIOS (any of A, B, L, R and P,
+// comma-separated; default A,B,L,R,P), VRSS_E2E_SEED (the random keys), VRSS_E2E_QEMU (a QEMU binary
+// for A, R and P), VRSS_E2E_QEMU_B (a QEMU >= 9.0 binary for B; default QEMU from
 // bookworm-backports), VRSS_E2E_KERNEL (an exact linux-image package),
 // VRSS_E2E_BACKPORTS=qemu[,kernel] (take those from bookworm-backports
 // for A and R), VRSS_E2E_CACHE (see CacheDir).
@@ -52,7 +54,7 @@ func TestE2E(t *testing.T) {
 	}
 	scenarios := strings.ToUpper(os.Getenv("VRSS_E2E_SCENARIOS"))
 	if scenarios == "" {
-		scenarios = "A,B,L,R"
+		scenarios = "A,B,L,R,P"
 	}
 	want := func(s string) bool { return strings.Contains(scenarios, s) }
 	backports := os.Getenv("VRSS_E2E_BACKPORTS")
@@ -130,6 +132,26 @@ func TestE2E(t *testing.T) {
 			}
 			if !rep.OK() {
 				t.Fatalf("scenario R: the guest's per-queue counters differ from flow.Engine's prediction, or a dropped frame was not refused, counted and kept from the guest (rerun with VRSS_E2E_SEED=%d)", rep.Seed)
+			}
+		})
+	}
+	if want("P") {
+		t.Run("P", func(t *testing.T) {
+			rep, err := RunPortSecurity(Options{
+				Log: os.Stdout, Seed: seed,
+				QEMU:            os.Getenv("VRSS_E2E_QEMU"),
+				KernelPackage:   os.Getenv("VRSS_E2E_KERNEL"),
+				BackportsQEMU:   strings.Contains(backports, "qemu"),
+				BackportsKernel: strings.Contains(backports, "kernel"),
+			})
+			if rep != nil && (len(rep.Steps) > 0 || len(rep.Commands) > 0) {
+				fmt.Print("\n" + rep.String() + "\n")
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !rep.OK() {
+				t.Fatal("scenario P: a step's frames were not all counted under its reason as the guest sent them, or an allowed frame was not delivered, or a dropped one arrived")
 			}
 		})
 	}

@@ -40,6 +40,9 @@ type InitramfsOptions struct {
 	Interface     string   // default eth0
 	Queues        int      // queue pairs to enable with ethtool -L; default 4
 	Cache         string   // where the image is written
+	// Extra are more executables for the guest, by their path in the
+	// image (bin/guestsend): static programs a scenario runs there.
+	Extra map[string][]byte
 }
 
 // Initramfs is a built guest image.
@@ -91,6 +94,9 @@ func BuildInitramfs(o InitramfsOptions) (*Initramfs, error) {
 	libDirs, err := addExecutable(a, o.Ethtool, "sbin/ethtool")
 	if err != nil {
 		return nil, err
+	}
+	for name, data := range o.Extra {
+		a.File(name, data, 0o755)
 	}
 
 	modDir := filepath.Join(o.KernelRoot, "lib", "modules", o.KernelRelease)

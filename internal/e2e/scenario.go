@@ -46,6 +46,9 @@ type Options struct {
 	// VMMUID is the unprivileged user that owns the TAP and runs QEMU
 	// (and, in scenario A, the vrss commands); default DefaultVMMUID.
 	VMMUID int
+	// GuestFiles are added to the guest image as executables (see
+	// InitramfsOptions.Extra); scenario P sets its guest sender here.
+	GuestFiles map[string][]byte
 }
 
 func (o *Options) defaults() {
@@ -206,7 +209,7 @@ func Prepare(o Options) (*Assets, error) {
 	a.KernelRelease = strings.TrimPrefix(filepath.Base(a.Kernel), "vmlinuz-")
 
 	a.Initramfs, err = BuildInitramfs(InitramfsOptions{
-		KernelRoot: root, KernelRelease: a.KernelRelease, Queues: o.Queues, Cache: o.Cache,
+		KernelRoot: root, KernelRelease: a.KernelRelease, Queues: o.Queues, Cache: o.Cache, Extra: o.GuestFiles,
 	})
 	if err != nil {
 		return nil, err
