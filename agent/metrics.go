@@ -32,9 +32,10 @@ const (
 	opUnknown = "unknown" // an operation this vrssd does not have
 )
 
-// requestCounts are the requests vrssd answered, by operation, and the
-// refusals among them by operation and error code; zero when vrssd
-// serves no metrics, as counting costs next to nothing.
+// requestCounts are the requests vrssd answered, by operation, the
+// refusals among them by operation and error code, and the connections
+// it refused. They are counted whether or not vrssd serves metrics:
+// counting costs next to nothing.
 type requestCounts struct {
 	requests *prometheus.CounterVec
 	refused  *prometheus.CounterVec
