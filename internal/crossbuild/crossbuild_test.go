@@ -17,7 +17,7 @@ const module = "github.com/vrss-dev/vrss"
 // call, no eBPF, no TAP, nothing that imports those. Every other package
 // has a doc_other.go that fails its build off Linux.
 var portable = []string{
-	"rss", "flow", "virtio", // the RSS engine, flow rules and the virtio-net wire formats
+	"rss", "flow", "virtio", "port", // the RSS engine, flow rules, the virtio-net wire formats and the port policy
 	"qemu/qmp",                         // the QMP client
 	"agent/api",                        // vrssd's protocol types
 	"internal/frame", "internal/proto", // frame builders, protocol numbers and offsets
