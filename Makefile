@@ -54,7 +54,12 @@ demo:
 ## RSS itself (scenario B); by libvirt 9.0 opening the TAP by name for a
 ## transient domain (scenario L); and with flow rules — a queue rule, an RSS
 ## context over queues 2-3 and a drop rule set through vrssd (scenario R).
-## Each guest's per-queue counters must match the engine. Needs root; installs libvirt and fetches Debian packages, a
+## Each guest's per-queue counters must match the engine. Scenario P: port
+## security set with `vrss port set`; the guest's ping, TCP and UDP reach the
+## host, and its spoofing (another MAC, an address it does not own, a
+## gratuitous ARP, a DHCP server, router advertisements) is dropped, each
+## reason's counter growing by exactly what the guest sent.
+## VRSS_E2E_SCENARIOS picks some (default A,B,L,R,P). Needs root; installs libvirt and fetches Debian packages, a
 ## kernel and QEMU 10 into a cache (VRSS_E2E_CACHE, default
 ## $(GOCACHE)/../vrss-e2e).
 e2e:

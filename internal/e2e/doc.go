@@ -96,4 +96,36 @@
 // ENOBUFS and every other succeed; vrssd's drop counter must equal the
 // dropped frames, and its rule hits and the context's per-queue frames
 // the engine's.
+//
+// Scenario P (RunPortSecurity) is port security on a guest's TAP (issue
+// #14), set as an operator sets it. A vrssd of the test's own creates the
+// TAP for uid 4242 (`vrss tap create`); root sets the policy with `vrss
+// port set TAP --mac --ip 192.0.2.10/32 --link-local --acl FILE --default
+// deny` (PortPolicy: the ACL lets the guest ping the host and reach its TCP
+// port 5201 and UDP port 5202), the owner may `vrss port show` it but its
+// `vrss port clear` must be refused; uid 4242 starts QEMU with `vrss qemu
+// exec`. The TAP's host end has 192.0.2.1/24 in the test's namespace, the
+// guest 192.0.2.10/24, each a permanent neighbour entry for the other, and
+// the guest no IPv6, so that nothing crosses the wire but what a step
+// sends. The guest then, step by step: pings the host, sends a TCP stream
+// (busybox nc) and UDP datagrams (guestsend), all allowed; pings from
+// another MAC (ip link set address) and from an address it does not own (ip
+// addr add, ping -I), claims another address with a gratuitous ARP
+// (arping -U), answers DHCPDISCOVERs the host injects with its own DHCP
+// server (udhcpd, a static lease), and sends router advertisements from its
+// link-local address. What busybox cannot send comes from guestsend
+// (internal/e2e/guestsend), a static Go program the harness builds with
+// CGO_ENABLED=0 and puts into the image (Options.GuestFiles): UDP through a
+// socket, router advertisements through AF_PACKET. Around each step the
+// harness reads `vrss port stats --json` and the guest's eth0 tx_packets
+// until both settle: the counter of the step's reason (acl_allow and its
+// rule's hits; src_mac, src_ipv4, arp_sender, dhcp_server, router_advert)
+// must have grown by exactly what the guest's tool says it sent (ping's
+// transmitted, arping's probes, udhcpd's logged offers, guestsend's count)
+// and by the tx_packets delta, no other reason may move, allowed frames must
+// reach the TAP's host end (an AF_PACKET socket on it) and be delivered
+// (ping's replies in the guest, the bytes and datagrams the test's
+// listeners receive), dropped ones never. While vrss had no port commands
+// the scenario loaded portxdp and attached it itself (the report says
+// which way the policy came).
 package e2e
