@@ -247,11 +247,14 @@ func printPort(w io.Writer, info api.PortInfo) error {
 		uplink = "-"
 	}
 	fmt.Fprintf(tw, "uplink\t%s\n", uplink)
-	fmt.Fprintf(tw, "acl\t%d %s\n", len(pol.Rules), plural(len(pol.Rules), "rule", "rules"))
-	for i, r := range pol.Rules {
-		fmt.Fprintf(tw, "  %d\t%s\n", i, r)
+	fmt.Fprintf(tw, "acl\t%d %s, in the order tried\n", len(pol.Rules), plural(len(pol.Rules), "rule", "rules"))
+	if err := tw.Flush(); err != nil {
+		return err
 	}
-	return tw.Flush()
+	for i, r := range pol.Rules {
+		fmt.Fprintf(w, "  %2d  %s\n", i, r)
+	}
+	return nil
 }
 
 func attachedWord(on bool) string {

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"encoding/json"
 	"net/netip"
 	"os"
@@ -115,5 +116,61 @@ func TestPortJSONShape(t *testing.T) {
 	again, _ := json.Marshal(got)
 	if err != nil || got.Default != pol.Default || len(got.Rules) != 1 || string(again) != string(m["policy"]) {
 		t.Errorf("policy %s reads back as %+v (%v)", m["policy"], got, err)
+	}
+}
+
+// TestPortShowGolden pins port show's and port stats' text.
+func TestPortShowGolden(t *testing.T) {
+	pol, err := portPolicy("52:54:00:12:34:56", "192.0.2.10,2001:db8::/64", true, "", "deny", "eth1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	pol.Rules, _ = port.ParseACL("allow flow-type udp4 dst-port 53\ndrop flow-type tcp4 dst-port 25")
+	var b bytes.Buffer
+	printPort(&b, api.PortInfo{TAP: "vm0", Attached: true, Generation: 3, Policy: &pol})
+	printPort(&b, api.PortInfo{TAP: "vm1"})
+	st := api.PortStats{TAP: "vm0", Attached: true, Generation: 3, Uplink: "eth1", Passed: 12, Dropped: 5, Redirected: 12,
+		Rules: []api.PortRuleHits{{Index: 0, Rule: pol.Rules[0].String(), Hits: 10}, {Index: 1, Rule: pol.Rules[1].String(), Hits: 1}}}
+	st.Reasons[port.ACLAllow], st.Reasons[port.Control], st.Reasons[port.SrcIPv4], st.Reasons[port.ACLDrop], st.Reasons[port.DefaultDeny] = 10, 2, 3, 1, 1
+	printPortStats(&b, st)
+	golden(t, "port.golden", b.Bytes())
+}
+
+// The port commands end to end against vrssd, as an operator types them.
+func TestPortCommands(t *testing.T) {
+	sock := startDaemon(t)
+	ok, fails := daemonCLI(t, sock)
+	ok("tap", "create", "pt0", "--queues", "2")
+	acl := filepath.Join(t.TempDir(), "acl.txt")
+	os.WriteFile(acl, []byte("allow flow-type udp4 dst-port 53\ndrop flow-type tcp4 dst-port 25\n"), 0o600)
+	if out := ok("port", "set", "pt0", "--mac", "52:54:00:12:34:56", "--ip", "192.0.2.10", "--acl", acl, "--default", "deny"); out != "pt0: port policy set (generation 1): 1 MAC, 1 IPv4, 0 IPv6 prefixes, 2 ACL rules, default drop\n" {
+		t.Errorf("port set: %q", out)
+	}
+	if out := ok("port", "show", "pt0"); !strings.Contains(out, "pt0: port policy, attached, generation 1\n") || !strings.Contains(out, "drop ether-type 0x0800 proto 6 dst-port 25\n") {
+		t.Errorf("port show:\n%s", out)
+	}
+	var info api.PortInfo
+	if err := json.Unmarshal([]byte(ok("port", "show", "pt0", "--json")), &info); err != nil || !info.Attached || info.TAP != "pt0" || info.Policy == nil || len(info.Policy.Rules) != 2 {
+		t.Errorf("port show --json: %+v, %v", info, err)
+	}
+	var st map[string]json.RawMessage
+	if err := json.Unmarshal([]byte(ok("port", "stats", "pt0", "--json")), &st); err != nil || len(st) != 11 || string(st["attached"]) != "true" || string(st["rules"]) == "[]" {
+		t.Errorf("port stats --json: %v, %v", st, err)
+	}
+	if out := ok("port", "stats", "pt0"); !strings.HasPrefix(out, "pt0: attached, generation 1\npassed 0  dropped 0  redirected 0  unconfigured 0\n") {
+		t.Errorf("port stats:\n%s", out)
+	}
+	fails(2, "no such device", "port", "set", "pt0", "--mac", "52:54:00:12:34:56", "--uplink", "nosuch0")
+	fails(2, "TUN/TAP", "port", "set", "pt0", "--mac", "52:54:00:12:34:56", "--uplink", "pt0")
+	fails(2, "multicast", "port", "set", "pt0", "--mac", "01:00:5e:00:00:01")
+	fails(1, "not_found", "port", "show", "nope")
+	if out := ok("port", "show", "pt0"); !strings.Contains(out, "generation 1\n") {
+		t.Errorf("a refused policy changed the active one:\n%s", out)
+	}
+	if out := ok("port", "clear", "pt0"); out != "pt0: port policy cleared\n" {
+		t.Errorf("port clear: %q", out)
+	}
+	if out := ok("port", "show", "pt0"); out != "pt0: no port policy\n" {
+		t.Errorf("port show after clear: %q", out)
 	}
 }
