@@ -190,6 +190,52 @@
 // virtio_reset publishes the host's part alone and removes the file;
 // delete removes it too.
 //
+// # Port security
+//
+// port_set, port_show, port_stats and port_clear (vrss port) give a TAP a
+// port policy (package port: the guest's MAC and IP addresses, an ACL in
+// the flow-rule match model, a default, optionally an uplink), enforced
+// by the XDP program of package portxdp attached to the TAP: tun runs it
+// on every frame the VMM writes, before the kernel builds an skb. The
+// policy is there to protect the host and the other guests from the
+// guest, whose VMM owns the TAP: only root and the admins may set or clear
+// it (the owner is refused with api.CodeDenied), the owner may read it and
+// its counters, and anyone else is answered api.CodeNotFound, as for a TAP
+// that does not exist. Requests name the TAP as the others do, with a
+// namespace path for a TAP in another network namespace.
+//
+// port_set validates the policy (port.Policy.Validate) and looks its
+// uplink up by name in the TAP's network namespace (a DEVMAP redirect
+// takes an ifindex; a TUN or TAP device is refused, since a frame
+// redirected into a TAP skips its steering): a policy refused for either
+// reason is api.CodeInvalidConfig and changes nothing. A TAP without a
+// program gets one loaded, the policy published and the uplink set before
+// it is pinned and attached (native XDP, through a BPF link entered in the
+// TAP's namespace), so it never judges a frame by half a policy; a TAP
+// with one has the policy published to it in one atomic step (the uplink
+// pointed at before a policy that redirects, cleared after one that does
+// not). port_stats reads the counters by reason name and per ACL rule,
+// their passed and dropped totals, the frames redirected and those dropped
+// before any policy; port_clear detaches the program and removes its pins
+// and saved copy.
+//
+// The program, its maps and the link are pinned in the TAP's pin
+// directory (portxdp.PinProg, PinConfig, PinStats, PinUplink, PinLink), so
+// that the policy is enforced while vrssd is stopped and the counters go
+// on across restarts. The policy is kept in
+// Options.StateDir/flows/NAME.port.json too, replaced atomically, and
+// read at start like the flows file: a regular file, not followed if a
+// link, bounded, the TAP's own, with a valid policy, or the start fails
+// naming it. At start vrssd takes the pinned program and link (attaching
+// anew if the link was lost) and points the uplink at the device of that
+// name again; if the pins were lost it attaches a new program with the
+// saved policy; pins without a saved policy are removed. Every few seconds
+// while running, it checks that the link still attaches the program to
+// the TAP and attaches it again, counting and logging it, if it was
+// detached behind vrssd's back (bpftool link detach) or its pin removed.
+// Deleting or forgetting the TAP removes the pins, which detaches the
+// program, and the file.
+//
 // # State
 //
 // Each TAP is persistent (TUNSETPERSIST) and its program and maps are
@@ -197,7 +243,8 @@
 // in NAME is written %2e: bpffs refuses dots), and for a TAP with flows
 // also {filter,flowstats,link}: the filter program, its counters and the
 // link that attaches it (the build's scratch map needs no pin: its
-// programs hold it); the list of TAPs, with the configuration each was
+// programs hold it), and for a TAP with a port policy the port-security
+// program's (see Port security); the list of TAPs, with the configuration each was
 // last seen steered by, is in Options.StateDir/state.json, replaced
 // atomically (and the rules and contexts of a TAP with flows in a file of
 // its own, and its guest's virtio state in another, see above).
