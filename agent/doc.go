@@ -232,7 +232,9 @@
 // saved policy; pins without a saved policy are removed. Every few seconds
 // while running, it checks that the link still attaches the program to
 // the TAP and attaches it again, counting and logging it, if it was
-// detached behind vrssd's back (bpftool link detach) or its pin removed.
+// detached behind vrssd's back (bpftool link detach) or its pin removed,
+// and points the fast path at the uplink again if the device of its name
+// was deleted or made again.
 // Deleting or forgetting the TAP removes the pins, which detaches the
 // program, and the file.
 //

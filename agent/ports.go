@@ -35,6 +35,8 @@ type portState struct {
 	prog *portxdp.Program
 	link link.Link // nil until attached
 	pol  port.Policy
+	// uplink is the ifindex the fast path points at, 0 for none.
+	uplink int
 	// reattached counts the times vrssd found the program detached
 	// behind its back and attached it again.
 	reattached uint64
@@ -212,7 +214,11 @@ func (s *Server) uplinkLocked(d *device, name string) (int, error) {
 // setUplinkLocked points d's fast path at the device with ifindex (0 for
 // none), in d's namespace.
 func setUplinkLocked(d *device, ifindex int) error {
-	return inNetns(d, func() error { return d.port.prog.SetUplink(ifindex) })
+	err := inNetns(d, func() error { return d.port.prog.SetUplink(ifindex) })
+	if err == nil {
+		d.port.uplink = ifindex
+	}
+	return err
 }
 
 // installPortLocked gives d a new port program enforcing pol, redirecting
@@ -455,6 +461,31 @@ func (s *Server) portCheckLocked(d *device, why string) {
 		d.port.reattached++
 		s.log.Warn("the port-security program was not attached (detached, or its link or pin lost): attached it again", "tap", d.name, "netns", d.netnsPath(), "when", why, "reattached", d.port.reattached)
 	}
+	s.portUplinkLocked(d)
+}
+
+// portUplinkLocked points d's fast path at its policy's uplink again when
+// the device of that name changed (deleted, made again): the kernel
+// removes a device's DEVMAP entry when it goes. While there is none,
+// allowed frames pass to the stack. s.mu is held.
+func (s *Server) portUplinkLocked(d *device) {
+	name := d.port.pol.Uplink
+	if name == "" {
+		return
+	}
+	idx, err := s.uplinkLocked(d, name)
+	var ae *api.Error
+	if err != nil && !errors.As(err, &ae) {
+		return // not known to be gone
+	}
+	if idx == d.port.uplink {
+		return
+	}
+	if err := setUplinkLocked(d, idx); err != nil {
+		s.log.Warn("pointing the port's fast path at its uplink", "tap", d.name, "uplink", name, "err", err)
+		return
+	}
+	s.log.Warn("the port policy's uplink changed: the fast path follows it (ifindex 0: none, frames pass to the stack)", "tap", d.name, "uplink", name, "ifindex", idx)
 }
 
 // removePortPins removes the port program's pins of the TAP with key key

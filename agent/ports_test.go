@@ -404,39 +404,14 @@ func TestPortUplink(t *testing.T) {
 	if _, err := c.Create(ctx, api.CreateArgs{Name: "up0", Queues: 2, Netns: pod}); err != nil {
 		t.Fatal(err)
 	}
-	// A veth takes XDP frames for its peer only in NAPI mode, which an
-	// XDP program on the peer turns on.
 	pass, err := ebpf.NewProgram(&ebpf.ProgramSpec{Type: ebpf.XDP, License: "Dual BSD/GPL", Instructions: asm.Instructions{asm.Mov.Imm(asm.R0, 2), asm.Return()}})
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer pass.Close()
-	var peer, stack *frameCapture
-	err = netnstest.In(pod, func() error {
-		up := &netlink.Veth{LinkAttrs: netlink.LinkAttrs{Name: "vrssup0"}, PeerName: "vrsspeer0"}
-		if err := netlink.LinkAdd(up); err != nil {
-			return fmt.Errorf("veth: %w", err)
-		}
-		p, err := netlink.LinkByName("vrsspeer0")
-		if err != nil {
-			return fmt.Errorf("peer: %w", err)
-		}
-		for _, l := range []netlink.Link{up, p} {
-			if err := netlink.LinkSetUp(l); err != nil {
-				return fmt.Errorf("up: %w", err)
-			}
-		}
-		pl, err := link.AttachXDP(link.XDPOptions{Program: pass, Interface: p.Attrs().Index})
-		if err != nil {
-			return fmt.Errorf("XDP on the peer: %w", err)
-		}
-		t.Cleanup(func() { pl.Close() })
-		peer, stack = openFrameCapture(t, "vrsspeer0"), openFrameCapture(t, "up0")
-		return nil
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
+	peer := uplinkVeth(t, pod, pass)
+	var stack *frameCapture
+	netnstest.In(pod, func() error { stack = openFrameCapture(t, "up0"); return nil })
 	d.inNS(func() {
 		if err := netlink.LinkAdd(&netlink.Veth{LinkAttrs: netlink.LinkAttrs{Name: "onlyhere0"}, PeerName: "onlyhere1"}); err != nil {
 			t.Fatal(err)
@@ -470,4 +445,51 @@ func TestPortUplink(t *testing.T) {
 		t.Fatalf("%d redirected, %d passed; %+v", st.Redirected, run.ref.Passed(), st)
 	}
 	t.Logf("%d frames: %d redirected to the uplink's peer, %d dropped", len(run.frames), st.Redirected, st.Dropped)
+
+	// The uplink deleted and made again (a new ifindex): the fast path
+	// follows it within seconds.
+	if err := netnstest.In(pod, func() error { return netlink.LinkDel(&netlink.Veth{LinkAttrs: netlink.LinkAttrs{Name: "vrssup0"}}) }); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "the fast path without its uplink", func() bool { return strings.Contains(d.log(), "ifindex=0") })
+	peer = uplinkVeth(t, pod, pass)
+	waitFor(t, "the fast path on the new uplink", func() bool { return strings.Count(d.log(), "the port policy's uplink changed") == 2 })
+	run = portFrames(t, pol, 9, 500)
+	run.send(t, h.Queues, h.TAP.VnetHdrLen, peer)
+}
+
+// uplinkVeth makes the veth vrssup0 and its peer vrsspeer0 in the
+// namespace at path, with pass (an XDP program that passes every frame)
+// on the peer: a veth takes XDP frames for its peer only in NAPI mode,
+// which an XDP program on the peer turns on. It returns a capture of the
+// peer.
+func uplinkVeth(t *testing.T, path string, pass *ebpf.Program) *frameCapture {
+	t.Helper()
+	var peer *frameCapture
+	err := netnstest.In(path, func() error {
+		up := &netlink.Veth{LinkAttrs: netlink.LinkAttrs{Name: "vrssup0"}, PeerName: "vrsspeer0"}
+		if err := netlink.LinkAdd(up); err != nil {
+			return fmt.Errorf("veth: %w", err)
+		}
+		p, err := netlink.LinkByName("vrsspeer0")
+		if err != nil {
+			return fmt.Errorf("peer: %w", err)
+		}
+		for _, l := range []netlink.Link{up, p} {
+			if err := netlink.LinkSetUp(l); err != nil {
+				return fmt.Errorf("up: %w", err)
+			}
+		}
+		pl, err := link.AttachXDP(link.XDPOptions{Program: pass, Interface: p.Attrs().Index})
+		if err != nil {
+			return fmt.Errorf("XDP on the peer: %w", err)
+		}
+		t.Cleanup(func() { pl.Close() })
+		peer = openFrameCapture(t, "vrsspeer0")
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return peer
 }
