@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"fmt"
 	"io"
 	"net/netip"
@@ -9,6 +10,7 @@ import (
 	"text/tabwriter"
 
 	"github.com/vrss-dev/vrss/agent/api"
+	"github.com/vrss-dev/vrss/agent/client"
 	"github.com/vrss-dev/vrss/port"
 )
 
@@ -34,18 +36,31 @@ vrssd restarts.`
 // maxACLFile bounds an ACL file: port.MaxRules rules are a few KB.
 const maxACLFile = 1 << 20
 
-// portTAPFlags are the flags of every port command: the daemon's socket
-// and the TAP's network namespace.
-func portTAPFlags(fs *flagSet) (socket, netns *string) {
-	return fs.String("socket", "", socketHelp), fs.String("netns", "", netnsHelp)
-}
-
-// oneTAP checks that pos is one TAP name, for verb's usage message.
-func oneTAP(pos []string, verb string) error {
-	if len(pos) != 1 {
-		return inputErrorf("want exactly one TAP name (run 'vrss port %s -h')", verb)
+// portCall is the rest of every port command once its own flags are
+// defined in fs: it adds --socket and --netns, parses args, wants one TAP
+// name, runs check (if not nil; input errors come before vrssd is asked),
+// dials vrssd and runs call for the TAP in --netns's namespace.
+func portCall(fs *flagSet, args []string, stdout io.Writer, check func() error, call func(ctx context.Context, n *client.Netns, name string) error) error {
+	socket, netns := fs.String("socket", "", socketHelp), fs.String("netns", "", netnsHelp)
+	pos, err := fs.parse(args, stdout)
+	if err != nil {
+		return err
 	}
-	return nil
+	if len(pos) != 1 {
+		return inputErrorf("want exactly one TAP name (run 'vrss %s -h')", fs.Name())
+	}
+	if check != nil {
+		if err := check(); err != nil {
+			return err
+		}
+	}
+	c, ctx, cancel, err := dial(*socket)
+	if err != nil {
+		return err
+	}
+	defer cancel()
+	defer c.Close()
+	return call(ctx, c.Netns(*netns), pos[0])
 }
 
 func portSet(args []string, stdout io.Writer) error {
@@ -84,31 +99,20 @@ bridge and the stack; traffic to the guest stays on the stack.
 	acl := fs.String("acl", "", "an ACL `file`: one 'allow|drop MATCH' rule a line (see above)")
 	dflt := fs.String("default", "allow", "what happens to frames that pass the checks and match no ACL rule: `allow` or deny")
 	uplink := fs.String("uplink", "", "the fast path's `device`: allowed frames are redirected to it (a NIC or a\nveth of the TAP's network namespace, not a TAP); none passes them to the stack")
-	socket, netns := portTAPFlags(fs)
-	pos, err := fs.parse(args, stdout)
-	if err != nil {
-		return err
-	}
-	if err := oneTAP(pos, "set"); err != nil {
-		return err
-	}
-	pol, err := portPolicy(*macs, *ips, *linkLocal, *acl, *dflt, *uplink)
-	if err != nil {
+	var pol port.Policy
+	check := func() (err error) {
+		pol, err = portPolicy(*macs, *ips, *linkLocal, *acl, *dflt, *uplink)
 		return asInput(err)
 	}
-	c, ctx, cancel, err := dial(*socket)
-	if err != nil {
-		return err
-	}
-	defer cancel()
-	defer c.Close()
-	info, err := c.Netns(*netns).PortSet(ctx, pos[0], pol)
-	if err != nil {
-		return flowDaemonError(err)
-	}
-	fmt.Fprintf(stdout, "%s: port policy set (generation %d): %d MAC, %d IPv4, %d IPv6 %s, %d ACL %s, default %s\n",
-		pos[0], info.Generation, len(pol.MACs), len(pol.IPv4), len(pol.IPv6), plural(len(pol.IPv6), "prefix", "prefixes"), len(pol.Rules), plural(len(pol.Rules), "rule", "rules"), pol.Default)
-	return nil
+	return portCall(fs, args, stdout, check, func(ctx context.Context, n *client.Netns, name string) error {
+		info, err := n.PortSet(ctx, name, pol)
+		if err != nil {
+			return flowDaemonError(err)
+		}
+		fmt.Fprintf(stdout, "%s: port policy set (generation %d): %d MAC, %d IPv4, %d IPv6 %s, %d ACL %s, default %s\n",
+			name, info.Generation, len(pol.MACs), len(pol.IPv4), len(pol.IPv6), plural(len(pol.IPv6), "prefix", "prefixes"), len(pol.Rules), plural(len(pol.Rules), "rule", "rules"), pol.Default)
+		return nil
+	})
 }
 
 // portPolicy builds a policy from port set's flags, and checks it as vrssd
@@ -204,28 +208,16 @@ published to it (the generation). Example:
 	asJSON := fs.Bool("json", false, `print JSON: {"tap","netns","attached","generation","policy"}, the policy as
 vrssd keeps it (null for none; each rule's match as value and mask in hex,
 and in words)`)
-	socket, netns := portTAPFlags(fs)
-	pos, err := fs.parse(args, stdout)
-	if err != nil {
-		return err
-	}
-	if err := oneTAP(pos, "show"); err != nil {
-		return err
-	}
-	c, ctx, cancel, err := dial(*socket)
-	if err != nil {
-		return err
-	}
-	defer cancel()
-	defer c.Close()
-	info, err := c.Netns(*netns).PortShow(ctx, pos[0])
-	if err != nil {
-		return daemonError(err)
-	}
-	if *asJSON {
-		return writeJSON(stdout, info)
-	}
-	return printPort(stdout, info)
+	return portCall(fs, args, stdout, nil, func(ctx context.Context, n *client.Netns, name string) error {
+		info, err := n.PortShow(ctx, name)
+		if err != nil {
+			return daemonError(err)
+		}
+		if *asJSON {
+			return writeJSON(stdout, info)
+		}
+		return printPort(stdout, info)
+	})
 }
 
 // printPort prints a TAP's port policy as port show does.
@@ -291,28 +283,16 @@ Counters go on across vrssd restarts and policy changes. Example:
 	asJSON := fs.Bool("json", false, `print JSON: {"tap","netns","attached","generation","uplink","passed",
 "dropped","redirected","unconfigured","reasons":{every reason's name: frames},
 "rules":[{"index","rule","hits"}]}`)
-	socket, netns := portTAPFlags(fs)
-	pos, err := fs.parse(args, stdout)
-	if err != nil {
-		return err
-	}
-	if err := oneTAP(pos, "stats"); err != nil {
-		return err
-	}
-	c, ctx, cancel, err := dial(*socket)
-	if err != nil {
-		return err
-	}
-	defer cancel()
-	defer c.Close()
-	st, err := c.Netns(*netns).PortStats(ctx, pos[0])
-	if err != nil {
-		return daemonError(err)
-	}
-	if *asJSON {
-		return writeJSON(stdout, st)
-	}
-	return printPortStats(stdout, st)
+	return portCall(fs, args, stdout, nil, func(ctx context.Context, n *client.Netns, name string) error {
+		st, err := n.PortStats(ctx, name)
+		if err != nil {
+			return daemonError(err)
+		}
+		if *asJSON {
+			return writeJSON(stdout, st)
+		}
+		return printPortStats(stdout, st)
+	})
 }
 
 // printPortStats prints port counters as port stats does: the reasons
@@ -354,23 +334,11 @@ Clearing a TAP without a policy does nothing. Example:
     vrss port clear vm0
 
 `+portNote)
-	socket, netns := portTAPFlags(fs)
-	pos, err := fs.parse(args, stdout)
-	if err != nil {
-		return err
-	}
-	if err := oneTAP(pos, "clear"); err != nil {
-		return err
-	}
-	c, ctx, cancel, err := dial(*socket)
-	if err != nil {
-		return err
-	}
-	defer cancel()
-	defer c.Close()
-	if err := c.Netns(*netns).PortClear(ctx, pos[0]); err != nil {
-		return daemonError(err)
-	}
-	fmt.Fprintf(stdout, "%s: port policy cleared\n", pos[0])
-	return nil
+	return portCall(fs, args, stdout, nil, func(ctx context.Context, n *client.Netns, name string) error {
+		if err := n.PortClear(ctx, name); err != nil {
+			return daemonError(err)
+		}
+		fmt.Fprintf(stdout, "%s: port policy cleared\n", name)
+		return nil
+	})
 }
