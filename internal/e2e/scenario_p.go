@@ -18,6 +18,9 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/cilium/ebpf"
+	"github.com/cilium/ebpf/asm"
+	"github.com/cilium/ebpf/link"
 	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
 
@@ -25,7 +28,6 @@ import (
 	"github.com/vrss-dev/vrss/internal/inject"
 	"github.com/vrss-dev/vrss/internal/netnstest"
 	"github.com/vrss-dev/vrss/port"
-	"github.com/vrss-dev/vrss/portxdp"
 )
 
 // Scenario P's names and addresses (192.0.2.0/24 is TEST-NET-1).
@@ -38,13 +40,17 @@ const (
 	pClaimIP   = "192.0.2.77"        // the address its gratuitous ARP claims
 	pLeaseIP   = "192.0.2.100"       // what its DHCP server offers
 	pClientMAC = "02:00:00:00:00:01" // the host's DHCP client
-	pTCPPort   = 5201
-	pUDPPort   = 5202
+	// pUplink is the fast path's uplink, a veth whose peer pUplinkPeer
+	// stands for the network beyond it.
+	pUplink, pUplinkPeer = "vrsse2epu", "vrsse2epv"
+	pTCPPort             = 5201
+	pUDPPort             = 5202
 	// pPings and pBad are the echo requests of the ping step, and the
 	// frames of each step the policy drops.
 	pPings, pBad = 5, 3
-	// pSteps is how many steps the guest takes.
-	pSteps = 8
+	// pSteps is how many steps the guest takes: eight with the stack
+	// path, four more with the fast path.
+	pSteps = 12
 	// pGuestSend is the guest sender's path in the image.
 	pGuestSend = "bin/guestsend"
 )
@@ -92,9 +98,15 @@ type PortStep struct {
 	// (none, if the step is exact).
 	Counted, RuleHits uint64
 	Other             map[string]uint64
-	// Arrived counts the guest's frames that reached the host end of
-	// the TAP during the step (an AF_PACKET socket on it).
-	Arrived uint64
+	// Uplink says the policy named the fast path's uplink during the
+	// step; Redirected is the delta of the program's redirected frames.
+	Uplink     bool
+	Redirected uint64
+	// Arrived counts the guest's frames that reached where the policy
+	// sends what it passes, during the step: the host end of the TAP, or
+	// with the fast path the uplink's peer (AF_PACKET sockets on both);
+	// Elsewhere those that reached the other one.
+	Arrived, Elsewhere uint64
 	// Delivered says what the host side (or, for ping, the guest)
 	// received; DeliveredOK whether that is all of it. Only for allowed
 	// steps.
@@ -107,15 +119,20 @@ type PortStep struct {
 
 // Pass reports whether the step's frames were all counted under its
 // reason and nothing else, as many as the guest sent; allowed ones
-// arrived and were delivered, dropped ones never arrived.
+// arrived where the policy sends them (redirected, with the fast path)
+// and were delivered, dropped ones arrived nowhere.
 func (s *PortStep) Pass() bool {
-	if s.Sent == 0 || uint64(s.Sent) != s.GuestTx || s.Counted != s.GuestTx || len(s.Other) != 0 {
+	if s.Sent == 0 || uint64(s.Sent) != s.GuestTx || s.Counted != s.GuestTx || len(s.Other) != 0 || s.Elsewhere != 0 {
 		return false
 	}
 	if s.Rule >= 0 {
-		return s.RuleHits == s.GuestTx && s.Arrived == s.GuestTx && s.DeliveredOK
+		redirected := uint64(0)
+		if s.Uplink {
+			redirected = s.GuestTx
+		}
+		return s.RuleHits == s.GuestTx && s.Arrived == s.GuestTx && s.Redirected == redirected && s.DeliveredOK
 	}
-	return s.Arrived == 0
+	return s.Arrived == 0 && s.Redirected == 0
 }
 
 // PortReport is scenario P's outcome.
@@ -127,15 +144,11 @@ type PortReport struct {
 	CPUs    int
 	Seed    uint64
 	UID     int
-	// Via says how the policy reached the TAP: through vrssd and the
-	// CLI, or (the fallback while vrssd has no port commands) loaded and
-	// attached by the test itself with package portxdp.
-	Via string
 	// Commands are the vrss commands run, each with its user and what it
 	// printed.
 	Commands []string
 	// OwnerRefused is what the TAP's owner got when it tried to clear the
-	// policy (CLI only): refused, as it must be.
+	// policy: refused, as it must be.
 	OwnerRefused string
 	// Policy is the policy as set.
 	Policy port.Policy
@@ -152,7 +165,7 @@ type PortReport struct {
 
 // OK reports whether the policy was set and every step passed.
 func (r *PortReport) OK() bool {
-	if len(r.Steps) != pSteps || (strings.HasPrefix(r.Via, "vrssd") && r.OwnerRefused == "") {
+	if len(r.Steps) != pSteps || r.OwnerRefused == "" {
 		return false
 	}
 	for i := range r.Steps {
@@ -205,9 +218,14 @@ func PortPolicy() (port.Policy, error) {
 // (an AF_PACKET socket on it) and been delivered (ping's replies, the
 // listener's bytes and datagrams), dropped ones never.
 //
-// While vrssd has no port commands (`vrss port --help` fails), the test
-// loads the program itself (portxdp), publishes the same policy and
-// attaches it to the TAP; the report says which.
+// Then the fast path: root sets the same policy with `--uplink` naming a
+// veth in the namespace (its peer has the TAP's MAC and an XDP program
+// that passes, so that it takes redirected frames), and the guest pings,
+// sends TCP and UDP and uses the address it does not own again. The
+// allowed frames must now be redirected, every one (vrss's redirected
+// counter), arrive at the veth's peer and not at the TAP's host end, and
+// be delivered all the same (the answers come back through the TAP); the
+// spoofed ones arrive nowhere.
 func RunPortSecurity(o Options) (*PortReport, error) {
 	start := time.Now()
 	o.defaults()
@@ -254,8 +272,7 @@ func buildGuestSend() ([]byte, error) {
 	return os.ReadFile(bin)
 }
 
-// portCounters reads the TAP's port counters: `vrss port stats --json`,
-// or the test's own program in the fallback.
+// portCounters reads the TAP's port counters (`vrss port stats --json`).
 type portCounters func() (*api.PortStats, error)
 
 func runPortSecurity(o Options, w *workDir, rep *PortReport) error {
@@ -295,32 +312,25 @@ func runPortSecurity(o Options, w *workDir, rep *PortReport) error {
 	if err := hostEnd(link); err != nil {
 		return err
 	}
-
-	// The policy, as an operator sets it, or the fallback.
-	var counters portCounters
-	if _, err := root.run("port", "--help"); err == nil {
-		rep.Via = "vrssd: vrss port set by root, counters from vrss port stats --json"
-		if counters, err = setPortCLI(w, root, owner, rep, record); err != nil {
-			return fail(err)
-		}
-	} else {
-		rep.Via = "fallback: vrssd has no port commands yet (vrss port --help fails); the test loaded portxdp, published the policy and attached the program to the TAP itself"
-		prog, err := portxdp.Load()
-		if err != nil {
-			return err
-		}
-		defer prog.Close()
-		if err := prog.Publish(rep.Policy); err != nil {
-			return err
-		}
-		l, err := prog.Attach(index)
-		if err != nil {
-			return err
-		}
-		defer l.Close()
-		counters = func() (*api.PortStats, error) { return programStats(prog, rep.Policy) }
+	peer, closePeer, err := uplinkVeth(hostMAC)
+	if err != nil {
+		return err
 	}
-	fmt.Fprintf(o.Log, "e2e: P: policy via %s\n", rep.Via)
+	defer closePeer()
+
+	// The policy, as an operator sets it.
+	counters, err := setPortCLI(w, root, owner, rep, record)
+	if err != nil {
+		return fail(err)
+	}
+	setUplink := func() error { // the same policy with the fast path to pUplink
+		set := portSetArgs(filepath.Join(w.dir, "port.acl"), pUplink)
+		out, err := root.run(set...)
+		if err == nil {
+			record(root, set, out)
+		}
+		return err
+	}
 	if rep.Before, err = counters(); err != nil {
 		return fail(err)
 	}
@@ -330,6 +340,11 @@ func runPortSecurity(o Options, w *workDir, rep *PortReport) error {
 		return err
 	}
 	defer sn.close()
+	snPeer, err := sniff(peer)
+	if err != nil {
+		return err
+	}
+	defer snPeer.close()
 	ls, err := listen()
 	if err != nil {
 		return err
@@ -370,7 +385,7 @@ func runPortSecurity(o Options, w *workDir, rep *PortReport) error {
 		return err
 	}
 
-	r := &portRun{g: g, counters: counters, sn: sn, log: o.Log}
+	r := &portRun{g: g, counters: counters, tap: sn, peer: snPeer, log: o.Log}
 	pingLine := fmt.Sprintf("ping -c %d -i 0.5 -W 5 %s", pPings, pHostIP)
 	badPing := fmt.Sprintf("ping -c %d -i 0.5 -W 2", pBad)
 	steps := []struct {
@@ -412,7 +427,22 @@ func runPortSecurity(o Options, w *workDir, rep *PortReport) error {
 		{"a DHCP server answering the host's discovers", "dhcp_server", -1, "", nil},
 		{"router advertisements", "router_advert", -1, fmt.Sprintf("guestsend ra %s %d", guestIface, pBad), guestSent},
 	}
-	for _, st := range steps {
+	// The fast path: the same policy naming the uplink; the allowed
+	// steps again, and one that is dropped all the same.
+	fast := []int{0, 1, 2, 4}
+	for i := range pSteps - len(steps) {
+		steps = append(steps, steps[fast[i]])
+	}
+	for i, st := range steps {
+		if i == len(steps)-len(fast) {
+			if err := setUplink(); err != nil {
+				return fail(err)
+			}
+			r.uplink = true
+		}
+		if r.uplink {
+			st.name += " (fast path)"
+		}
 		if st.reason == "dhcp_server" {
 			s, err := r.dhcpStep(st.name, inj)
 			if err != nil {
@@ -475,7 +505,7 @@ func setPortCLI(w *workDir, root, owner *vrssCLI, rep *PortReport, record func(*
 	if err := os.WriteFile(acl, []byte(PortACL), 0o644); err != nil {
 		return nil, err
 	}
-	set := []string{"port", "set", pTAP, "--mac", GuestMAC, "--ip", pGuestIP + "/32", "--link-local", "--acl", acl, "--default", "deny"}
+	set := portSetArgs(acl, "")
 	out, err := root.run(set...)
 	if err != nil {
 		return nil, err
@@ -510,33 +540,77 @@ func lastLine(s string) string {
 	return strings.TrimSpace(l[len(l)-1])
 }
 
-// programStats is PortStats from the test's own program (the fallback).
-func programStats(prog *portxdp.Program, pol port.Policy) (*api.PortStats, error) {
-	c, err := prog.Counters()
+// portSetArgs are the `vrss port set` arguments of PortPolicy, with the
+// ACL in the file acl and the fast path to uplink if not empty.
+func portSetArgs(acl, uplink string) []string {
+	a := []string{"port", "set", pTAP, "--mac", GuestMAC, "--ip", pGuestIP + "/32", "--link-local", "--acl", acl, "--default", "deny"}
+	if uplink != "" {
+		a = append(a, "--uplink", uplink)
+	}
+	return a
+}
+
+// uplinkVeth makes the fast path's uplink: a veth pair whose peer has
+// the TAP's MAC (the guest's neighbour entry names it) and IPv6 and the
+// reverse-path filter off, so that the guest's frames the program
+// redirects to the uplink reach the host's address (192.0.2.1, on the
+// TAP) through the peer; the answers go back through the TAP. A veth
+// takes redirected frames only when its peer runs NAPI: the peer gets an
+// XDP program that passes everything. It returns the peer's ifindex.
+func uplinkVeth(mac net.HardwareAddr) (int, func(), error) {
+	up := &netlink.Veth{LinkAttrs: netlink.LinkAttrs{Name: pUplink}, PeerName: pUplinkPeer}
+	if err := netlink.LinkAdd(up); err != nil {
+		return 0, nil, fmt.Errorf("e2e: veth %s: %w", pUplink, err)
+	}
+	peer, err := netlink.LinkByName(pUplinkPeer)
+	if err == nil {
+		err = netlink.LinkSetHardwareAddr(peer, mac)
+	}
+	for _, f := range []string{"ipv6/conf/" + pUplink + "/disable_ipv6", "ipv6/conf/" + pUplinkPeer + "/disable_ipv6",
+		"ipv4/conf/all/rp_filter", "ipv4/conf/" + pUplinkPeer + "/rp_filter"} {
+		if err == nil {
+			v := "0"
+			if strings.HasSuffix(f, "disable_ipv6") {
+				v = "1"
+			}
+			err = os.WriteFile("/proc/sys/net/"+f, []byte(v), 0)
+		}
+	}
+	for _, l := range []netlink.Link{up, peer} {
+		if err == nil {
+			err = netlink.LinkSetUp(l)
+		}
+	}
 	if err != nil {
-		return nil, err
+		return 0, nil, fmt.Errorf("e2e: uplink veth: %w", err)
 	}
-	s := &api.PortStats{TAP: pTAP, Attached: true, Generation: prog.Generation(), Passed: c.Passed(), Dropped: c.Dropped(),
-		Redirected: c.Redirected, Unconfigured: c.Unconfigured, Reasons: api.PortReasons(c.Reasons)}
-	for i, rl := range pol.Rules {
-		s.Rules = append(s.Rules, api.PortRuleHits{Index: i, Rule: rl.String(), Hits: c.Rules[i]})
+	pass, err := ebpf.NewProgram(&ebpf.ProgramSpec{Type: ebpf.XDP, License: "GPL",
+		Instructions: asm.Instructions{asm.Mov.Imm(asm.R0, 2), asm.Return()}}) // XDP_PASS
+	if err != nil {
+		return 0, nil, err
 	}
-	return s, nil
+	l, err := link.AttachXDP(link.XDPOptions{Program: pass, Interface: peer.Attrs().Index})
+	if err != nil {
+		pass.Close()
+		return 0, nil, fmt.Errorf("e2e: XDP on %s: %w", pUplinkPeer, err)
+	}
+	return peer.Attrs().Index, func() { l.Close(); pass.Close() }, nil
 }
 
 // portRun drives scenario P's steps.
 type portRun struct {
-	g        *Guest
-	counters portCounters
-	sn       *sniffer
-	log      io.Writer
+	g         *Guest
+	counters  portCounters
+	tap, peer *sniffer // the TAP's host end, the uplink's peer
+	uplink    bool     // the policy names the uplink
+	log       io.Writer
 }
 
 // snapshot is what a step is measured against.
 type snapshot struct {
-	stats   *api.PortStats
-	tx      uint64
-	arrived uint64
+	stats         *api.PortStats
+	tx            uint64
+	atTAP, atPeer uint64
 }
 
 func (r *portRun) snap() (snapshot, error) {
@@ -552,7 +626,7 @@ func (r *portRun) snap() (snapshot, error) {
 	if s.tx, err = strconv.ParseUint(strings.TrimSpace(out), 10, 64); err != nil {
 		return s, fmt.Errorf("e2e: guest tx_packets %q", out)
 	}
-	s.arrived = r.sn.incoming.Load()
+	s.atTAP, s.atPeer = r.tap.incoming.Load(), r.peer.incoming.Load()
 	return s, nil
 }
 
@@ -568,7 +642,7 @@ func (r *portRun) settle(s0 snapshot) (snapshot, error) {
 			return s, err
 		}
 		agree := s.tx-s0.tx == judged(s.stats)-judged(s0.stats)
-		if agree && i > 0 && s.tx == prev.tx && judged(s.stats) == judged(prev.stats) && s.arrived == prev.arrived {
+		if agree && i > 0 && s.tx == prev.tx && judged(s.stats) == judged(prev.stats) && s.atTAP == prev.atTAP && s.atPeer == prev.atPeer {
 			return s, nil
 		}
 		if time.Now().After(deadline) {
@@ -606,7 +680,11 @@ func (r *portRun) step(name, reason string, rule int, command string, sent func(
 }
 
 func (r *portRun) measure(name, reason string, rule int, command string, s0, s1 snapshot) *PortStep {
-	st := &PortStep{Name: name, Command: command, Reason: reason, Rule: rule, GuestTx: s1.tx - s0.tx, Arrived: s1.arrived - s0.arrived}
+	st := &PortStep{Name: name, Command: command, Reason: reason, Rule: rule, GuestTx: s1.tx - s0.tx, Uplink: r.uplink,
+		Redirected: s1.stats.Redirected - s0.stats.Redirected, Arrived: s1.atTAP - s0.atTAP, Elsewhere: s1.atPeer - s0.atPeer}
+	if r.uplink {
+		st.Arrived, st.Elsewhere = st.Elsewhere, st.Arrived
+	}
 	for i, v := range s1.stats.Reasons {
 		k, d := port.Reason(i).String(), v-s0.stats.Reasons[i]
 		switch {
@@ -844,7 +922,7 @@ func (r *PortReport) String() string {
 		r.Assets.writeHeader(&b, r.CPUs, r.UID, r.Release)
 	}
 	fmt.Fprintf(&b, "  virtio-net %d queue pairs on TAP %s (host end %s/24, guest %s/24, MAC %s)\n", r.Queues, r.Device, pHostIP, pGuestIP, GuestMAC)
-	fmt.Fprintf(&b, "  policy: %s\n", r.Via)
+	fmt.Fprintf(&b, "  policy: set by root with vrss port set through the test's vrssd, counters from vrss port stats --json\n")
 	p := r.Policy
 	fmt.Fprintf(&b, "    macs %v, ipv4 %v, link-local %v, default %s; ACL:\n", p.MACs, p.IPv4, p.LinkLocal, p.Default)
 	for i, rl := range p.Rules {
@@ -857,8 +935,9 @@ func (r *PortReport) String() string {
 		fmt.Fprintf(&b, "  as uid %d: %s (QEMU pid %d)\n", r.UID, r.Exec, r.QEMUPid)
 	}
 	if len(r.Steps) > 0 {
-		fmt.Fprintf(&b, "\nP steps: sent = the guest's own count (tool), tx = its eth0 tx_packets delta, counted = vrss's counter for the reason, arrived = guest frames at the TAP's host end\n")
-		fmt.Fprintf(&b, "  %-44s %-17s %5s %5s %8s %8s  %s\n", "step", "reason", "sent", "tx", "counted", "arrived", "")
+		fmt.Fprintf(&b, "\nP steps: sent = the guest's own count (its tool's), tx = its eth0 tx_packets delta, counted = vrss's counter for the reason,\n")
+		fmt.Fprintf(&b, "  redirected = vrss's redirected delta, arrived = guest frames at the TAP's host end (stack path) or at the uplink's peer (fast path)\n")
+		fmt.Fprintf(&b, "  %-56s %-18s %4s %4s %7s %10s %7s\n", "step", "reason", "sent", "tx", "counted", "redirected", "arrived")
 	}
 	for i := range r.Steps {
 		s := &r.Steps[i]
@@ -870,13 +949,16 @@ func (r *PortReport) String() string {
 		if !s.Pass() {
 			verdict = "FAIL"
 		}
-		fmt.Fprintf(&b, "  %-44s %-17s %5d %5d %8d %8d  %s\n", s.Name, reason, s.Sent, s.GuestTx, s.Counted, s.Arrived, verdict)
+		fmt.Fprintf(&b, "  %-56s %-18s %4d %4d %7d %10d %7d  %s\n", s.Name, reason, s.Sent, s.GuestTx, s.Counted, s.Redirected, s.Arrived, verdict)
 		fmt.Fprintf(&b, "      guest: %s\n      sent: %s", s.Command, s.SentBy)
 		if s.Injected > 0 {
 			fmt.Fprintf(&b, " (answering %d DHCPDISCOVERs the host injected)", s.Injected)
 		}
 		if s.Rule >= 0 {
 			fmt.Fprintf(&b, "; rule %d hits %d; delivered: %s", s.Rule, s.RuleHits, s.Delivered)
+		}
+		if s.Elsewhere > 0 {
+			fmt.Fprintf(&b, "; %d arrived where they should not", s.Elsewhere)
 		}
 		if len(s.Other) > 0 {
 			fmt.Fprintf(&b, "; other reasons moved: %v", s.Other)
