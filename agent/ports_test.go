@@ -19,6 +19,7 @@ import (
 
 	"github.com/vrss-dev/vrss/agent/api"
 	"github.com/vrss-dev/vrss/internal/diffcorpus"
+	"github.com/vrss-dev/vrss/internal/inject"
 	"github.com/vrss-dev/vrss/internal/netnstest"
 	"github.com/vrss-dev/vrss/port"
 	"github.com/vrss-dev/vrss/portxdp"
@@ -66,55 +67,27 @@ func portFrames(t *testing.T, pol port.Policy, seed uint64, n int) *portRun {
 	return run
 }
 
-// frameCapture receives the frames a device receives, in the namespace it
-// was opened in.
-type frameCapture struct{ fd int }
-
 // openFrameCapture opens a capture of device name in the calling thread's
-// namespace.
-func openFrameCapture(t *testing.T, name string) *frameCapture {
+// namespace, closed when t ends.
+func openFrameCapture(t *testing.T, name string) *inject.Capture {
 	t.Helper()
 	l, err := netlink.LinkByName(name)
 	if err != nil {
 		t.Fatal(err)
 	}
-	proto := uint16(unix.ETH_P_ALL)<<8 | uint16(unix.ETH_P_ALL)>>8
-	fd, err := unix.Socket(unix.AF_PACKET, unix.SOCK_RAW|unix.SOCK_CLOEXEC, int(proto))
+	c, err := inject.OpenCapture(l.Attrs().Index)
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { unix.Close(fd) })
-	if err := unix.Bind(fd, &unix.SockaddrLinklayer{Protocol: proto, Ifindex: l.Attrs().Index}); err != nil {
-		t.Fatal(err)
-	}
-	unix.SetsockoptTimeval(fd, unix.SOL_SOCKET, unix.SO_RCVTIMEO, &unix.Timeval{Usec: 200_000})
-	if err := unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_RCVBUFFORCE, 64<<20); err != nil {
-		t.Fatal(err)
-	}
-	return &frameCapture{fd}
-}
-
-// drain returns the frames received until none came for 200 ms.
-func (c *frameCapture) drain() map[string]int {
-	got := map[string]int{}
-	buf := make([]byte, 65536)
-	for {
-		n, from, err := unix.Recvfrom(c.fd, buf, 0)
-		if err != nil {
-			return got
-		}
-		if ll, ok := from.(*unix.SockaddrLinklayer); ok && ll.Pkttype == unix.PACKET_OUTGOING {
-			continue
-		}
-		got[string(buf[:n])]++
-	}
+	t.Cleanup(func() { c.Close() })
+	return c
 }
 
 // send writes run's frames into the queues (non-blocking, as QEMU's), a
 // zeroed virtio-net header of hdrLen bytes before each, and checks what
 // arrived on far: every frame the reference passes, once, and none it
 // drops.
-func (run *portRun) send(t *testing.T, queues []*os.File, hdrLen int, far *frameCapture) {
+func (run *portRun) send(t *testing.T, queues []*os.File, hdrLen int, far *inject.Capture) {
 	t.Helper()
 	hdr := make([]byte, hdrLen)
 	for i, b := range run.frames {
@@ -131,7 +104,7 @@ func (run *portRun) send(t *testing.T, queues []*os.File, hdrLen int, far *frame
 			t.Fatalf("frame %d: write: %v", i, werr)
 		}
 	}
-	got := far.drain()
+	got := far.Drain()
 	for i, b := range run.frames {
 		k := string(b)
 		switch {
@@ -220,7 +193,7 @@ func TestPortSecurity(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer h.Close()
-	var far *frameCapture
+	var far *inject.Capture
 	d.inNS(func() { far = openFrameCapture(t, "ps0") })
 	var total port.Counters
 	batch := func(seed uint64, what string) {
@@ -410,7 +383,7 @@ func TestPortUplink(t *testing.T) {
 	}
 	defer pass.Close()
 	peer := uplinkVeth(t, pod, pass)
-	var stack *frameCapture
+	var stack *inject.Capture
 	netnstest.In(pod, func() error { stack = openFrameCapture(t, "up0"); return nil })
 	d.inNS(func() {
 		if err := netlink.LinkAdd(&netlink.Veth{LinkAttrs: netlink.LinkAttrs{Name: "onlyhere0"}, PeerName: "onlyhere1"}); err != nil {
@@ -433,7 +406,7 @@ func TestPortUplink(t *testing.T) {
 	defer h.Close()
 	run := portFrames(t, pol, 8, 1500)
 	run.send(t, h.Queues, h.TAP.VnetHdrLen, peer)
-	if n := len(stack.drain()); n != 0 {
+	if n := len(stack.Drain()); n != 0 {
 		t.Errorf("%d kinds of frames reached the stack besides the uplink", n)
 	}
 	st, err := pc.PortStats(ctx, "up0")
@@ -463,9 +436,9 @@ func TestPortUplink(t *testing.T) {
 // on the peer: a veth takes XDP frames for its peer only in NAPI mode,
 // which an XDP program on the peer turns on. It returns a capture of the
 // peer.
-func uplinkVeth(t *testing.T, path string, pass *ebpf.Program) *frameCapture {
+func uplinkVeth(t *testing.T, path string, pass *ebpf.Program) *inject.Capture {
 	t.Helper()
-	var peer *frameCapture
+	var peer *inject.Capture
 	err := netnstest.In(path, func() error {
 		up := &netlink.Veth{LinkAttrs: netlink.LinkAttrs{Name: "vrssup0"}, PeerName: "vrsspeer0"}
 		if err := netlink.LinkAdd(up); err != nil {
