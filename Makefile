@@ -58,7 +58,8 @@ demo:
 ## security set with `vrss port set`; the guest's ping, TCP and UDP reach the
 ## host, and its spoofing (another MAC, an address it does not own, a
 ## gratuitous ARP, a DHCP server, router advertisements) is dropped, each
-## reason's counter growing by exactly what the guest sent.
+## reason's counter growing by exactly what the guest sent; then again with
+## the fast path (--uplink, a veth), every allowed frame redirected.
 ## VRSS_E2E_SCENARIOS picks some (default A,B,L,R,P). Needs root; installs libvirt and fetches Debian packages, a
 ## kernel and QEMU 10 into a cache (VRSS_E2E_CACHE, default
 ## $(GOCACHE)/../vrss-e2e).

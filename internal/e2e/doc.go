@@ -125,7 +125,12 @@
 // and by the tx_packets delta, no other reason may move, allowed frames must
 // reach the TAP's host end (an AF_PACKET socket on it) and be delivered
 // (ping's replies in the guest, the bytes and datagrams the test's
-// listeners receive), dropped ones never. While vrss had no port commands
-// the scenario loaded portxdp and attached it itself (the report says
-// which way the policy came).
+// listeners receive), dropped ones never. Then the fast path: root sets
+// the same policy with `--uplink` naming a veth in the namespace (its peer
+// has the TAP's MAC and an XDP program that passes, which a veth needs to
+// take redirected frames), and the guest pings, sends TCP and UDP and
+// spoofs its address again: every allowed frame must be redirected
+// (`redirected` in the stats), arrive at the veth's peer and not at the
+// TAP's host end, and be delivered (the answers come back through the
+// TAP); the spoofed ones arrive nowhere.
 package e2e
