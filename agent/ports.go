@@ -222,13 +222,15 @@ func setUplinkLocked(d *device, ifindex int) error {
 }
 
 // installPortLocked gives d a new port program enforcing pol, redirecting
-// to the uplink with ifindex uplink (0 none): loaded, published, pinned
-// and attached, in that order, so that the program never judges a frame
-// without the whole policy. On error nothing is left. s.mu is held.
-func (s *Server) installPortLocked(d *device, pol port.Policy, uplink int) (err error) {
-	prog, err := portxdp.Load()
-	if err != nil {
-		return loadError(err)
+// to the uplink with ifindex uplink (0 none): prog, or one it loads if nil,
+// published, pinned and attached, in that order, so that the program never
+// judges a frame without the whole policy. It takes prog over; on error
+// nothing is left. s.mu is held.
+func (s *Server) installPortLocked(d *device, prog *portxdp.Program, pol port.Policy, uplink int) (err error) {
+	if prog == nil {
+		if prog, err = portxdp.Load(); err != nil {
+			return loadError(err)
+		}
 	}
 	dir := d.pinDir(s.opts.BPFFSDir)
 	d.port = &portState{prog: prog, pol: pol}
@@ -298,28 +300,59 @@ func (s *Server) portAdminLocked(p *peer, netns, name, verb string) (*device, er
 	return d, nil
 }
 
+// portCheckSetLocked checks a port_set request: the TAP is p's to set
+// (portAdminLocked), the policy valid and its uplink a device of the TAP's
+// namespace, whose ifindex it returns (0 for none). s.mu is held.
+func (s *Server) portCheckSetLocked(p *peer, a *api.PortSetArgs) (*device, int, error) {
+	d, err := s.portAdminLocked(p, a.Netns, a.Name, "set")
+	if err != nil {
+		return nil, 0, err
+	}
+	if err := a.Policy.Validate(); err != nil {
+		return nil, 0, api.Errorf(api.CodeInvalidConfig, "TAP %s: port policy refused, the active one stays: %v", d.name, err)
+	}
+	uplink, err := s.uplinkLocked(d, a.Policy.Uplink)
+	if err != nil {
+		return nil, 0, err
+	}
+	return d, uplink, nil
+}
+
 func (s *Server) portSet(p *peer, raw json.RawMessage, _ []*fd.FD) (any, []*fd.FD, error) {
 	var a api.PortSetArgs
 	if err := api.DecodeArgs(raw, &a); err != nil {
 		return nil, nil, err
 	}
+	// Loading a program (the verifier, a fraction of a second) is done
+	// outside the lock, once the request is known to be good.
+	s.mu.Lock()
+	d, _, err := s.portCheckSetLocked(p, &a)
+	fresh := err == nil && d.port == nil
+	s.mu.Unlock()
+	if err != nil {
+		return nil, nil, err
+	}
+	var prog *portxdp.Program
+	if fresh {
+		if prog, err = portxdp.Load(); err != nil {
+			return nil, nil, loadError(err)
+		}
+	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	d, err := s.portAdminLocked(p, a.Netns, a.Name, "set")
-	if err != nil {
-		return nil, nil, err
-	}
-	if err := a.Policy.Validate(); err != nil {
-		return nil, nil, api.Errorf(api.CodeInvalidConfig, "TAP %s: port policy refused, the active one stays: %v", d.name, err)
-	}
-	uplink, err := s.uplinkLocked(d, a.Policy.Uplink)
-	if err != nil {
-		return nil, nil, err
-	}
-	if d.port == nil {
-		err = s.installPortLocked(d, a.Policy, uplink)
-	} else {
+	// Again: the TAP or the uplink may have gone, or the TAP got a
+	// program, meanwhile.
+	d, uplink, err := s.portCheckSetLocked(p, &a)
+	switch {
+	case err != nil:
+	case d.port == nil:
+		err = s.installPortLocked(d, prog, a.Policy, uplink)
+		prog = nil // taken over
+	default:
 		err = s.updatePortLocked(d, a.Policy, uplink)
+	}
+	if prog != nil {
+		prog.Close()
 	}
 	if err != nil {
 		return nil, nil, err
@@ -430,7 +463,7 @@ func (s *Server) restorePortLocked(d *device) error {
 		if !errors.Is(err, os.ErrNotExist) {
 			s.log.Warn("loading the port program's pins; enforcing the saved policy anew", "tap", d.name, "err", err)
 		}
-		if err := s.installPortLocked(d, *pol, uplink); err != nil {
+		if err := s.installPortLocked(d, nil, *pol, uplink); err != nil {
 			s.log.Error("the TAP's port policy could not be enforced; vrssd tries again at its next start", "tap", d.name, "err", err)
 			return nil
 		}
