@@ -423,12 +423,13 @@ func (s *Server) portClear(p *peer, raw json.RawMessage, _ []*fd.FD) (any, []*fd
 	if d.port == nil {
 		return nil, nil, nil
 	}
-	// The link's pin goes, then vrssd's hold on it: the program is
-	// detached.
+	// The saved policy goes first (a crash after it leaves pins that the
+	// next start removes), then vrssd's hold on the link and its pin: the
+	// program is detached.
+	err = writePort(s.opts.StateDir, d, nil)
 	d.port.close()
 	d.port = nil
-	err = errors.Join(portxdp.Unpin(d.pinDir(s.opts.BPFFSDir)), writePort(s.opts.StateDir, d, nil))
-	if err != nil {
+	if err = errors.Join(err, portxdp.Unpin(d.pinDir(s.opts.BPFFSDir))); err != nil {
 		return nil, nil, fmt.Errorf("TAP %s: clearing its port policy: %w", d.name, err)
 	}
 	s.log.Info("port policy cleared", "tap", d.name, "netns", d.netnsPath(), "by_uid", p.uid)
