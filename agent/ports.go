@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 
@@ -88,8 +89,10 @@ func readPort(stateDir string, d *device) (*port.Policy, error) {
 	if err := dec.Decode(&pf); err != nil {
 		return nil, bad("%v", err)
 	}
-	switch {
-	case pf.Name != d.name || pf.Netns != d.netnsPath():
+	if _, err := dec.Token(); !errors.Is(err, io.EOF) {
+		return nil, bad("trailing data after the JSON object")
+	}
+	if pf.Name != d.name || pf.Netns != d.netnsPath() {
 		return nil, bad("the port policy of %q (network namespace %q), not of %q (%q)", pf.Name, pf.Netns, d.name, d.netnsPath())
 	}
 	if err := pf.Policy.Validate(); err != nil {
