@@ -17,6 +17,12 @@ const EnvE2E = "VRSS_E2E"
 // budget is what `make e2e` may take on the project's machines.
 const budget = 10 * time.Minute
 
+// report is what a scenario's run returns.
+type report interface {
+	String() string
+	OK() bool
+}
+
 // TestE2E runs the real-guest scenarios: A, the pre-steered TAP created by
 // vrssd, QEMU started unprivileged by `vrss qemu exec` and RSS set with
 // `vrss rss set` (see RunPreSteered); B, QEMU's own eBPF RSS program handed to an
@@ -58,100 +64,55 @@ func TestE2E(t *testing.T) {
 	}
 	want := func(s string) bool { return strings.Contains(scenarios, s) }
 	backports := os.Getenv("VRSS_E2E_BACKPORTS")
-	if want("A") {
-		t.Run("A", func(t *testing.T) {
-			rep, err := RunPreSteered(Options{
-				Log: os.Stdout, Seed: seed,
-				QEMU:            os.Getenv("VRSS_E2E_QEMU"),
-				KernelPackage:   os.Getenv("VRSS_E2E_KERNEL"),
-				BackportsQEMU:   strings.Contains(backports, "qemu"),
-				BackportsKernel: strings.Contains(backports, "kernel"),
-			})
-			if rep != nil && len(rep.Results) > 0 {
+	base := Options{Log: os.Stdout, Seed: seed, KernelPackage: os.Getenv("VRSS_E2E_KERNEL"), BackportsKernel: strings.Contains(backports, "kernel")}
+	// A, R and P start bookworm's QEMU 7.2 (or VRSS_E2E_QEMU) through vrss
+	// qemu exec; B needs QEMU >= 9.0; L runs the system's QEMU.
+	vmm, qemuB := base, base
+	vmm.QEMU, vmm.BackportsQEMU = os.Getenv("VRSS_E2E_QEMU"), strings.Contains(backports, "qemu")
+	qemuB.QEMU = os.Getenv("VRSS_E2E_QEMU_B")
+	rerun := fmt.Sprintf(" (rerun with VRSS_E2E_SEED=%d)", seed)
+	// Each scenario's run returns its report, whether the report has
+	// anything to show, and the error of a run that could not be carried
+	// out; why is the failure of a report that is not OK.
+	for _, sc := range []struct {
+		name string
+		run  func() (report, bool, error)
+		why  string
+	}{
+		{"A", func() (report, bool, error) {
+			rep, err := RunPreSteered(vmm)
+			return rep, rep != nil && len(rep.Results) > 0, err
+		}, "the guest's per-queue counters differ from the prediction" + rerun},
+		{"B", func() (report, bool, error) {
+			rep, err := RunGuestRSS(qemuB)
+			return rep, rep != nil && (rep.Main != nil || len(rep.Config.Key) > 0), err
+		}, "the guest's per-queue counters differ from the engine's prediction for the guest's configuration, or QEMU's program did not steer every frame" + rerun},
+		{"L", func() (report, bool, error) {
+			rep, err := RunLibvirt(base)
+			return rep, rep != nil && (len(rep.Steps) > 0 || len(rep.Commands) > 0), err
+		}, "scenario L: the guest's per-queue counters differ from the prediction, or vrssd did not attach the program again after QEMU detached it" + rerun},
+		{"R", func() (report, bool, error) {
+			rep, err := RunFlows(vmm)
+			return rep, rep != nil && (len(rep.Steps) > 0 || len(rep.Classes) > 0), err
+		}, "scenario R: the guest's per-queue counters differ from flow.Engine's prediction, or a dropped frame was not refused, counted and kept from the guest" + rerun},
+		{"P", func() (report, bool, error) {
+			rep, err := RunPortSecurity(vmm)
+			return rep, rep != nil && (len(rep.Steps) > 0 || len(rep.Commands) > 0), err
+		}, "scenario P: a step's frames were not all counted under its reason as the guest sent them, or an allowed frame was not delivered, or a dropped one arrived"},
+	} {
+		if !want(sc.name) {
+			continue
+		}
+		t.Run(sc.name, func(t *testing.T) {
+			rep, shown, err := sc.run()
+			if shown {
 				fmt.Print("\n" + rep.String() + "\n")
 			}
 			if err != nil {
 				t.Fatal(err)
 			}
 			if !rep.OK() {
-				t.Fatalf("the guest's per-queue counters differ from the prediction (rerun with VRSS_E2E_SEED=%d)", rep.Seed)
-			}
-		})
-	}
-	if want("B") {
-		t.Run("B", func(t *testing.T) {
-			rep, err := RunGuestRSS(Options{
-				Log: os.Stdout, Seed: seed,
-				QEMU:            os.Getenv("VRSS_E2E_QEMU_B"),
-				KernelPackage:   os.Getenv("VRSS_E2E_KERNEL"),
-				BackportsKernel: strings.Contains(backports, "kernel"),
-			})
-			if rep != nil && (rep.Main != nil || len(rep.Config.Key) > 0) {
-				fmt.Print("\n" + rep.String() + "\n")
-			}
-			if err != nil {
-				t.Fatal(err)
-			}
-			if !rep.OK() {
-				t.Fatalf("the guest's per-queue counters differ from the engine's prediction for the guest's configuration, or QEMU's program did not steer every frame (rerun with VRSS_E2E_SEED=%d)", rep.Seed)
-			}
-		})
-	}
-	if want("L") {
-		t.Run("L", func(t *testing.T) {
-			rep, err := RunLibvirt(Options{
-				Log: os.Stdout, Seed: seed,
-				KernelPackage:   os.Getenv("VRSS_E2E_KERNEL"),
-				BackportsKernel: strings.Contains(backports, "kernel"),
-			})
-			if rep != nil && (len(rep.Steps) > 0 || len(rep.Commands) > 0) {
-				fmt.Print("\n" + rep.String() + "\n")
-			}
-			if err != nil {
-				t.Fatal(err)
-			}
-			if !rep.OK() {
-				t.Fatalf("scenario L: the guest's per-queue counters differ from the prediction, or vrssd did not attach the program again after QEMU detached it (rerun with VRSS_E2E_SEED=%d)", rep.Seed)
-			}
-		})
-	}
-	if want("R") {
-		t.Run("R", func(t *testing.T) {
-			rep, err := RunFlows(Options{
-				Log: os.Stdout, Seed: seed,
-				QEMU:            os.Getenv("VRSS_E2E_QEMU"),
-				KernelPackage:   os.Getenv("VRSS_E2E_KERNEL"),
-				BackportsQEMU:   strings.Contains(backports, "qemu"),
-				BackportsKernel: strings.Contains(backports, "kernel"),
-			})
-			if rep != nil && (len(rep.Steps) > 0 || len(rep.Classes) > 0) {
-				fmt.Print("\n" + rep.String() + "\n")
-			}
-			if err != nil {
-				t.Fatal(err)
-			}
-			if !rep.OK() {
-				t.Fatalf("scenario R: the guest's per-queue counters differ from flow.Engine's prediction, or a dropped frame was not refused, counted and kept from the guest (rerun with VRSS_E2E_SEED=%d)", rep.Seed)
-			}
-		})
-	}
-	if want("P") {
-		t.Run("P", func(t *testing.T) {
-			rep, err := RunPortSecurity(Options{
-				Log: os.Stdout, Seed: seed,
-				QEMU:            os.Getenv("VRSS_E2E_QEMU"),
-				KernelPackage:   os.Getenv("VRSS_E2E_KERNEL"),
-				BackportsQEMU:   strings.Contains(backports, "qemu"),
-				BackportsKernel: strings.Contains(backports, "kernel"),
-			})
-			if rep != nil && (len(rep.Steps) > 0 || len(rep.Commands) > 0) {
-				fmt.Print("\n" + rep.String() + "\n")
-			}
-			if err != nil {
-				t.Fatal(err)
-			}
-			if !rep.OK() {
-				t.Fatal("scenario P: a step's frames were not all counted under its reason as the guest sent them, or an allowed frame was not delivered, or a dropped one arrived")
+				t.Fatal(sc.why)
 			}
 		})
 	}

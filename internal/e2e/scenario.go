@@ -9,7 +9,6 @@ import (
 	"slices"
 	"strconv"
 	"strings"
-	"syscall"
 	"time"
 
 	"github.com/vishvananda/netlink"
@@ -17,7 +16,6 @@ import (
 	"github.com/vrss-dev/vrss/agent/api"
 	"github.com/vrss-dev/vrss/internal/demo"
 	"github.com/vrss-dev/vrss/internal/inject"
-	"github.com/vrss-dev/vrss/internal/netnstest"
 	"github.com/vrss-dev/vrss/qemu"
 	"github.com/vrss-dev/vrss/rss"
 	"github.com/vrss-dev/vrss/steering"
@@ -327,19 +325,10 @@ func RunPreSteered(o Options) (*Report, error) {
 			return nil, fmt.Errorf("e2e: scenario %s: %w", sc.Name, err)
 		}
 	}
-	fmt.Fprintf(o.Log, "e2e: preparing packages, kernel and initramfs in %s\n", o.Cache)
-	a, err := Prepare(o)
-	if err != nil {
-		return nil, err
-	}
-	rep.Assets = a
-	w, err := newWorkDir(a, "a")
-	if err != nil {
-		return nil, err
-	}
-	defer w.remove()
-	rep.Prepare = time.Since(start)
-	err = netnstest.Do(func() error { return runPreSteered(o, w, rep) })
+	err := prepared(o, "a", func(a *Assets) error { rep.Assets = a; return nil }, func(w *workDir) error {
+		rep.Prepare = time.Since(start)
+		return runPreSteered(o, w, rep)
+	})
 	rep.Total = time.Since(start)
 	return rep, err
 }
@@ -370,9 +359,7 @@ func runPreSteered(o Options, w *workDir, rep *Report) error {
 		return err
 	}
 	defer vd.stop()
-	fail := func(err error) error {
-		return fmt.Errorf("%w\n--- vrssd log (last lines) ---\n%s", err, tail(vd.log.String(), 20))
-	}
+	fail := vd.fail
 	// Every vrss command runs as the TAP's owner: nothing here needs a
 	// privilege but vrssd's.
 	cli := &vrssCLI{bin: w.vrss, socket: w.socket, uid: o.VMMUID}
@@ -390,30 +377,16 @@ func runPreSteered(o Options, w *workDir, rep *Report) error {
 		return fail(err)
 	}
 	record(create, out)
-	link, err := netlink.LinkByName(aTAP)
-	if err == nil {
-		err = netlink.LinkSetTxQLen(link, tapTxQueueLen)
-	}
+	link, err := tapLink(aTAP)
 	if err != nil {
-		return fmt.Errorf("e2e: txqueuelen of %s: %w", aTAP, err)
+		return err
 	}
 	index := link.Attrs().Index
 
 	// The pre-steered path: no --ebpf-rss, so QEMU neither offers RSS nor
 	// loads a program; vrss's program on the TAP does the steering and
 	// QEMU delivers TAP queue i to the guest's receive queue i.
-	m := Machine{Kernel: w.kernel, Initrd: w.initrd, MemoryMB: o.MemoryMB, CPUs: o.CPUs, ExternalNet: true}
-	// QEMU runs where it is installed if its user may run it there:
-	// Debian's 7.2 loads its accelerators as modules from a directory it
-	// finds relative to its binary, so a copy cannot start TCG. A binary
-	// its user cannot reach (unpacked under a root-only cache) runs from
-	// the work directory, as in scenario B.
-	qemuBin := rep.Assets.QEMU
-	if _, err := asUser(o.VMMUID, qemuBin, "--version"); err != nil {
-		qemuBin = w.qemu
-	}
-	execArgs := []string{"qemu", "exec", "--tap", aTAP, "--id", "n0", "--mac", GuestMAC, "--device-props", strings.Join(DeviceProps, ","), "--"}
-	wrapper := append([]string{w.vrss, "qemu", "exec", "--socket", w.socket}, execArgs[2:]...)
+	boot, shown := execBoot(o, w, rep.Assets, aTAP, "console.log")
 	// The tracer runs from before QEMU starts: it sees every detach.
 	tr, err := startSteerTrace()
 	if err != nil {
@@ -422,14 +395,10 @@ func runPreSteered(o Options, w *workDir, rep *Report) error {
 	} else {
 		defer tr.Close()
 	}
-	fmt.Fprintf(o.Log, "e2e: booting %s with %s as uid %d through vrss qemu exec (TCG, %d vCPUs)\n", rep.Assets.KernelRelease, qemuBin, o.VMMUID, o.CPUs)
+	fmt.Fprintf(o.Log, "e2e: booting %s with %s as uid %d through vrss qemu exec (TCG, %d vCPUs)\n", rep.Assets.KernelRelease, boot.QEMU, o.VMMUID, o.CPUs)
 	bootStart := time.Now()
 	rep.QEMUStart = monotonic()
-	consoleLog := filepath.Join(o.Cache, "console.log")
-	g, err := Boot(BootOptions{
-		QEMU: qemuBin, Machine: m, Wrapper: wrapper, ConsoleLog: consoleLog,
-		Credential: &syscall.Credential{Uid: uint32(o.VMMUID), Gid: uint32(o.VMMUID)},
-	})
+	g, err := Boot(boot)
 	if err != nil {
 		return fail(err)
 	}
@@ -437,8 +406,8 @@ func runPreSteered(o Options, w *workDir, rep *Report) error {
 	readyAt := monotonic()
 	rep.Boot = time.Since(bootStart)
 	rep.Release = g.Release
-	record(append(execArgs, qemuBin, "…"), "")
-	fmt.Fprintf(o.Log, "e2e: guest ready after %v (console log %s)\n", rep.Boot.Round(time.Millisecond), consoleLog)
+	record(shown, "")
+	fmt.Fprintf(o.Log, "e2e: guest ready after %v (console log %s)\n", rep.Boot.Round(time.Millisecond), boot.ConsoleLog)
 
 	// QEMU is the process vrss qemu exec became: it must run as the
 	// owner and hold the TAP's queues at 3, 4, ..., inherited.
@@ -672,6 +641,19 @@ func deliverSent(g *Guest, index, queues, n int, send func(i, j int) (int, error
 	return dl, nil
 }
 
+// tapLink returns the TAP named name, with its txqueuelen set to
+// tapTxQueueLen.
+func tapLink(name string) (netlink.Link, error) {
+	link, err := netlink.LinkByName(name)
+	if err == nil {
+		err = netlink.LinkSetTxQLen(link, tapTxQueueLen)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("e2e: txqueuelen of %s: %w", name, err)
+	}
+	return link, nil
+}
+
 func tapStats(index int) (*netlink.LinkStatistics, error) {
 	l, err := netlink.LinkByIndex(index)
 	if err != nil {
@@ -757,12 +739,7 @@ func (r *Report) String() string {
 			fmt.Fprintf(&b, "  FAIL\n")
 		}
 	}
-	fmt.Fprintf(&b, "\nwall time: prepare %v, boot %v, total %v\n", r.Prepare.Round(time.Millisecond), r.Boot.Round(time.Millisecond), r.Total.Round(time.Millisecond))
-	if r.OK() {
-		fmt.Fprintf(&b, "RESULT: PASS\n")
-	} else {
-		fmt.Fprintf(&b, "RESULT: FAIL\n")
-	}
+	writeEnd(&b, "boot", r.Prepare, r.Boot, r.Total, r.OK())
 	return b.String()
 }
 
@@ -789,6 +766,17 @@ func (r *Report) writeSteering(b *strings.Builder) {
 		verdict = fmt.Sprintf("%d frames went out unsteered", uint64(r.ProbeSent)-r.ProbeRuns)
 	}
 	fmt.Fprintf(b, "    frames sent at READY: the steering program ran on %d of %d (%s); vrss stats reattached (detaches caught by unsteered frames) at the end: %d\n", r.ProbeRuns, r.ProbeSent, verdict, r.Reattached)
+}
+
+// writeEnd ends a report: the wall times (the boot's called bootName)
+// and the result.
+func writeEnd(b *strings.Builder, bootName string, prepare, boot, total time.Duration, ok bool) {
+	fmt.Fprintf(b, "\nwall time: prepare %v, %s %v, total %v\n", prepare.Round(time.Millisecond), bootName, boot.Round(time.Millisecond), total.Round(time.Millisecond))
+	if ok {
+		fmt.Fprintf(b, "RESULT: PASS\n")
+	} else {
+		fmt.Fprintf(b, "RESULT: FAIL\n")
+	}
 }
 
 // shortArgs shortens a command line's long arguments (keys, tables) for

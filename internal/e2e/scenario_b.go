@@ -18,7 +18,6 @@ import (
 	"time"
 
 	"github.com/cilium/ebpf"
-	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
 
 	"github.com/vrss-dev/vrss/agent/client"
@@ -153,26 +152,41 @@ func RunGuestRSS(o Options) (*GuestRSSReport, error) {
 	// queue pair the probe enables them all.
 	o.CPUs = max(o.CPUs, o.Queues)
 	rep := &GuestRSSReport{Queues: o.Queues, CPUs: o.CPUs, Seed: o.Seed, UID: o.VMMUID, Device: bTAP}
-	fmt.Fprintf(o.Log, "e2e: scenario B: preparing packages, kernel and initramfs in %s\n", o.Cache)
-	a, err := Prepare(o)
-	if err != nil {
-		return nil, err
-	}
-	rep.Assets = a
-	if _, major, _, err := QEMUVersion(a.QEMU); err != nil {
-		return nil, err
-	} else if major < 9 {
-		return nil, fmt.Errorf("e2e: scenario B needs QEMU >= 9.0 (ebpf-rss-fds, request-ebpf); %s is %s", a.QEMU, a.QEMUVersion)
-	}
-	w, err := newWorkDir(a, "b")
-	if err != nil {
-		return nil, err
-	}
-	defer w.remove()
-	rep.Prepare = time.Since(start)
-	err = netnstest.Do(func() error { return runGuestRSS(o, w, rep) })
+	err := prepared(o, "b", func(a *Assets) error {
+		rep.Assets = a
+		if _, major, _, err := QEMUVersion(a.QEMU); err != nil {
+			return err
+		} else if major < 9 {
+			return fmt.Errorf("e2e: scenario B needs QEMU >= 9.0 (ebpf-rss-fds, request-ebpf); %s is %s", a.QEMU, a.QEMUVersion)
+		}
+		return nil
+	}, func(w *workDir) error {
+		rep.Prepare = time.Since(start)
+		return runGuestRSS(o, w, rep)
+	})
 	rep.Total = time.Since(start)
 	return rep, err
+}
+
+// prepared is how a scenario starts: the guest's ingredients (Prepare),
+// which ready receives (and may refuse), a work directory for scenario (a
+// lower-case letter), removed at the end, and body run with it in a fresh
+// network namespace.
+func prepared(o Options, scenario string, ready func(*Assets) error, body func(*workDir) error) error {
+	fmt.Fprintf(o.Log, "e2e: scenario %s: preparing packages, kernel and initramfs in %s\n", strings.ToUpper(scenario), o.Cache)
+	a, err := Prepare(o)
+	if err != nil {
+		return err
+	}
+	if err := ready(a); err != nil {
+		return err
+	}
+	w, err := newWorkDir(a, scenario)
+	if err != nil {
+		return err
+	}
+	defer w.remove()
+	return netnstest.Do(func() error { return body(w) })
 }
 
 // workDir holds what the unprivileged QEMU and the test's vrssd use (in
@@ -295,6 +309,36 @@ func (v *vrssdProc) stop() {
 	}
 }
 
+// fail adds vrssd's last log lines to err.
+func (v *vrssdProc) fail(err error) error {
+	return fmt.Errorf("%w\n--- vrssd log (last lines) ---\n%s", err, tail(v.log.String(), 20))
+}
+
+// execBoot returns the boot options of a guest on tap whose QEMU the TAP's
+// owner (o.VMMUID) starts with `vrss qemu exec --tap TAP` against the
+// test's vrssd, as scenarios A, R and P do: the queue fds come from vrssd
+// and are inherited, and with no --ebpf-rss QEMU neither offers RSS nor
+// loads a program. QEMU runs where it is installed if its user may run it
+// there (Debian's 7.2 loads its accelerators as modules from a directory
+// it finds relative to its binary, so a copy cannot start TCG); a binary
+// its user cannot reach (unpacked under a root-only cache) runs from the
+// work directory, as in scenario B. shown is the command as the report
+// shows it (vrssCLI.line).
+func execBoot(o Options, w *workDir, a *Assets, tap, console string) (b BootOptions, shown []string) {
+	qemuBin := a.QEMU
+	if _, err := asUser(o.VMMUID, qemuBin, "--version"); err != nil {
+		qemuBin = w.qemu
+	}
+	execArgs := []string{"qemu", "exec", "--tap", tap, "--id", "n0", "--mac", GuestMAC, "--device-props", strings.Join(DeviceProps, ","), "--"}
+	return BootOptions{
+		QEMU:       qemuBin,
+		Machine:    Machine{Kernel: w.kernel, Initrd: w.initrd, MemoryMB: o.MemoryMB, CPUs: o.CPUs, ExternalNet: true},
+		Wrapper:    append([]string{w.vrss, "qemu", "exec", "--socket", w.socket}, execArgs[2:]...),
+		ConsoleLog: filepath.Join(o.Cache, console),
+		Credential: &syscall.Credential{Uid: uint32(o.VMMUID), Gid: uint32(o.VMMUID)},
+	}, append(execArgs, qemuBin, "…")
+}
+
 // asUser runs a command as uid (gid = uid) and returns its output.
 func asUser(uid int, name string, args ...string) (string, error) {
 	cmd := exec.Command(name, args...)
@@ -313,19 +357,14 @@ func runGuestRSS(o Options, w *workDir, rep *GuestRSSReport) error {
 		return err
 	}
 	defer vd.stop()
-	fail := func(err error) error {
-		return fmt.Errorf("%w\n--- vrssd log (last lines) ---\n%s", err, tail(vd.log.String(), 20))
-	}
+	fail := vd.fail
 	uid := fmt.Sprint(o.VMMUID)
 	if _, err := asUser(o.VMMUID, w.vrss, "tap", "create", bTAP, "--queues", fmt.Sprint(o.Queues), "--socket", w.socket); err != nil {
 		return fail(err)
 	}
-	link, err := netlink.LinkByName(bTAP)
-	if err == nil {
-		err = netlink.LinkSetTxQLen(link, tapTxQueueLen)
-	}
+	link, err := tapLink(bTAP)
 	if err != nil {
-		return fmt.Errorf("e2e: txqueuelen of %s: %w", bTAP, err)
+		return err
 	}
 
 	// QEMU inherits the queues at 3.. and its program and maps right
@@ -835,12 +874,7 @@ func (r *GuestRSSReport) String() string {
 			fmt.Fprintf(&b, "    %-40s engine %-18s QEMU %-18s %2d/%d agree%s\n", x.Kind, x.Engine, x.QEMU, x.Agree, x.Frames, mark)
 		}
 	}
-	fmt.Fprintf(&b, "\nwall time: prepare %v, boot %v, total %v\n", r.Prepare.Round(time.Millisecond), r.Boot.Round(time.Millisecond), r.Total.Round(time.Millisecond))
-	if r.OK() {
-		fmt.Fprintf(&b, "RESULT: PASS\n")
-	} else {
-		fmt.Fprintf(&b, "RESULT: FAIL\n")
-	}
+	writeEnd(&b, "boot", r.Prepare, r.Boot, r.Total, r.OK())
 	return b.String()
 }
 

@@ -244,12 +244,9 @@ func runLibvirt(o Options, w *workDir, rep *LibvirtReport) error {
 		return fail(err)
 	}
 	defer cli.run("tap", "delete", lTAP)
-	link, err := netlink.LinkByName(lTAP)
-	if err == nil {
-		err = netlink.LinkSetTxQLen(link, tapTxQueueLen)
-	}
+	link, err := tapLink(lTAP)
 	if err != nil {
-		return fmt.Errorf("e2e: txqueuelen of %s: %w", lTAP, err)
+		return err
 	}
 	index := link.Attrs().Index
 
@@ -767,11 +764,6 @@ func (r *LibvirtReport) String() string {
 			fmt.Fprintf(&b, "  sent %d frames: TAP %d read by QEMU, %d dropped; guest's rx_queue_N_packets %v; vrss program's answers %v\n", ro.Sent, ro.Delivered, ro.Dropped, ro.Observed, ro.Program)
 		}
 	}
-	fmt.Fprintf(&b, "\nwall time: prepare %v, first boot %v, total %v\n", r.Prepare.Round(time.Millisecond), r.Boot.Round(time.Millisecond), r.Total.Round(time.Millisecond))
-	if r.OK() {
-		fmt.Fprintf(&b, "RESULT: PASS\n")
-	} else {
-		fmt.Fprintf(&b, "RESULT: FAIL\n")
-	}
+	writeEnd(&b, "first boot", r.Prepare, r.Boot, r.Total, r.OK())
 	return b.String()
 }

@@ -15,7 +15,6 @@ import (
 	"strconv"
 	"strings"
 	"sync/atomic"
-	"syscall"
 	"time"
 
 	"github.com/cilium/ebpf"
@@ -26,7 +25,6 @@ import (
 
 	"github.com/vrss-dev/vrss/agent/api"
 	"github.com/vrss-dev/vrss/internal/inject"
-	"github.com/vrss-dev/vrss/internal/netnstest"
 	"github.com/vrss-dev/vrss/port"
 )
 
@@ -239,19 +237,10 @@ func RunPortSecurity(o Options) (*PortReport, error) {
 		return nil, err
 	}
 	o.GuestFiles = map[string][]byte{pGuestSend: sender}
-	fmt.Fprintf(o.Log, "e2e: scenario P: preparing packages, kernel and initramfs in %s\n", o.Cache)
-	a, err := Prepare(o)
-	if err != nil {
-		return nil, err
-	}
-	rep.Assets = a
-	w, err := newWorkDir(a, "p")
-	if err != nil {
-		return nil, err
-	}
-	defer w.remove()
-	rep.Prepare = time.Since(start)
-	err = netnstest.Do(func() error { return runPortSecurity(o, w, rep) })
+	err = prepared(o, "p", func(a *Assets) error { rep.Assets = a; return nil }, func(w *workDir) error {
+		rep.Prepare = time.Since(start)
+		return runPortSecurity(o, w, rep)
+	})
 	rep.Total = time.Since(start)
 	return rep, err
 }
@@ -281,9 +270,6 @@ func runPortSecurity(o Options, w *workDir, rep *PortReport) error {
 		return err
 	}
 	defer vd.stop()
-	fail := func(err error) error {
-		return fmt.Errorf("%w\n--- vrssd log (last lines) ---\n%s", err, tail(vd.log.String(), 20))
-	}
 	owner := &vrssCLI{bin: w.vrss, socket: w.socket, uid: o.VMMUID}
 	root := &vrssCLI{bin: w.vrss, socket: w.socket, uid: 0}
 	record := func(c *vrssCLI, args []string, out string) {
@@ -297,15 +283,12 @@ func runPortSecurity(o Options, w *workDir, rep *PortReport) error {
 	create := []string{"tap", "create", pTAP, "--queues", strconv.Itoa(o.Queues)}
 	out, err := owner.run(create...)
 	if err != nil {
-		return fail(err)
+		return vd.fail(err)
 	}
 	record(owner, create, out)
-	link, err := netlink.LinkByName(pTAP)
-	if err == nil {
-		err = netlink.LinkSetTxQLen(link, tapTxQueueLen)
-	}
+	link, err := tapLink(pTAP)
 	if err != nil {
-		return fmt.Errorf("e2e: txqueuelen of %s: %w", pTAP, err)
+		return err
 	}
 	index := link.Attrs().Index
 	hostMAC := link.Attrs().HardwareAddr
@@ -321,7 +304,7 @@ func runPortSecurity(o Options, w *workDir, rep *PortReport) error {
 	// The policy, as an operator sets it.
 	counters, err := setPortCLI(w, root, owner, rep, record)
 	if err != nil {
-		return fail(err)
+		return vd.fail(err)
 	}
 	setUplink := func() error { // the same policy with the fast path to pUplink
 		set := portSetArgs(filepath.Join(w.dir, "port.acl"), pUplink)
@@ -332,7 +315,7 @@ func runPortSecurity(o Options, w *workDir, rep *PortReport) error {
 		return err
 	}
 	if rep.Before, err = counters(); err != nil {
-		return fail(err)
+		return vd.fail(err)
 	}
 
 	sn, err := sniff(index)
@@ -356,27 +339,18 @@ func runPortSecurity(o Options, w *workDir, rep *PortReport) error {
 	}
 	defer inj.Close()
 
-	qemuBin := rep.Assets.QEMU
-	if _, err := asUser(o.VMMUID, qemuBin, "--version"); err != nil {
-		qemuBin = w.qemu
-	}
-	execArgs := []string{"qemu", "exec", "--tap", pTAP, "--id", "n0", "--mac", GuestMAC, "--device-props", strings.Join(DeviceProps, ","), "--"}
-	wrapper := append([]string{w.vrss, "qemu", "exec", "--socket", w.socket}, execArgs[2:]...)
-	m := Machine{Kernel: w.kernel, Initrd: w.initrd, MemoryMB: o.MemoryMB, CPUs: o.CPUs, ExternalNet: true}
-	fmt.Fprintf(o.Log, "e2e: P: booting %s with %s as uid %d through vrss qemu exec (TCG, %d vCPUs)\n", rep.Assets.KernelRelease, qemuBin, o.VMMUID, o.CPUs)
+	boot, shown := execBoot(o, w, rep.Assets, pTAP, "console-p.log")
+	fmt.Fprintf(o.Log, "e2e: P: booting %s with %s as uid %d through vrss qemu exec (TCG, %d vCPUs)\n", rep.Assets.KernelRelease, boot.QEMU, o.VMMUID, o.CPUs)
 	bootStart := time.Now()
-	g, err := Boot(BootOptions{
-		QEMU: qemuBin, Machine: m, Wrapper: wrapper, ConsoleLog: filepath.Join(o.Cache, "console-p.log"),
-		Credential: &syscall.Credential{Uid: uint32(o.VMMUID), Gid: uint32(o.VMMUID)},
-	})
+	g, err := Boot(boot)
 	if err != nil {
-		return fail(err)
+		return vd.fail(err)
 	}
 	defer g.Close()
 	rep.Boot = time.Since(bootStart)
 	rep.Release = g.Release
 	rep.QEMUPid = g.Pid()
-	rep.Exec = owner.line(append(execArgs, qemuBin, "…")...)
+	rep.Exec = owner.line(shown...)
 	fmt.Fprintf(o.Log, "e2e: P: uid %d: %s; guest READY after %v\n", o.VMMUID, rep.Exec, rep.Boot.Round(time.Millisecond))
 
 	// The guest's address, and a permanent neighbour entry on each side:
@@ -436,7 +410,7 @@ func runPortSecurity(o Options, w *workDir, rep *PortReport) error {
 	for i, st := range steps {
 		if i == len(steps)-len(fast) {
 			if err := setUplink(); err != nil {
-				return fail(err)
+				return vd.fail(err)
 			}
 			r.uplink = true
 		}
@@ -446,19 +420,19 @@ func runPortSecurity(o Options, w *workDir, rep *PortReport) error {
 		if st.reason == "dhcp_server" {
 			s, err := r.dhcpStep(st.name, inj)
 			if err != nil {
-				return fail(err)
+				return vd.fail(err)
 			}
 			rep.Steps = append(rep.Steps, *s)
 			continue
 		}
 		s, err := r.step(st.name, st.reason, st.rule, st.command, st.sent)
 		if err != nil {
-			return fail(err)
+			return vd.fail(err)
 		}
 		rep.Steps = append(rep.Steps, *s)
 	}
 	if rep.After, err = counters(); err != nil {
-		return fail(err)
+		return vd.fail(err)
 	}
 	return g.Shutdown(30 * time.Second)
 }
@@ -975,11 +949,6 @@ func (r *PortReport) String() string {
 		fmt.Fprintf(&b, "  counters at the end: passed %d, dropped %d, redirected %d, unconfigured %d; %s\n",
 			r.After.Passed, r.After.Dropped, r.After.Redirected, r.After.Unconfigured, strings.Join(rs, ", "))
 	}
-	fmt.Fprintf(&b, "\nwall time: prepare %v, boot %v, total %v\n", r.Prepare.Round(time.Millisecond), r.Boot.Round(time.Millisecond), r.Total.Round(time.Millisecond))
-	if r.OK() {
-		fmt.Fprintf(&b, "RESULT: PASS\n")
-	} else {
-		fmt.Fprintf(&b, "RESULT: FAIL\n")
-	}
+	writeEnd(&b, "boot", r.Prepare, r.Boot, r.Total, r.OK())
 	return b.String()
 }

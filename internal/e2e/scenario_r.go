@@ -7,13 +7,10 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"net/netip"
-	"path/filepath"
 	"slices"
 	"strings"
-	"syscall"
 	"time"
 
-	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
 
 	"github.com/vrss-dev/vrss/agent/api"
@@ -22,7 +19,6 @@ import (
 	"github.com/vrss-dev/vrss/internal/demo"
 	"github.com/vrss-dev/vrss/internal/frame"
 	"github.com/vrss-dev/vrss/internal/inject"
-	"github.com/vrss-dev/vrss/internal/netnstest"
 	"github.com/vrss-dev/vrss/qemu"
 	"github.com/vrss-dev/vrss/rss"
 	"github.com/vrss-dev/vrss/steering"
@@ -348,19 +344,10 @@ func RunFlows(o Options) (*FlowReport, error) {
 	if err != nil {
 		return nil, err
 	}
-	fmt.Fprintf(o.Log, "e2e: scenario R: preparing packages, kernel and initramfs in %s\n", o.Cache)
-	a, err := Prepare(o)
-	if err != nil {
-		return nil, err
-	}
-	rep.Assets = a
-	w, err := newWorkDir(a, "r")
-	if err != nil {
-		return nil, err
-	}
-	defer w.remove()
-	rep.Prepare = time.Since(start)
-	err = netnstest.Do(func() error { return runFlows(o, w, rep, plan) })
+	err = prepared(o, "r", func(a *Assets) error { rep.Assets = a; return nil }, func(w *workDir) error {
+		rep.Prepare = time.Since(start)
+		return runFlows(o, w, rep, plan)
+	})
 	rep.Total = time.Since(start)
 	return rep, err
 }
@@ -371,9 +358,7 @@ func runFlows(o Options, w *workDir, rep *FlowReport, plan *rPlan) error {
 		return err
 	}
 	defer vd.stop()
-	fail := func(err error) error {
-		return fmt.Errorf("%w\n--- vrssd log (last lines) ---\n%s", err, tail(vd.log.String(), 20))
-	}
+	fail := vd.fail
 	ctx := context.Background()
 	c, err := client.Dial(ctx, w.socket)
 	if err != nil {
@@ -398,12 +383,9 @@ func runFlows(o Options, w *workDir, rep *FlowReport, plan *rPlan) error {
 	if !info.Flows {
 		return fail(fmt.Errorf("e2e: vrssd created %s without flows", rTAP))
 	}
-	link, err := netlink.LinkByName(rTAP)
-	if err == nil {
-		err = netlink.LinkSetTxQLen(link, tapTxQueueLen)
-	}
+	link, err := tapLink(rTAP)
 	if err != nil {
-		return fmt.Errorf("e2e: txqueuelen of %s: %w", rTAP, err)
+		return err
 	}
 	index := link.Attrs().Index
 	set := rep.Set
@@ -439,33 +421,24 @@ func runFlows(o Options, w *workDir, rep *FlowReport, plan *rPlan) error {
 	// scenario A: the queue fds come from vrssd, and with no rss=on QEMU
 	// neither offers RSS nor loads a program.
 	cli := &vrssCLI{bin: w.vrss, socket: w.socket, uid: o.VMMUID}
-	qemuBin := rep.Assets.QEMU
-	if _, err := asUser(o.VMMUID, qemuBin, "--version"); err != nil {
-		qemuBin = w.qemu
-	}
-	execArgs := []string{"qemu", "exec", "--tap", rTAP, "--id", "n0", "--mac", GuestMAC, "--device-props", strings.Join(DeviceProps, ","), "--"}
-	wrapper := append([]string{w.vrss, "qemu", "exec", "--socket", w.socket}, execArgs[2:]...)
-	m := Machine{Kernel: w.kernel, Initrd: w.initrd, MemoryMB: o.MemoryMB, CPUs: o.CPUs, ExternalNet: true}
+	boot, shown := execBoot(o, w, rep.Assets, rTAP, "console-r.log")
 	tr, err := startSteerTrace()
 	if err != nil {
 		rep.TraceErr = err.Error()
 	} else {
 		defer tr.Close()
 	}
-	fmt.Fprintf(o.Log, "e2e: R: booting %s with %s as uid %d through vrss qemu exec (TCG, %d vCPUs)\n", rep.Assets.KernelRelease, qemuBin, o.VMMUID, o.CPUs)
+	fmt.Fprintf(o.Log, "e2e: R: booting %s with %s as uid %d through vrss qemu exec (TCG, %d vCPUs)\n", rep.Assets.KernelRelease, boot.QEMU, o.VMMUID, o.CPUs)
 	bootStart := time.Now()
 	rep.QEMUStart = monotonic()
-	g, err := Boot(BootOptions{
-		QEMU: qemuBin, Machine: m, Wrapper: wrapper, ConsoleLog: filepath.Join(o.Cache, "console-r.log"),
-		Credential: &syscall.Credential{Uid: uint32(o.VMMUID), Gid: uint32(o.VMMUID)},
-	})
+	g, err := Boot(boot)
 	if err != nil {
 		return fail(err)
 	}
 	defer g.Close()
 	rep.Boot = time.Since(bootStart)
 	rep.Release = g.Release
-	rep.Exec = cli.line(append(execArgs, qemuBin, "…")...)
+	rep.Exec = cli.line(shown...)
 	fmt.Fprintf(o.Log, "e2e: R: uid %d: %s; guest READY after %v\n", o.VMMUID, rep.Exec, rep.Boot.Round(time.Millisecond))
 
 	rep.QEMUPid = g.Pid()
@@ -792,11 +765,6 @@ func (r *FlowReport) String() string {
 	} else {
 		fmt.Fprintf(&b, "  FAIL\n")
 	}
-	fmt.Fprintf(&b, "\nwall time: prepare %v, boot %v, total %v\n", r.Prepare.Round(time.Millisecond), r.Boot.Round(time.Millisecond), r.Total.Round(time.Millisecond))
-	if r.OK() {
-		fmt.Fprintf(&b, "RESULT: PASS\n")
-	} else {
-		fmt.Fprintf(&b, "RESULT: FAIL\n")
-	}
+	writeEnd(&b, "boot", r.Prepare, r.Boot, r.Total, r.OK())
 	return b.String()
 }
