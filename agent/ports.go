@@ -8,8 +8,10 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"time"
 
 	"github.com/cilium/ebpf/link"
+	"golang.org/x/sys/unix"
 
 	"github.com/vrss-dev/vrss/agent/api"
 	"github.com/vrss-dev/vrss/agent/internal/kernel"
@@ -177,8 +179,16 @@ func (s *Server) portAttachLocked(d *device) (bool, error) {
 	var l link.Link
 	err := inNetns(d, func() error {
 		var err error
-		l, err = ps.prog.Attach(d.index)
-		return err
+		// A link whose last reference was a pin removed just now is
+		// freed (and its program detached) from a work queue: the TAP
+		// is busy for a moment.
+		for try := 0; ; try++ {
+			l, err = ps.prog.Attach(d.index)
+			if !errors.Is(err, unix.EBUSY) || try == 20 {
+				return err
+			}
+			time.Sleep(25 * time.Millisecond)
+		}
 	})
 	if err != nil {
 		return false, api.Errorf(api.CodeUnavailable, "TAP %s: attaching the port-security program (XDP): %v", d.name, err)
@@ -427,9 +437,16 @@ func (s *Server) portClear(p *peer, raw json.RawMessage, _ []*fd.FD) (any, []*fd
 		return nil, nil, nil
 	}
 	// The saved policy goes first (a crash after it leaves pins that the
-	// next start removes), then vrssd's hold on the link and its pin: the
-	// program is detached.
+	// next start removes), then the program is detached and vrssd's hold
+	// on the link and its pins go.
 	err = writePort(s.opts.StateDir, d, nil)
+	if l := d.port.link; l != nil {
+		// Detached now: the kernel frees a link whose last reference
+		// was its pin later, from a work queue.
+		if derr := l.Detach(); derr != nil {
+			s.log.Warn("detaching the port-security program", "tap", d.name, "err", derr)
+		}
+	}
 	d.port.close()
 	d.port = nil
 	if err = errors.Join(err, portxdp.Unpin(d.pinDir(s.opts.BPFFSDir))); err != nil {
