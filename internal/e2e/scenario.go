@@ -242,15 +242,25 @@ func (r *Result) OK() bool {
 		r.Dropped == 0 && r.Delivered == uint64(r.Sent)
 }
 
-// Report is a whole harness run.
-type Report struct {
+// guestRun is what every scenario's report says of its guest.
+type guestRun struct {
 	Assets  *Assets
 	Release string // guest uname -r
 	Device  string // the TAP
 	Queues  int
 	CPUs    int
 	Seed    uint64
-	UID     int // the TAP's owner, QEMU's user and the vrss commands'
+	UID     int // the TAP's owner and QEMU's user (scenario A: the vrss commands' too)
+}
+
+// newGuestRun is o's guest on the TAP named tap, with o.VMMUID.
+func newGuestRun(o Options, tap string) guestRun {
+	return guestRun{Queues: o.Queues, CPUs: o.CPUs, Seed: o.Seed, UID: o.VMMUID, Device: tap}
+}
+
+// Report is a whole harness run.
+type Report struct {
+	guestRun
 	// Commands are the vrss commands run before the scenarios, each with
 	// what it printed: tap create, qemu exec.
 	Commands []string
@@ -319,7 +329,7 @@ func (r *Report) OK() bool {
 func RunPreSteered(o Options) (*Report, error) {
 	start := time.Now()
 	o.defaults()
-	rep := &Report{Queues: o.Queues, CPUs: o.CPUs, Seed: o.Seed, UID: o.VMMUID, Device: aTAP}
+	rep := &Report{guestRun: newGuestRun(o, aTAP)}
 	for _, sc := range o.Scenarios {
 		if err := sc.Config.Validate(steering.Limits(o.Queues)); err != nil {
 			return nil, fmt.Errorf("e2e: scenario %s: %w", sc.Name, err)

@@ -44,13 +44,7 @@ const (
 
 // GuestRSSReport is scenario B's outcome.
 type GuestRSSReport struct {
-	Assets    *Assets
-	Release   string
-	Device    string
-	Queues    int
-	CPUs      int
-	Seed      uint64
-	UID       int    // QEMU's user
+	guestRun
 	VRSSLine  string // what `vrss qemu exec --ebpf-rss` printed
 	RXHash    string // receive-hashing before the guest configured RSS
 	GuestCmds []string
@@ -151,7 +145,7 @@ func RunGuestRSS(o Options) (*GuestRSSReport, error) {
 	// would land on queue (program's choice) mod CPUs. With a CPU per
 	// queue pair the probe enables them all.
 	o.CPUs = max(o.CPUs, o.Queues)
-	rep := &GuestRSSReport{Queues: o.Queues, CPUs: o.CPUs, Seed: o.Seed, UID: o.VMMUID, Device: bTAP}
+	rep := &GuestRSSReport{guestRun: newGuestRun(o, bTAP)}
 	err := prepared(o, "b", func(a *Assets) error {
 		rep.Assets = a
 		if _, major, _, err := QEMUVersion(a.QEMU); err != nil {

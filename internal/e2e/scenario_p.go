@@ -135,13 +135,7 @@ func (s *PortStep) Pass() bool {
 
 // PortReport is scenario P's outcome.
 type PortReport struct {
-	Assets  *Assets
-	Release string
-	Device  string
-	Queues  int
-	CPUs    int
-	Seed    uint64
-	UID     int
+	guestRun
 	// Commands are the vrss commands run, each with its user and what it
 	// printed.
 	Commands []string
@@ -227,7 +221,7 @@ func PortPolicy() (port.Policy, error) {
 func RunPortSecurity(o Options) (*PortReport, error) {
 	start := time.Now()
 	o.defaults()
-	rep := &PortReport{Queues: o.Queues, CPUs: o.CPUs, Seed: o.Seed, UID: o.VMMUID, Device: pTAP}
+	rep := &PortReport{guestRun: newGuestRun(o, pTAP)}
 	var err error
 	if rep.Policy, err = PortPolicy(); err != nil {
 		return nil, fmt.Errorf("e2e: scenario P's policy: %w", err)

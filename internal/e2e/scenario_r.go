@@ -48,13 +48,7 @@ type rClass struct {
 
 // FlowReport is scenario R's outcome.
 type FlowReport struct {
-	Assets  *Assets
-	Release string
-	Device  string
-	Queues  int
-	CPUs    int
-	Seed    uint64
-	UID     int // the TAP's owner and QEMU's user
+	guestRun
 	// Set is the flow set the host installs.
 	Set flow.Set
 	// Steps are the platform's calls to vrssd (root, agent/client), each
@@ -334,7 +328,7 @@ func RunFlows(o Options) (*FlowReport, error) {
 	if o.Queues < 4 {
 		return nil, fmt.Errorf("e2e: scenario R needs at least 4 queues (its context is over queues 2 and 3), have %d", o.Queues)
 	}
-	rep := &FlowReport{Queues: o.Queues, CPUs: o.CPUs, Seed: o.Seed, UID: o.VMMUID, Device: rTAP,
+	rep := &FlowReport{guestRun: newGuestRun(o, rTAP),
 		Set: FlowSet(o.Queues, o.Seed)}
 	eng, err := flow.NewEngine(rep.Set, steering.FlowLimits(o.Queues))
 	if err != nil {

@@ -55,7 +55,7 @@ func TestFlowTraffic(t *testing.T) {
 		t.Fatal(err)
 	}
 	same := "the same verdict for all 2300 frames"
-	rep := &FlowReport{Queues: 4, Set: set, Classes: p.classes, Sent: len(p.frames), ProbeSent: 32, ProbeRuns: 32,
+	rep := &FlowReport{guestRun: guestRun{Queues: 4}, Set: set, Classes: p.classes, Sent: len(p.frames), ProbeSent: 32, ProbeRuns: 32,
 		Steering: []steerGap{{Detach: 1, Attached: true, Missing: 2}},
 		Expected: make([]uint64, 4), ContextExpected: make([]uint64, 4), Installed: same, ReadBack: same}
 	hits := map[uint32]uint64{}
