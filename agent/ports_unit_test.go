@@ -7,6 +7,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/vrss-dev/vrss/agent/api"
 	"github.com/vrss-dev/vrss/port"
 )
 
@@ -60,4 +61,53 @@ func TestPortFile(t *testing.T) {
 	if err := writePort(dir, d, nil); err != nil || exists(path) {
 		t.Fatalf("removal: %v, file left %v", err, exists(path))
 	}
+}
+
+// TestOpsPortAuthorisation: the port operations on the in-memory kernel,
+// up to where they would load a program: who may do what, and the
+// refusals that come before any kernel work (the rest needs BPF: see
+// TestPortSecurity).
+func TestOpsPortAuthorisation(t *testing.T) {
+	f := newFakeDaemon(t, fakePolicy)
+	f.create("t0", 2, ownerPeer.uid)
+	pol := port.Policy{MACs: []port.MAC{{0x52, 0x54, 0, 0, 0, 1}}, Default: port.Allow}
+	set := api.PortSetArgs{Name: "t0", Policy: pol}
+	named := api.NameArgs{Name: "t0"}
+	for _, op := range []api.Op{api.OpPortShow, api.OpPortStats, api.OpPortClear} {
+		f.fails(otherPeer, op, named, api.CodeNotFound)
+		f.fails(creatorPeer, op, named, api.CodeNotFound)
+	}
+	f.fails(otherPeer, api.OpPortSet, set, api.CodeNotFound)
+	if msg := f.fails(ownerPeer, api.OpPortSet, set, api.CodeDenied); !strings.Contains(msg, "may read the port policy of TAP t0 but not set it") {
+		t.Errorf("the owner's set: %q", msg)
+	}
+	f.fails(ownerPeer, api.OpPortClear, named, api.CodeDenied)
+	var info api.PortInfo
+	f.do(ownerPeer, api.OpPortShow, named, &info)
+	if info.TAP != "t0" || info.Policy != nil || info.Attached {
+		t.Errorf("the owner's show of no policy: %+v", info)
+	}
+	var st api.PortStats
+	f.do(ownerPeer, api.OpPortStats, named, &st)
+	if st.TAP != "t0" || st.Attached || st.Rules == nil || st.Passed+st.Dropped != 0 {
+		t.Errorf("the owner's stats of no policy: %+v", st)
+	}
+	f.do(adminPeer, api.OpPortClear, named, nil) // nothing to clear
+	bad := pol
+	bad.MACs = nil
+	for _, who := range []*peer{rootPeer, adminPeer} {
+		if msg := f.fails(who, api.OpPortSet, api.PortSetArgs{Name: "t0", Policy: bad}, api.CodeInvalidConfig); !strings.Contains(msg, "the active one stays") {
+			t.Errorf("an invalid policy: %q", msg)
+		}
+		withUplink := pol
+		withUplink.Uplink = "nosuch0"
+		if msg := f.fails(who, api.OpPortSet, api.PortSetArgs{Name: "t0", Policy: withUplink}, api.CodeInvalidConfig); !strings.Contains(msg, "no such device") {
+			t.Errorf("an uplink that does not exist: %q", msg)
+		}
+		withUplink.Uplink = "t0"
+		if msg := f.fails(who, api.OpPortSet, api.PortSetArgs{Name: "t0", Policy: withUplink}, api.CodeInvalidConfig); !strings.Contains(msg, "TUN/TAP") {
+			t.Errorf("the TAP as its uplink: %q", msg)
+		}
+	}
+	f.fails(rootPeer, api.OpPortShow, api.NameArgs{Name: "t1"}, api.CodeNotFound)
 }
