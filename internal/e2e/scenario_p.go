@@ -21,7 +21,6 @@ import (
 	"github.com/cilium/ebpf/asm"
 	"github.com/cilium/ebpf/link"
 	"github.com/vishvananda/netlink"
-	"golang.org/x/sys/unix"
 
 	"github.com/vrss-dev/vrss/agent/api"
 	"github.com/vrss-dev/vrss/internal/inject"
@@ -312,16 +311,18 @@ func runPortSecurity(o Options, w *workDir, rep *PortReport) error {
 		return vd.fail(err)
 	}
 
-	sn, err := sniff(index)
+	// What reaches the host: the TAP's host end (the stack path) and the
+	// uplink's peer (the fast path).
+	atTAP, err := inject.OpenCapture(index)
 	if err != nil {
 		return err
 	}
-	defer sn.close()
-	snPeer, err := sniff(peer)
+	defer atTAP.Close()
+	atPeer, err := inject.OpenCapture(peer)
 	if err != nil {
 		return err
 	}
-	defer snPeer.close()
+	defer atPeer.Close()
 	ls, err := listen()
 	if err != nil {
 		return err
@@ -353,7 +354,7 @@ func runPortSecurity(o Options, w *workDir, rep *PortReport) error {
 		return err
 	}
 
-	r := &portRun{g: g, counters: counters, tap: sn, peer: snPeer, log: o.Log}
+	r := &portRun{g: g, counters: counters, tap: atTAP, peer: atPeer, log: o.Log}
 	pingLine := fmt.Sprintf("ping -c %d -i 0.5 -W 5 %s", pPings, pHostIP)
 	badPing := fmt.Sprintf("ping -c %d -i 0.5 -W 2", pBad)
 	steps := []struct {
@@ -569,9 +570,11 @@ func uplinkVeth(mac net.HardwareAddr) (int, func(), error) {
 type portRun struct {
 	g         *Guest
 	counters  portCounters
-	tap, peer *sniffer // the TAP's host end, the uplink's peer
-	uplink    bool     // the policy names the uplink
-	log       io.Writer
+	tap, peer *inject.Capture // the TAP's host end, the uplink's peer
+	// atTAP and atPeer count the frames they received so far.
+	atTAP, atPeer uint64
+	uplink        bool // the policy names the uplink
+	log           io.Writer
 }
 
 // snapshot is what a step is measured against.
@@ -594,7 +597,12 @@ func (r *portRun) snap() (snapshot, error) {
 	if s.tx, err = strconv.ParseUint(strings.TrimSpace(out), 10, 64); err != nil {
 		return s, fmt.Errorf("e2e: guest tx_packets %q", out)
 	}
-	s.atTAP, s.atPeer = r.tap.incoming.Load(), r.peer.incoming.Load()
+	for c, n := range map[*inject.Capture]*uint64{r.tap: &r.atTAP, r.peer: &r.atPeer} {
+		for _, k := range c.Drain() {
+			*n += uint64(k)
+		}
+	}
+	s.atTAP, s.atPeer = r.atTAP, r.atPeer
 	return s, nil
 }
 
@@ -779,56 +787,6 @@ func atoi(s string) int {
 	n, _ := strconv.Atoi(s)
 	return n
 }
-
-// sniffer counts the frames that reach the host end of the TAP from the
-// guest (an AF_PACKET socket on it; what the host itself sends is left
-// out).
-type sniffer struct {
-	fd       int
-	incoming atomic.Uint64
-	stop     atomic.Bool
-	done     chan struct{}
-}
-
-func sniff(index int) (*sniffer, error) {
-	all := int(htons(unix.ETH_P_ALL))
-	fd, err := unix.Socket(unix.AF_PACKET, unix.SOCK_RAW|unix.SOCK_CLOEXEC, all)
-	if err != nil {
-		return nil, fmt.Errorf("e2e: AF_PACKET socket: %w", err)
-	}
-	if err := unix.Bind(fd, &unix.SockaddrLinklayer{Ifindex: index, Protocol: htons(unix.ETH_P_ALL)}); err != nil {
-		unix.Close(fd)
-		return nil, err
-	}
-	tv := unix.Timeval{Usec: 200000}
-	if err := unix.SetsockoptTimeval(fd, unix.SOL_SOCKET, unix.SO_RCVTIMEO, &tv); err != nil {
-		unix.Close(fd)
-		return nil, err
-	}
-	s := &sniffer{fd: fd, done: make(chan struct{})}
-	go func() {
-		defer close(s.done)
-		buf := make([]byte, 65536)
-		for !s.stop.Load() {
-			_, from, err := unix.Recvfrom(fd, buf, 0)
-			if err != nil {
-				continue
-			}
-			if ll, ok := from.(*unix.SockaddrLinklayer); ok && ll.Pkttype != unix.PACKET_OUTGOING {
-				s.incoming.Add(1)
-			}
-		}
-	}()
-	return s, nil
-}
-
-func (s *sniffer) close() {
-	s.stop.Store(true)
-	<-s.done
-	unix.Close(s.fd)
-}
-
-func htons(v uint16) uint16 { return v<<8 | v>>8 }
 
 // listeners are the host's TCP and UDP ends in the test's namespace.
 type listeners struct {
