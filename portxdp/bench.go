@@ -20,6 +20,10 @@ import (
 type XDPNs struct {
 	Floor  float64 `json:"floor"`
 	Policy float64 `json:"policy"`
+	// PolicyOverFloor is the median over rounds of the ratio within a
+	// round: a slow spell that falls on one program's measurement of a
+	// round moves one ratio, not a median of each.
+	PolicyOverFloor float64 `json:"policy_over_floor"`
 }
 
 // benchRules are a realistic ten-rule ACL: what a web server guest may
@@ -101,7 +105,7 @@ func MeasureXDPNs(rounds, repeat int) (XDPNs, error) {
 	if act, err := p.Run(f); err != nil || act != 2 {
 		return XDPNs{}, fmt.Errorf("portxdp: the program returned %d (%v) for the benchmark frame, want XDP_PASS", act, err)
 	}
-	var fl, po []float64
+	var fl, po, ratios []float64
 	for range max(rounds, 1) {
 		_, d, err := floor.Benchmark(f, repeat, nil)
 		if err != nil {
@@ -113,8 +117,15 @@ func MeasureXDPNs(rounds, repeat int) (XDPNs, error) {
 			return XDPNs{}, fmt.Errorf("portxdp: BPF_PROG_TEST_RUN of the policy: %w", err)
 		}
 		po = append(po, float64(d.Nanoseconds()))
+		if f := fl[len(fl)-1]; f > 0 {
+			ratios = append(ratios, po[len(po)-1]/f)
+		}
 	}
-	return XDPNs{Floor: median(fl), Policy: median(po)}, nil
+	x := XDPNs{Floor: median(fl), Policy: median(po)}
+	if len(ratios) > 0 {
+		x.PolicyOverFloor = median(ratios)
+	}
+	return x, nil
 }
 
 func median(xs []float64) float64 {

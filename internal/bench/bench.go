@@ -395,7 +395,7 @@ func (r *Result) evaluate() {
 	r.evaluateRules()
 	r.Ratios.PortVRSSOverNftables = ratio(r.PPS[PortVRSS], r.PPS[PortNftables])
 	r.Ratios.PortVRSSOverBridge = ratio(r.PPS[PortVRSS], r.PPS[PortBridge])
-	r.Ratios.XDPPolicyOverFloor = ratio(r.XDPNs.Policy, r.XDPNs.Floor)
+	r.Ratios.XDPPolicyOverFloor = r.XDPNs.PolicyOverFloor
 	r.TargetsMet.PortVRSSOverNftables = r.Ratios.PortVRSSOverNftables >= TargetPortOverNftables
 	r.TargetsMet.PortVRSSOverBridge = r.Ratios.PortVRSSOverBridge >= TargetPortOverBridge
 	r.TargetsMet.XDPPolicyOverFloor = r.Ratios.XDPPolicyOverFloor > 0 && r.Ratios.XDPPolicyOverFloor <= TargetXDPPolicyOverFloor
@@ -460,6 +460,7 @@ func (r *Result) round() {
 	r.Ratios.PortVRSSOverNftables = to(r.Ratios.PortVRSSOverNftables, 1000)
 	r.Ratios.PortVRSSOverBridge = to(r.Ratios.PortVRSSOverBridge, 1000)
 	r.Ratios.XDPPolicyOverFloor = to(r.Ratios.XDPPolicyOverFloor, 1000)
+	r.XDPNs.PolicyOverFloor = to(r.XDPNs.PolicyOverFloor, 1000)
 	for i, x := range r.TAPPairs {
 		r.TAPPairs[i] = to(x, 1000)
 	}
