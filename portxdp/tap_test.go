@@ -14,6 +14,7 @@ import (
 
 	"github.com/vrss-dev/vrss/internal/diffcorpus"
 	"github.com/vrss-dev/vrss/internal/frame"
+	"github.com/vrss-dev/vrss/internal/inject"
 	"github.com/vrss-dev/vrss/internal/netnstest"
 	"github.com/vrss-dev/vrss/internal/privtest"
 	"github.com/vrss-dev/vrss/port"
@@ -22,53 +23,20 @@ import (
 
 const vnetHdrLen = 12 // virtio_net_hdr_v1, as QEMU sets it
 
-// capture is an AF_PACKET socket that receives the frames an interface
-// receives (not those it sends).
-type capture struct{ fd int }
-
-func openCapture(t *testing.T, ifindex int) *capture {
+// openCapture opens an inject.Capture of interface ifindex or fails t.
+func openCapture(t *testing.T, ifindex int) *inject.Capture {
 	t.Helper()
-	proto := uint16(unix.ETH_P_ALL)<<8 | uint16(unix.ETH_P_ALL)>>8
-	fd, err := unix.Socket(unix.AF_PACKET, unix.SOCK_RAW|unix.SOCK_CLOEXEC, int(proto))
+	c, err := inject.OpenCapture(ifindex)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := unix.Bind(fd, &unix.SockaddrLinklayer{Protocol: proto, Ifindex: ifindex}); err != nil {
-		unix.Close(fd)
-		t.Fatal(err)
-	}
-	if err := unix.SetsockoptTimeval(fd, unix.SOL_SOCKET, unix.SO_RCVTIMEO, &unix.Timeval{Usec: 200_000}); err != nil {
-		t.Fatal(err)
-	}
-	// Room for every frame of the test: it reads them after writing.
-	if err := unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_RCVBUFFORCE, 64<<20); err != nil {
-		t.Fatal(err)
-	}
-	return &capture{fd}
+	return c
 }
-
-// drain returns the frames received until none came for 200 ms.
-func (c *capture) drain() map[string]int {
-	got := map[string]int{}
-	buf := make([]byte, 65536)
-	for {
-		n, from, err := unix.Recvfrom(c.fd, buf, 0)
-		if err != nil {
-			return got
-		}
-		if ll, ok := from.(*unix.SockaddrLinklayer); ok && ll.Pkttype == unix.PACKET_OUTGOING {
-			continue
-		}
-		got[string(buf[:n])]++
-	}
-}
-
-func (c *capture) close() { unix.Close(c.fd) }
 
 // attachedTAP creates a TAP with queues queues and a virtio-net header in
 // the calling thread's namespace, attaches p to it and opens a capture of
 // what it receives; the function closes all three.
-func attachedTAP(t *testing.T, p *Program, queues int) (*tap.Device, *capture, func()) {
+func attachedTAP(t *testing.T, p *Program, queues int) (*tap.Device, *inject.Capture, func()) {
 	t.Helper()
 	d, err := tap.Create(tap.Options{Queues: queues, VnetHdrLen: vnetHdrLen, Up: true})
 	if err != nil {
@@ -80,7 +48,7 @@ func attachedTAP(t *testing.T, p *Program, queues int) (*tap.Device, *capture, f
 		t.Fatal(err)
 	}
 	c := openCapture(t, d.Index())
-	return d, c, func() { c.close(); l.Close(); d.Close() }
+	return d, c, func() { c.Close(); l.Close(); d.Close() }
 }
 
 // uplinkVeth makes a veth pair, name and its peer, in the calling
@@ -176,7 +144,7 @@ func TestTAP(t *testing.T) {
 					peer, done := uplinkVeth(t, p, pol.Uplink)
 					defer done()
 					far = openCapture(t, peer)
-					defer far.close()
+					defer far.Close()
 				}
 				hdr := make([]byte, vnetHdrLen)
 				for i, b := range frames {
@@ -189,10 +157,10 @@ func TestTAP(t *testing.T) {
 						t.Fatalf("frame %d: write: %v", i, err)
 					}
 				}
-				got := far.drain()
+				got := far.Drain()
 				var onStack map[string]int
 				if c.uplink {
-					onStack = stack.drain()
+					onStack = stack.Drain()
 				}
 				var ref port.Counters
 				for i, b := range frames {
@@ -261,12 +229,12 @@ func TestTAPGSO(t *testing.T) {
 		netnstest.Run(t, func() {
 			d, stack, done := attachedTAP(t, p, 1)
 			defer done()
-			var peerCap *capture
+			var peerCap *inject.Capture
 			if uplink {
 				peer, done := uplinkVeth(t, p, pol.Uplink)
 				defer done()
 				peerCap = openCapture(t, peer)
-				defer peerCap.close()
+				defer peerCap.Close()
 			}
 			fd := int(d.Queue(0).Fd())
 			if err := unix.SetNonblock(fd, true); err != nil {
@@ -277,12 +245,12 @@ func TestTAPGSO(t *testing.T) {
 					t.Fatalf("write a GSO frame: %v", err)
 				}
 			}
-			got := stack.drain()
+			got := stack.Drain()
 			if got[string(good)] != 2 || got[string(bad)] != 0 || len(got) != 1 {
 				t.Errorf("arrived: %d allowed (want 2), %d spoofed (want 0), %d kinds", got[string(good)], got[string(bad)], len(got))
 			}
 			if peerCap != nil {
-				if n := len(peerCap.drain()); n != 0 {
+				if n := len(peerCap.Drain()); n != 0 {
 					t.Errorf("%d GSO frames on the uplink's peer", n)
 				}
 			}
@@ -345,7 +313,7 @@ func TestTAPLongChain(t *testing.T) {
 				t.Fatalf("write a %d-byte frame: %v", len(b), err)
 			}
 		}
-		got := stack.drain()
+		got := stack.Drain()
 		if got[string(mld)] != 1 || len(got) != 1 {
 			t.Errorf("%d MLD reports of %d bytes arrived (want 1), %d kinds of frame", got[string(mld)], len(mld), len(got))
 		}
