@@ -17,6 +17,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/vrss-dev/vrss/agent/api"
+	"github.com/vrss-dev/vrss/port"
 	"github.com/vrss-dev/vrss/steering"
 )
 
@@ -138,6 +139,16 @@ var (
 		"Rules of the TAP whose hits are not reported, past the 128 with the most.", tapLabels, nil)
 	descContext = prometheus.NewDesc("vrss_tap_rss_context_packets_total",
 		"Packets each RSS context of the TAP sent to each queue.", withTAP("context", "queue"), nil)
+	descPortAttached = prometheus.NewDesc("vrss_tap_port_attached",
+		"1 if the TAP's port-security program is attached, 0 if the TAP has a port policy but the program was found detached (vrssd attaches it again); absent without a policy.", tapLabels, nil)
+	descPortPackets = prometheus.NewDesc("vrss_tap_port_packets_total",
+		"Frames the guest sent that the port-security program judged, by reason (port.Reason's names: acl_allow, default_allow and control passed, the others dropped).", withTAP("reason"), nil)
+	descPortRedirected = prometheus.NewDesc("vrss_tap_port_redirected_packets_total",
+		"Passed frames the port-security program sent to the policy's uplink (the fast path).", tapLabels, nil)
+	descPortUnconfigured = prometheus.NewDesc("vrss_tap_port_unconfigured_packets_total",
+		"Frames the port-security program dropped before any policy was published.", tapLabels, nil)
+	descPortRuleHits = prometheus.NewDesc("vrss_tap_port_rule_hits_total",
+		"Frames each ACL rule of the TAP's port policy decided, by its index in the policy.", withTAP("rule"), nil)
 )
 
 // collector reads the daemon's state and the TAPs' counters when
@@ -148,7 +159,8 @@ type collector struct{ s *Server }
 func (c collector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{descTAPs, descConns, descBuild, descQueues, descEnabled, descSteering,
 		descFlows, descUp, descGeneration, descReattached, descQueuePackets, descUnclassified, descUnconfigured,
-		descRetries, descTorn, descDropped, descRaced, descUnattributed, descNoRulePath, descRuleHits, descOmitted, descContext} {
+		descRetries, descTorn, descDropped, descRaced, descUnattributed, descNoRulePath, descRuleHits, descOmitted, descContext,
+		descPortAttached, descPortPackets, descPortRedirected, descPortUnconfigured, descPortRuleHits} {
 		ch <- d
 	}
 }
@@ -191,6 +203,7 @@ func tapMetrics(d *device) []prometheus.Metric {
 		gauge(descFlows, bit(d.flows), tap, ns),
 		counter(descReattached, d.reattached, tap, ns),
 	}
+	out = append(out, portMetrics(d)...)
 	st, err := statsLocked(d)
 	if err != nil {
 		return append(out, gauge(descUp, 0, tap, ns))
@@ -220,6 +233,31 @@ func tapMetrics(d *device) []prometheus.Metric {
 				out = append(out, counter(descContext, n, tap, ns, strconv.Itoa(int(cx.ID)), strconv.Itoa(q)))
 			}
 		}
+	}
+	return out
+}
+
+// portMetrics are d's port-security metrics, if it has a port policy
+// and its counters can be read; s.mu is held.
+func portMetrics(d *device) []prometheus.Metric {
+	if d.port == nil {
+		return nil
+	}
+	tap, ns := d.name, d.netnsPath()
+	c, err := d.port.prog.Counters()
+	if err != nil {
+		return nil
+	}
+	out := []prometheus.Metric{
+		gauge(descPortAttached, bit(portAttachedLocked(d)), tap, ns),
+		counter(descPortRedirected, c.Redirected, tap, ns),
+		counter(descPortUnconfigured, c.Unconfigured, tap, ns),
+	}
+	for r := port.Reason(1); r < port.NumReasons; r++ {
+		out = append(out, counter(descPortPackets, c.Reasons[r], tap, ns, r.String()))
+	}
+	for i := range d.port.pol.Rules {
+		out = append(out, counter(descPortRuleHits, c.Rules[i], tap, ns, strconv.Itoa(i)))
 	}
 	return out
 }

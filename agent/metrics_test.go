@@ -3,6 +3,8 @@ package agent_test
 import (
 	"context"
 	"fmt"
+	"github.com/vrss-dev/vrss/internal/inject"
+	"github.com/vrss-dev/vrss/port"
 	"io"
 	"net"
 	"net/http"
@@ -178,6 +180,17 @@ func TestMetrics(t *testing.T) {
 	}
 	dropped, _ := d.flowCheck(fh.TAP.Index, fh.Queues, set, 22)
 
+	// A port policy on met0 and frames the guest sends, as a VMM writes
+	// them: its counters by reason and by rule.
+	pol := portPolicy(3)
+	if _, err := c.PortSet(ctx, "met0", pol); err != nil {
+		t.Fatal(err)
+	}
+	var far *inject.Capture
+	d.inNS(func() { far = openFrameCapture(t, "met0") })
+	run := portFrames(t, pol, 3, 300)
+	run.send(t, h.Queues, h.TAP.VnetHdrLen, far)
+
 	// A TAP of the same name in a pod's namespace: another TAP, told apart
 	// by its netns label.
 	pod := netnstest.Named(t)
@@ -255,6 +268,23 @@ func TestMetrics(t *testing.T) {
 		if st.Flows.Dropped != uint64(dropped) || dropped == 0 {
 			t.Errorf("TAP %s: %d drops counted, %d frames dropped", tp.Name, st.Flows.Dropped, dropped)
 		}
+	}
+	ps, err := c.PortStats(ctx, "met0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	wantPortStats(t, "met0's port counters", ps, run.ref, pol)
+	want(1, "vrss_tap_port_attached", "tap", "met0")
+	want(float64(ps.Redirected), "vrss_tap_port_redirected_packets_total", "tap", "met0")
+	want(float64(ps.Unconfigured), "vrss_tap_port_unconfigured_packets_total", "tap", "met0")
+	for r := port.Reason(1); r < port.NumReasons; r++ {
+		want(float64(ps.Reasons[r]), "vrss_tap_port_packets_total", "tap", "met0", "reason", r.String())
+	}
+	for _, rh := range ps.Rules {
+		want(float64(rh.Hits), "vrss_tap_port_rule_hits_total", "tap", "met0", "rule", strconv.Itoa(rh.Index))
+	}
+	if _, ok := got.value("vrss_tap_port_attached", "tap", "metfl0"); ok {
+		t.Error("metfl0 has no port policy, and port metrics in the scrape")
 	}
 	if g, _ := got.value("vrss_tap_reattachments_total", "tap", "met0"); g < 1 {
 		t.Errorf("met0: %v re-attachments in the scrape, want at least the one provoked", g)
