@@ -24,6 +24,7 @@ var portable = []string{
 	"internal/buildinfo", "internal/buildinfo/buildtest", "internal/crossbuild",
 	"internal/diffcorpus", // the differential tests' corpus
 	"deploy/kubernetes",   // the manifests (and their test)
+	"ethtool",             // the ethtool wire formats and queue slicing (its ioctls are in _linux.go files)
 }
 
 // marker is the declaration each Linux-only package's doc_other.go holds,
