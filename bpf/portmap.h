@@ -14,7 +14,7 @@
 
 #include <linux/types.h>
 
-#define PORT_MAGIC 0x54524f50 /* "PORT" little endian: layout version 1 */
+#define PORT_MAGIC 0x32545250 /* "PRT2" little endian: layout version 2 (1 was "PORT") */
 
 /* port.MaxMACs, MaxIPv4, MaxIPv6 (+ one link-local address per MAC),
  * MaxRules. */
@@ -45,6 +45,14 @@
 #define PORT_DEFAULT_DENY 19
 #define PORT_NUM_REASONS 20
 
+/* What becomes of the frames a slot passes (port_slot.mode). */
+#define PORT_MODE_STACK 0  /* the kernel stack (a TAP) */
+#define PORT_MODE_UPLINK 1 /* the uplink, by port_uplink (a TAP's fast path) */
+#define PORT_MODE_XSK 2    /* the AF_XDP socket of their receive queue, by port_xsks */
+
+/* Entries of port_xsks: receive queues an AF_XDP port may use. */
+#define PORT_MAX_QUEUES 256
+
 /* Counters (per-CPU array port_stats): one per reason, one per rule, then
  * what is not a frame's reason. */
 #define PORT_STAT_RULE 32                         /* + rule index */
@@ -52,7 +60,9 @@
 #define PORT_STAT_RETRY (PORT_STAT_UNCONFIGURED + 1) /* a publish raced a frame: judged again */
 #define PORT_STAT_TORN (PORT_STAT_UNCONFIGURED + 2)  /* gave up judging again: dropped (never expected) */
 #define PORT_STAT_REDIRECT (PORT_STAT_UNCONFIGURED + 3) /* passed frames sent to the uplink */
-#define PORT_NSTATS (PORT_STAT_UNCONFIGURED + 4)
+#define PORT_STAT_XSK (PORT_STAT_UNCONFIGURED + 4) /* passed frames sent to an AF_XDP socket */
+#define PORT_STAT_OTHER_QUEUE (PORT_STAT_UNCONFIGURED + 5) /* AF_XDP port: frames of the host's queues, not judged */
+#define PORT_NSTATS (PORT_STAT_UNCONFIGURED + 6)
 
 /*
  * An ACL rule: a flow.Match over the 56-byte flow key (flow.h's struct
@@ -94,7 +104,12 @@ struct port_slot {
 	__u32 nv6;       /* the policy's prefixes, then each MAC's link-local /128 if asked */
 	__u32 nrules;
 	__u32 dflt;      /* PORT_DEFAULT_ALLOW or PORT_DEFAULT_DENY */
-	__u32 uplink;    /* 1: passed frames go to the uplink (port_uplink) */
+	__u32 mode;      /* PORT_MODE_*: where passed frames go */
+	/* PORT_MODE_XSK: the receive queues [queue_start, queue_start +
+	 * queues) are the VM's, judged and passed to their sockets; frames of
+	 * any other queue are the host's: not judged, passed to the stack. */
+	__u32 queue_start;
+	__u32 queues;
 	__u32 pad;
 	__u64 tag;       /* the publisher's number for this policy (debug builds record it) */
 	__u64 mac[PORT_MAX_MACS]; /* bytes 0-5 of the address in a little-endian word */

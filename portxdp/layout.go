@@ -7,8 +7,9 @@ import (
 // The map layout (bpf/portmap.h); layout_test.go pins it.
 const (
 	// Magic is the layout stamp the publisher writes once a policy is
-	// published (PORT_MAGIC, "PORT" little endian).
-	Magic = 0x54524f50
+	// published (PORT_MAGIC, "PRT2" little endian: layout version 2, which
+	// added the AF_XDP mode and queue range).
+	Magic = 0x32545250
 	// ConfigSize is the configuration map's value size: what a TAP with
 	// port security locks.
 	ConfigSize = int(unsafe.Sizeof(configLayout{}))
@@ -22,8 +23,19 @@ const (
 	statRetry        = statUnconfigured + 1
 	statTorn         = statUnconfigured + 2
 	statRedirect     = statUnconfigured + 3
-	numStats         = statUnconfigured + 4
+	statXSK          = statUnconfigured + 4
+	statOtherQueue   = statUnconfigured + 5
+	numStats         = statUnconfigured + 6
+
+	// Where a slot's passed frames go (PORT_MODE_*).
+	modeStack  = 0
+	modeUplink = 1
+	modeXSK    = 2
 )
+
+// MaxQueues is the number of entries of the AF_XDP sockets' map
+// (PORT_MAX_QUEUES): an AF_XDP port's receive queues are below it.
+const MaxQueues = 256
 
 type configLayout = portPortConfig
 

@@ -3,6 +3,7 @@ package portxdp
 import (
 	"net/netip"
 	"reflect"
+	"strings"
 	"testing"
 
 	"github.com/cilium/ebpf"
@@ -25,10 +26,11 @@ var golden = map[string]struct {
 	size    int
 	members []member
 }{
-	"port_config": {12968, []member{{"magic", 0, 4}, {"active", 4, 4}, {"generation", 8, 8}, {"uplink_len", 16, 4}, {"pad", 20, 4}, {"slot", 24, 2 * 6472}}},
-	"port_slot": {6472, []member{
-		{"seq", 0, 4}, {"nmacs", 4, 4}, {"nv4", 8, 4}, {"nv6", 12, 4}, {"nrules", 16, 4}, {"dflt", 20, 4}, {"uplink", 24, 4}, {"pad", 28, 4},
-		{"tag", 32, 8}, {"mac", 40, 32}, {"v4", 72, 16 * 8}, {"v6", 200, 20 * 32}, {"rule", 840, 32 * 176},
+	"port_config": {12984, []member{{"magic", 0, 4}, {"active", 4, 4}, {"generation", 8, 8}, {"uplink_len", 16, 4}, {"pad", 20, 4}, {"slot", 24, 2 * 6480}}},
+	"port_slot": {6480, []member{
+		{"seq", 0, 4}, {"nmacs", 4, 4}, {"nv4", 8, 4}, {"nv6", 12, 4}, {"nrules", 16, 4}, {"dflt", 20, 4},
+		{"mode", 24, 4}, {"queue_start", 28, 4}, {"queues", 32, 4}, {"pad", 36, 4},
+		{"tag", 40, 8}, {"mac", 48, 32}, {"v4", 80, 16 * 8}, {"v6", 208, 20 * 32}, {"rule", 848, 32 * 176},
 	}},
 	"port_rule":    {176, []member{{"reason", 0, 4}, {"nterms", 4, 4}, {"term", 8, 14 * 12}}},
 	"port_term":    {12, []member{{"word", 0, 4}, {"mask", 4, 4}, {"value", 8, 4}}},
@@ -87,7 +89,7 @@ func TestLayoutGo(t *testing.T) {
 	if len(s.Mac) != port.MaxMACs || len(s.V4) != port.MaxIPv4 || len(s.V6) != port.MaxIPv6+port.MaxMACs || len(s.Rule) != port.MaxRules {
 		t.Errorf("bounds: %d MACs, %d IPv4, %d IPv6, %d rules", len(s.Mac), len(s.V4), len(s.V6), len(s.Rule))
 	}
-	if numStats != statRule+port.MaxRules+4 || statRule < port.NumReasons {
+	if numStats != statRule+port.MaxRules+6 || statRule < port.NumReasons {
 		t.Errorf("counters: %d, rules from %d", numStats, statRule)
 	}
 	// Publisher lays the production build's type over either build's map.
@@ -150,6 +152,9 @@ func TestLayoutBTF(t *testing.T) {
 			if up := spec.Maps["port_uplink"]; up == nil || up.Type != ebpf.DevMap || up.MaxEntries != 1 {
 				t.Errorf("port_uplink is %+v, want a one-entry DEVMAP", up)
 			}
+			if x := spec.Maps["port_xsks"]; x == nil || x.Type != ebpf.XSKMap || x.KeySize != 4 || x.ValueSize != 4 || x.MaxEntries != MaxQueues {
+				t.Errorf("port_xsks is %+v, want an XSKMAP of %d entries", x, MaxQueues)
+			}
 			var hasMagic bool
 			for _, ins := range spec.Programs["vrss_port"].Instructions {
 				hasMagic = hasMagic || ins.Constant == Magic
@@ -171,7 +176,7 @@ func TestSlotBytes(t *testing.T) {
 	pol.IPv6 = []netip.Prefix{netip.MustParsePrefix("2001:db8::/32")}
 	pol.LinkLocal = true
 	pol.Uplink = "eth0"
-	fillSlot(&c, 1, &pol, 7)
+	fillSlot(&c, 1, &pol, nil, 7)
 	s := c.Slot[1]
 	for _, x := range []struct {
 		name      string
@@ -194,7 +199,9 @@ func TestSlotBytes(t *testing.T) {
 		{"link-local word 3", uint64(s.V6[1].Addr[3]), 0xefcd_abfe},
 		{"nrules", uint64(s.Nrules), 10},
 		{"default deny", uint64(s.Dflt), uint64(port.DefaultDeny)},
-		{"uplink", uint64(s.Uplink), 1},
+		{"mode: uplink", uint64(s.Mode), modeUplink},
+		{"queue_start", uint64(s.QueueStart), 0},
+		{"queues", uint64(s.Queues), 0},
 		// Rule 9: allow IPv4 TCP to port 443.
 		{"rule 9 reason", uint64(s.Rule[9].Reason), uint64(port.ACLAllow)},
 		{"rule 9 terms", uint64(s.Rule[9].Nterms), 2},
@@ -211,5 +218,43 @@ func TestSlotBytes(t *testing.T) {
 	// match's normalization added.
 	if m, v := s.Rule[9].Term[0].Mask, s.Rule[9].Term[0].Value; m&0xff00_ffff != 0xff00_ffff || v&0xff00_ffff != 0x0600_0008 {
 		t.Errorf("rule 9 term 0: mask %#x value %#x, want EtherType 0x0800 and protocol 6 under a full mask", m, v)
+	}
+}
+
+// TestSlotModes checks the mode and queue range each kind of port's slot
+// gets, the same slot filled again for another kind: a TAP's (the stack,
+// or the uplink its policy names) and an AF_XDP port's.
+func TestSlotModes(t *testing.T) {
+	var c configLayout
+	pol := BenchPolicy()
+	for _, x := range []struct {
+		uplink               string
+		q                    *Queues
+		mode, start, nqueues uint32
+	}{{"", &Queues{Start: 3, Count: 5}, modeXSK, 3, 5}, {"eth0", nil, modeUplink, 0, 0}, {"", nil, modeStack, 0, 0}, {"", &Queues{Start: 0, Count: MaxQueues}, modeXSK, 0, MaxQueues}} {
+		pol.Uplink = x.uplink
+		fillSlot(&c, 0, &pol, x.q, 1)
+		if s := c.Slot[0]; s.Mode != x.mode || s.QueueStart != x.start || s.Queues != x.nqueues {
+			t.Errorf("uplink %q, queues %v: mode %d, queues %d+%d; want %d, %d+%d", x.uplink, x.q, s.Mode, s.QueueStart, s.Queues, x.mode, x.start, x.nqueues)
+		}
+	}
+}
+
+// TestQueuesValidate: an AF_XDP port has at least one queue, all of them
+// below MaxQueues, and a policy without an uplink.
+func TestQueuesValidate(t *testing.T) {
+	for _, x := range []struct {
+		q  Queues
+		ok bool
+	}{{Queues{0, 1}, true}, {Queues{1, 2}, true}, {Queues{255, 1}, true}, {Queues{0, 256}, true}, {Queues{0, 0}, false}, {Queues{-1, 2}, false}, {Queues{255, 2}, false}, {Queues{3, -1}, false}} {
+		if err := x.q.Validate(); (err == nil) != x.ok {
+			t.Errorf("%+v: %v", x.q, err)
+		}
+	}
+	var p Publisher // closed: the checks come first
+	pol := BenchPolicy()
+	pol.Uplink = "eth0"
+	if err := p.PublishXSK(pol, Queues{0, 1}); err == nil || !strings.Contains(err.Error(), "uplink") {
+		t.Errorf("a policy with an uplink for an AF_XDP port: %v", err)
 	}
 }

@@ -24,6 +24,9 @@ type Program struct {
 	StatsMap *ebpf.Map
 	// UplinkMap is the one-entry DEVMAP of the fast path (SetUplink).
 	UplinkMap *ebpf.Map
+	// XSKMap is an AF_XDP port's XSKMAP: its sockets by receive queue
+	// (SetSocket).
+	XSKMap *ebpf.Map
 	// DebugMap holds the last frame's judgement; only in the debug build
 	// (LoadDebug).
 	DebugMap *ebpf.Map
@@ -40,6 +43,7 @@ type objects struct {
 	Config *ebpf.Map     `ebpf:"port_config"`
 	Stats  *ebpf.Map     `ebpf:"port_stats"`
 	Uplink *ebpf.Map     `ebpf:"port_uplink"`
+	XSKs   *ebpf.Map     `ebpf:"port_xsks"`
 }
 
 type debugObjects struct {
@@ -79,7 +83,7 @@ func load(debug bool) (*Program, error) {
 		}
 		return nil, fmt.Errorf("portxdp: load: %w", err)
 	}
-	p := &Program{Prog: o.Prog, ConfigMap: o.Config, StatsMap: o.Stats, UplinkMap: o.Uplink, DebugMap: o.Debug}
+	p := &Program{Prog: o.Prog, ConfigMap: o.Config, StatsMap: o.Stats, UplinkMap: o.Uplink, XSKMap: o.XSKs, DebugMap: o.Debug}
 	if p.pub, err = NewPublisher(p.ConfigMap.FD()); err != nil {
 		p.Close()
 		return nil, err
@@ -98,6 +102,44 @@ func (p *Program) Publish(pol port.Policy) error {
 		return errors.New("portxdp: program closed")
 	}
 	return pub.Publish(pol)
+}
+
+// PublishXSK is Publish for an AF_XDP port, whose receive queues q are
+// handed to a VMM as AF_XDP sockets (Publisher.PublishXSK).
+func (p *Program) PublishXSK(pol port.Policy, q Queues) error {
+	pub := p.publisher()
+	if pub == nil {
+		return errors.New("portxdp: program closed")
+	}
+	return pub.PublishXSK(pol, q)
+}
+
+// SetSocket puts the AF_XDP socket fd at receive queue queue of the
+// XSKMAP: the frames the policy passes on that queue go to it. The kernel
+// takes an unbound socket (a VMM binds it to the device and queue later);
+// until it is bound there, the frames redirected to it are lost, not
+// passed to the stack. The map holds its own reference: the caller may
+// close fd.
+func (p *Program) SetSocket(queue, fd int) error {
+	if queue < 0 || queue >= MaxQueues {
+		return fmt.Errorf("portxdp: queue %d: want 0 to %d", queue, MaxQueues-1)
+	}
+	if err := p.XSKMap.Put(uint32(queue), uint32(fd)); err != nil {
+		return fmt.Errorf("portxdp: socket fd %d at queue %d: %w", fd, queue, err)
+	}
+	return nil
+}
+
+// ClearSocket removes the socket at receive queue queue, if any: the
+// frames the policy passes on that queue then go to the stack.
+func (p *Program) ClearSocket(queue int) error {
+	if queue < 0 || queue >= MaxQueues {
+		return fmt.Errorf("portxdp: queue %d: want 0 to %d", queue, MaxQueues-1)
+	}
+	if err := p.XSKMap.Delete(uint32(queue)); err != nil && !errors.Is(err, ebpf.ErrKeyNotExist) {
+		return fmt.Errorf("portxdp: clear the socket at queue %d: %w", queue, err)
+	}
+	return nil
 }
 
 // Generation returns how many policies have been published.
@@ -172,6 +214,25 @@ func (p *Program) Run(frame []byte) (uint32, error) {
 	return p.Prog.Run(&ebpf.RunOptions{Data: frame})
 }
 
+// xdpMd is struct xdp_md, BPF_PROG_TEST_RUN's context of an XDP program.
+type xdpMd struct {
+	Data, DataEnd, DataMeta, IngressIfindex, RxQueueIndex, EgressIfindex uint32
+}
+
+// rxOptions are the options of a test run of frame as if it had arrived
+// on receive queue queue of the device with ifindex (in the calling
+// thread's network namespace, with more than queue receive queues).
+func rxOptions(frame []byte, ifindex, queue int) *ebpf.RunOptions {
+	return &ebpf.RunOptions{Data: frame, Context: xdpMd{DataEnd: uint32(len(frame)), IngressIfindex: uint32(ifindex), RxQueueIndex: uint32(queue)}}
+}
+
+// RunQueue is Run as if frame had arrived on receive queue queue of the
+// device with ifindex, in the calling thread's network namespace (the
+// kernel refuses a queue the device does not have).
+func (p *Program) RunQueue(frame []byte, ifindex, queue int) (uint32, error) {
+	return p.Prog.Run(rxOptions(frame, ifindex, queue))
+}
+
 // Benchmark runs the program repeat times on frame with BPF_PROG_TEST_RUN
 // and returns the mean time per run.
 func (p *Program) Benchmark(frame []byte, repeat int) (time.Duration, error) {
@@ -219,7 +280,7 @@ func (p *Program) Close() error {
 	if p.Prog != nil {
 		errs = append(errs, p.Prog.Close())
 	}
-	for _, m := range []*ebpf.Map{p.ConfigMap, p.StatsMap, p.UplinkMap, p.DebugMap} {
+	for _, m := range []*ebpf.Map{p.ConfigMap, p.StatsMap, p.UplinkMap, p.XSKMap, p.DebugMap} {
 		if m != nil {
 			errs = append(errs, m.Close())
 		}

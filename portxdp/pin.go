@@ -18,20 +18,22 @@ const (
 	PinConfig = "port_config"
 	PinStats  = "port_stats"
 	PinUplink = "port_uplink"
+	PinXSKs   = "port_xsks"
 	PinLink   = "port_link"
 )
 
 // pinNames are every name Unpin removes.
-var pinNames = []string{PinLink, PinProg, PinConfig, PinStats, PinUplink}
+var pinNames = []string{PinLink, PinProg, PinConfig, PinStats, PinUplink, PinXSKs}
 
 // Pin pins the program and its maps in dir, an existing directory of a
 // bpf filesystem, so that they outlive the process (with its published
-// policy, uplink and counters). The debug map is not pinned.
+// policy, uplink, AF_XDP sockets and counters). The debug map is not
+// pinned.
 func (p *Program) Pin(dir string) error {
 	objs := []struct {
 		name string
 		pin  func(string) error
-	}{{PinProg, p.Prog.Pin}, {PinConfig, p.ConfigMap.Pin}, {PinStats, p.StatsMap.Pin}, {PinUplink, p.UplinkMap.Pin}}
+	}{{PinProg, p.Prog.Pin}, {PinConfig, p.ConfigMap.Pin}, {PinStats, p.StatsMap.Pin}, {PinUplink, p.UplinkMap.Pin}, {PinXSKs, p.XSKMap.Pin}}
 	for _, o := range objs {
 		if err := o.pin(filepath.Join(dir, o.name)); err != nil {
 			return fmt.Errorf("portxdp: pin %s: %w", o.name, err)
@@ -50,7 +52,7 @@ func LoadPinned(dir string) (*Program, error) {
 		for _, m := range []struct {
 			name string
 			to   **ebpf.Map
-		}{{PinConfig, &p.ConfigMap}, {PinStats, &p.StatsMap}, {PinUplink, &p.UplinkMap}} {
+		}{{PinConfig, &p.ConfigMap}, {PinStats, &p.StatsMap}, {PinUplink, &p.UplinkMap}, {PinXSKs, &p.XSKMap}} {
 			if *m.to, err = ebpf.LoadPinnedMap(filepath.Join(dir, m.name), nil); err != nil {
 				break
 			}

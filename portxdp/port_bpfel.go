@@ -21,18 +21,20 @@ type portPortConfig struct {
 	UplinkLen  uint32
 	Pad        uint32
 	Slot       [2]struct {
-		_      structs.HostLayout
-		Seq    uint32
-		Nmacs  uint32
-		Nv4    uint32
-		Nv6    uint32
-		Nrules uint32
-		Dflt   uint32
-		Uplink uint32
-		Pad    uint32
-		Tag    uint64
-		Mac    [4]uint64
-		V4     [16]struct {
+		_          structs.HostLayout
+		Seq        uint32
+		Nmacs      uint32
+		Nv4        uint32
+		Nv6        uint32
+		Nrules     uint32
+		Dflt       uint32
+		Mode       uint32
+		QueueStart uint32
+		Queues     uint32
+		Pad        uint32
+		Tag        uint64
+		Mac        [4]uint64
+		V4         [16]struct {
 			_    structs.HostLayout
 			Addr uint32
 			Mask uint32
@@ -218,6 +220,7 @@ const (
 	portMapPortScratch   = "port_scratch"
 	portMapPortStats     = "port_stats"
 	portMapPortUplink    = "port_uplink"
+	portMapPortXsks      = "port_xsks"
 	portMapVrssConfig    = "vrss_config"
 	portMapVrssFlowStats = "vrss_flow_stats"
 	portMapVrssScratch   = "vrss_scratch"
@@ -277,6 +280,7 @@ type portMapSpecs struct {
 	PortScratch   *ebpf.MapSpec `ebpf:"port_scratch"`
 	PortStats     *ebpf.MapSpec `ebpf:"port_stats"`
 	PortUplink    *ebpf.MapSpec `ebpf:"port_uplink"`
+	PortXsks      *ebpf.MapSpec `ebpf:"port_xsks"`
 	VrssConfig    *ebpf.MapSpec `ebpf:"vrss_config"`
 	VrssFlowStats *ebpf.MapSpec `ebpf:"vrss_flow_stats"`
 	VrssScratch   *ebpf.MapSpec `ebpf:"vrss_scratch"`
@@ -312,6 +316,7 @@ type portMaps struct {
 	PortScratch   *ebpf.Map `ebpf:"port_scratch"`
 	PortStats     *ebpf.Map `ebpf:"port_stats"`
 	PortUplink    *ebpf.Map `ebpf:"port_uplink"`
+	PortXsks      *ebpf.Map `ebpf:"port_xsks"`
 	VrssConfig    *ebpf.Map `ebpf:"vrss_config"`
 	VrssFlowStats *ebpf.Map `ebpf:"vrss_flow_stats"`
 	VrssScratch   *ebpf.Map `ebpf:"vrss_scratch"`
@@ -323,6 +328,7 @@ func (m *portMaps) Close() error {
 		m.PortScratch,
 		m.PortStats,
 		m.PortUplink,
+		m.PortXsks,
 		m.VrssConfig,
 		m.VrssFlowStats,
 		m.VrssScratch,

@@ -21,18 +21,20 @@ type portdebugPortConfig struct {
 	UplinkLen  uint32
 	Pad        uint32
 	Slot       [2]struct {
-		_      structs.HostLayout
-		Seq    uint32
-		Nmacs  uint32
-		Nv4    uint32
-		Nv6    uint32
-		Nrules uint32
-		Dflt   uint32
-		Uplink uint32
-		Pad    uint32
-		Tag    uint64
-		Mac    [4]uint64
-		V4     [16]struct {
+		_          structs.HostLayout
+		Seq        uint32
+		Nmacs      uint32
+		Nv4        uint32
+		Nv6        uint32
+		Nrules     uint32
+		Dflt       uint32
+		Mode       uint32
+		QueueStart uint32
+		Queues     uint32
+		Pad        uint32
+		Tag        uint64
+		Mac        [4]uint64
+		V4         [16]struct {
 			_    structs.HostLayout
 			Addr uint32
 			Mask uint32
@@ -228,6 +230,7 @@ const (
 	portdebugMapPortScratch   = "port_scratch"
 	portdebugMapPortStats     = "port_stats"
 	portdebugMapPortUplink    = "port_uplink"
+	portdebugMapPortXsks      = "port_xsks"
 	portdebugMapVrssConfig    = "vrss_config"
 	portdebugMapVrssFlowStats = "vrss_flow_stats"
 	portdebugMapVrssScratch   = "vrss_scratch"
@@ -288,6 +291,7 @@ type portdebugMapSpecs struct {
 	PortScratch   *ebpf.MapSpec `ebpf:"port_scratch"`
 	PortStats     *ebpf.MapSpec `ebpf:"port_stats"`
 	PortUplink    *ebpf.MapSpec `ebpf:"port_uplink"`
+	PortXsks      *ebpf.MapSpec `ebpf:"port_xsks"`
 	VrssConfig    *ebpf.MapSpec `ebpf:"vrss_config"`
 	VrssFlowStats *ebpf.MapSpec `ebpf:"vrss_flow_stats"`
 	VrssScratch   *ebpf.MapSpec `ebpf:"vrss_scratch"`
@@ -324,6 +328,7 @@ type portdebugMaps struct {
 	PortScratch   *ebpf.Map `ebpf:"port_scratch"`
 	PortStats     *ebpf.Map `ebpf:"port_stats"`
 	PortUplink    *ebpf.Map `ebpf:"port_uplink"`
+	PortXsks      *ebpf.Map `ebpf:"port_xsks"`
 	VrssConfig    *ebpf.Map `ebpf:"vrss_config"`
 	VrssFlowStats *ebpf.Map `ebpf:"vrss_flow_stats"`
 	VrssScratch   *ebpf.Map `ebpf:"vrss_scratch"`
@@ -336,6 +341,7 @@ func (m *portdebugMaps) Close() error {
 		m.PortScratch,
 		m.PortStats,
 		m.PortUplink,
+		m.PortXsks,
 		m.VrssConfig,
 		m.VrssFlowStats,
 		m.VrssScratch,

@@ -46,9 +46,40 @@ func NewPublisher(mapFD int) (*Publisher, error) {
 	return &Publisher{mem: mem, cfg: (*configLayout)(unsafe.Pointer(&mem[0]))}, nil
 }
 
+// Queues are an AF_XDP port's receive queues: Count of them from Start.
+type Queues struct{ Start, Count int }
+
+// Validate says whether q is a range of at least one queue below
+// MaxQueues.
+func (q Queues) Validate() error {
+	if q.Start < 0 || q.Count < 1 || q.Start+q.Count > MaxQueues {
+		return fmt.Errorf("portxdp: queues %d-%d: want at least one queue, from 0 to %d", q.Start, q.Start+q.Count-1, MaxQueues-1)
+	}
+	return nil
+}
+
 // Publish validates pol (port.Policy.Validate) and, if it is valid, makes
 // it the active policy atomically. On error nothing changes.
-func (p *Publisher) Publish(pol port.Policy) error {
+func (p *Publisher) Publish(pol port.Policy) error { return p.publish(pol, nil) }
+
+// PublishXSK is Publish for an AF_XDP port: the program judges the frames
+// that arrive on queues q by pol and redirects those it passes to the
+// AF_XDP socket at their queue (SetSocket), or passes them to the stack
+// where there is none; frames of other queues are the host's, passed to
+// the stack unjudged (Counters.OtherQueue). An AF_XDP port has no uplink:
+// pol must name none.
+func (p *Publisher) PublishXSK(pol port.Policy, q Queues) error {
+	if err := q.Validate(); err != nil {
+		return err
+	}
+	if pol.Uplink != "" {
+		return fmt.Errorf("portxdp: an AF_XDP port's policy names uplink %q: its allowed frames go to its sockets", pol.Uplink)
+	}
+	return p.publish(pol, &q)
+}
+
+// publish publishes pol, for an AF_XDP port's queues q if q is not nil.
+func (p *Publisher) publish(pol port.Policy, q *Queues) error {
 	if err := pol.Validate(); err != nil {
 		return err
 	}
@@ -63,7 +94,7 @@ func (p *Publisher) Publish(pol port.Policy) error {
 	// Odd while writing: a frame being judged by this slot (active two
 	// publishes ago) is judged again.
 	atomic.AddUint32(seq, 1)
-	fillSlot(cfg, int(next), &pol, atomic.LoadUint64(&cfg.Generation)+1)
+	fillSlot(cfg, int(next), &pol, q, atomic.LoadUint64(&cfg.Generation)+1)
 	atomic.AddUint32(seq, 1)
 	atomic.StoreUint32(&cfg.Active, next)
 	atomic.AddUint64(&cfg.Generation, 1)
@@ -102,10 +133,11 @@ func (p *Publisher) Close() error {
 	return err
 }
 
-// fillSlot lays a valid policy out in slot n of cfg, tagged tag.
-// Addresses and key words are stored as the program loads them from the
-// frame: little-endian words of the bytes in network order.
-func fillSlot(cfg *configLayout, n int, pol *port.Policy, tag uint64) {
+// fillSlot lays a valid policy out in slot n of cfg, tagged tag, for an
+// AF_XDP port's queues q if q is not nil. Addresses and key words are
+// stored as the program loads them from the frame: little-endian words of
+// the bytes in network order.
+func fillSlot(cfg *configLayout, n int, pol *port.Policy, q *Queues, tag uint64) {
 	le := binary.LittleEndian
 	s := &cfg.Slot[n]
 	s.Tag = tag
@@ -160,9 +192,12 @@ func fillSlot(cfg *configLayout, n int, pol *port.Policy, tag uint64) {
 	if pol.Default == port.Allow {
 		s.Dflt = uint32(port.DefaultAllow)
 	}
-	s.Uplink = 0
-	if pol.Uplink != "" {
-		s.Uplink = 1
+	s.Mode, s.QueueStart, s.Queues = modeStack, 0, 0
+	switch {
+	case q != nil:
+		s.Mode, s.QueueStart, s.Queues = modeXSK, uint32(q.Start), uint32(q.Count)
+	case pol.Uplink != "":
+		s.Mode = modeUplink
 	}
 }
 

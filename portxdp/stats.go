@@ -24,6 +24,14 @@ type Counters struct {
 	// kernel may still drop one the uplink does not take: see
 	// SetUplink).
 	Redirected uint64
+	// XSKRedirected counts passed frames redirected to the AF_XDP socket
+	// at their receive queue (an AF_XDP port's; the kernel drops one the
+	// socket does not take: not bound yet, or its ring full).
+	XSKRedirected uint64
+	// OtherQueue counts frames an AF_XDP port's program passed to the
+	// stack without judging them: they arrived on a receive queue outside
+	// the port's (the host's traffic).
+	OtherQueue uint64
 }
 
 // Counters reads the program's counters in one batch lookup.
@@ -43,5 +51,6 @@ func ReadCounters(statsMap *ebpf.Map) (Counters, error) {
 	copy(c.Reasons[:], sums[:port.NumReasons])
 	copy(c.Rules[:], sums[statRule:statRule+port.MaxRules])
 	c.Unconfigured, c.Retries, c.Torn, c.Redirected = sums[statUnconfigured], sums[statRetry], sums[statTorn], sums[statRedirect]
+	c.XSKRedirected, c.OtherQueue = sums[statXSK], sums[statOtherQueue]
 	return c, nil
 }
