@@ -240,7 +240,9 @@ func (p *Program) Benchmark(frame []byte, repeat int) (time.Duration, error) {
 	return d, err
 }
 
-// Result is the debug build's record of one frame's judgement.
+// Result is the debug build's record of one frame's judgement. A frame an
+// AF_XDP port's program did not judge (another queue's) has reason 0 and
+// rule -1, and passes.
 type Result struct {
 	port.Result
 	// Action is the XDP action returned (1 drop, 2 pass, 4 redirect).
@@ -261,7 +263,9 @@ func (p *Program) LastResult() (Result, error) {
 		return Result{}, fmt.Errorf("portxdp: read debug map: %w", err)
 	}
 	r := Result{Result: port.Result{Verdict: port.VerdictDrop, Reason: port.Reason(d.Reason), Rule: int(d.Rule)}, Action: d.Action, Tag: d.Tag}
-	if r.Reason.Pass() {
+	// Reason 0: not judged (an AF_XDP port's frame of another queue),
+	// passed.
+	if r.Reason.Pass() || r.Reason == 0 {
 		r.Verdict = port.VerdictPass
 	}
 	return r, nil
