@@ -279,7 +279,7 @@ func putAddr(b []byte, a netip.Addr, v6 bool, what string) error {
 		return nil // zero bytes
 	}
 	if v6 {
-		if !a.Is6() || a.Is4In6() {
+		if !a.Is6() { // IPv4-mapped bytes are 16 bytes too (a mask may look like one)
 			return fmt.Errorf("%w: %s %v in an IPv6 rule", ErrEncode, what, a)
 		}
 		s := a.As16()
@@ -423,8 +423,9 @@ type Rxnfc struct {
 	FlowType uint32
 	Data     uint64
 	Rule     Rule
-	// RuleCnt is the union of rule_cnt and rss_context: when Rule.Type has
-	// FlowRSS, Rule.Context is encoded there instead, and decoded from it.
+	// RuleCnt is rule_cnt, which shares its place with rss_context: when
+	// Rule.Type has FlowRSS, Rule.Context is encoded there instead, and
+	// decoded from it (RuleCnt is then 0).
 	RuleCnt  uint32
 	RuleLocs []uint32
 }
@@ -466,10 +467,11 @@ func UnmarshalRxnfc(b []byte) (Rxnfc, error) {
 		FlowType: ne.Uint32(b[4:]),
 		Data:     ne.Uint64(b[8:]),
 		Rule:     getFlowSpec(b[rxnfcFlowSpec : rxnfcFlowSpec+FlowSpecSize]),
-		RuleCnt:  ne.Uint32(b[rxnfcRuleCnt:]),
 	}
 	if x.Rule.Type&FlowRSS != 0 {
-		x.Rule.Context = x.RuleCnt
+		x.Rule.Context = ne.Uint32(b[rxnfcRuleCnt:])
+	} else {
+		x.RuleCnt = ne.Uint32(b[rxnfcRuleCnt:])
 	}
 	if x.Cmd == CmdGetRuleLocs && x.RuleCnt > 0 {
 		if uint64(len(b)) < rxnfcRuleLocs+4*uint64(x.RuleCnt) {
