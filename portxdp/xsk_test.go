@@ -4,17 +4,20 @@ import (
 	"math/rand/v2"
 	"net/netip"
 	"testing"
+	"time"
 
 	"github.com/cilium/ebpf"
 	"github.com/cilium/ebpf/asm"
 	"github.com/cilium/ebpf/link"
 	"github.com/vishvananda/netlink"
+	"golang.org/x/sys/unix"
 
 	"github.com/vrss-dev/vrss/internal/diffcorpus"
 	"github.com/vrss-dev/vrss/internal/inject"
 	"github.com/vrss-dev/vrss/internal/netnstest"
 	"github.com/vrss-dev/vrss/internal/privtest"
 	"github.com/vrss-dev/vrss/port"
+	"github.com/vrss-dev/vrss/xsk"
 )
 
 // queueByDstMAC attaches to the egress of the interface with ifindex a tc
@@ -47,6 +50,31 @@ func queueByDstMAC(t *testing.T, ifindex int) func() {
 	return func() { l.Close(); prog.Close() }
 }
 
+// boundSocket puts an unbound AF_XDP socket at queue of p's XSKMAP, then
+// sets it up (UMEM, rings, bind to the device with ifindex and queue, in
+// copy mode) as a VMM does with one handed to it.
+func boundSocket(t *testing.T, p *Program, ifindex, queue int) *xsk.Socket {
+	t.Helper()
+	f, err := xsk.NewUnbound()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	if err := p.SetSocket(queue, int(f.Fd())); err != nil {
+		t.Fatal(err)
+	}
+	fd, err := unix.Dup(int(f.Fd()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := xsk.Setup(fd, xsk.Options{Frames: 1024, FillSize: 512, CompSize: 512, RxSize: 1024, Ifindex: ifindex, Queue: queue, Copy: true})
+	if err != nil {
+		unix.Close(fd)
+		t.Fatal(err)
+	}
+	return s
+}
+
 // TestXSKVeth attaches the program, for an AF_XDP port on receive queues
 // 1 and 2, to a veth with four receive queues, and sends frames from its
 // peer spread over the four queues (queueByDstMAC): the frames of queues 0
@@ -57,8 +85,8 @@ func queueByDstMAC(t *testing.T, ifindex int) func() {
 // queue 1: the allowed frames of queue 1 are redirected to it and, the
 // socket bound to nothing, lost rather than passed to the stack; those of
 // queue 2 still reach the stack; with the socket cleared, those of queue 1
-// reach the stack again. Receiving on a bound socket needs the
-// AF_XDP socket layer (package xsk), not this package.
+// reach the stack again. Last, a socket bound to queue 2 with package
+// xsk's AF_XDP layer receives exactly the allowed frames of queue 2.
 func TestXSKVeth(t *testing.T) {
 	privtest.Require(t, "root")
 	privtest.Require(t, "bpf")
@@ -208,5 +236,51 @@ func TestXSKVeth(t *testing.T) {
 				t.Errorf("an allowed frame of queue 1 reached the stack %d times once its socket was cleared: %x", got[string(b)], b)
 			}
 		}
+
+		// A socket bound to queue 2 (package xsk, copy mode) receives
+		// queue 2's allowed frames, and only those; queue 0's still
+		// reach the stack.
+		sock := boundSocket(t, p, rx, 2)
+		defer sock.Close()
+		var q2all, q0 [][]byte
+		for i, b := range frames {
+			switch queue[i] {
+			case 2:
+				q2all = append(q2all, b)
+			case 0:
+				q0 = append(q0, b)
+			}
+		}
+		if err := send.SendBatch(append(q2all, q0...)); err != nil {
+			t.Fatal(err)
+		}
+		onSocket := map[string]int{}
+		for {
+			n, err := sock.Receive(200*time.Millisecond, func(b []byte) { onSocket[string(b)]++ })
+			if err != nil {
+				t.Fatal(err)
+			}
+			if n == 0 {
+				break
+			}
+		}
+		got = stack.Drain()
+		for _, b := range q2 {
+			if onSocket[string(b)] != 1 || got[string(b)] != 0 {
+				t.Errorf("an allowed frame of queue 2: %d times on the socket, %d on the stack; want 1 and 0: %x", onSocket[string(b)], got[string(b)], b)
+			}
+			onSocket[string(b)]--
+		}
+		for k, n := range onSocket {
+			if n > 0 {
+				t.Errorf("%d unexpected frames on the socket: %x", n, k)
+			}
+		}
+		for _, b := range q0 {
+			if got[string(b)] == 0 {
+				t.Errorf("a frame of queue 0 (the host's) never reached the stack: %x", b)
+			}
+		}
+		t.Logf("with a socket bound to queue 2: it received the %d allowed frames of queue 2 of %d sent there, none on the stack; the %d of queue 0 reached the stack", len(q2), len(q2all), len(q0))
 	})
 }
