@@ -121,3 +121,51 @@ func TestRefusalsWithoutDevice(t *testing.T) {
 		}
 	})
 }
+
+// withoutNetAdmin runs fn on the calling (locked) thread with
+// CAP_NET_ADMIN dropped from its effective set, then raises it again.
+func withoutNetAdmin(t *testing.T, fn func()) {
+	t.Helper()
+	hdr := unix.CapUserHeader{Version: unix.LINUX_CAPABILITY_VERSION_3}
+	var data [2]unix.CapUserData
+	if err := unix.Capget(&hdr, &data[0]); err != nil {
+		t.Fatal(err)
+	}
+	saved := data
+	data[0].Effective &^= 1 << unix.CAP_NET_ADMIN
+	if err := unix.Capset(&hdr, &data[0]); err != nil {
+		t.Fatal(err)
+	}
+	defer func() {
+		if err := unix.Capset(&hdr, &saved[0]); err != nil {
+			t.Fatalf("raising CAP_NET_ADMIN again: %v", err)
+		}
+	}()
+	fn()
+}
+
+// Without CAP_NET_ADMIN the kernel refuses every change before asking the
+// driver (EPERM), but lets anyone read (the driver's own answer, here
+// EOPNOTSUPP).
+func TestPermission(t *testing.T) {
+	onVeth(t, func(dev Device) {
+		withoutNetAdmin(t, func() {
+			_, err := dev.CreateContext(EqualTable(128, 0, 2), nil)
+			if !errors.Is(err, ErrPermission) || !strings.Contains(err.Error(), "needs CAP_NET_ADMIN in the network namespace of va") {
+				t.Errorf("CreateContext without CAP_NET_ADMIN: %v, want ErrPermission", err)
+			}
+			if _, err := dev.AddRule(Rule{Type: TCPv4Flow, Location: LocAny}); !errors.Is(err, ErrPermission) {
+				t.Errorf("AddRule without CAP_NET_ADMIN: %v, want ErrPermission", err)
+			}
+			if err := dev.DeleteRule(0); !errors.Is(err, ErrPermission) {
+				t.Errorf("DeleteRule without CAP_NET_ADMIN: %v, want ErrPermission", err)
+			}
+			if _, err := dev.Rings(); !errors.Is(err, ErrNotSupported) {
+				t.Errorf("Rings without CAP_NET_ADMIN: %v, want veth's own ErrNotSupported", err)
+			}
+			if _, err := dev.Channels(); err != nil {
+				t.Errorf("Channels without CAP_NET_ADMIN: %v", err)
+			}
+		})
+	})
+}
