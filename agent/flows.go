@@ -8,6 +8,7 @@ import (
 	"sort"
 
 	"github.com/vrss-dev/vrss/agent/api"
+	"github.com/vrss-dev/vrss/agent/internal/kernel"
 	"github.com/vrss-dev/vrss/flow"
 	"github.com/vrss-dev/vrss/internal/fd"
 	"github.com/vrss-dev/vrss/rss"
@@ -30,10 +31,10 @@ func unconfigured() rss.Config {
 	return rss.Config{Key: rss.DefaultKey, Table: []uint16{0}}
 }
 
-// flowDevLocked looks up the TAP name for p, as lookupLocked does, and
-// checks that it has flows. s.mu is held.
-func (s *Server) flowDevLocked(p *peer, name string) (*device, error) {
-	d, err := s.lookupLocked(p, name)
+// flowDevLocked looks up the TAP name in the network namespace netns for
+// p, as lookupInLocked does, and checks that it has flows. s.mu is held.
+func (s *Server) flowDevLocked(p *peer, netns, name string) (*device, error) {
+	d, err := s.lookupInLocked(p, netns, name)
 	if err != nil {
 		return nil, err
 	}
@@ -59,10 +60,10 @@ func currentSet(d *device) (flow.Set, error) {
 	return set, nil
 }
 
-// flowSetLocked finds the TAP name for p, as flowDevLocked does, and the
-// set it steers by (currentSet). s.mu is held.
-func (s *Server) flowSetLocked(p *peer, name string) (*device, flow.Set, error) {
-	d, err := s.flowDevLocked(p, name)
+// flowSetLocked finds the TAP name in netns for p, as flowDevLocked does,
+// and the set it steers by (currentSet). s.mu is held.
+func (s *Server) flowSetLocked(p *peer, netns, name string) (*device, flow.Set, error) {
+	d, err := s.flowDevLocked(p, netns, name)
 	if err != nil {
 		return nil, flow.Set{}, err
 	}
@@ -92,6 +93,19 @@ func (s *Server) publishSetLocked(p *peer, d *device, set flow.Set, what string)
 	return nil
 }
 
+// attachFilter makes sure prog's flow filter is attached at d's tc egress
+// through the link pinned in d's pin directory (Program.AttachFilter), in
+// d's network namespace: the link names the device by its ifindex, which
+// is the namespace's own. It reports whether it attached anew.
+func (s *Server) attachFilter(d *device, prog kernel.Program) (attached bool, err error) {
+	err = inNetns(d, func() error {
+		var aerr error
+		attached, aerr = prog.AttachFilter(d.index, d.linkPin(s.opts.BPFFSDir))
+		return aerr
+	})
+	return attached, err
+}
+
 // ruleInfo describes rule r of set for flow_add and flow_list.
 func ruleInfo(r flow.Rule, g flow.Group, hits uint64) api.FlowRuleInfo {
 	return api.FlowRuleInfo{FlowRule: api.RuleOf(r), Match: r.Match.String(), Host: g.Host, GroupPriority: g.Priority, Hits: hits}
@@ -117,7 +131,7 @@ func (s *Server) flowAdd(p *peer, raw json.RawMessage, _ []*fd.FD) (any, []*fd.F
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	d, err := s.flowDevLocked(p, a.Name)
+	d, err := s.flowDevLocked(p, a.Netns, a.Name)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -179,7 +193,7 @@ func (s *Server) flowDel(p *peer, raw json.RawMessage, _ []*fd.FD) (any, []*fd.F
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	d, set, err := s.flowSetLocked(p, a.Name)
+	d, set, err := s.flowSetLocked(p, a.Netns, a.Name)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -216,7 +230,7 @@ func (s *Server) flowList(p *peer, raw json.RawMessage, _ []*fd.FD) (any, []*fd.
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	d, set, err := s.flowSetLocked(p, a.Name)
+	d, set, err := s.flowSetLocked(p, a.Netns, a.Name)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -362,7 +376,7 @@ func (s *Server) contextChange(p *peer, raw json.RawMessage, add bool) (any, []*
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	d, set, err := s.flowSetLocked(p, a.Name)
+	d, set, err := s.flowSetLocked(p, a.Netns, a.Name)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -421,7 +435,7 @@ func (s *Server) contextDel(p *peer, raw json.RawMessage, _ []*fd.FD) (any, []*f
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	d, set, err := s.flowSetLocked(p, a.Name)
+	d, set, err := s.flowSetLocked(p, a.Netns, a.Name)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -456,7 +470,7 @@ func (s *Server) contextShow(p *peer, raw json.RawMessage, _ []*fd.FD) (any, []*
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	d, set, err := s.flowSetLocked(p, a.Name)
+	d, set, err := s.flowSetLocked(p, a.Netns, a.Name)
 	if err != nil {
 		return nil, nil, err
 	}

@@ -102,6 +102,13 @@ func (d *daemon) flowCheck(ifindex int, queues []*os.File, set flow.Set, seed ui
 // flowCheckFrames is flowCheck with the frames given.
 func (d *daemon) flowCheckFrames(ifindex int, queues []*os.File, set flow.Set, frames [][]byte) (dropped int, hits map[uint32]uint64) {
 	d.t.Helper()
+	return d.flowCheckIn(d.inNS, ifindex, queues, set, frames)
+}
+
+// flowCheckIn is flowCheckFrames for the TAP ifindex of the network
+// namespace in runs its function in (an ifindex is the namespace's own).
+func (d *daemon) flowCheckIn(in func(func()), ifindex int, queues []*os.File, set flow.Set, frames [][]byte) (dropped int, hits map[uint32]uint64) {
+	d.t.Helper()
 	eng, err := flow.NewEngine(set, steering.FlowLimits(len(queues)))
 	if err != nil {
 		d.t.Fatal(err)
@@ -119,7 +126,7 @@ func (d *daemon) flowCheckFrames(ifindex int, queues []*os.File, set flow.Set, f
 	}
 	kept := len(frames) - dropped
 	var inj *inject.Injector
-	d.inNS(func() { inj, err = inject.Open(ifindex) })
+	in(func() { inj, err = inject.Open(ifindex) })
 	if err != nil {
 		d.t.Fatal(err)
 	}

@@ -72,7 +72,7 @@ func checkNetnsPath(path string) error {
 // or an admin: vrssd enters it and makes a device there, which the
 // kernel's owner checks on TAPs say nothing about. nil (no error) is
 // vrssd's own namespace, named or not.
-func (s *Server) openNetns(p *peer, path string, flows bool) (*kernel.Netns, error) {
+func (s *Server) openNetns(p *peer, path string) (*kernel.Netns, error) {
 	if path == "" {
 		return nil, nil
 	}
@@ -81,9 +81,6 @@ func (s *Server) openNetns(p *peer, path string, flows bool) (*kernel.Netns, err
 	}
 	if err := checkNetnsPath(path); err != nil {
 		return nil, err
-	}
-	if flows {
-		return nil, api.Errorf(api.CodeBadRequest, "flows are not supported for a TAP in another network namespace yet")
 	}
 	ns, err := kernel.OpenNetns(path)
 	if err != nil {

@@ -18,6 +18,7 @@ func TestStateNetns(t *testing.T) {
 	}
 	st := &state{Version: stateVersion, TAPs: []tapState{rec("tap0", "", 0), rec("tap0", "/var/run/netns/a", 11), rec("tap0", "/var/run/netns/b", 12)}}
 	st.TAPs[0].NetnsDev = 0
+	st.TAPs[1].Flows = true // flows in a namespace are kept too
 	if err := writeState(dir, st); err != nil {
 		t.Fatal(err)
 	}
@@ -32,6 +33,9 @@ func TestStateNetns(t *testing.T) {
 	if len(keys) != 3 || !keys["tap0"] || !keys["tap0:netns11"] {
 		t.Fatalf("keys %v", keys)
 	}
+	if !got.TAPs[1].Flows || got.TAPs[1].Netns != "/var/run/netns/a" {
+		t.Fatalf("the namespace's TAP with flows read back as %+v", got.TAPs[1])
+	}
 	for _, tc := range []struct {
 		name string
 		r    tapState
@@ -41,7 +45,7 @@ func TestStateNetns(t *testing.T) {
 		{"unclean path", rec("tap0", "/var/run/netns/../a", 11), "network namespace"},
 		{"no inode", rec("tap0", "/var/run/netns/a", 0), "network namespace"},
 		{"inode without path", rec("tap0", "", 11), "without its path"},
-		{"with flows", func() tapState { r := rec("tap0", "/var/run/netns/a", 11); r.Flows = true; return r }(), "flows"},
+		{"adopted", func() tapState { r := rec("tap0", "/var/run/netns/a", 11); r.Adopted = true; return r }(), "adopted"},
 		{"twice", rec("tap0", "/var/run/netns/b", 12), "listed twice"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

@@ -140,7 +140,7 @@ func (s *Server) create(p *peer, raw json.RawMessage, _ []*fd.FD) (any, []*fd.FD
 	if err != nil {
 		return nil, nil, err
 	}
-	ns, err := s.openNetns(p, a.Netns, a.Flows)
+	ns, err := s.openNetns(p, a.Netns)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -306,7 +306,7 @@ func (s *Server) steerLocked(d *device, prog kernel.Program) (err error) {
 		// Before the steering program: with no rule yet, the filter
 		// passes every frame. Its link is pinned with the program, and
 		// removing the pins (on any failure below) detaches it.
-		if _, err := prog.AttachFilter(d.index, d.linkPin(s.opts.BPFFSDir)); err != nil {
+		if _, err := s.attachFilter(d, prog); err != nil {
 			return filterError(d.name, err)
 		}
 	}
@@ -318,7 +318,7 @@ func (s *Server) steerLocked(d *device, prog kernel.Program) (err error) {
 	// A new TAP has no guest state or port policy: a file left by an
 	// earlier TAP of this name (forgotten while vrssd was stopped) is not
 	// its.
-	if err := writeGuest(s.opts.StateDir, d.key(), nil); err != nil {
+	if err := writeGuest(s.opts.StateDir, d, nil); err != nil {
 		return err
 	}
 	if err := writePort(s.opts.StateDir, d, nil); err != nil {
@@ -695,7 +695,7 @@ func (s *Server) setSteering(p *peer, raw json.RawMessage, on bool) (any, []*fd.
 		return nil, nil, err
 	}
 	if d.flows && on {
-		if _, err := d.prog.AttachFilter(d.index, d.linkPin(s.opts.BPFFSDir)); err != nil {
+		if _, err := s.attachFilter(d, d.prog); err != nil {
 			return nil, nil, filterError(d.name, err)
 		}
 	}

@@ -385,11 +385,48 @@ func TestStateFlows(t *testing.T) {
 		t.Fatal(err)
 	}
 	dir := t.TempDir()
-	if err := writeFlows(dir, "t0", okSet); err != nil {
+	if err := writeFlows(dir, &device{name: "t0"}, okSet); err != nil {
 		t.Fatal(err)
 	}
 	if got, err := readFlows(dir, &rec); err != nil || !reflect.DeepEqual(got, okSet) {
 		t.Fatalf("read back %+v, %v", got, err)
+	}
+	// An older vrssd's file, which says no namespace, is the file of the
+	// TAP of that name in vrssd's own.
+	old, _ := json.Marshal(struct {
+		Name string `json:"name"`
+		api.FlowSet
+	}{"t0", *okSet})
+	if err := os.WriteFile(flowsPath(dir, "t0"), old, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if got, err := readFlows(dir, &rec); err != nil || !reflect.DeepEqual(got, okSet) {
+		t.Fatalf("an older vrssd's file read back %+v, %v", got, err)
+	}
+	// The TAP of that name in another namespace has a file of its own,
+	// keyed as its pins are, and neither TAP takes the other's.
+	inNS := rec
+	inNS.Netns, inNS.NetnsDev, inNS.NetnsIno = "/var/run/netns/pod1", 4, 4026532999
+	nsDev := &device{name: "t0", netns: &kernel.Netns{Path: inNS.Netns, ID: kernel.NetnsID{Dev: 4, Ino: 4026532999}}}
+	nsSet := &api.FlowSet{Groups: []api.FlowGroup{{Host: true}}, Rules: []api.FlowRule{api.RuleOf(tcpRule(443, flow.Action{Kind: flow.ActionQueue, Queue: 2}))}}
+	if err := writeFlows(dir, nsDev, nsSet); err != nil {
+		t.Fatal(err)
+	}
+	if p := flowsPath(dir, inNS.key()); !strings.HasSuffix(p, "/t0:netns4026532999.json") || !exists(p) {
+		t.Fatalf("the namespace's TAP's file: %s", p)
+	}
+	if got, err := readFlows(dir, &inNS); err != nil || !reflect.DeepEqual(got, nsSet) {
+		t.Fatalf("the namespace's TAP's file read back %+v, %v", got, err)
+	}
+	if got, err := readFlows(dir, &rec); err != nil || !reflect.DeepEqual(got, okSet) {
+		t.Fatalf("vrssd's own TAP's file after the namespace's was written: %+v, %v", got, err)
+	}
+	os.Rename(flowsPath(dir, inNS.key()), flowsPath(dir, "t0"))
+	if _, err := readFlows(dir, &rec); err == nil || !strings.Contains(err.Error(), `network namespace "/var/run/netns/pod1"`) {
+		t.Fatalf("another namespace's file in place of vrssd's own TAP's: %v", err)
+	}
+	if err := writeFlows(dir, &device{name: "t0"}, okSet); err != nil {
+		t.Fatal(err)
 	}
 	other := rec
 	other.Name = "t1"
@@ -401,7 +438,7 @@ func TestStateFlows(t *testing.T) {
 	if _, err := readFlows(dir, &rec); err == nil || !strings.Contains(err.Error(), "symbolic link") {
 		t.Fatalf("a link: %v", err)
 	}
-	if err := writeFlows(dir, "t9", nil); err != nil {
+	if err := writeFlows(dir, &device{name: "t9"}, nil); err != nil {
 		t.Fatalf("removing a file that is not there: %v", err)
 	}
 
@@ -411,7 +448,7 @@ func TestStateFlows(t *testing.T) {
 	f.stop()
 	bad := *okSet
 	bad.Rules = []api.FlowRule{api.RuleOf(tcpRule(80, flow.Action{Kind: flow.ActionQueue, Queue: 9}))}
-	if err := writeFlows(f.opts.StateDir, "t0", &bad); err != nil {
+	if err := writeFlows(f.opts.StateDir, &device{name: "t0"}, &bad); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := New(f.opts); err == nil || !strings.Contains(err.Error(), "flows/t0.json") || !strings.Contains(err.Error(), "queue out of range") {

@@ -866,7 +866,7 @@ func (s *Server) resteer(d *device) error {
 			return fail(errors.New("no control queue to attach it through"))
 		}
 		if d.flows {
-			if _, err := prog.AttachFilter(d.index, d.linkPin(s.opts.BPFFSDir)); err != nil {
+			if _, err := s.attachFilter(d, prog); err != nil {
 				return fail(filterError(d.name, err))
 			}
 		}
@@ -886,7 +886,7 @@ func (s *Server) filterLocked(d *device, why string) {
 	if !d.flows || !d.steering || d.prog == nil {
 		return
 	}
-	attached, err := d.prog.AttachFilter(d.index, d.linkPin(s.opts.BPFFSDir))
+	attached, err := s.attachFilter(d, d.prog)
 	switch {
 	case err != nil:
 		s.log.Warn("attaching the flow filter; vrssd tries again", "tap", d.name, "err", err)
@@ -924,7 +924,7 @@ func (s *Server) saveLocked() error {
 	}
 	for _, d := range s.taps {
 		if d.flowsDirty {
-			if ferr := writeFlows(s.opts.StateDir, d.name, d.flowSet); ferr != nil {
+			if ferr := writeFlows(s.opts.StateDir, d, d.flowSet); ferr != nil {
 				s.log.Error("saving the copy of the TAP's flow rules", "tap", d.name, "err", ferr)
 				err = errors.Join(err, ferr)
 				continue
@@ -977,17 +977,17 @@ func (s *Server) forgetLocked(d *device, why string) {
 	s.log.Info("forgot TAP", "tap", d.name, "netns", netns, "why", why)
 }
 
-// removeFlowFiles removes TAP name's flows file, guest file and port
-// file, if any.
-func (s *Server) removeFlowFiles(name string) {
-	if err := writeFlows(s.opts.StateDir, name, nil); err != nil {
-		s.log.Error("removing the copy of the TAP's flow rules", "tap", name, "err", err)
-	}
-	if err := writeGuest(s.opts.StateDir, name, nil); err != nil {
-		s.log.Error("removing the guest's saved virtio state", "tap", name, "err", err)
-	}
-	if err := writeFlowsFile(portPath(s.opts.StateDir, name), nil); err != nil {
-		s.log.Error("removing the saved port policy", "tap", name, "err", err)
+// removeFlowFiles removes the flows file, guest file and port file of the
+// TAP with key key, if any.
+func (s *Server) removeFlowFiles(key string) {
+	for _, f := range []struct{ path, what string }{
+		{flowsPath(s.opts.StateDir, key), "the copy of the TAP's flow rules"},
+		{guestPath(s.opts.StateDir, key), "the guest's saved virtio state"},
+		{portPath(s.opts.StateDir, key), "the saved port policy"},
+	} {
+		if err := writeFlowsFile(f.path, nil); err != nil {
+			s.log.Error("removing "+f.what, "tap", key, "err", err)
+		}
 	}
 }
 

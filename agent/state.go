@@ -104,8 +104,8 @@ func (r *tapState) validate() error {
 		return fmt.Errorf("network namespace %q (inode %d)", r.Netns, r.NetnsIno)
 	case r.Netns == "" && (r.NetnsIno != 0 || r.NetnsDev != 0):
 		return errors.New("a network namespace inode without its path")
-	case r.Netns != "" && (r.Flows || r.Adopted):
-		return errors.New("a TAP in another network namespace with flows, or adopted")
+	case r.Netns != "" && r.Adopted:
+		return errors.New("an adopted TAP in another network namespace")
 	}
 	if r.Config != nil {
 		l := rss.Limits{MaxKeySize: rss.MaxKeySize, MaxTableLen: rss.MaxTableLen, HashTypes: rss.AllHashTypes, Queues: r.Queues}
@@ -144,15 +144,19 @@ const (
 	maxFlowsSize = 16 << 20
 )
 
-// flowsPath is the file of TAP name's flow set: named as its pin
-// directory is, which no other valid name maps to.
-func flowsPath(stateDir, name string) string {
-	return filepath.Join(stateDir, flowsDir, pinDirName(name)+".json")
+// flowsPath is the file of the flow set of the TAP with key key (tapKey):
+// named as its pin directory is, which no other valid key maps to. A
+// TAP of vrssd's own namespace has its name for key, so its file has
+// the name an older vrssd gave it.
+func flowsPath(stateDir, key string) string {
+	return filepath.Join(stateDir, flowsDir, pinDirName(key)+".json")
 }
 
-// flowsFile is a TAP's flows file.
+// flowsFile is a TAP's flows file: its name and network namespace path
+// (none for vrssd's own, as in an older vrssd's files), and its set.
 type flowsFile struct {
-	Name string `json:"name"`
+	Name  string `json:"name"`
+	Netns string `json:"netns,omitempty"`
 	api.FlowSet
 }
 
@@ -160,7 +164,7 @@ type flowsFile struct {
 // (no link is followed); none is nil. A file that is not r's, or whose set
 // is invalid, is an error naming it.
 func readFlows(stateDir string, r *tapState) (*api.FlowSet, error) {
-	path := flowsPath(stateDir, r.Name)
+	path := flowsPath(stateDir, r.key())
 	b, err := readStateFile(path, maxFlowsSize)
 	if b == nil || err != nil {
 		return nil, err
@@ -169,8 +173,8 @@ func readFlows(stateDir string, r *tapState) (*api.FlowSet, error) {
 	if err := json.Unmarshal(b, &ff); err != nil {
 		return nil, fmt.Errorf("%s: %w", path, err)
 	}
-	if ff.Name != r.Name {
-		return nil, fmt.Errorf("%s: the flow set of %q, not of %q", path, ff.Name, r.Name)
+	if ff.Name != r.Name || ff.Netns != r.Netns {
+		return nil, fmt.Errorf("%s: the flow set of %q (network namespace %q), not of %q (%q)", path, ff.Name, ff.Netns, r.Name, r.Netns)
 	}
 	if err := r.validateFlows(&ff.FlowSet); err != nil {
 		return nil, fmt.Errorf("%s: %w; fix or remove the file, vrssd will not act on it", path, err)
@@ -178,14 +182,14 @@ func readFlows(stateDir string, r *tapState) (*api.FlowSet, error) {
 	return &ff.FlowSet, nil
 }
 
-// writeFlows replaces TAP name's flows file atomically with fs, or removes
-// it for nil.
-func writeFlows(stateDir, name string, fs *api.FlowSet) error {
-	path := flowsPath(stateDir, name)
+// writeFlows replaces d's flows file atomically with fs, or removes it
+// for nil.
+func writeFlows(stateDir string, d *device, fs *api.FlowSet) error {
+	path := flowsPath(stateDir, d.key())
 	if fs == nil {
 		return writeFlowsFile(path, nil)
 	}
-	b, err := json.Marshal(flowsFile{Name: name, FlowSet: *fs})
+	b, err := json.Marshal(flowsFile{Name: d.name, Netns: d.netnsPath(), FlowSet: *fs})
 	if err != nil {
 		return err
 	}

@@ -152,10 +152,10 @@ func guestDevice(d *device) (*virtio.Device, error) {
 	return virtio.NewDevice(guestLimits(d.queues))
 }
 
-// guestDevLocked finds the TAP name for p, as flowDevLocked does, and its
-// guest device (guestDevice). s.mu is held.
-func (s *Server) guestDevLocked(p *peer, name string) (*device, *virtio.Device, error) {
-	d, err := s.flowDevLocked(p, name)
+// guestDevLocked finds the TAP name in netns for p, as flowDevLocked
+// does, and its guest device (guestDevice). s.mu is held.
+func (s *Server) guestDevLocked(p *peer, netns, name string) (*device, *virtio.Device, error) {
+	d, err := s.flowDevLocked(p, netns, name)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -191,7 +191,7 @@ func (s *Server) commitGuestLocked(p *peer, d *device, prev, next *virtio.Device
 		}
 		before, published = cur, true
 	}
-	if err := writeGuest(s.opts.StateDir, d.name, next); err != nil {
+	if err := writeGuest(s.opts.StateDir, d, next); err != nil {
 		s.log.Error("saving the guest's virtio state; the command is refused", "tap", d.name, "err", err)
 		if published {
 			if perr := d.pub.PublishSet(before); perr != nil {
@@ -225,7 +225,7 @@ func (s *Server) virtioCtrl(p *peer, raw json.RawMessage, _ []*fd.FD) (any, []*f
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	d, prev, err := s.guestDevLocked(p, a.Name)
+	d, prev, err := s.guestDevLocked(p, a.Netns, a.Name)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -264,7 +264,7 @@ func (s *Server) virtioAdmin(p *peer, raw json.RawMessage, _ []*fd.FD) (any, []*
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	d, prev, err := s.guestDevLocked(p, a.Name)
+	d, prev, err := s.guestDevLocked(p, a.Netns, a.Name)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -293,7 +293,7 @@ func (s *Server) virtioReset(p *peer, raw json.RawMessage, _ []*fd.FD) (any, []*
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	d, cur, err := s.flowSetLocked(p, a.Name)
+	d, cur, err := s.flowSetLocked(p, a.Netns, a.Name)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -304,7 +304,7 @@ func (s *Server) virtioReset(p *peer, raw json.RawMessage, _ []*fd.FD) (any, []*
 		}
 	}
 	d.guest = nil
-	if err := writeGuest(s.opts.StateDir, d.name, nil); err != nil {
+	if err := writeGuest(s.opts.StateDir, d, nil); err != nil {
 		return nil, nil, fmt.Errorf("TAP %s: removing the guest's saved state: %w", d.name, err)
 	}
 	s.log.Info("guest's virtio device reset", "tap", d.name, "by_uid", p.uid, "guest_rules", len(guest.Rules), "guest_contexts", len(guest.Contexts))
@@ -343,15 +343,18 @@ func (s *Server) syncGuestLocked(d *device) {
 // whenever a guest's command changes the device, removed when it is
 // reset or the TAP is deleted.
 
-// guestPath is the guest file of TAP name (pinDirName has no dot, so no
-// other file of the flows directory has this name).
-func guestPath(stateDir, name string) string {
-	return filepath.Join(stateDir, flowsDir, pinDirName(name)+".guest.json")
+// guestPath is the guest file of the TAP with key key (tapKey), next to
+// its flows file (pinDirName has no dot, so no other file of the flows
+// directory has this name).
+func guestPath(stateDir, key string) string {
+	return filepath.Join(stateDir, flowsDir, pinDirName(key)+".guest.json")
 }
 
-// guestFile is a guest file's content.
+// guestFile is a guest file's content: the TAP's name and network
+// namespace path (none for vrssd's own), and its guest's commands.
 type guestFile struct {
 	Name   string `json:"name"`
+	Netns  string `json:"netns,omitempty"`
 	Queues int    `json:"queues"`
 	// Ctrl and Admin are the commands, replayed in this order.
 	Ctrl  []guestCtrl `json:"ctrl,omitempty"`
@@ -364,14 +367,14 @@ type guestCtrl struct {
 	Payload []byte `json:"payload,omitempty"`
 }
 
-// writeGuest replaces TAP name's guest file with g's commands, atomically,
-// or removes it for nil or a device with nothing to rebuild.
-func writeGuest(stateDir, name string, g *virtio.Device) error {
-	path := guestPath(stateDir, name)
+// writeGuest replaces d's guest file with g's commands, atomically, or
+// removes it for nil or a device with nothing to rebuild.
+func writeGuest(stateDir string, d *device, g *virtio.Device) error {
+	path := guestPath(stateDir, d.key())
 	var gf guestFile
 	if g != nil {
 		ctrl, admin := g.Commands()
-		gf = guestFile{Name: name, Queues: g.Limits().Queues, Admin: admin}
+		gf = guestFile{Name: d.name, Netns: d.netnsPath(), Queues: g.Limits().Queues, Admin: admin}
 		for _, c := range ctrl {
 			gf.Ctrl = append(gf.Ctrl, guestCtrl{Class: c.Class, Cmd: c.Cmd, Payload: c.Payload})
 		}
@@ -394,7 +397,7 @@ func writeGuest(stateDir, name string, g *virtio.Device) error {
 // r's, for r's queues, whose every command the device accepts; none is
 // nil. Anything else is an error naming the file.
 func readGuest(stateDir string, r *tapState) (*virtio.Device, error) {
-	path := guestPath(stateDir, r.Name)
+	path := guestPath(stateDir, r.key())
 	b, err := readStateFile(path, maxFlowsSize)
 	if b == nil || err != nil {
 		return nil, err
@@ -411,8 +414,8 @@ func readGuest(stateDir string, r *tapState) (*virtio.Device, error) {
 	switch {
 	case !r.Flows:
 		return nil, bad("a guest's virtio state kept for a TAP without flows")
-	case gf.Name != r.Name:
-		return nil, bad("the guest state of %q, not of %q", gf.Name, r.Name)
+	case gf.Name != r.Name || gf.Netns != r.Netns:
+		return nil, bad("the guest state of %q (network namespace %q), not of %q (%q)", gf.Name, gf.Netns, r.Name, r.Netns)
 	case gf.Queues != r.Queues:
 		return nil, bad("the guest state of a TAP with %d queues, and %s has %d", gf.Queues, r.Name, r.Queues)
 	}

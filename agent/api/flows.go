@@ -163,8 +163,11 @@ func (fs FlowSet) Empty() bool {
 
 // FlowAddArgs add one rule to a TAP's host rules.
 type FlowAddArgs struct {
-	Name string   `json:"name"`
-	Rule FlowRule `json:"rule"`
+	Name string `json:"name"`
+	// Netns names the network namespace the TAP lives in, by a path;
+	// empty for the daemon's own. See NameArgs.Netns.
+	Netns string   `json:"netns,omitempty"`
+	Rule  FlowRule `json:"rule"`
 	// AutoID: the daemon gives the rule the lowest id no host rule of
 	// the TAP has (Rule.ID is ignored). Without it, an id a host rule has
 	// already is refused with CodeExists. (The guest's rules have ids of
@@ -181,14 +184,20 @@ type FlowAddArgs struct {
 // goes with it.
 type FlowDelArgs struct {
 	Name string `json:"name"`
-	ID   uint32 `json:"id"`
+	// Netns names the network namespace the TAP lives in, by a path;
+	// empty for the daemon's own. See NameArgs.Netns.
+	Netns string `json:"netns,omitempty"`
+	ID    uint32 `json:"id"`
 }
 
 // FlowListArgs ask for a TAP's rules from the Start-th on (in the order
 // they are tried), as many as fit one message; FlowList.Next says where
 // the next page starts.
 type FlowListArgs struct {
-	Name  string `json:"name"`
+	Name string `json:"name"`
+	// Netns names the network namespace the TAP lives in, by a path;
+	// empty for the daemon's own. See NameArgs.Netns.
+	Netns string `json:"netns,omitempty"`
 	Start int    `json:"start,omitempty"`
 }
 
@@ -232,7 +241,10 @@ type FlowList struct {
 // host id; for rss_context_show, ID 0 shows every context, the guest's
 // too.
 type ContextArgs struct {
-	Name   string      `json:"name"`
+	Name string `json:"name"`
+	// Netns names the network namespace the TAP lives in, by a path;
+	// empty for the daemon's own. See NameArgs.Netns.
+	Netns  string      `json:"netns,omitempty"`
 	ID     uint16      `json:"id,omitempty"`
 	Config *rss.Config `json:"config,omitempty"`
 }

@@ -48,7 +48,10 @@ const MaxVirtioCommand = 16 << 10
 // command itself, and checks that the guest negotiated the features
 // (VIRTIO_NET_F_RSS, VIRTIO_NET_F_RSS_CONTEXT) first.
 type VirtioCtrlArgs struct {
-	Name  string `json:"name"`
+	Name string `json:"name"`
+	// Netns names the network namespace the TAP lives in, by a path;
+	// empty for the daemon's own. See NameArgs.Netns.
+	Netns string `json:"netns,omitempty"`
 	Class uint8  `json:"class"`
 	Cmd   uint8  `json:"cmd"`
 	// Payload is the command's data; omitzero, not omitempty: an empty
@@ -70,7 +73,10 @@ type VirtioCtrlResult struct {
 // device-readable part of struct virtio_admin_cmd (header and
 // command-specific data, base64 in JSON).
 type VirtioAdminArgs struct {
-	Name    string `json:"name"`
+	Name string `json:"name"`
+	// Netns names the network namespace the TAP lives in, by a path;
+	// empty for the daemon's own. See NameArgs.Netns.
+	Netns   string `json:"netns,omitempty"`
 	Command []byte `json:"command,omitzero"`
 }
 

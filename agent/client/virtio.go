@@ -28,11 +28,16 @@ import (
 // max_rss_contexts) is written to the guest before its Ack; Message says
 // why a command was refused.
 func (c *Client) VirtioCtrl(ctx context.Context, name string, class, cmd uint8, payload []byte) (api.VirtioCtrlResult, error) {
+	return c.Netns("").VirtioCtrl(ctx, name, class, cmd, payload)
+}
+
+// VirtioCtrl is Client.VirtioCtrl in n.
+func (n *Netns) VirtioCtrl(ctx context.Context, name string, class, cmd uint8, payload []byte) (api.VirtioCtrlResult, error) {
 	var r api.VirtioCtrlResult
 	if payload == nil {
 		payload = []byte{}
 	}
-	_, err := c.call(ctx, api.OpVirtioCtrl, api.VirtioCtrlArgs{Name: name, Class: class, Cmd: cmd, Payload: payload}, nil, &r)
+	_, err := n.c.call(ctx, api.OpVirtioCtrl, api.VirtioCtrlArgs{Name: name, Netns: n.path, Class: class, Cmd: cmd, Payload: payload}, nil, &r)
 	return r, err
 }
 
@@ -43,11 +48,16 @@ func (c *Client) VirtioCtrl(ctx context.Context, name string, class, cmd uint8, 
 // bytes), of which the VMM writes what fits the driver's buffer; Message
 // says why a command failed.
 func (c *Client) VirtioAdmin(ctx context.Context, name string, command []byte) (api.VirtioAdminResult, error) {
+	return c.Netns("").VirtioAdmin(ctx, name, command)
+}
+
+// VirtioAdmin is Client.VirtioAdmin in n.
+func (n *Netns) VirtioAdmin(ctx context.Context, name string, command []byte) (api.VirtioAdminResult, error) {
 	var r api.VirtioAdminResult
 	if command == nil {
 		command = []byte{}
 	}
-	_, err := c.call(ctx, api.OpVirtioAdmin, api.VirtioAdminArgs{Name: name, Command: command}, nil, &r)
+	_, err := n.c.call(ctx, api.OpVirtioAdmin, api.VirtioAdminArgs{Name: name, Netns: n.path, Command: command}, nil, &r)
 	return r, err
 }
 
@@ -56,6 +66,11 @@ func (c *Client) VirtioAdmin(ctx context.Context, name string, command []byte) (
 // steered by the host's rules and contexts alone. The default
 // configuration stays as it is (set_rss sets it).
 func (c *Client) VirtioReset(ctx context.Context, name string) error {
-	_, err := c.call(ctx, api.OpVirtioReset, api.NameArgs{Name: name}, nil, nil)
+	return c.Netns("").VirtioReset(ctx, name)
+}
+
+// VirtioReset is Client.VirtioReset in n.
+func (n *Netns) VirtioReset(ctx context.Context, name string) error {
+	_, err := n.c.call(ctx, api.OpVirtioReset, n.args(name), nil, nil)
 	return err
 }
