@@ -116,39 +116,40 @@ func classify(op, dev string, errno unix.Errno) (error, string) {
 	return nil, ""
 }
 
-// rxnfc runs a struct ethtool_rxnfc command and decodes the answer.
-func (d Device) rxnfc(op, cmd string, x Rxnfc) (Rxnfc, error) {
-	b, err := x.MarshalBinary()
+// exchange runs one command: it encodes req, calls the kernel, and
+// decodes the first answerLen bytes of the answer (all if 0).
+func exchange[T any](d Device, op, cmd string, req interface{ MarshalBinary() ([]byte, error) }, answerLen int, decode func([]byte) (T, error)) (T, error) {
+	var zero T
+	b, err := req.MarshalBinary()
 	if err != nil {
-		return Rxnfc{}, &Error{Op: op, Cmd: cmd, Device: string(d), Kind: ErrInvalid, Err: err}
+		return zero, &Error{Op: op, Cmd: cmd, Device: string(d), Kind: ErrInvalid, Err: err}
 	}
 	if err := d.call(op, cmd, b); err != nil {
-		return Rxnfc{}, err
+		return zero, err
 	}
-	ans, err := UnmarshalRxnfc(b)
+	if answerLen > 0 {
+		b = b[:answerLen]
+	}
+	v, err := decode(b)
 	if err != nil {
-		return Rxnfc{}, &Error{Op: op, Cmd: cmd, Device: string(d), Err: err}
+		return zero, &Error{Op: op, Cmd: cmd, Device: string(d), Err: err}
 	}
-	return ans, nil
+	return v, nil
 }
 
-// rxfh runs a struct ethtool_rxfh command and decodes the answer.
+// rxnfc runs a struct ethtool_rxnfc command.
+func (d Device) rxnfc(op, cmd string, x Rxnfc) (Rxnfc, error) {
+	return exchange(d, op, cmd, x, 0, UnmarshalRxnfc)
+}
+
+// rxfh runs a struct ethtool_rxfh command; to CmdSetRSS the kernel answers
+// only in the header (the context id).
 func (d Device) rxfh(op, cmd string, r Rxfh) (Rxfh, error) {
-	b, err := r.MarshalBinary()
-	if err != nil {
-		return Rxfh{}, &Error{Op: op, Cmd: cmd, Device: string(d), Kind: ErrInvalid, Err: err}
-	}
-	if err := d.call(op, cmd, b); err != nil {
-		return Rxfh{}, err
-	}
+	n := 0
 	if r.Cmd == CmdSetRSS {
-		b = b[:RxfhHeaderSize] // only rss_context is answered
+		n = RxfhHeaderSize
 	}
-	ans, err := UnmarshalRxfh(b)
-	if err != nil {
-		return Rxfh{}, &Error{Op: op, Cmd: cmd, Device: string(d), Err: err}
-	}
-	return ans, nil
+	return exchange(d, op, cmd, r, n, UnmarshalRxfh)
 }
 
 // Rings is the number of RX rings, from ETHTOOL_GRXRINGS: the queues an
@@ -164,11 +165,7 @@ func (d Device) Rings() (int, error) {
 
 // Channels reads the device's channel counts (ETHTOOL_GCHANNELS).
 func (d Device) Channels() (Channels, error) {
-	b, _ := Channels{Cmd: CmdGetChannels}.MarshalBinary()
-	if err := d.call(opChannels, "ETHTOOL_GCHANNELS", b); err != nil {
-		return Channels{}, err
-	}
-	return UnmarshalChannels(b)
+	return exchange(d, opChannels, "ETHTOOL_GCHANNELS", Channels{Cmd: CmdGetChannels}, 0, UnmarshalChannels)
 }
 
 // RSS reads context's indirection table, key and hash function

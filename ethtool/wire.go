@@ -185,9 +185,7 @@ func (r Rxfh) MarshalBinary() ([]byte, error) {
 	ne.PutUint32(b[12:], r.KeySize)
 	b[16] = r.HFunc
 	b[17] = r.InputXfrm
-	for i, q := range r.Table {
-		ne.PutUint32(b[RxfhHeaderSize+4*i:], q)
-	}
+	putWords(b[RxfhHeaderSize:], r.Table)
 	copy(b[RxfhHeaderSize+4*int(n):], r.Key)
 	return b, nil
 }
@@ -198,8 +196,8 @@ func (r Rxfh) MarshalBinary() ([]byte, error) {
 // key the header announces (more bytes are ignored: the kernel may shrink
 // key_size below the room the request left).
 func UnmarshalRxfh(b []byte) (Rxfh, error) {
-	if len(b) < RxfhHeaderSize {
-		return Rxfh{}, fmt.Errorf("%w: rxfh: %d bytes, want at least %d", ErrTruncated, len(b), RxfhHeaderSize)
+	if err := need(b, RxfhHeaderSize, "rxfh"); err != nil {
+		return Rxfh{}, err
 	}
 	r := Rxfh{
 		Cmd:       ne.Uint32(b[0:]),
@@ -218,10 +216,7 @@ func UnmarshalRxfh(b []byte) (Rxfh, error) {
 		return Rxfh{}, fmt.Errorf("%w: rxfh: %d bytes, indir_size %d and key_size %d need %d", ErrTruncated, len(b), r.IndirSize, r.KeySize, need)
 	}
 	if n > 0 {
-		r.Table = make([]uint32, n)
-		for i := range r.Table {
-			r.Table[i] = ne.Uint32(b[RxfhHeaderSize+4*i:])
-		}
+		r.Table = words(b[RxfhHeaderSize:], int(n))
 	}
 	if r.KeySize > 0 {
 		off := RxfhHeaderSize + 4*int(n)
@@ -450,17 +445,15 @@ func (x Rxnfc) MarshalBinary() ([]byte, error) {
 		cnt = x.Rule.Context
 	}
 	ne.PutUint32(b[rxnfcRuleCnt:], cnt)
-	for i, l := range x.RuleLocs {
-		ne.PutUint32(b[rxnfcRuleLocs+4*i:], l)
-	}
+	putWords(b[rxnfcRuleLocs:], x.RuleLocs)
 	return b, nil
 }
 
 // UnmarshalRxnfc decodes the kernel's answer. For CmdGetRuleLocs it also
 // decodes RuleCnt locations, which must be in b.
 func UnmarshalRxnfc(b []byte) (Rxnfc, error) {
-	if len(b) < RxnfcSize {
-		return Rxnfc{}, fmt.Errorf("%w: rxnfc: %d bytes, want %d", ErrTruncated, len(b), RxnfcSize)
+	if err := need(b, RxnfcSize, "rxnfc"); err != nil {
+		return Rxnfc{}, err
 	}
 	x := Rxnfc{
 		Cmd:      ne.Uint32(b[0:]),
@@ -477,10 +470,7 @@ func UnmarshalRxnfc(b []byte) (Rxnfc, error) {
 		if uint64(len(b)) < rxnfcRuleLocs+4*uint64(x.RuleCnt) {
 			return Rxnfc{}, fmt.Errorf("%w: rxnfc: %d bytes cannot hold %d rule locations", ErrTruncated, len(b), x.RuleCnt)
 		}
-		x.RuleLocs = make([]uint32, x.RuleCnt)
-		for i := range x.RuleLocs {
-			x.RuleLocs[i] = ne.Uint32(b[rxnfcRuleLocs+4*i:])
-		}
+		x.RuleLocs = words(b[rxnfcRuleLocs:], int(x.RuleCnt))
 	}
 	return x, nil
 }
@@ -503,24 +493,39 @@ func (c Channels) RX() int { return int(c.RXCount) + int(c.CombinedCnt) }
 // MarshalBinary encodes c.
 func (c Channels) MarshalBinary() ([]byte, error) {
 	b := make([]byte, ChannelsSize)
-	for i, v := range c.words() {
-		ne.PutUint32(b[4*i:], v)
-	}
+	putWords(b, []uint32{c.Cmd, c.MaxRX, c.MaxTX, c.MaxOther, c.MaxCombined, c.RXCount, c.TXCount, c.OtherCount, c.CombinedCnt})
 	return b, nil
-}
-
-func (c Channels) words() [9]uint32 {
-	return [9]uint32{c.Cmd, c.MaxRX, c.MaxTX, c.MaxOther, c.MaxCombined, c.RXCount, c.TXCount, c.OtherCount, c.CombinedCnt}
 }
 
 // UnmarshalChannels decodes struct ethtool_channels.
 func UnmarshalChannels(b []byte) (Channels, error) {
-	if len(b) < ChannelsSize {
-		return Channels{}, fmt.Errorf("%w: channels: %d bytes, want %d", ErrTruncated, len(b), ChannelsSize)
+	if err := need(b, ChannelsSize, "channels"); err != nil {
+		return Channels{}, err
 	}
-	var w [9]uint32
+	w := words(b, 9)
+	return Channels{w[0], w[1], w[2], w[3], w[4], w[5], w[6], w[7], w[8]}, nil
+}
+
+// need checks that b holds at least n bytes of the structure what.
+func need(b []byte, n int, what string) error {
+	if len(b) < n {
+		return fmt.Errorf("%w: %s: %d bytes, want at least %d", ErrTruncated, what, len(b), n)
+	}
+	return nil
+}
+
+// putWords writes host-order u32s from the start of b.
+func putWords(b []byte, w []uint32) {
+	for i, v := range w {
+		ne.PutUint32(b[4*i:], v)
+	}
+}
+
+// words reads n host-order u32s from the start of b, which holds them.
+func words(b []byte, n int) []uint32 {
+	w := make([]uint32, n)
 	for i := range w {
 		w[i] = ne.Uint32(b[4*i:])
 	}
-	return Channels{w[0], w[1], w[2], w[3], w[4], w[5], w[6], w[7], w[8]}, nil
+	return w
 }
