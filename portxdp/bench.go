@@ -7,6 +7,7 @@ import (
 
 	"github.com/cilium/ebpf"
 	"github.com/cilium/ebpf/asm"
+	"golang.org/x/sys/unix"
 
 	"github.com/vrss-dev/vrss/flow"
 	"github.com/vrss-dev/vrss/internal/frame"
@@ -78,54 +79,104 @@ func BenchFrame() []byte {
 // and measures both on it, interleaved round by round (so the machine's
 // drift affects both alike), repeat runs a measurement.
 func MeasureXDPNs(rounds, repeat int) (XDPNs, error) {
-	floor, err := ebpf.NewProgram(&ebpf.ProgramSpec{Type: ebpf.XDP, License: "Dual BSD/GPL", Instructions: asm.Instructions{
-		asm.Mov.Imm(asm.R0, 2), // XDP_PASS
-		asm.Return(),
-	}})
-	if err != nil {
-		return XDPNs{}, fmt.Errorf("portxdp: load the XDP_PASS floor: %w", err)
-	}
-	defer floor.Close()
 	p, err := Load()
 	if err != nil {
 		return XDPNs{}, err
 	}
 	defer p.Close()
-	pol, f := BenchPolicy(), BenchFrame()
-	if err := p.Publish(pol); err != nil {
+	if err := p.Publish(BenchPolicy()); err != nil {
 		return XDPNs{}, err
 	}
+	fl, po, ratio, err := p.measure(2, rounds, repeat) // XDP_PASS
+	return XDPNs{Floor: fl, Policy: po, PolicyOverFloor: ratio}, err
+}
+
+// AFXDPNs is the afxdp_ns benchmark's result: ns per frame as
+// BPF_PROG_TEST_RUN measures it for the XDP_PASS floor (Floor) and for the
+// port-security program of an AF_XDP port (Redirect) on BenchFrame under
+// BenchPolicy, which it passes and redirects to the AF_XDP socket at its
+// receive queue; each the median of the rounds.
+type AFXDPNs struct {
+	Floor    float64 `json:"floor"`
+	Redirect float64 `json:"redirect"`
+	// RedirectOverFloor is the median over rounds of the ratio within a
+	// round, as XDPNs.PolicyOverFloor.
+	RedirectOverFloor float64 `json:"redirect_over_floor"`
+}
+
+// MeasureAFXDPNs is MeasureXDPNs for an AF_XDP port: the program publishes
+// BenchPolicy for receive queue 0 (the queue of a test run's frame) with
+// an AF_XDP socket there, unbound, and returns XDP_REDIRECT for
+// BenchFrame. A test run does not carry the redirect out: Redirect is the
+// program's cost up to and including bpf_redirect_map, without the
+// kernel's copy into the socket that follows.
+func MeasureAFXDPNs(rounds, repeat int) (AFXDPNs, error) {
+	p, err := Load()
+	if err != nil {
+		return AFXDPNs{}, err
+	}
+	defer p.Close()
+	if err := p.PublishXSK(BenchPolicy(), Queues{Start: 0, Count: 1}); err != nil {
+		return AFXDPNs{}, err
+	}
+	fd, err := unix.Socket(unix.AF_XDP, unix.SOCK_RAW|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		return AFXDPNs{}, fmt.Errorf("portxdp: AF_XDP socket: %w", err)
+	}
+	defer unix.Close(fd)
+	if err := p.SetSocket(0, fd); err != nil {
+		return AFXDPNs{}, err
+	}
+	fl, re, ratio, err := p.measure(4, rounds, repeat) // XDP_REDIRECT
+	return AFXDPNs{Floor: fl, Redirect: re, RedirectOverFloor: ratio}, err
+}
+
+// measure checks that BenchFrame passes BenchPolicy by its last rule and
+// that the program, with that policy published, returns action for it,
+// then measures an XDP_PASS floor and the program on it, interleaved
+// round by round (so the machine's drift affects both alike), repeat runs
+// a measurement. It returns the medians of the floor's and the program's
+// ns per frame and the median of the rounds' ratios.
+func (p *Program) measure(action uint32, rounds, repeat int) (floorNs, progNs, ratio float64, err error) {
+	floor, err := ebpf.NewProgram(&ebpf.ProgramSpec{Type: ebpf.XDP, License: "Dual BSD/GPL", Instructions: asm.Instructions{
+		asm.Mov.Imm(asm.R0, 2), // XDP_PASS
+		asm.Return(),
+	}})
+	if err != nil {
+		return 0, 0, 0, fmt.Errorf("portxdp: load the XDP_PASS floor: %w", err)
+	}
+	defer floor.Close()
+	pol, f := BenchPolicy(), BenchFrame()
 	ref, err := port.New(pol)
 	if err != nil {
-		return XDPNs{}, err
+		return 0, 0, 0, err
 	}
 	if want := ref.Check(f); want.Reason != port.ACLAllow || want.Rule != len(pol.Rules)-1 {
-		return XDPNs{}, fmt.Errorf("portxdp: the benchmark frame is judged %+v, not by the last rule", want)
+		return 0, 0, 0, fmt.Errorf("portxdp: the benchmark frame is judged %+v, not by the last rule", want)
 	}
-	if act, err := p.Run(f); err != nil || act != 2 {
-		return XDPNs{}, fmt.Errorf("portxdp: the program returned %d (%v) for the benchmark frame, want XDP_PASS", act, err)
+	if act, err := p.Run(f); err != nil || act != action {
+		return 0, 0, 0, fmt.Errorf("portxdp: the program returned %d (%v) for the benchmark frame, want %d", act, err, action)
 	}
 	var fl, po, ratios []float64
 	for range max(rounds, 1) {
 		_, d, err := floor.Benchmark(f, repeat, nil)
 		if err != nil {
-			return XDPNs{}, fmt.Errorf("portxdp: BPF_PROG_TEST_RUN of the floor: %w", err)
+			return 0, 0, 0, fmt.Errorf("portxdp: BPF_PROG_TEST_RUN of the floor: %w", err)
 		}
 		fl = append(fl, float64(d.Nanoseconds()))
 		d, err = p.Benchmark(f, repeat)
 		if err != nil {
-			return XDPNs{}, fmt.Errorf("portxdp: BPF_PROG_TEST_RUN of the policy: %w", err)
+			return 0, 0, 0, fmt.Errorf("portxdp: BPF_PROG_TEST_RUN of the policy: %w", err)
 		}
 		po = append(po, float64(d.Nanoseconds()))
 		if f := fl[len(fl)-1]; f > 0 {
 			ratios = append(ratios, po[len(po)-1]/f)
 		}
 	}
-	x := XDPNs{Floor: median(fl), Policy: median(po)}
 	if len(ratios) > 0 {
-		x.PolicyOverFloor = median(ratios)
+		ratio = median(ratios)
 	}
-	return x, nil
+	return median(fl), median(po), ratio, nil
 }
 
 func median(xs []float64) float64 {
