@@ -63,8 +63,19 @@
 // open while it manages the TAP. Only root and the admins may create in a
 // namespace (vrssd enters it and makes a device there, which the kernel's
 // TAP ownership does not cover); every other operation follows the rules
-// above, and vrssd only stats a path a client names, never opens it. Flows,
-// adopt and qemu_ebpf are for TAPs of vrssd's own namespace.
+// above, and vrssd only stats a path a client names, never opens it.
+// Adopt and qemu_ebpf are for TAPs of vrssd's own namespace. Everything
+// else works in a namespace as in vrssd's own: set_rss, stats, open,
+// attach, detach, delete, the port operations, and a TAP created with
+// flows (root and admins, as any create there) with its flow rules, RSS
+// contexts and its guest's virtio commands (FlowAddArgs, FlowDelArgs,
+// FlowListArgs, ContextArgs, VirtioCtrlArgs, VirtioAdminArgs and
+// virtio_reset's NameArgs take Netns; vrss flow, vrss rss context and vrss
+// virtio take --netns). The flow build's filter is attached in the TAP's
+// namespace (a tcx link names its device by an ifindex of the attaching
+// thread's namespace), on the namespace's locked thread, at create,
+// attach and start, and again there by the monitor that undoes a detach
+// behind vrssd's back.
 //
 // state.json keeps the path and the inode (version 4, which an older
 // vrssd refuses); at start vrssd opens the path again, and forgets the TAP
@@ -133,7 +144,11 @@
 // tried, as many as fit a message, with their hits.
 //
 // The set lives in the pinned map, so it survives restarts; a copy is kept
-// in Options.StateDir/flows/NAME.json too (saved within two seconds of a
+// in Options.StateDir/flows/KEY.json too (KEY is the TAP's name for one of
+// vrssd's own namespace, as an older vrssd named the file, and
+// NAME:netnsINODE for one of another namespace; the file says the name and
+// the namespace path, and a file that is another TAP's stops the start,
+// naming it) (saved within two seconds of a
 // change, as a set a VMM publishes is, and checked at start like
 // state.json's records), so that a TAP whose pins are lost is steered anew
 // with its rules and contexts. At start, and every few seconds while running,
@@ -178,7 +193,7 @@
 // other uses less; what would take the two together over the map is
 // refused to whichever side asks (the host with api.CodeInvalidConfig).
 //
-// The guest's state is kept in Options.StateDir/flows/NAME.guest.json, as
+// The guest's state is kept in Options.StateDir/flows/KEY.guest.json, as
 // the commands that rebuild it (virtio.Device.Commands), replaced
 // atomically whenever a command changes the device, so that it outlives
 // vrssd: at start the file is read without following links, bounded like

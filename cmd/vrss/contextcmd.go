@@ -15,7 +15,7 @@ import (
 	"github.com/vrss-dev/vrss/rss"
 )
 
-const contextUsage = "rss context (add TAP [FLAGS] | set TAP ID [FLAGS] | del TAP ID | show TAP [ID] [--json])"
+const contextUsage = "rss context (add TAP [FLAGS] | set TAP ID [FLAGS] | del TAP ID | show TAP [ID] [--json]) [--netns PATH]"
 
 func rssContext(args []string, stdout io.Writer) error {
 	return subcommand("rss context", map[string]func([]string, io.Writer) error{
@@ -41,7 +41,7 @@ type contextFlags struct {
 	key, types, queues, table, weights *string
 	randomKey                          *bool
 	equal, size, unclassified          *int
-	socket                             *string
+	socket, netns                      *string
 }
 
 func newContextFlags(fs *flagSet) *contextFlags {
@@ -57,6 +57,7 @@ func newContextFlags(fs *flagSet) *contextFlags {
 		size:         fs.Int("size", 128, "table length for --queues, --equal and --weights, a power of two up to 256"),
 		unclassified: fs.Int("unclassified", 0, "queue `Q` for frames no enabled hash type applies to (default: the first\nqueue of --queues, else 0)"),
 		socket:       fs.String("socket", "", socketHelp),
+		netns:        fs.String("netns", "", netnsHelp),
 	}
 }
 
@@ -191,7 +192,7 @@ const contextFlagsHelp = `The configuration comes from --key or --random-key, --
 as for vrss rss set.`
 
 func contextAdd(args []string, stdout io.Writer) error {
-	fs := newFlagSet("rss context add", "TAP [--id N] [--key HEX | --random-key] [--types LIST] [--queues A-B | --equal N | --table LIST | --weights LIST] [--size N] [--unclassified Q]", contextAbout+`
+	fs := newFlagSet("rss context add", "TAP [--id N] [--key HEX | --random-key] [--types LIST] [--queues A-B | --equal N | --table LIST | --weights LIST] [--size N] [--unclassified Q] [--netns PATH]", contextAbout+`
 
 Add an RSS context to a TAP and print its id (the lowest free one unless
 --id names one). `+contextFlagsHelp+` What is left out comes from the TAP's
@@ -219,7 +220,7 @@ every queue. A context no rule sends frames to steers nothing. Examples:
 		return err
 	}
 	name := pos[0]
-	c, ctx, queues, done, err := dialTAP(*cf.socket, name)
+	c, ctx, queues, done, err := dialTAP(*cf.socket, *cf.netns, name)
 	if err != nil {
 		return err
 	}
@@ -243,9 +244,11 @@ every queue. A context no rule sends frames to steers nothing. Examples:
 	return nil
 }
 
-// dialTAP dials vrssd at socket, as dial does, and reads TAP name's number
-// of queues. done closes the connection and cancels ctx.
-func dialTAP(socket, name string) (c *client.Client, ctx context.Context, queues int, done func(), err error) {
+// dialTAP dials vrssd at socket, as dial does, and reads the number of
+// queues of TAP name in the network namespace netns (empty for vrssd's
+// own), whose view it returns. done closes the connection and cancels
+// ctx.
+func dialTAP(socket, netns, name string) (n *client.Netns, ctx context.Context, queues int, done func(), err error) {
 	c, ctx, cancel, err := dial(socket)
 	if err != nil {
 		return nil, nil, 0, nil, err
@@ -254,12 +257,12 @@ func dialTAP(socket, name string) (c *client.Client, ctx context.Context, queues
 		c.Close()
 		cancel()
 	}
-	queues, err = tapQueues(ctx, c, "", name)
+	queues, err = tapQueues(ctx, c, netns, name)
 	if err != nil {
 		done()
 		return nil, nil, 0, nil, err
 	}
-	return c, ctx, queues, done, nil
+	return c.Netns(netns), ctx, queues, done, nil
 }
 
 // contextID reads a context id argument.
@@ -272,7 +275,7 @@ func contextID(s, verb string) (uint16, error) {
 }
 
 func contextSet(args []string, stdout io.Writer) error {
-	fs := newFlagSet("rss context set", "TAP ID [--key HEX | --random-key] [--types LIST] [--queues A-B | --equal N | --table LIST | --weights LIST] [--size N] [--unclassified Q]", contextAbout+`
+	fs := newFlagSet("rss context set", "TAP ID [--key HEX | --random-key] [--types LIST] [--queues A-B | --equal N | --table LIST | --weights LIST] [--size N] [--unclassified Q] [--netns PATH]", contextAbout+`
 
 Change RSS context ID. `+contextFlagsHelp+` What is left out is kept from
 the context's current configuration. Example:
@@ -296,7 +299,7 @@ the context's current configuration. Example:
 		return err
 	}
 	name := pos[0]
-	c, ctx, queues, done, err := dialTAP(*cf.socket, name)
+	c, ctx, queues, done, err := dialTAP(*cf.socket, *cf.netns, name)
 	if err != nil {
 		return err
 	}
@@ -320,7 +323,7 @@ the context's current configuration. Example:
 }
 
 func contextDel(args []string, stdout io.Writer) error {
-	fs := newFlagSet("rss context del", "TAP ID", contextAbout+`
+	fs := newFlagSet("rss context del", "TAP ID [--netns PATH]", contextAbout+`
 
 Delete RSS context ID. A context a rule sends frames to is refused: delete
 the rule first (vrss flow del). Example:
@@ -328,7 +331,7 @@ the rule first (vrss flow del). Example:
     vrss rss context del vm0 1
 
 `+flowsNote)
-	socket := fs.String("socket", "", socketHelp)
+	socket, netns := fs.String("socket", "", socketHelp), fs.String("netns", "", netnsHelp)
 	pos, err := fs.parse(args, stdout)
 	if err != nil {
 		return err
@@ -346,7 +349,7 @@ the rule first (vrss flow del). Example:
 	}
 	defer cancel()
 	defer c.Close()
-	if err := c.RSSContextDel(ctx, pos[0], id); err != nil {
+	if err := c.Netns(*netns).RSSContextDel(ctx, pos[0], id); err != nil {
 		return flowDaemonError(err)
 	}
 	fmt.Fprintf(stdout, "%s: RSS context %d deleted\n", pos[0], id)
@@ -354,7 +357,7 @@ the rule first (vrss flow del). Example:
 }
 
 func contextShow(args []string, stdout io.Writer) error {
-	fs := newFlagSet("rss context show", "TAP [ID] [--json]", contextAbout+`
+	fs := newFlagSet("rss context show", "TAP [ID] [--json] [--netns PATH]", contextAbout+`
 
 Show a TAP's RSS contexts (or context ID): each one's indirection table as
 ethtool -x prints it, key and hash types, the rules that send frames to it
@@ -364,7 +367,7 @@ ethtool -x prints it, key and hash types, the rules that send frames to it
 
 `+flowsNote)
 	asJSON := fs.Bool("json", false, "print JSON")
-	socket := fs.String("socket", "", socketHelp)
+	socket, netns := fs.String("socket", "", socketHelp), fs.String("netns", "", netnsHelp)
 	pos, err := fs.parse(args, stdout)
 	if err != nil {
 		return err
@@ -384,7 +387,7 @@ ethtool -x prints it, key and hash types, the rules that send frames to it
 	}
 	defer cancel()
 	defer c.Close()
-	l, err := c.RSSContexts(ctx, pos[0], id)
+	l, err := c.Netns(*netns).RSSContexts(ctx, pos[0], id)
 	if err != nil {
 		return flowDaemonError(err)
 	}

@@ -12,7 +12,7 @@ import (
 	"github.com/vrss-dev/vrss/flow"
 )
 
-const flowUsage = "flow (add TAP WORDS... | del TAP ID | list TAP [--json])"
+const flowUsage = "flow (add TAP WORDS... | del TAP ID | list TAP [--json]) [--netns PATH]"
 
 func runFlow(args []string, stdout, stderr io.Writer) int {
 	return report(stderr, "flow", subcommand("flow", map[string]func([]string, io.Writer) error{
@@ -24,7 +24,8 @@ func runFlow(args []string, stdout, stderr io.Writer) int {
 
 // flowsNote says which TAPs take flow rules, for every flow command's help.
 const flowsNote = `Only a TAP created with --flows (vrss tap create NAME --queues N --flows)
-takes flow rules and RSS contexts; vrssd refuses them on another.`
+takes flow rules and RSS contexts; vrssd refuses them on another. A TAP in
+another network namespace (vrss tap create --netns) is named with --netns.`
 
 // splitFlags separates the flags a command knows (valued: those that take
 // a value) from its other arguments, which may look like flags: a rule's
@@ -52,7 +53,7 @@ func splitFlags(args []string, valued, bools []string) (flags, pos []string) {
 }
 
 func flowAdd(args []string, stdout io.Writer) error {
-	fs := newFlagSet("flow add", "TAP [flow-type T] [FIELD VALUE[/MASK]]... (action Q | action drop | context N) [prio N] [loc ID] [group G [group-prio P]]", `
+	fs := newFlagSet("flow add", "TAP [flow-type T] [FIELD VALUE[/MASK]]... (action Q | action drop | context N) [prio N] [loc ID] [group G [group-prio P]] [--netns PATH]", `
 Add a flow rule to a TAP: frames it matches go to a queue, to an RSS
 context, or nowhere (dropped before they reach any queue, counted), before
 RSS sees them; the rest follow the TAP's RSS configuration. The words are
@@ -74,8 +75,8 @@ Examples:
     vrss flow add vm0 flow-type udp4 src-ip 10.0.0.0/8 dst-port 53 action drop
     vrss flow add vm0 flow-type tcp6 dst-port 443 context 1 prio 10
     vrss flow add vm0 flow-type ether dst ff:ff:ff:ff:ff:ff action 0 loc 100`)
-	socket := fs.String("socket", "", socketHelp)
-	flags, words := splitFlags(args, []string{"socket"}, nil)
+	socket, netns := fs.String("socket", "", socketHelp), fs.String("netns", "", netnsHelp)
+	flags, words := splitFlags(args, []string{"socket", "netns"}, nil)
 	pos, err := fs.parse(flags, stdout)
 	if err != nil {
 		return err
@@ -95,7 +96,7 @@ Examples:
 	}
 	defer cancel()
 	defer c.Close()
-	r, err := c.FlowAdd(ctx, name, w.Rule, !w.HasLoc, w.GroupPrio)
+	r, err := c.Netns(*netns).FlowAdd(ctx, name, w.Rule, !w.HasLoc, w.GroupPrio)
 	if err != nil {
 		return flowDaemonError(err)
 	}
@@ -114,7 +115,7 @@ func flowDaemonError(err error) error {
 }
 
 func flowDel(args []string, stdout io.Writer) error {
-	fs := newFlagSet("flow del", "TAP ID", `
+	fs := newFlagSet("flow del", "TAP ID [--netns PATH]", `
 Delete the rule with id ID (as 'vrss flow list' shows it; ethtool -N's
 delete). A host group left without rules goes with it. Rules of the guest's
 groups (its VMM's virtio flow filters) are the guest's to remove. Example:
@@ -122,7 +123,7 @@ groups (its VMM's virtio flow filters) are the guest's to remove. Example:
     vrss flow del vm0 3
 
 `+flowsNote)
-	socket := fs.String("socket", "", socketHelp)
+	socket, netns := fs.String("socket", "", socketHelp), fs.String("netns", "", netnsHelp)
 	pos, err := fs.parse(args, stdout)
 	if err != nil {
 		return err
@@ -140,7 +141,7 @@ groups (its VMM's virtio flow filters) are the guest's to remove. Example:
 	}
 	defer cancel()
 	defer c.Close()
-	if err := c.FlowDel(ctx, pos[0], uint32(id)); err != nil {
+	if err := c.Netns(*netns).FlowDel(ctx, pos[0], uint32(id)); err != nil {
 		return flowDaemonError(err)
 	}
 	fmt.Fprintf(stdout, "%s: deleted rule %d\n", pos[0], id)
@@ -148,7 +149,7 @@ groups (its VMM's virtio flow filters) are the guest's to remove. Example:
 }
 
 func flowList(args []string, stdout io.Writer) error {
-	fs := newFlagSet("flow list", "TAP [--json]", `
+	fs := newFlagSet("flow list", "TAP [--json] [--netns PATH]", `
 List a TAP's flow rules in the order they are tried, with the frames each
 took (HITS), and the frames drop rules dropped. GROUP is the rule's group:
 host groups are the operator's (vrss flow add), the others the guest's. MATCH
@@ -160,7 +161,7 @@ read from vrssd page by page. Example:
 
 `+flowsNote)
 	asJSON := fs.Bool("json", false, "print JSON: every rule with its match as value and mask (hex), group, priority, action and hits")
-	socket := fs.String("socket", "", socketHelp)
+	socket, netns := fs.String("socket", "", socketHelp), fs.String("netns", "", netnsHelp)
 	pos, err := fs.parse(args, stdout)
 	if err != nil {
 		return err
@@ -174,7 +175,7 @@ read from vrssd page by page. Example:
 	}
 	defer cancel()
 	defer c.Close()
-	l, err := c.FlowList(ctx, pos[0])
+	l, err := c.Netns(*netns).FlowList(ctx, pos[0])
 	if err != nil {
 		return flowDaemonError(err)
 	}

@@ -12,6 +12,7 @@ import (
 
 	"github.com/vrss-dev/vrss/agent/api"
 	"github.com/vrss-dev/vrss/flow"
+	"github.com/vrss-dev/vrss/internal/netnstest"
 	"github.com/vrss-dev/vrss/rss"
 )
 
@@ -132,13 +133,17 @@ func TestFlowHelpAndInput(t *testing.T) {
 		want []string
 	}{
 		{[]string{"flow", "add", "-h"}, []string{"usage: vrss flow add TAP", "flow-type T", "m MASK", "action drop", "10,000 rules", "vrss flow add vm0 flow-type tcp4 dst-port 5001 action 1", "--flows"}},
-		{[]string{"flow", "list", "--help"}, []string{"usage: vrss flow list TAP [--json]", "HITS"}},
-		{[]string{"flow", "del", "-h"}, []string{"usage: vrss flow del TAP ID"}},
+		{[]string{"flow", "list", "--help"}, []string{"usage: vrss flow list TAP [--json] [--netns PATH]", "HITS", "-netns PATH"}},
+		{[]string{"flow", "del", "-h"}, []string{"usage: vrss flow del TAP ID [--netns PATH]", "-netns PATH"}},
+		{[]string{"flow", "add", "-h"}, []string{"[--netns PATH]", "-netns PATH"}},
 		{[]string{"flow", "-h"}, []string{"usage: vrss flow (add", "usage: vrss flow del"}},
 		{[]string{"rss", "context", "add", "-h"}, []string{"usage: vrss rss context add TAP", "--queues A-B", "at most 8", "vrss rss context add vm0 --queues 2-3"}},
-		{[]string{"rss", "context", "show", "-h"}, []string{"usage: vrss rss context show TAP [ID] [--json]"}},
+		{[]string{"rss", "context", "show", "-h"}, []string{"usage: vrss rss context show TAP [ID] [--json] [--netns PATH]", "-netns PATH"}},
+		{[]string{"rss", "context", "add", "-h"}, []string{"[--netns PATH]", "-netns PATH"}},
+		{[]string{"rss", "context", "set", "-h"}, []string{"[--netns PATH]", "-netns PATH"}},
+		{[]string{"rss", "context", "del", "-h"}, []string{"usage: vrss rss context del TAP ID [--netns PATH]", "-netns PATH"}},
 		{[]string{"rss", "-h"}, []string{"usage: vrss rss context add"}},
-		{[]string{"tap", "create", "-h"}, []string{"--flows", "about 1 MB"}},
+		{[]string{"tap", "create", "-h"}, []string{"--flows", "about 1 MB", "--flows --netns /var/run/netns/pod2"}},
 		{[]string{"stats", "-h"}, []string{"drop", "RSS context"}},
 	} {
 		code, out, errOut := vrss(t, tc.args...)
@@ -257,5 +262,58 @@ func TestFlowCommands(t *testing.T) {
 	if out := ok("rss", "context", "show", "fl0"); out != "fl0: no RSS contexts\n" {
 		t.Errorf("context show after del: %q", out)
 	}
+	ok("tap", "delete", "fl0")
+}
+
+// The flow and context commands with --netns: TAPs of one name with flows
+// in vrssd's namespace and in a named one keep rules and contexts of their
+// own, each reached by its path.
+func TestFlowCommandsNetns(t *testing.T) {
+	sock := startDaemon(t)
+	pod := netnstest.Named(t)
+	ok, fails := daemonCLI(t, sock)
+	ok("tap", "create", "fl0", "--queues", "4", "--flows")
+	if out := ok("tap", "create", "fl0", "--queues", "4", "--flows", "--netns", pod); !strings.Contains(out, "flow rules and RSS contexts") || !strings.Contains(out, "in network namespace "+pod) {
+		t.Errorf("create --flows --netns: %q", out)
+	}
+	ok("flow", "add", "fl0", "flow-type", "tcp4", "dst-port", "5001", "action", "1")
+	if out := ok("rss", "context", "add", "fl0", "--queues", "2-3", "--netns", pod); out != "fl0: RSS context 1\n" {
+		t.Errorf("context add --netns: %q", out)
+	}
+	ok("flow", "add", "--netns", pod, "fl0", "flow-type", "udp4", "dst-port", "5002", "context", "1")
+	ok("flow", "add", "fl0", "flow-type", "tcp4", "dst-port", "80", "action", "drop", "--netns", pod)
+	var own, inPod api.FlowList
+	if err := json.Unmarshal([]byte(ok("flow", "list", "fl0", "--json")), &own); err != nil || len(own.Rules) != 1 || own.Rules[0].Match != "ether-type 0x0800 proto 6 dst-port 5001" {
+		t.Errorf("flow list in vrssd's namespace: %+v, %v", own, err)
+	}
+	if err := json.Unmarshal([]byte(ok("flow", "list", "fl0", "--json", "--netns", pod)), &inPod); err != nil || len(inPod.Rules) != 2 || inPod.Rules[0].Action != "context 1" || inPod.Rules[1].Action != "drop" {
+		t.Errorf("flow list --netns: %+v, %v", inPod, err)
+	}
+	if out := ok("flow", "list", "fl0", "--netns", pod); !strings.Contains(out, "fl0: 2 rules, 0 frames dropped\n") || !strings.Contains(out, "dst-port 80") || strings.Contains(out, "5001") {
+		t.Errorf("flow list --netns:\n%s", out)
+	}
+	ok("rss", "context", "set", "fl0", "1", "--queues", "3", "--netns", pod)
+	if out := ok("rss", "context", "show", "fl0", "1", "--netns", pod); !strings.Contains(out, "RSS context 1 of fl0, used by rule 0\n") || !strings.Contains(out, "    0:      3     3") {
+		t.Errorf("context show --netns:\n%s", out)
+	}
+	if out := ok("rss", "context", "show", "fl0"); out != "fl0: no RSS contexts\n" {
+		t.Errorf("context show in vrssd's namespace: %q", out)
+	}
+	fails(1, "not_found", "flow", "list", "fl0", "--netns", "/var/run/netns/none")
+	fails(2, "is the action of rules [0]", "rss", "context", "del", "fl0", "1", "--netns", pod)
+	if out := ok("flow", "del", "fl0", "0", "--netns", pod); out != "fl0: deleted rule 0\n" {
+		t.Errorf("flow del --netns: %q", out)
+	}
+	ok("rss", "context", "del", "fl0", "1", "--netns", pod)
+	if out := ok("flow", "list", "fl0"); !strings.Contains(out, "fl0: 1 rule") {
+		t.Errorf("vrssd's own fl0 after the namespace's changes:\n%s", out)
+	}
+	// The guest's raw virtio commands reach the namespace's TAP too.
+	var vr api.VirtioCtrlResult
+	if err := json.Unmarshal([]byte(ok("virtio", "ctrl", "fl0", "9", "0", "--json", "--netns", pod)), &vr); err != nil || vr.Ack != 0 || len(vr.Reply) == 0 {
+		t.Errorf("virtio ctrl CAP_GET --netns: %+v, %v", vr, err)
+	}
+	ok("virtio", "reset", "fl0", "--netns", pod)
+	ok("tap", "delete", "fl0", "--netns", pod)
 	ok("tap", "delete", "fl0")
 }

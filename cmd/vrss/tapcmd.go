@@ -89,12 +89,15 @@ without flows: to change, delete it and create it again. Example:
     vrss flow add vm0 flow-type tcp4 dst-port 22 action 0
 
 With --netns the TAP is made inside that network namespace (a pod's, as the
-CNI plugin vrss-cni asks): only root and vrssd's admins may, and not with
---flows. Name the namespace again (--netns) to reach the TAP with tap
-delete, attach and detach, rss set and show, and stats; vrssd deletes the
-TAP itself once the path no longer names that namespace. Example:
+CNI plugin vrss-cni asks): only root and vrssd's admins may, with --flows
+or without (the filter is attached in that namespace). Name the namespace
+again (--netns) to reach the TAP with tap delete, attach and detach, rss
+set and show, rss context, flow, port and stats; vrssd deletes the TAP
+itself once the path no longer names that namespace. Examples:
 
-    vrss tap create tap0 --queues 4 --owner 107 --group 107 --netns /var/run/netns/pod1`)
+    vrss tap create tap0 --queues 4 --owner 107 --group 107 --netns /var/run/netns/pod1
+    vrss tap create tap0 --queues 4 --flows --netns /var/run/netns/pod2
+    vrss flow add tap0 flow-type tcp4 dst-port 22 action 0 --netns /var/run/netns/pod2`)
 	queues := fs.Int("queues", 0, fmt.Sprintf("number of queues, 1 to %d (required): not the kernel's %d, because\n"+
 		"'open' hands the VMM every queue fd and the configuration map in one SCM_RIGHTS\n"+
 		"message, which carries at most %d fds", api.MaxQueues, tap.MaxQueues, api.MaxFDs))

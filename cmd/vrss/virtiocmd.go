@@ -11,7 +11,7 @@ import (
 	"github.com/vrss-dev/vrss/virtio"
 )
 
-const virtioUsage = "virtio (ctrl TAP CLASS CMD [HEX]... | admin TAP HEX... | reset TAP) [--json]"
+const virtioUsage = "virtio (ctrl TAP CLASS CMD [HEX]... | admin TAP HEX... | reset TAP) [--json] [--netns PATH]"
 
 func runVirtio(args []string, stdout, stderr io.Writer) int {
 	return report(stderr, "virtio", subcommand("virtio", map[string]func([]string, io.Writer) error{
@@ -65,7 +65,7 @@ func parseByte(what, s string) (uint8, error) {
 var errRefused = errors.New("the device refused the command")
 
 func virtioCtrl(args []string, stdout io.Writer) error {
-	fs := newFlagSet("virtio ctrl", "TAP CLASS CMD [HEX]... [--json]", `
+	fs := newFlagSet("virtio ctrl", "TAP CLASS CMD [HEX]... [--json] [--netns PATH]", `
 Send one control queue command of the guest: CLASS and CMD from its header
 (decimal, or hex with 0x), HEX its command-specific data (hex digits, which
 may be split into arguments and separated by spaces or colons). vrssd takes
@@ -82,7 +82,7 @@ Examples:
     vrss virtio ctrl vm0 9 0
     vrss virtio ctrl vm0 9 3 0100`)
 	asJSON := fs.Bool("json", false, "print JSON: ack, reply (hex) and, for a refusal, message")
-	socket := fs.String("socket", "", socketHelp)
+	socket, netns := fs.String("socket", "", socketHelp), fs.String("netns", "", netnsHelp)
 	pos, err := fs.parse(args, stdout)
 	if err != nil {
 		return err
@@ -108,7 +108,7 @@ Examples:
 	}
 	defer cancel()
 	defer c.Close()
-	r, err := c.VirtioCtrl(ctx, pos[0], class, cmd, payload)
+	r, err := c.Netns(*netns).VirtioCtrl(ctx, pos[0], class, cmd, payload)
 	if err != nil {
 		return daemonError(err)
 	}
@@ -157,7 +157,7 @@ func nameOr(names map[uint16]string, v uint16) string {
 }
 
 func virtioAdmin(args []string, stdout io.Writer) error {
-	fs := newFlagSet("virtio admin", "TAP HEX... [--json]", `
+	fs := newFlagSet("virtio admin", "TAP HEX... [--json] [--netns PATH]", `
 Send one admin queue command of the guest: HEX is the device-readable part
 of struct virtio_admin_cmd (le16 opcode, le16 group_type, 12 reserved
 bytes, le64 group_member_id, then the command's data) in hex digits, which
@@ -173,7 +173,7 @@ Examples (LIST_QUERY; LIST_USE of every opcode vrss supports):
     vrss virtio admin vm0 0000 0000 000000000000000000000000 0000000000000000
     vrss virtio admin vm0 0100 0000 000000000000000000000000 0000000000000000 833f000000000000`)
 	asJSON := fs.Bool("json", false, "print JSON: result (hex), status, qualifier and, for a failure, message")
-	socket := fs.String("socket", "", socketHelp)
+	socket, netns := fs.String("socket", "", socketHelp), fs.String("netns", "", netnsHelp)
 	pos, err := fs.parse(args, stdout)
 	if err != nil {
 		return err
@@ -191,7 +191,7 @@ Examples (LIST_QUERY; LIST_USE of every opcode vrss supports):
 	}
 	defer cancel()
 	defer c.Close()
-	r, err := c.VirtioAdmin(ctx, pos[0], command)
+	r, err := c.Netns(*netns).VirtioAdmin(ctx, pos[0], command)
 	if err != nil {
 		return daemonError(err)
 	}
@@ -214,7 +214,7 @@ Examples (LIST_QUERY; LIST_USE of every opcode vrss supports):
 }
 
 func virtioReset(args []string, stdout io.Writer) error {
-	fs := newFlagSet("virtio reset", "TAP", `
+	fs := newFlagSet("virtio reset", "TAP [--netns PATH]", `
 Tell vrssd that the guest reset its virtio device, as a VMM does: the
 guest's RSS contexts, flow filter capabilities and objects are gone, and the
 TAP is steered by the host's rules and contexts alone (its default RSS
@@ -225,7 +225,7 @@ configuration stays: vrss rss set changes it).
 Example:
 
     vrss virtio reset vm0`)
-	socket := fs.String("socket", "", socketHelp)
+	socket, netns := fs.String("socket", "", socketHelp), fs.String("netns", "", netnsHelp)
 	pos, err := fs.parse(args, stdout)
 	if err != nil {
 		return err
@@ -239,7 +239,7 @@ Example:
 	}
 	defer cancel()
 	defer c.Close()
-	if err := c.VirtioReset(ctx, pos[0]); err != nil {
+	if err := c.Netns(*netns).VirtioReset(ctx, pos[0]); err != nil {
 		return daemonError(err)
 	}
 	fmt.Fprintf(stdout, "%s: the guest's virtio device was reset\n", pos[0])
