@@ -185,15 +185,14 @@ func readFlows(stateDir string, r *tapState) (*api.FlowSet, error) {
 // writeFlows replaces d's flows file atomically with fs, or removes it
 // for nil.
 func writeFlows(stateDir string, d *device, fs *api.FlowSet) error {
-	path := flowsPath(stateDir, d.key())
-	if fs == nil {
-		return writeFlowsFile(path, nil)
+	var b []byte // nil removes the file
+	if fs != nil {
+		var err error
+		if b, err = json.Marshal(flowsFile{Name: d.name, Netns: d.netnsPath(), FlowSet: *fs}); err != nil {
+			return err
+		}
 	}
-	b, err := json.Marshal(flowsFile{Name: d.name, Netns: d.netnsPath(), FlowSet: *fs})
-	if err != nil {
-		return err
-	}
-	return writeFlowsFile(path, b)
+	return writeFlowsFile(flowsPath(stateDir, d.key()), b)
 }
 
 // writeFlowsFile replaces path, a file of the flows directory, atomically
