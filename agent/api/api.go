@@ -176,8 +176,8 @@ type CreateArgs struct {
 	// Netns, when set, is the path of the network namespace to create
 	// the TAP in (/var/run/netns/NAME, /proc/PID/ns/net), as a CNI
 	// plugin asks for a pod's TAP; empty is vrssd's own namespace.
-	// Only root and the admins may create in a namespace, and not with
-	// Flows. vrssd keeps the namespace open while it manages the TAP, and
+	// Only root and the admins may create in a namespace, with Flows or
+	// without (the filter is attached in that namespace). vrssd keeps the namespace open while it manages the TAP, and
 	// forgets (and deletes) the TAP once the path no longer names that
 	// namespace.
 	Netns string `json:"netns,omitempty"`
