@@ -6,31 +6,27 @@ import (
 	"github.com/vrss-dev/vrss/internal/privtest"
 )
 
-// TestMeasureXDPNs runs the xdp_ns benchmark briefly: both figures exist,
-// and the policy costs more than the floor, in the medians and in the
-// median of the rounds' ratios.
-func TestMeasureXDPNs(t *testing.T) {
+// TestMeasure runs the xdp_ns and afxdp_ns benchmarks briefly: each
+// figure exists, and the program (the policy; the policy with the XSKMAP
+// redirect) costs more than the floor, in the medians and in the median
+// of the rounds' ratios.
+func TestMeasure(t *testing.T) {
 	privtest.Require(t, "bpf")
-	r, err := MeasureXDPNs(5, 100_000)
+	x, err := MeasureXDPNs(5, 100_000)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if r.Floor <= 0 || r.Policy <= r.Floor || r.PolicyOverFloor <= 1 {
-		t.Fatalf("floor %v ns, policy %v ns, policy / floor %v", r.Floor, r.Policy, r.PolicyOverFloor)
-	}
-	t.Logf("xdp_ns: floor %.0f ns, policy %.0f ns (%.2fx, the median of the rounds' ratios)", r.Floor, r.Policy, r.PolicyOverFloor)
-}
-
-// TestMeasureAFXDPNs runs the afxdp_ns benchmark briefly: both figures
-// exist, and the policy with the XSKMAP redirect costs more than the floor.
-func TestMeasureAFXDPNs(t *testing.T) {
-	privtest.Require(t, "bpf")
-	r, err := MeasureAFXDPNs(5, 100_000)
+	a, err := MeasureAFXDPNs(5, 100_000)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if r.Floor <= 0 || r.Redirect <= r.Floor || r.RedirectOverFloor <= 1 {
-		t.Fatalf("floor %v ns, redirect %v ns, redirect / floor %v", r.Floor, r.Redirect, r.RedirectOverFloor)
+	for _, r := range []struct {
+		name, prog           string
+		floor, ns, overFloor float64
+	}{{"xdp_ns", "policy", x.Floor, x.Policy, x.PolicyOverFloor}, {"afxdp_ns", "redirect", a.Floor, a.Redirect, a.RedirectOverFloor}} {
+		if r.floor <= 0 || r.ns <= r.floor || r.overFloor <= 1 {
+			t.Errorf("%s: floor %v ns, %s %v ns, %s / floor %v", r.name, r.floor, r.prog, r.ns, r.prog, r.overFloor)
+		}
+		t.Logf("%s: floor %.0f ns, %s %.0f ns (%.2fx, the median of the rounds' ratios)", r.name, r.floor, r.prog, r.ns, r.overFloor)
 	}
-	t.Logf("afxdp_ns: floor %.0f ns, redirect %.0f ns (%.2fx, the median of the rounds' ratios)", r.Floor, r.Redirect, r.RedirectOverFloor)
 }

@@ -157,13 +157,7 @@ func TestDifferential(t *testing.T) {
 	if mism > 0 {
 		t.Fatalf("%d of %d frames judged differently", mism, ran)
 	}
-	c, err := p.Counters()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if c.Reasons != ref.Reasons || c.Rules != ref.Rules {
-		t.Fatalf("counters:\nprogram   %v %v\nreference %v %v", c.Reasons, c.Rules, ref.Reasons, ref.Rules)
-	}
+	c := countersAgree(t, p, ref)
 	if c.OtherQueue != uint64(other) || c.XSKRedirected != uint64(redirected) || c.Redirected != 0 {
 		t.Fatalf("counters: %d of other queues (want %d), %d redirected to AF_XDP sockets (want %d), %d to an uplink (want 0)", c.OtherQueue, other, c.XSKRedirected, redirected, c.Redirected)
 	}

@@ -86,6 +86,31 @@ func uplinkVeth(t *testing.T, p *Program, name string) (int, func()) {
 	return peer.Attrs().Index, func() { pl.Close(); pass.Close() }
 }
 
+// noExtra fails t for each frame got still counts once every expected
+// arrival was taken off.
+func noExtra(t *testing.T, got map[string]int) {
+	t.Helper()
+	for k, n := range got {
+		if n > 0 {
+			t.Errorf("%d unexpected arrivals of %x", n, k)
+		}
+	}
+}
+
+// countersAgree reads p's counters, fails t unless their per-reason and
+// per-rule counts are ref's, and returns them.
+func countersAgree(t *testing.T, p *Program, ref port.Counters) Counters {
+	t.Helper()
+	c, err := p.Counters()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Reasons != ref.Reasons || c.Rules != ref.Rules {
+		t.Errorf("counters\nprogram   %v %v\nreference %v %v", c.Reasons, c.Rules, ref.Reasons, ref.Rules)
+	}
+	return c
+}
+
 // tapFrames draws frames for pol that tun takes (an Ethernet header at
 // least), with the reference's judgement of each.
 func tapFrames(f *port.Filter, n int) ([][]byte, []port.Result) {
@@ -176,18 +201,8 @@ func TestTAP(t *testing.T) {
 					}
 					got[k]--
 				}
-				for k, n := range got {
-					if n > 0 {
-						t.Errorf("%d unexpected arrivals of %x", n, k)
-					}
-				}
-				cs, err := p.Counters()
-				if err != nil {
-					t.Fatal(err)
-				}
-				if cs.Reasons != ref.Reasons || cs.Rules != ref.Rules {
-					t.Errorf("counters\nprogram   %v %v\nreference %v %v", cs.Reasons, cs.Rules, ref.Reasons, ref.Rules)
-				}
+				noExtra(t, got)
+				cs := countersAgree(t, p, ref)
 				if c.uplink && cs.Redirected != ref.Passed() {
 					t.Errorf("%d frames redirected, the reference passed %d", cs.Redirected, ref.Passed())
 				}

@@ -175,17 +175,9 @@ func TestXSKVeth(t *testing.T) {
 			}
 			got[k]--
 		}
-		for k, n := range got {
-			if n > 0 {
-				t.Errorf("%d unexpected arrivals of %x", n, k)
-			}
-		}
-		c, err := p.Counters()
-		if err != nil {
-			t.Fatal(err)
-		}
-		if c.Reasons != ref.Reasons || c.Rules != ref.Rules || c.OtherQueue != uint64(other) || c.XSKRedirected != 0 {
-			t.Fatalf("counters\nprogram   %v %v, %d of other queues, %d redirected\nreference %v %v, %d of other queues", c.Reasons, c.Rules, c.OtherQueue, c.XSKRedirected, ref.Reasons, ref.Rules, other)
+		noExtra(t, got)
+		if c := countersAgree(t, p, ref); c.OtherQueue != uint64(other) || c.XSKRedirected != 0 {
+			t.Fatalf("%d frames of other queues counted (want %d), %d redirected (want 0)", c.OtherQueue, other, c.XSKRedirected)
 		}
 		t.Logf("%d frames sent over 4 queues: %d of queues 0 and 3 reached the stack unjudged; of queues 1-2, %d passed and reached the stack (no socket), %d dropped and counted", len(frames), other, passed, ref.Dropped())
 
