@@ -1,8 +1,11 @@
 package portxdp
 
 import (
+	"errors"
 	"math/rand/v2"
 	"net/netip"
+	"os"
+	"path/filepath"
 	"testing"
 	"time"
 
@@ -275,4 +278,57 @@ func TestXSKVeth(t *testing.T) {
 		}
 		t.Logf("with a socket bound to queue 2: it received the %d allowed frames of queue 2 of %d sent there, none on the stack; the %d of queue 0 reached the stack", len(q2), len(q2all), len(q0))
 	})
+}
+
+// TestPinXSKs pins a program of an AF_XDP port and loads the pins as
+// another process would (vrssd after a restart): a socket put in the
+// pinned XSKMAP is the one the program redirects to, the policy and its
+// queue range are the published ones, and Unpin removes port_xsks with
+// the rest.
+func TestPinXSKs(t *testing.T) {
+	privtest.Require(t, "root")
+	privtest.Require(t, "bpf")
+	dir, err := os.MkdirTemp("/sys/fs/bpf", "vrss-portxdp-test-")
+	if err != nil {
+		t.Skipf("no bpf filesystem to pin in: %v", err)
+	}
+	defer os.RemoveAll(dir)
+	p := loaded(t, false)
+	if err := p.PublishXSK(BenchPolicy(), Queues{Start: 0, Count: 1}); err != nil {
+		t.Fatal(err)
+	}
+	if err := p.Pin(dir); err != nil {
+		t.Fatal(err)
+	}
+	q, err := LoadPinned(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer q.Close()
+	if g := q.Generation(); g != 1 {
+		t.Errorf("the pins' generation is %d, want 1", g)
+	}
+	f := BenchFrame()
+	for _, step := range []struct {
+		name   string
+		do     func() error
+		action uint32
+	}{
+		{"no socket", func() error { return nil }, 2},
+		{"a socket put through the pins", func() error { xskSocket(t, q, 0); return nil }, 4},
+		{"the socket cleared through the pins", func() error { return q.ClearSocket(0) }, 2},
+	} {
+		if err := step.do(); err != nil {
+			t.Fatal(err)
+		}
+		if act, err := q.Run(f); err != nil || act != step.action {
+			t.Errorf("%s: action %d (%v), want %d", step.name, act, err, step.action)
+		}
+	}
+	if err := Unpin(dir); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(filepath.Join(dir, PinXSKs)); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("%s after Unpin: %v", PinXSKs, err)
+	}
 }
