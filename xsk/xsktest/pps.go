@@ -123,7 +123,7 @@ func newPPSBench() (_ *ppsBench, err error) {
 	if err != nil {
 		return nil, err
 	}
-	b.xsk, err = xsk.Setup(fd, xsk.Options{Frames: 2048, FrameSize: 2048, FillSize: 2048, RxSize: 2048, Ifindex: b.pair.In.Attrs().Index, Copy: true})
+	b.xsk, err = xsk.Setup(fd, xsk.Options{Frames: 8192, FrameSize: 2048, FillSize: 8192, RxSize: 8192, Ifindex: b.pair.In.Attrs().Index, Copy: true})
 	if err != nil {
 		unix.Close(fd)
 		return nil, err
