@@ -28,14 +28,3 @@ func TestMeasurePPS(t *testing.T) {
 		t.Errorf("lost %d (AF_XDP) and %d (AF_PACKET) of %d", r.LostAFXDP, r.LostAFPacket, frames*rounds)
 	}
 }
-
-func TestMedian(t *testing.T) {
-	for _, c := range []struct {
-		in   []float64
-		want float64
-	}{{nil, 0}, {[]float64{3}, 3}, {[]float64{5, 1, 3}, 3}, {[]float64{4, 1, 3, 2}, 2.5}} {
-		if got := median(c.in); got != c.want {
-			t.Errorf("median(%v) = %v, want %v", c.in, got, c.want)
-		}
-	}
-}
