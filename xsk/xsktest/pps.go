@@ -10,6 +10,7 @@ import (
 	"unsafe"
 
 	"github.com/cilium/ebpf"
+	"github.com/cilium/ebpf/asm"
 	"golang.org/x/sys/unix"
 
 	"github.com/vrss-dev/vrss/internal/frame"
@@ -22,6 +23,7 @@ import (
 // not received, over all rounds (both should be small: a rate is counted
 // over the frames that arrived).
 type PPS struct {
+	Sender       string  `json:"sender"` // "live" or "af_packet" (PPSOptions)
 	AFPacket     float64 `json:"af_packet"`
 	AFXDP        float64 `json:"afxdp"`
 	LostAFPacket int     `json:"lost_af_packet"`
@@ -32,6 +34,14 @@ type PPS struct {
 type PPSOptions struct {
 	Frames int // per round and socket kind; 200,000 if zero
 	Rounds int // 5 if zero
+	// AFPacketSender sends with an AF_PACKET socket (sendmmsg, 256 frames
+	// a call, cycling through 1,024 flows), whose cost per frame (an skb,
+	// the transmit path, veth copying it into a page for XDP) bounds both
+	// rates, instead of the default: an XDP program that
+	// BPF_PROG_TEST_RUN runs in live-frames mode, redirecting every frame
+	// into the veth (no socket, no skb: the kernel's cheapest generator,
+	// faster than either receiver), one call per round.
+	AFPacketSender bool
 }
 
 // quiet is how long a round waits for more frames before it counts the
@@ -39,14 +49,16 @@ type PPSOptions struct {
 const quiet = 200 * time.Millisecond
 
 // MeasurePPS measures, in a new network namespace, the rate at which
-// 64-byte UDP frames from 1,024 flows, sent into one end of a one-queue
-// veth pair by an AF_PACKET socket, are received on the other end by an
-// AF_XDP socket set up with package xsk (copy mode; the redirect program
+// 64-byte UDP frames, sent into one end of a one-queue veth pair by the
+// live-frames generator (or an AF_PACKET socket: PPSOptions), are
+// received on the other end by an AF_XDP socket set up with package xsk (copy mode; the redirect program
 // attached in driver mode) and by an AF_PACKET socket reading batches
 // with recvmmsg. The program stays attached for both, so veth delivers
 // alike (in NAPI); the AF_PACKET rounds take the socket out of the
 // XSKMAP, so the program passes every frame to the stack. Rounds of the
-// two alternate, which one goes first alternating too. It needs root.
+// two alternate, which one goes first alternating too. A receiver slower
+// than the sender loses frames (the veth's ring or the socket's fills):
+// the rate counts those received, up to the last. It needs root.
 func MeasurePPS(o PPSOptions) (PPS, error) {
 	if o.Frames <= 0 {
 		o.Frames = 200_000
@@ -54,9 +66,12 @@ func MeasurePPS(o PPSOptions) (PPS, error) {
 	if o.Rounds <= 0 {
 		o.Rounds = 5
 	}
-	var res PPS
+	res := PPS{Sender: "live"}
+	if o.AFPacketSender {
+		res.Sender = "af_packet"
+	}
 	err := netnstest.Do(func() error {
-		b, err := newPPSBench()
+		b, err := newPPSBench(!o.AFPacketSender)
 		if err != nil {
 			return err
 		}
@@ -92,6 +107,7 @@ type ppsBench struct {
 	xsk    *xsk.Socket
 	packet int
 	frames [][]byte
+	live   *ebpf.Program // the live-frames sender, if used
 	// The AF_PACKET socket's recvmmsg buffers.
 	bufs [pktBatch][2048]byte
 	iov  [pktBatch]unix.Iovec
@@ -101,7 +117,7 @@ type ppsBench struct {
 // pktBatch is how many frames one recvmmsg takes at most.
 const pktBatch = 64
 
-func newPPSBench() (_ *ppsBench, err error) {
+func newPPSBench(live bool) (_ *ppsBench, err error) {
 	b := &ppsBench{packet: -1}
 	defer func() {
 		if err != nil {
@@ -138,6 +154,19 @@ func newPPSBench() (_ *ppsBench, err error) {
 	if err := unix.SetsockoptInt(b.packet, unix.SOL_SOCKET, unix.SO_RCVBUFFORCE, 64<<20); err != nil {
 		return nil, fmt.Errorf("xsktest: SO_RCVBUFFORCE: %w", err)
 	}
+	if live {
+		if b.live, err = ebpf.NewProgram(&ebpf.ProgramSpec{
+			Name: "xsk_live_send", Type: ebpf.XDP, License: "GPL",
+			Instructions: asm.Instructions{
+				asm.Mov.Imm(asm.R1, int32(b.pair.Out.Attrs().Index)),
+				asm.Mov.Imm(asm.R2, 0),
+				asm.FnRedirect.Call(), // bpf_redirect(Out, 0): out of Out, into In
+				asm.Return(),
+			},
+		}); err != nil {
+			return nil, fmt.Errorf("xsktest: load the live-frames sender: %w", err)
+		}
+	}
 	for i := range b.hdr {
 		b.iov[i].Base = &b.bufs[i][0]
 		b.iov[i].SetLen(len(b.bufs[i]))
@@ -153,6 +182,9 @@ func newPPSBench() (_ *ppsBench, err error) {
 }
 
 func (b *ppsBench) close() {
+	if b.live != nil {
+		b.live.Close()
+	}
 	if b.xsk != nil {
 		b.xsk.Close()
 	}
@@ -168,8 +200,9 @@ func (b *ppsBench) close() {
 }
 
 // round sends n frames and receives them on the AF_XDP socket (afxdp) or
-// the AF_PACKET socket, and returns the rate from the first send to the
-// last arrival, and how many arrived.
+// the AF_PACKET socket, and returns the rate from the first arrival to
+// the last (a test run's setup and teardown stay out of it), and how many
+// arrived.
 func (b *ppsBench) round(afxdp bool, n int) (float64, int, error) {
 	if afxdp {
 		if err := b.pair.Redirect.Put(0, b.xsk.Fd()); err != nil {
@@ -183,12 +216,11 @@ func (b *ppsBench) round(afxdp bool, n int) (float64, int, error) {
 		recv = b.xskBatch
 	}
 	type result struct {
-		got  int
-		last time.Time
-		err  error
+		got         int
+		first, last time.Time
+		err         error
 	}
 	done := make(chan result, 1)
-	start := time.Now()
 	go func() {
 		var r result
 		r.last = time.Now()
@@ -199,12 +231,49 @@ func (b *ppsBench) round(afxdp bool, n int) (float64, int, error) {
 				break
 			}
 			if k > 0 {
+				if r.got == 0 {
+					r.first = time.Now()
+				}
 				r.got += k
 				r.last = time.Now()
 			}
 		}
 		done <- r
 	}()
+	if err := b.sendAll(n); err != nil {
+		<-done
+		return 0, 0, err
+	}
+	r := <-done
+	if r.err != nil {
+		return 0, 0, r.err
+	}
+	// Frames still coming (a live run the kernel restarted after a
+	// signal sends some again) must not count in the next round.
+	for {
+		if k, err := recv(); k == 0 || err != nil {
+			break
+		}
+	}
+	got := min(r.got, n)
+	if got < 2 || !r.last.After(r.first) {
+		return 0, got, fmt.Errorf("xsktest: %d of %d frames received: too few for a rate", got, n)
+	}
+	return float64(got) / r.last.Sub(r.first).Seconds(), got, nil
+}
+
+// sendAll sends n frames: with the live-frames program in one call (on
+// this thread, which is in the benchmark's namespace: the test run
+// resolves the redirect's ifindex in the caller's), or with the AF_PACKET
+// sender in batches, cycling through b.frames.
+func (b *ppsBench) sendAll(n int) error {
+	if b.live != nil {
+		_, err := b.live.Run(&ebpf.RunOptions{Data: b.frames[0], Repeat: uint32(n), Flags: unix.BPF_F_TEST_XDP_LIVE_FRAMES})
+		if err != nil {
+			return fmt.Errorf("xsktest: live frames: %w", err)
+		}
+		return nil
+	}
 	for sent := 0; sent < n; {
 		k := min(n-sent, 256)
 		batch := make([][]byte, k)
@@ -212,17 +281,11 @@ func (b *ppsBench) round(afxdp bool, n int) (float64, int, error) {
 			batch[i] = b.frames[(sent+i)%len(b.frames)]
 		}
 		if err := b.send.Send(0, batch); err != nil {
-			<-done
-			return 0, 0, err
+			return err
 		}
 		sent += k
 	}
-	r := <-done
-	if r.err != nil {
-		return 0, 0, r.err
-	}
-	got := min(r.got, n)
-	return float64(got) / r.last.Sub(start).Seconds(), got, nil
+	return nil
 }
 
 // xskBatch receives what the AF_XDP socket has, waiting up to 10 ms.
