@@ -52,6 +52,11 @@ Measure what vrss steering costs, all in one run (needs root):
     rounds alternate, in a new network namespace; and the policy program's
     cost per TCPv4 frame next to an XDP program that only passes
     (xdp_ns: floor, policy);
+  - AF_XDP (issue 16): the policy program with its XSKMAP redirect next to
+    the XDP floor (afxdp_ns: floor, redirect), and the frames per second an
+    AF_XDP socket (package xsk) and an AF_PACKET socket receive of the same
+    traffic on a veth, sent by the kernel's live-frames generator, faster
+    than either (afxdp_pps: af_packet, afxdp, and the frames each lost);
   - the kernel memory a TAP's maps take: the configuration map of each
     build, and the flow build's per-CPU rule counters;
   - the Go engine's cost per frame on the same frames;
@@ -228,6 +233,11 @@ func writeBenchText(w io.Writer, r bench.Result) {
 	}
 	fmt.Fprintf(w, "  %-27s %10.1f ns\n  %-27s %10.1f ns\n", "XDP floor (XDP_PASS)", r.XDPNs.Floor, "port-security program", r.XDPNs.Policy)
 
+	fmt.Fprintf(w, "\nAF_XDP: a one-queue veth, %d rounds\n", p.PortRounds)
+	fmt.Fprintf(w, "  %-27s %10.0f frames/s   lost %d\n", "AF_PACKET socket receives", r.AFXDPPPS.AFPacket, r.AFXDPPPS.LostAFPacket)
+	fmt.Fprintf(w, "  %-27s %10.0f frames/s   lost %d\n", "AF_XDP socket receives", r.AFXDPPPS.AFXDP, r.AFXDPPPS.LostAFXDP)
+	fmt.Fprintf(w, "  %-27s %10.1f ns\n  %-27s %10.1f ns\n", "XDP floor (XDP_PASS)", r.AFXDPNs.Floor, "policy + XSKMAP redirect", r.AFXDPNs.Redirect)
+
 	m := r.MapBytes
 	fmt.Fprintf(w, "\nmemory per TAP: configuration map %d bytes (plain), %d bytes (flows)", m.Plain, m.Flows)
 	if m.PossibleCPUs > 0 {
@@ -261,6 +271,8 @@ func writeBenchText(w io.Writer, r bench.Result) {
 	line("port vrss / nftables", x(r.Ratios.PortVRSSOverNftables), fmt.Sprintf(">= %gx", bench.TargetPortOverNftables), r.TargetsMet.PortVRSSOverNftables, "")
 	line("port vrss / bridge", x(r.Ratios.PortVRSSOverBridge), fmt.Sprintf(">= %gx", bench.TargetPortOverBridge), r.TargetsMet.PortVRSSOverBridge, "")
 	line("xdp policy / floor", x(r.Ratios.XDPPolicyOverFloor), fmt.Sprintf("<= %gx", bench.TargetXDPPolicyOverFloor), r.TargetsMet.XDPPolicyOverFloor, "")
+	line("afxdp redirect / floor", x(r.Ratios.AFXDPRedirectOverFloor), fmt.Sprintf("<= %gx", bench.TargetAFXDPRedirectOverFloor), r.TargetsMet.AFXDPRedirectOverFloor, "")
+	line("afxdp / af_packet received", x(r.Ratios.AFXDPOverAFPacket), fmt.Sprintf(">= %gx", bench.TargetAFXDPOverAFPacket), r.TargetsMet.AFXDPOverAFPacket, "")
 	fmt.Fprintf(w, "goal\n")
 	for _, k := range bench.FirstReadKinds {
 		v := r.OverReadFloor["vrss"][k]

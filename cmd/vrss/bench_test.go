@@ -152,6 +152,10 @@ func checkBenchJSON(t *testing.T, got map[string]any, withQEMU bool) {
 	object("xdp_ns", got["xdp_ns"], []string{"floor", "policy"}, positive)
 	object("ratios", got["ratios"], []string{"port_vrss_over_nftables", "port_vrss_over_bridge", "xdp_policy_over_floor"}, positive)
 	object("targets_met", got["targets_met"], []string{"port_vrss_over_nftables", "port_vrss_over_bridge", "xdp_policy_over_floor"}, boolean)
+	object("afxdp_ns", got["afxdp_ns"], []string{"floor", "redirect", "redirect_over_floor"}, positive)
+	object("afxdp_pps", got["afxdp_pps"], []string{"af_packet", "afxdp"}, positive)
+	object("ratios", got["ratios"], []string{"afxdp_redirect_over_floor", "afxdp_over_af_packet"}, positive)
+	object("targets_met", got["targets_met"], []string{"afxdp_redirect_over_floor", "afxdp_over_af_packet"}, boolean)
 	object("params", got["params"], []string{"repeat", "rounds", "tap_pairs", "tap_frames", "port_rounds"}, positive)
 }
 
@@ -165,7 +169,8 @@ func TestBenchText(t *testing.T) {
 		"above the read floor, ns", "bit-serial / vrss", "no program", "frames/s", "lost 0", "per pair",
 		"flow rules, TCPv4, ns", "plain program (no rules)", "flow build: none", "flow build: exact_10000", "flow build: masks_16x100",
 		"flow build: context", "memory per TAP: configuration map",
-		"port security:", "bridge + nftables", "vrss XDP + redirect", "port-security program"} {
+		"port security:", "bridge + nftables", "vrss XDP + redirect", "port-security program",
+		"AF_XDP socket receives", "policy + XSKMAP redirect"} {
 		if !strings.Contains(out, want) {
 			t.Errorf("output lacks %q:\n%s", want, out)
 		}
@@ -178,7 +183,8 @@ func TestBenchText(t *testing.T) {
 	marked := regexp.MustCompile(`want [<>]= \S+( ns)? +(ok|MISSED)( |$)`)
 	want := []string{"vrss tcpv4 / floor", "bit-serial / vrss above floor tcpv4", "bit-serial / vrss above floor udpv6", "TAP vrss / no program",
 		"flows none / plain", "flows exact_10000 / none", "flows exact_10000 vs exact_10",
-		"port vrss / nftables", "port vrss / bridge", "xdp policy / floor"}
+		"port vrss / nftables", "port vrss / bridge", "xdp policy / floor",
+		"afxdp redirect / floor", "afxdp / af_packet received"}
 	lines := strings.Split(strings.TrimSpace(targets), "\n")
 	if len(lines) != len(want) {
 		t.Fatalf("want %d target lines, got %d:\n%s", len(want), len(lines), out)

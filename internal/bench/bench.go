@@ -27,6 +27,7 @@ import (
 	"github.com/vrss-dev/vrss/portxdp"
 	"github.com/vrss-dev/vrss/rss"
 	"github.com/vrss-dev/vrss/steering"
+	"github.com/vrss-dev/vrss/xsk/xsktest"
 )
 
 // Frame kinds, the keys of the per-kind figures.
@@ -188,6 +189,12 @@ type Result struct {
 	// XDPNs is the port-security program's cost per TCPv4 frame next to
 	// an XDP program that only passes (portxdp.XDPNs).
 	XDPNs portxdp.XDPNs `json:"xdp_ns"`
+	// AFXDPNs is the policy program with its XSKMAP redirect (an AF_XDP
+	// port) next to the XDP floor (issue 16).
+	AFXDPNs portxdp.AFXDPNs `json:"afxdp_ns"`
+	// AFXDPPPS is the rate at which an AF_XDP socket (package xsk) and an
+	// AF_PACKET socket receive the same traffic on veth.
+	AFXDPPPS xsktest.PPS `json:"afxdp_pps"`
 	// MapBytes is the kernel memory a TAP's maps take.
 	MapBytes MapBytes `json:"map_bytes"`
 	// Ratios compare the figures the targets are about.
@@ -250,6 +257,9 @@ type Ratios struct {
 	PortVRSSOverNftables float64 `json:"port_vrss_over_nftables"`
 	PortVRSSOverBridge   float64 `json:"port_vrss_over_bridge"`
 	XDPPolicyOverFloor   float64 `json:"xdp_policy_over_floor"`
+	// AF_XDP's: the redirect over the floor, AF_XDP's rate over AF_PACKET's.
+	AFXDPRedirectOverFloor float64 `json:"afxdp_redirect_over_floor"`
+	AFXDPOverAFPacket      float64 `json:"afxdp_over_af_packet"`
 }
 
 // Targets says which ratios meet their targets: BitSerialOverVRSSExcess
@@ -272,6 +282,9 @@ type Targets struct {
 	PortVRSSOverNftables bool `json:"port_vrss_over_nftables"`
 	PortVRSSOverBridge   bool `json:"port_vrss_over_bridge"`
 	XDPPolicyOverFloor   bool `json:"xdp_policy_over_floor"`
+	// AF_XDP's: TargetAFXDPRedirectOverFloor and TargetAFXDPOverAFPacket.
+	AFXDPRedirectOverFloor bool `json:"afxdp_redirect_over_floor"`
+	AFXDPOverAFPacket      bool `json:"afxdp_over_af_packet"`
 }
 
 // Params records how the figures were measured.
@@ -337,6 +350,9 @@ func Run(o Options) (Result, error) {
 	if err := measurePort(&r, o); err != nil {
 		return Result{}, needsRoot(err)
 	}
+	if err := measureAFXDP(&r, o); err != nil {
+		return Result{}, needsRoot(err)
+	}
 	r.evaluate()
 	r.round()
 	return r, nil
@@ -399,6 +415,10 @@ func (r *Result) evaluate() {
 	r.TargetsMet.PortVRSSOverNftables = r.Ratios.PortVRSSOverNftables >= TargetPortOverNftables
 	r.TargetsMet.PortVRSSOverBridge = r.Ratios.PortVRSSOverBridge >= TargetPortOverBridge
 	r.TargetsMet.XDPPolicyOverFloor = r.Ratios.XDPPolicyOverFloor > 0 && r.Ratios.XDPPolicyOverFloor <= TargetXDPPolicyOverFloor
+	r.Ratios.AFXDPRedirectOverFloor = r.AFXDPNs.RedirectOverFloor
+	r.Ratios.AFXDPOverAFPacket = ratio(r.AFXDPPPS.AFXDP, r.AFXDPPPS.AFPacket)
+	r.TargetsMet.AFXDPRedirectOverFloor = r.Ratios.AFXDPRedirectOverFloor > 0 && r.Ratios.AFXDPRedirectOverFloor <= TargetAFXDPRedirectOverFloor
+	r.TargetsMet.AFXDPOverAFPacket = r.Ratios.AFXDPOverAFPacket >= TargetAFXDPOverAFPacket
 }
 
 // evaluateRules fills in the flow build's ratios and targets: from the
@@ -461,6 +481,10 @@ func (r *Result) round() {
 	r.Ratios.PortVRSSOverBridge = to(r.Ratios.PortVRSSOverBridge, 1000)
 	r.Ratios.XDPPolicyOverFloor = to(r.Ratios.XDPPolicyOverFloor, 1000)
 	r.XDPNs.PolicyOverFloor = to(r.XDPNs.PolicyOverFloor, 1000)
+	r.AFXDPNs.RedirectOverFloor = to(r.AFXDPNs.RedirectOverFloor, 1000)
+	r.AFXDPPPS.AFXDP, r.AFXDPPPS.AFPacket = to(r.AFXDPPPS.AFXDP, 1), to(r.AFXDPPPS.AFPacket, 1)
+	r.Ratios.AFXDPRedirectOverFloor = to(r.Ratios.AFXDPRedirectOverFloor, 1000)
+	r.Ratios.AFXDPOverAFPacket = to(r.Ratios.AFXDPOverAFPacket, 1000)
 	for i, x := range r.TAPPairs {
 		r.TAPPairs[i] = to(x, 1000)
 	}

@@ -22,6 +22,7 @@ import (
 	"github.com/vrss-dev/vrss/port"
 	"github.com/vrss-dev/vrss/portxdp"
 	"github.com/vrss-dev/vrss/tap"
+	"github.com/vrss-dev/vrss/xsk/xsktest"
 )
 
 // The port benchmark's modes: how a guest's frames get from its TAP to the
@@ -58,6 +59,34 @@ const (
 	TargetPortOverBridge     = 1.0
 	TargetXDPPolicyOverFloor = 2.0
 )
+
+// Issue 16's targets: the policy program with the XSKMAP redirect at most
+// TargetAFXDPRedirectOverFloor times the XDP floor; an AF_XDP socket
+// receiving at least TargetAFXDPOverAFPacket times the frames per second
+// an AF_PACKET socket receives of the same traffic.
+const (
+	TargetAFXDPRedirectOverFloor = 2.0
+	TargetAFXDPOverAFPacket      = 2.0
+)
+
+// measureAFXDP fills in the AF_XDP figures: the policy program with its
+// XSKMAP redirect next to an XDP floor (portxdp.MeasureAFXDPNs), and the
+// receive rates of an AF_XDP and an AF_PACKET socket on veth
+// (xsktest.MeasurePPS, with the live-frames sender, faster than either
+// receiver, so that the receivers are what is measured).
+func measureAFXDP(r *Result, o Options) error {
+	x, err := portxdp.MeasureAFXDPNs(o.Rounds, o.Repeat)
+	if err != nil {
+		return err
+	}
+	r.AFXDPNs = x
+	pps, err := xsktest.MeasurePPS(xsktest.PPSOptions{Frames: o.Frames, Rounds: o.PortRounds})
+	if err != nil {
+		return err
+	}
+	r.AFXDPPPS = pps
+	return nil
+}
 
 // measurePort fills in the port benchmark's figures: the rates of the
 // three modes (MeasurePort) and the policy program's cost per frame next
