@@ -562,7 +562,7 @@ func helperMain(action string) int {
 	res := helperResult{}
 	err := func() error {
 		switch action {
-		case "call", "open", "vmm", "qemuvmm", "flowowner", "calls":
+		case "call", "open", "vmm", "qemuvmm", "flowowner", "calls", "afxdpvmm":
 		case "hold":
 			os.Exit(holdHelper(ctx, a))
 		case "flood":
@@ -608,6 +608,9 @@ func helperMain(action string) int {
 		}
 		if action == "qemuvmm" {
 			return qemuVMMHelper(ctx, c, a, &res)
+		}
+		if action == "afxdpvmm" {
+			return afxdpVMMHelper(ctx, c, a, &res)
 		}
 		if action == "flowowner" {
 			return flowOwnerHelper(ctx, c, a, &res)

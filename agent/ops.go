@@ -54,6 +54,12 @@ var handlers = map[api.Op]handler{
 	api.OpPortShow:  (*Server).portShow,
 	api.OpPortStats: (*Server).portStats,
 	api.OpPortClear: (*Server).portClear,
+
+	api.OpAFXDPCreate: (*Server).afxdpCreate,
+	api.OpAFXDPDelete: (*Server).afxdpDelete,
+	api.OpAFXDPList:   (*Server).afxdpList,
+	api.OpAFXDPShow:   (*Server).afxdpShow,
+	api.OpAFXDPOpen:   (*Server).afxdpOpen,
 }
 
 // defaultVnetHdrLen is virtio_net_hdr_v1, what a VMM with
@@ -239,6 +245,12 @@ func (s *Server) quotaLocked(p *peer, uid, queues int) error {
 			taps, qs = taps+1, qs+r.Queues
 		}
 	}
+	// An AF_XDP port counts as a TAP of its queues.
+	for _, a := range s.afxdp {
+		if a.rec.OwnerUID == uid {
+			taps, qs = taps+1, qs+a.rec.Queues
+		}
+	}
 	if max := s.opts.Policy.maxTAPsPerUID(); taps >= max {
 		return api.Errorf(api.CodeDenied, "uid %d owns %d TAPs under vrssd, the most one user may (max_taps_per_uid in vrssd's configuration file)", uid, taps)
 	}
@@ -256,6 +268,9 @@ func (s *Server) nameFreeLocked(taps kernel.TAPs, key, name string) error {
 	}
 	if _, ok := s.creating[key]; ok {
 		return api.Errorf(api.CodeExists, "TAP %s is being created", name)
+	}
+	if _, ok := s.afxdp[key]; ok {
+		return api.Errorf(api.CodeExists, "%s is an AF_XDP port under vrssd", name)
 	}
 	_, err := tuntapByName(taps, name)
 	var ae *api.Error

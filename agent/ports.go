@@ -332,6 +332,9 @@ func (s *Server) portCheckSetLocked(p *peer, a *api.PortSetArgs) (*device, int, 
 }
 
 func (s *Server) portSet(p *peer, raw json.RawMessage, _ []*fd.FD) (any, []*fd.FD, error) {
+	if res, ok, err := s.afxdpPortOp(p, api.OpPortSet, raw); ok {
+		return res, nil, err
+	}
 	var a api.PortSetArgs
 	if err := api.DecodeArgs(raw, &a); err != nil {
 		return nil, nil, err
@@ -389,6 +392,9 @@ func portInfo(d *device) *api.PortInfo {
 }
 
 func (s *Server) portShow(p *peer, raw json.RawMessage, _ []*fd.FD) (any, []*fd.FD, error) {
+	if res, ok, err := s.afxdpPortOp(p, api.OpPortShow, raw); ok {
+		return res, nil, err
+	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	d, err := s.namedLocked(p, raw)
@@ -399,6 +405,9 @@ func (s *Server) portShow(p *peer, raw json.RawMessage, _ []*fd.FD) (any, []*fd.
 }
 
 func (s *Server) portStats(p *peer, raw json.RawMessage, _ []*fd.FD) (any, []*fd.FD, error) {
+	if res, ok, err := s.afxdpPortOp(p, api.OpPortStats, raw); ok {
+		return res, nil, err
+	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	d, err := s.namedLocked(p, raw)
@@ -423,6 +432,9 @@ func (s *Server) portStats(p *peer, raw json.RawMessage, _ []*fd.FD) (any, []*fd
 }
 
 func (s *Server) portClear(p *peer, raw json.RawMessage, _ []*fd.FD) (any, []*fd.FD, error) {
+	if res, ok, err := s.afxdpPortOp(p, api.OpPortClear, raw); ok {
+		return res, nil, err
+	}
 	var a api.NameArgs
 	if err := api.DecodeArgs(raw, &a); err != nil {
 		return nil, nil, err

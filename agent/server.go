@@ -89,6 +89,8 @@ type Server struct {
 	// creating are the creates in progress, recorded in state.json
 	// before the device is made (see tapState.Creating).
 	creating map[string]tapState
+	// afxdp are the AF_XDP ports, keyed as taps are (afxdp.go).
+	afxdp map[string]*afxdpPort
 	// qemuMu serialises QEMU runs and writes to the qemu-ebpf cache.
 	qemuMu sync.Mutex
 
@@ -161,7 +163,7 @@ func New(o Options) (*Server, error) {
 	}
 	s := &Server{
 		opts: o, log: o.Logger,
-		taps: map[string]*device{}, creating: map[string]tapState{},
+		taps: map[string]*device{}, creating: map[string]tapState{}, afxdp: map[string]*afxdpPort{},
 		conns: map[*net.UnixConn]int{}, byUID: map[int]int{},
 		done:   make(chan struct{}),
 		limits: newUserLimits(o.Policy.requestRate(), o.Logger),
@@ -451,6 +453,9 @@ func (s *Server) releaseAll() {
 	for _, d := range s.taps {
 		d.release()
 	}
+	for _, a := range s.afxdp {
+		a.close()
+	}
 }
 
 // session is one connection's state.
@@ -657,6 +662,9 @@ func (s *Server) restore() error {
 			s.log.Error("TAP needs attention", "tap", d.name, "problem", d.problem)
 		}
 		s.log.Info("re-adopted", "tap", d.name, "queues", d.queues, "held_elsewhere", d.elsewhere(), "steering", d.steering)
+	}
+	if err := s.restoreAFXDPLocked(); err != nil {
+		return err
 	}
 	return s.saveLocked()
 }

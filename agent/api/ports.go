@@ -60,6 +60,11 @@ type PortStats struct {
 	Dropped      uint64 `json:"dropped"`
 	Redirected   uint64 `json:"redirected"`
 	Unconfigured uint64 `json:"unconfigured"`
+	// XSKRedirected counts, on an AF_XDP port, the passed frames sent to
+	// the socket of their queue; OtherQueue the frames of the device's
+	// other queues, passed to the stack unjudged.
+	XSKRedirected uint64 `json:"xsk_redirected,omitempty"`
+	OtherQueue    uint64 `json:"other_queue,omitempty"`
 	// Reasons counts frames by port.Reason.
 	Reasons PortReasons `json:"reasons"`
 	// Rules counts the frames each ACL rule decided, in policy order.

@@ -1,0 +1,354 @@
+package agent_test
+
+import (
+	"bufio"
+	"context"
+	"encoding/binary"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/cilium/ebpf/link"
+	"github.com/vishvananda/netlink"
+
+	"github.com/vrss-dev/vrss/agent/api"
+	"github.com/vrss-dev/vrss/agent/client"
+	"github.com/vrss-dev/vrss/internal/frame"
+	"github.com/vrss-dev/vrss/internal/inject"
+	"github.com/vrss-dev/vrss/port"
+	"github.com/vrss-dev/vrss/xsk"
+	"github.com/vrss-dev/vrss/xsk/xsktest"
+)
+
+// afxdpFrame is a UDP frame from the guest address the test's policy
+// allows, told apart by its source port: queue*1000+seq.
+func afxdpFrame(queue, seq int, src string) []byte {
+	return frame.Build(frame.Spec{Src: netip.MustParseAddr(src), Dst: netip.MustParseAddr("10.9.0.254"), Proto: 17, SrcPort: uint16(queue*1000 + seq), DstPort: 7, Payload: 16})
+}
+
+// afxdpTag reads the source port back.
+func afxdpTag(f []byte) int {
+	if len(f) < 14+20+2 {
+		return -1
+	}
+	return int(binary.BigEndian.Uint16(f[34:36]))
+}
+
+// TestAFXDPPort: root creates an AF_XDP port on queues 1-2 of a veth with
+// 4 queues for uid 4242 and sets its port policy; uid 4242, with no
+// capabilities, opens it, sets the sockets up with package xsk and
+// receives every allowed frame on the socket of its queue, across a
+// SIGKILL and restart of vrssd; denied frames are counted by reason, the
+// frames of queues 0 and 3 reach the stack, another uid finds nothing, and
+// delete leaves no XDP program and no pins.
+func TestAFXDPPort(t *testing.T) {
+	const owner, other = 4242, 4343
+	d := newDaemon(t, "")
+	ctx := context.Background()
+	var pair *xsktest.Pair
+	var snd *xsktest.Sender
+	var capture *inject.Capture
+	d.inNS(func() {
+		var err error
+		if pair, err = xsktest.NewPair("xv", 4, false); err != nil {
+			t.Fatal(err)
+		}
+		if snd, err = pair.NewSender(4); err != nil {
+			t.Fatal(err)
+		}
+		capture = openFrameCapture(t, "xvin")
+	})
+	t.Cleanup(func() {
+		d.inNS(func() {
+			snd.Close()
+			pair.Close()
+		})
+	})
+	c := d.dial()
+	defer c.Close()
+	create := api.AFXDPCreateArgs{Name: "xp0", Dev: "xvin", QueueStart: 1, Queues: 2, OwnerUID: ptr(owner), OwnerGID: ptr(owner)}
+
+	// The pair's own redirect program is on xvin: refused, and nothing
+	// left behind.
+	_, err := c.AFXDPCreate(ctx, create)
+	wantCode(t, err, api.CodeBusy)
+	d.inNS(func() { detachXDP(t, pair) })
+	for _, bad := range []api.AFXDPCreateArgs{
+		{Name: "xp0", Dev: "nosuch0", QueueStart: 1, Queues: 2},
+		{Name: "xp0", Dev: "xvin", QueueStart: 3, Queues: 2},
+	} {
+		if _, err := c.AFXDPCreate(ctx, bad); err == nil {
+			t.Fatalf("create %+v: no error", bad)
+		}
+	}
+	// uid 4242 may not create (the configuration lets no one but root).
+	if r := d.asUser(owner, "call", helperArgs{Op: api.OpAFXDPCreate, Args: mustJSON(create)}); r.Error == nil || r.Error.Code != api.CodeDenied {
+		t.Fatalf("create as uid %d: %+v", owner, r)
+	}
+	info, err := c.AFXDPCreate(ctx, create)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !info.Attached || info.Policy || info.OwnerUID != owner {
+		t.Fatalf("created: %+v", info)
+	}
+	pol := port.Policy{
+		MACs:    []port.MAC{{0x52, 0x54, 0, 0xab, 0xcd, 0xef}},
+		IPv4:    []netip.Prefix{netip.MustParsePrefix("10.9.0.1/32")},
+		Default: port.Allow,
+	}
+	if _, err := c.PortSet(ctx, "xp0", pol); err != nil {
+		t.Fatal(err)
+	}
+	// An uplink makes no sense on an AF_XDP port.
+	withUplink := pol
+	withUplink.Uplink = "xvout"
+	_, err = c.PortSet(ctx, "xp0", withUplink)
+	wantCode(t, err, api.CodeInvalidConfig)
+
+	cmd := execHelper("afxdpvmm", helperArgs{Socket: d.socket, Args: mustJSON(api.NameArgs{Name: "xp0"})})
+	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: owner, Gid: owner}}
+	stdin, err := cmd.StdinPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd.Stderr = os.Stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer cmd.Wait()
+	out := bufio.NewReader(stdout)
+	if line, err := out.ReadString('\n'); err != nil || line != "READY\n" {
+		rest, _ := io.ReadAll(out)
+		t.Fatalf("afxdp helper: %q %s, %v", line, rest, err)
+	}
+
+	const perQueue = 50
+	want := map[int]int{} // tag → queue it must arrive on, for the VMM
+	stack := map[int]bool{}
+	sent := 0
+	send := func(round int) {
+		d.inNS(func() {
+			for q := range 4 {
+				var fs [][]byte
+				for i := range perQueue {
+					seq := round*perQueue + i
+					f := afxdpFrame(q, seq, "10.9.0.1")
+					fs = append(fs, f)
+					if q == 1 || q == 2 {
+						want[afxdpTag(f)] = q
+					} else {
+						stack[afxdpTag(f)] = true
+					}
+				}
+				if q == 1 || q == 2 {
+					// Denied: a spoofed source MAC, and a source
+					// address not the guest's.
+					spoof := afxdpFrame(q, 900+round, "10.9.0.1")
+					spoof[11] ^= 1
+					fs = append(fs, spoof, afxdpFrame(q, 950+round, "10.9.0.2"))
+				}
+				sent += len(fs)
+				if err := snd.Send(q, fs); err != nil {
+					t.Fatal(err)
+				}
+			}
+		})
+	}
+	send(0)
+	time.Sleep(300 * time.Millisecond)
+	d.kill()
+	send(1) // vrssd is down: the pinned program and XSKMAP go on
+	d.start()
+	c2 := d.dial()
+	defer c2.Close()
+	send(2)
+	if show, err := c2.AFXDPShow(ctx, "xp0"); err != nil || !show.Attached || !show.Policy {
+		t.Fatalf("after the restart: %+v, %v", show, err)
+	}
+	time.Sleep(300 * time.Millisecond)
+	stdin.Close()
+	var r helperResult
+	if err := json.NewDecoder(out).Decode(&r); err != nil {
+		t.Fatal(err)
+	}
+	if r.Error != nil || r.Fail != "" {
+		t.Fatalf("afxdp helper: %+v", r)
+	}
+	var got struct{ Sockets [][]int }
+	if err := json.Unmarshal(r.Result, &got); err != nil {
+		t.Fatal(err)
+	}
+	received := 0
+	for i, tags := range got.Sockets {
+		for _, tag := range tags {
+			q, ok := want[tag]
+			switch {
+			case !ok:
+				t.Errorf("socket %d: a frame that should not have come: tag %d", i, tag)
+			case q != 1+i:
+				t.Errorf("socket of queue %d: a frame sent on queue %d (tag %d)", 1+i, q, tag)
+			default:
+				delete(want, tag)
+				received++
+			}
+		}
+	}
+	if len(want) != 0 {
+		t.Errorf("%d allowed frames never reached uid %d's sockets", len(want), owner)
+	}
+	t.Logf("uid %d received %d of %d allowed frames, each on its queue's socket (%d sent in all, vrssd SIGKILLed and restarted between rounds)", owner, received, 6*perQueue, sent)
+
+	// The stack saw the frames of queues 0 and 3, and none of the port's.
+	for f := range capture.Drain() {
+		tag := afxdpTag([]byte(f))
+		if tag < 0 {
+			continue // not one of the test's
+		}
+		if stack[tag] {
+			delete(stack, tag)
+		} else {
+			t.Errorf("the stack saw a frame of the port's queues: tag %d", tag)
+		}
+	}
+	if len(stack) != 0 {
+		t.Errorf("%d frames of queues 0 and 3 never reached the stack", len(stack))
+	}
+
+	st, err := c2.PortStats(ctx, "xp0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The counters are the pinned map's: the round sent while vrssd was
+	// down is counted too.
+	if st.Reasons[port.SrcMAC] != 6 || st.Reasons[port.SrcIPv4] != 6 || st.Reasons[port.DefaultAllow] != 6*perQueue {
+		t.Errorf("reasons: src_mac %d, src_ipv4 %d, default_allow %d; want 6, 6, %d", st.Reasons[port.SrcMAC], st.Reasons[port.SrcIPv4], st.Reasons[port.DefaultAllow], 6*perQueue)
+	}
+	if st.XSKRedirected != 6*perQueue || st.OtherQueue < 6*perQueue {
+		t.Errorf("xsk_redirected %d, other_queue %d; want %d and at least %d", st.XSKRedirected, st.OtherQueue, 6*perQueue, 6*perQueue)
+	}
+	t.Logf("port stats: %+v", st)
+
+	// Another uid finds nothing.
+	for _, op := range []api.Op{api.OpAFXDPOpen, api.OpAFXDPShow, api.OpAFXDPDelete, api.OpPortStats, api.OpPortShow} {
+		wantHidden(t, string(op)+" by another uid", d.asUser(other, "call", helperArgs{Op: op, Args: mustJSON(api.NameArgs{Name: "xp0"})}))
+	}
+	if r := d.asUser(other, "call", helperArgs{Op: api.OpAFXDPList}); r.Error != nil || string(r.Result) != `{"ports":[]}` {
+		t.Fatalf("list by another uid: %+v (%s)", r, r.Result)
+	}
+	// The owner may read the policy, not set it.
+	if r := d.asUser(owner, "call", helperArgs{Op: api.OpPortSet, Args: mustJSON(api.PortSetArgs{Name: "xp0", Policy: pol})}); r.Error == nil || r.Error.Code != api.CodeDenied {
+		t.Fatalf("port set by the owner: %+v", r)
+	}
+
+	if err := c2.AFXDPDelete(ctx, "xp0"); err != nil {
+		t.Fatal(err)
+	}
+	d.inNS(func() {
+		l, err := netlink.LinkByName("xvin")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if x := l.Attrs().Xdp; x != nil && x.Attached {
+			t.Errorf("XDP program %d still on xvin after delete", x.ProgId)
+		}
+	})
+	if _, err := os.Lstat(filepath.Join(d.bpffsDir, "afxdp", "xp0")); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("pins after delete: %v", err)
+	}
+	if _, err := os.Lstat(filepath.Join(d.stateDir, "afxdp", "xp0.json")); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("record after delete: %v", err)
+	}
+	if ports, err := c2.AFXDPList(ctx); err != nil || len(ports) != 0 {
+		t.Fatalf("list after delete: %+v, %v", ports, err)
+	}
+}
+
+// detachXDP detaches the XDP link xsktest.NewPair attached to the pair's
+// In, so that vrssd may attach its own.
+func detachXDP(t *testing.T, pair *xsktest.Pair) {
+	t.Helper()
+	pi, err := pair.Redirect.Prog.Info()
+	if err != nil {
+		t.Fatal(err)
+	}
+	want, _ := pi.ID()
+	it := new(link.Iterator)
+	defer it.Close()
+	for it.Next() {
+		l := it.Take()
+		info, err := l.Info()
+		if err == nil && info.Program == want {
+			if err := l.Detach(); err != nil {
+				t.Fatal(err)
+			}
+			l.Close()
+			return
+		}
+		l.Close()
+	}
+	t.Fatalf("no XDP link of the pair's program: %v", it.Err())
+}
+
+// afxdpVMMHelper is the unprivileged VMM: it opens the AF_XDP port, sets
+// each socket up, says READY, and receives until its standard input
+// closes (then 300 ms more), reporting the tags it got per socket.
+func afxdpVMMHelper(ctx context.Context, c *client.Client, a helperArgs, res *helperResult) error {
+	var na api.NameArgs
+	json.Unmarshal(a.Args, &na)
+	r, files, err := c.AFXDPOpen(ctx, na.Name)
+	if err != nil {
+		return err
+	}
+	var socks []*xsk.Socket
+	defer func() {
+		for _, s := range socks {
+			s.Close()
+		}
+	}()
+	for i, f := range files {
+		s, err := xsk.Setup(int(f.Fd()), xsk.Options{Frames: 256, FrameSize: 2048, FillSize: 128, CompSize: 128, RxSize: 256, Ifindex: r.Ifindex, Queue: r.Port.QueueStart + i, Copy: true})
+		if err != nil {
+			return fmt.Errorf("queue %d: %w", r.Port.QueueStart+i, err)
+		}
+		socks = append(socks, s)
+	}
+	os.Stdout.WriteString("READY\n")
+	done := make(chan struct{})
+	go func() {
+		io.Copy(io.Discard, os.Stdin)
+		close(done)
+	}()
+	got := make([][]int, len(socks))
+	var deadline time.Time
+	for {
+		for i, s := range socks {
+			if _, err := s.Receive(5*time.Millisecond, func(f []byte) { got[i] = append(got[i], afxdpTag(f)) }); err != nil {
+				return err
+			}
+		}
+		select {
+		case <-done:
+			if deadline.IsZero() {
+				deadline = time.Now().Add(300 * time.Millisecond)
+			}
+		default:
+		}
+		if !deadline.IsZero() && time.Now().After(deadline) {
+			break
+		}
+	}
+	res.Result = mustJSON(map[string]any{"sockets": got})
+	return nil
+}

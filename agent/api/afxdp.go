@@ -1,0 +1,62 @@
+package api
+
+// AF_XDP ports (issue 16): some receive queues of a device handed to a VMM
+// as AF_XDP sockets, with the port-security program (package portxdp) in
+// front of them. The port policy is set, shown and counted with the port
+// operations (OpPortSet and the rest), which find an AF_XDP port by its
+// name as they find a TAP.
+const (
+	OpAFXDPCreate Op = "afxdp_create" // AFXDPCreateArgs → AFXDPPort
+	OpAFXDPDelete Op = "afxdp_delete" // NameArgs → nothing
+	OpAFXDPList   Op = "afxdp_list"   // → AFXDPList
+	OpAFXDPShow   Op = "afxdp_show"   // NameArgs → AFXDPPort
+	OpAFXDPOpen   Op = "afxdp_open"   // NameArgs → AFXDPOpenResult + one socket per queue
+)
+
+// AFXDPCreateArgs ask for an AF_XDP port on receive queues QueueStart to
+// QueueStart+Queues-1 of the device Dev.
+type AFXDPCreateArgs struct {
+	Name       string `json:"name"`
+	Dev        string `json:"dev"`
+	QueueStart int    `json:"queue_start"`
+	Queues     int    `json:"queues"`
+	OwnerUID   *int   `json:"owner_uid,omitempty"` // default: the requesting uid
+	OwnerGID   *int   `json:"owner_gid,omitempty"` // default: the requesting gid
+	// Netns names the network namespace Dev lives in, as for CreateArgs;
+	// only root and admins may name one.
+	Netns string `json:"netns,omitempty"`
+}
+
+// AFXDPPort describes an AF_XDP port.
+type AFXDPPort struct {
+	Name       string `json:"name"`
+	Dev        string `json:"dev"`
+	Netns      string `json:"netns"`
+	QueueStart int    `json:"queue_start"`
+	Queues     int    `json:"queues"`
+	OwnerUID   int    `json:"owner_uid"`
+	OwnerGID   int    `json:"owner_gid"`
+	// Attached says the program is attached to Dev (XDP, driver mode).
+	Attached bool `json:"attached"`
+	// Policy says whether a port policy was set; until one is, every
+	// frame of the port's queues is dropped (counted as the default
+	// policy's drops) and the other queues' frames pass untouched.
+	Policy bool `json:"policy"`
+}
+
+// AFXDPList lists the AF_XDP ports the caller may use.
+type AFXDPList struct {
+	Ports []AFXDPPort `json:"ports"`
+}
+
+// AFXDPOpenResult answers afxdp_open; the sockets come with it, one per
+// queue in queue order: unbound AF_XDP sockets already in the port's
+// XSKMAP, each to be set up (UMEM, rings, bind to Dev's ifindex and its
+// queue) by the caller. Every open makes new sockets and replaces the
+// map's entries: whoever held the previous ones stops receiving.
+type AFXDPOpenResult struct {
+	Port AFXDPPort `json:"port"`
+	// Ifindex is Dev's interface index in its namespace, to bind to.
+	Ifindex int `json:"ifindex"`
+	Sockets int `json:"sockets"`
+}
