@@ -44,6 +44,7 @@ var commands = []command{
 	{"rss", "set and show a TAP's RSS configuration and RSS contexts through vrssd", runRSS},
 	{"flow", "add, delete and list a TAP's flow rules (queue, context, drop) through vrssd", runFlow},
 	{"port", "set, show and clear a TAP's port security policy (XDP) through vrssd", runPort},
+	{"afxdp", "create, delete and list AF_XDP ports: a device's queues as AF_XDP sockets for a VMM", runAFXDP},
 	{"virtio", "send a guest's raw virtio RSS context and flow filter commands to vrssd (testing)", runVirtio},
 	{"stats", "show a TAP's per-queue steering counters (--watch to follow)", runStats},
 	{"qemu", "run QEMU on a vrss-steered TAP without privileges, or print its arguments", runQEMU},

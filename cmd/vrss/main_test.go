@@ -46,7 +46,7 @@ func TestUsage(t *testing.T) {
 			}
 		}
 	}
-	wantInputError(t, "missing command, one of demo, hash, steer, tap, rss, flow, port, virtio, stats, qemu, bench")
+	wantInputError(t, "missing command, one of demo, hash, steer, tap, rss, flow, port, afxdp, virtio, stats, qemu, bench")
 	wantInputError(t, `unknown command "frobnicate"`, "frobnicate")
 	wantInputError(t, `unknown command "frobnicate"`, "help", "frobnicate")
 }
@@ -65,9 +65,10 @@ func TestCommandHelp(t *testing.T) {
 		"flow":   {"-json", "-socket"},
 		"port":   {"-mac", "-ip", "-link-local", "-acl", "-default", "-uplink", "-json", "-netns", "-socket"},
 		"virtio": {"-json", "-socket"},
+		"afxdp":  {"-dev", "-queue-start", "-queues", "-owner", "-group", "-netns", "-json", "-socket"},
 	}
 	flagsOf["qemu"] = []string{"-tap", "-id", "-mac", "-device-props", "-ebpf-rss", "-qemu-ebpf-binary", "-first-fd", "-socket"}
-	verbOf := map[string]string{"tap": "create", "rss": "set", "qemu": "args", "flow": "list", "virtio": "reset", "port": "show"}
+	verbOf := map[string]string{"tap": "create", "rss": "set", "qemu": "args", "flow": "list", "virtio": "reset", "port": "show", "afxdp": "show"}
 	for _, c := range commands {
 		want, ok := flagsOf[c.name]
 		if !ok {

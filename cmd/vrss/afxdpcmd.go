@@ -1,0 +1,195 @@
+package main
+
+import (
+	"fmt"
+	"io"
+	"text/tabwriter"
+
+	"github.com/vrss-dev/vrss/agent/api"
+)
+
+const afxdpUsage = "afxdp (create NAME --dev DEV --queue-start N --queues K [--owner UID] [--group GID] [--netns PATH] | delete NAME [--netns PATH] | show NAME [--json] [--netns PATH] | list [--json])"
+
+func runAFXDP(args []string, stdout, stderr io.Writer) int {
+	return report(stderr, "afxdp", subcommand("afxdp", map[string]func([]string, io.Writer) error{
+		"create": afxdpCreate,
+		"delete": afxdpDelete,
+		"show":   afxdpShow,
+		"list":   afxdpList,
+	}, afxdpUsage, args, stdout))
+}
+
+func afxdpCreate(args []string, stdout io.Writer) error {
+	fs := newFlagSet("afxdp create", "NAME --dev DEV --queue-start N --queues K [--owner UID] [--group GID] [--netns PATH]", `
+Ask vrssd for an AF_XDP port: receive queues N to N+K-1 of the device DEV
+(a NIC or a veth, which must have that many receive queues and carry no
+XDP program) handed to a VMM as AF_XDP sockets. vrssd attaches its
+port-security program to DEV (XDP, driver mode), puts one unbound AF_XDP
+socket per queue in the program's XSKMAP, and pins them, so that the
+sockets a VMM set up keep receiving across vrssd restarts. The owner
+(--owner, default you) gets the sockets from 'afxdp_open' (the client
+library's AFXDPOpen), sets each up and binds it to its queue.
+
+Until root or an admin sets a port policy on the port ('vrss port set NAME
+...', as on a TAP; no --uplink), every frame of the port's queues is
+dropped: the VM gets nothing it was not allowed. Frames of DEV's other
+queues are the host's: passed to the stack unjudged. On a NIC, the port's
+queues get whatever the NIC's RSS sends them, host traffic included, until
+the queues are sliced off for the VM (not done by vrssd yet). Example:
+
+    vrss afxdp create vm0x --dev eth1 --queue-start 2 --queues 2 --owner 107
+    vrss port set vm0x --mac 52:54:00:12:34:56 --ip 10.0.0.5 --default allow`)
+	dev := fs.String("dev", "", "the device whose receive queues the port takes (required)")
+	start := fs.Int("queue-start", 0, "the port's first receive queue")
+	queues := fs.Int("queues", 0, fmt.Sprintf("how many receive queues, 1 to %d (required)", api.MaxQueues))
+	owner := fs.Int("owner", 0, "owner `UID` (default: you); only root or an admin may name someone else")
+	group := fs.Int("group", 0, "owner `GID` (default: your group)")
+	netns := fs.String("netns", "", netnsHelp+"; root or admins only")
+	socket := fs.String("socket", "", socketHelp)
+	pos, err := fs.parse(args, stdout)
+	if err != nil {
+		return err
+	}
+	if len(pos) != 1 {
+		return inputErrorf("want exactly one port name (run 'vrss afxdp create -h')")
+	}
+	if *dev == "" {
+		return inputErrorf("--dev is required (run 'vrss afxdp create -h')")
+	}
+	if *start < 0 || *start > 255 {
+		return inputErrorf("--queue-start %d: want 0 to 255", *start)
+	}
+	if err := checkTapCreate(fs, *queues, *owner, *group, 12); err != nil {
+		return err
+	}
+	a := api.AFXDPCreateArgs{Name: pos[0], Dev: *dev, QueueStart: *start, Queues: *queues, Netns: *netns}
+	if fs.isSet("owner") {
+		a.OwnerUID = owner
+	}
+	if fs.isSet("group") {
+		a.OwnerGID = group
+	}
+	c, ctx, cancel, err := dial(*socket)
+	if err != nil {
+		return err
+	}
+	defer cancel()
+	defer c.Close()
+	p, err := c.AFXDPCreate(ctx, a)
+	if err != nil {
+		return daemonError(err)
+	}
+	fmt.Fprintf(stdout, "created AF_XDP port %s: %s queues %d-%d, owner %d:%d; every frame of those queues is dropped until 'vrss port set %s ...'\n",
+		p.Name, p.Dev, p.QueueStart, p.QueueStart+p.Queues-1, p.OwnerUID, p.OwnerGID, p.Name)
+	return nil
+}
+
+func afxdpDelete(args []string, stdout io.Writer) error {
+	fs := newFlagSet("afxdp delete", "NAME [--netns PATH]", `
+Detach the port's program from its device and remove its pins and record:
+the sockets its owner holds stop receiving, and the device's queues go
+back to the stack.`)
+	socket := fs.String("socket", "", socketHelp)
+	netns := fs.String("netns", "", netnsHelp)
+	pos, err := fs.parse(args, stdout)
+	if err != nil {
+		return err
+	}
+	if len(pos) != 1 {
+		return inputErrorf("want exactly one port name (run 'vrss afxdp delete -h')")
+	}
+	c, ctx, cancel, err := dial(*socket)
+	if err != nil {
+		return err
+	}
+	defer cancel()
+	defer c.Close()
+	if err := c.Netns(*netns).AFXDPDelete(ctx, pos[0]); err != nil {
+		return daemonError(err)
+	}
+	fmt.Fprintf(stdout, "deleted AF_XDP port %s\n", pos[0])
+	return nil
+}
+
+func afxdpShow(args []string, stdout io.Writer) error {
+	fs := newFlagSet("afxdp show", "NAME [--json] [--netns PATH]", `
+Show an AF_XDP port: its device and queues, owner, whether the program is
+attached and whether a port policy was set ('vrss port show NAME' shows
+the policy, 'vrss port stats NAME' its counters).`)
+	asJSON := fs.Bool("json", false, `print JSON: {"name","dev","netns","queue_start","queues","owner_uid","owner_gid","attached","policy"}`)
+	socket := fs.String("socket", "", socketHelp)
+	netns := fs.String("netns", "", netnsHelp)
+	pos, err := fs.parse(args, stdout)
+	if err != nil {
+		return err
+	}
+	if len(pos) != 1 {
+		return inputErrorf("want exactly one port name (run 'vrss afxdp show -h')")
+	}
+	c, ctx, cancel, err := dial(*socket)
+	if err != nil {
+		return err
+	}
+	defer cancel()
+	defer c.Close()
+	p, err := c.Netns(*netns).AFXDPShow(ctx, pos[0])
+	if err != nil {
+		return daemonError(err)
+	}
+	if *asJSON {
+		return writeJSON(stdout, p)
+	}
+	return printAFXDP(stdout, []api.AFXDPPort{p})
+}
+
+func afxdpList(args []string, stdout io.Writer) error {
+	fs := newFlagSet("afxdp list", "[--json]", "List the AF_XDP ports you may see (all of them for root and admins).")
+	asJSON := fs.Bool("json", false, "print JSON: a list of what 'vrss afxdp show --json' prints")
+	socket := fs.String("socket", "", socketHelp)
+	pos, err := fs.parse(args, stdout)
+	if err != nil {
+		return err
+	}
+	if err := noArgs(pos); err != nil {
+		return err
+	}
+	c, ctx, cancel, err := dial(*socket)
+	if err != nil {
+		return err
+	}
+	defer cancel()
+	defer c.Close()
+	ports, err := c.AFXDPList(ctx)
+	if err != nil {
+		return daemonError(err)
+	}
+	if *asJSON {
+		if ports == nil {
+			ports = []api.AFXDPPort{}
+		}
+		return writeJSON(stdout, ports)
+	}
+	return printAFXDP(stdout, ports)
+}
+
+// printAFXDP prints ports as a table, namespaces under it.
+func printAFXDP(stdout io.Writer, ports []api.AFXDPPort) error {
+	w := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(w, "NAME\tDEV\tQUEUES\tOWNER\tPROGRAM\tPOLICY")
+	for _, p := range ports {
+		pol := "none (drops all)"
+		if p.Policy {
+			pol = "set"
+		}
+		fmt.Fprintf(w, "%s\t%s\t%d-%d\t%d:%d\t%s\t%s\n", p.Name, p.Dev, p.QueueStart, p.QueueStart+p.Queues-1, p.OwnerUID, p.OwnerGID, attachedWord(p.Attached), pol)
+	}
+	if err := w.Flush(); err != nil {
+		return err
+	}
+	for _, p := range ports {
+		if p.Netns != "" {
+			fmt.Fprintf(stdout, "%s: in network namespace %s\n", p.Name, p.Netns)
+		}
+	}
+	return nil
+}
