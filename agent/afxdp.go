@@ -99,6 +99,11 @@ type afxdpPort struct {
 	ifindex int
 	prog    *portxdp.Program
 	link    link.Link
+	// reattached counts the times vrssd found the program detached and
+	// attached it again; gone says the device was missing at the last
+	// check (logged once).
+	reattached uint64
+	gone       bool
 }
 
 func (a *afxdpPort) close() {
@@ -629,4 +634,67 @@ func (s *Server) restoreAFXDPPortLocked(rec *afxdpRecord) error {
 	s.afxdp[rec.key()] = a
 	s.log.Info("AF_XDP port restored", "port", rec.Name, "dev", rec.Dev, "attached", a.info().Attached)
 	return nil
+}
+
+// afxdpMonitor makes sure every AF_XDP port's program is attached to its
+// device, as portCheckLocked does for TAPs: one detached behind vrssd's
+// back (bpftool link detach), or a device made again under the same name,
+// gets the program attached anew. A device that is gone, or that carries
+// another XDP program now, is logged once and left alone.
+func (s *Server) afxdpMonitor() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, a := range s.afxdp {
+		s.afxdpCheckLocked(a)
+	}
+}
+
+func (s *Server) afxdpCheckLocked(a *afxdpPort) {
+	if a.link != nil && xdpAt(a.link, a.ifindex) {
+		return
+	}
+	var l netlink.Link
+	err := a.do(func() error {
+		var err error
+		l, err = netlink.LinkByName(a.rec.Dev)
+		return err
+	})
+	if err != nil {
+		if !a.gone {
+			s.log.Warn("an AF_XDP port's device is gone: its program attaches again when it is back", "port", a.rec.Name, "dev", a.rec.Dev, "err", err)
+		}
+		a.gone = true
+		return
+	}
+	a.gone = false
+	a.ifindex = l.Attrs().Index
+	if a.link != nil && xdpAt(a.link, a.ifindex) {
+		return
+	}
+	if x := l.Attrs().Xdp; x != nil && x.Attached {
+		return // someone else's program: create refused it, vrssd does not replace it
+	}
+	pin := filepath.Join(s.afxdpPinDir(a.rec.key()), portxdp.PinLink)
+	if a.link != nil {
+		a.link.Close()
+		a.link = nil
+	}
+	if err := os.Remove(pin); err != nil && !errors.Is(err, os.ErrNotExist) {
+		s.log.Warn("removing an AF_XDP port's stale link pin", "port", a.rec.Name, "err", err)
+		return
+	}
+	err = a.do(func() error {
+		var err error
+		a.link, err = a.prog.Attach(a.ifindex)
+		return err
+	})
+	if err == nil {
+		err = a.link.Pin(pin)
+	}
+	if err != nil {
+		s.log.Warn("attaching an AF_XDP port's program again; vrssd tries again", "port", a.rec.Name, "dev", a.rec.Dev, "err", err)
+		return
+	}
+	a.reattached++
+	s.log.Warn("an AF_XDP port's program was not attached: attached it again", "port", a.rec.Name, "dev", a.rec.Dev, "reattached", a.reattached)
 }

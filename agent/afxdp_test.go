@@ -15,6 +15,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/cilium/ebpf"
 	"github.com/cilium/ebpf/link"
 	"github.com/vishvananda/netlink"
 
@@ -79,7 +80,14 @@ func TestAFXDPPort(t *testing.T) {
 	// left behind.
 	_, err := c.AFXDPCreate(ctx, create)
 	wantCode(t, err, api.CodeBusy)
-	d.inNS(func() { detachXDP(t, pair) })
+	d.inNS(func() {
+		info, err := pair.Redirect.Prog.Info()
+		if err != nil {
+			t.Fatal(err)
+		}
+		id, _ := info.ID()
+		detachProg(t, id)
+	})
 	for _, bad := range []api.AFXDPCreateArgs{
 		{Name: "xp0", Dev: "nosuch0", QueueStart: 1, Queues: 2},
 		{Name: "xp0", Dev: "xvin", QueueStart: 3, Queues: 2},
@@ -177,6 +185,24 @@ func TestAFXDPPort(t *testing.T) {
 	if show, err := c2.AFXDPShow(ctx, "xp0"); err != nil || !show.Attached || !show.Policy {
 		t.Fatalf("after the restart: %+v, %v", show, err)
 	}
+	// Detached behind vrssd's back: attached again by its monitor, and
+	// the sockets go on receiving.
+	d.inNS(func() {
+		l, err := netlink.LinkByName("xvin")
+		if err != nil || l.Attrs().Xdp == nil || !l.Attrs().Xdp.Attached {
+			t.Fatalf("xvin: no XDP program after the restart (%v)", err)
+		}
+		detachProg(t, ebpf.ProgramID(l.Attrs().Xdp.ProgId))
+	})
+	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(50 * time.Millisecond) {
+		if show, err := c2.AFXDPShow(ctx, "xp0"); err == nil && show.Attached {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the detached program was not attached again")
+		}
+	}
+	send(3)
 	time.Sleep(300 * time.Millisecond)
 	stdin.Close()
 	var r helperResult
@@ -208,7 +234,7 @@ func TestAFXDPPort(t *testing.T) {
 	if len(want) != 0 {
 		t.Errorf("%d allowed frames never reached uid %d's sockets", len(want), owner)
 	}
-	t.Logf("uid %d received %d of %d allowed frames, each on its queue's socket (%d sent in all, vrssd SIGKILLed and restarted between rounds)", owner, received, 6*perQueue, sent)
+	t.Logf("uid %d received %d of %d allowed frames, each on its queue's socket (%d sent in all, vrssd SIGKILLed and restarted, and its program detached behind its back, between rounds)", owner, received, 8*perQueue, sent)
 
 	// The stack saw the frames of queues 0 and 3, and none of the port's.
 	for f := range capture.Drain() {
@@ -232,11 +258,11 @@ func TestAFXDPPort(t *testing.T) {
 	}
 	// The counters are the pinned map's: the round sent while vrssd was
 	// down is counted too.
-	if st.Reasons[port.SrcMAC] != 6 || st.Reasons[port.SrcIPv4] != 6 || st.Reasons[port.DefaultAllow] != 6*perQueue {
-		t.Errorf("reasons: src_mac %d, src_ipv4 %d, default_allow %d; want 6, 6, %d", st.Reasons[port.SrcMAC], st.Reasons[port.SrcIPv4], st.Reasons[port.DefaultAllow], 6*perQueue)
+	if st.Reasons[port.SrcMAC] != 8 || st.Reasons[port.SrcIPv4] != 8 || st.Reasons[port.DefaultAllow] != 8*perQueue {
+		t.Errorf("reasons: src_mac %d, src_ipv4 %d, default_allow %d; want 8, 8, %d", st.Reasons[port.SrcMAC], st.Reasons[port.SrcIPv4], st.Reasons[port.DefaultAllow], 8*perQueue)
 	}
-	if st.XSKRedirected != 6*perQueue || st.OtherQueue < 6*perQueue {
-		t.Errorf("xsk_redirected %d, other_queue %d; want %d and at least %d", st.XSKRedirected, st.OtherQueue, 6*perQueue, 6*perQueue)
+	if st.XSKRedirected != 8*perQueue || st.OtherQueue < 8*perQueue {
+		t.Errorf("xsk_redirected %d, other_queue %d; want %d and at least %d", st.XSKRedirected, st.OtherQueue, 8*perQueue, 8*perQueue)
 	}
 	t.Logf("port stats: %+v", st)
 
@@ -275,15 +301,11 @@ func TestAFXDPPort(t *testing.T) {
 	}
 }
 
-// detachXDP detaches the XDP link xsktest.NewPair attached to the pair's
-// In, so that vrssd may attach its own.
-func detachXDP(t *testing.T, pair *xsktest.Pair) {
+// detachProg detaches the link of the program with ID want, as bpftool
+// link detach does: the pair's own redirect program, so that vrssd may
+// attach its own, or vrssd's, behind its back.
+func detachProg(t *testing.T, want ebpf.ProgramID) {
 	t.Helper()
-	pi, err := pair.Redirect.Prog.Info()
-	if err != nil {
-		t.Fatal(err)
-	}
-	want, _ := pi.ID()
 	it := new(link.Iterator)
 	defer it.Close()
 	for it.Next() {
@@ -298,7 +320,7 @@ func detachXDP(t *testing.T, pair *xsktest.Pair) {
 		}
 		l.Close()
 	}
-	t.Fatalf("no XDP link of the pair's program: %v", it.Err())
+	t.Fatalf("no link of program %d: %v", want, it.Err())
 }
 
 // afxdpVMMHelper is the unprivileged VMM: it opens the AF_XDP port, sets

@@ -234,6 +234,7 @@ func New(o Options) (*Server, error) {
 	s.watchWG.Go(func() { s.every(snapshotInterval, s.snapshots) })
 	s.watchWG.Go(func() { s.every(snapshotInterval, s.filters) })
 	s.watchWG.Go(func() { s.every(monitorInterval, s.monitor) })
+	s.watchWG.Go(func() { s.every(monitorInterval, s.afxdpMonitor) })
 	s.log.Info("vrssd ready", "socket", o.Socket, "state_dir", o.StateDir, "bpffs_dir", o.BPFFSDir,
 		"taps", len(s.taps), "abi", steering.ABIStamp(), "version", o.Version, "nofile", nofile)
 	return s, nil
