@@ -18,6 +18,7 @@ import (
 	"github.com/cilium/ebpf"
 	"github.com/cilium/ebpf/link"
 	"github.com/vishvananda/netlink"
+	"golang.org/x/sys/unix"
 
 	"github.com/vrss-dev/vrss/agent/api"
 	"github.com/vrss-dev/vrss/agent/client"
@@ -340,7 +341,12 @@ func afxdpVMMHelper(ctx context.Context, c *client.Client, a helperArgs, res *he
 		}
 	}()
 	for i, f := range files {
-		s, err := xsk.Setup(int(f.Fd()), xsk.Options{Frames: 256, FrameSize: 2048, FillSize: 128, CompSize: 128, RxSize: 256, Ifindex: r.Ifindex, Queue: r.Port.QueueStart + i, Copy: true})
+		fd, err := unix.Dup(int(f.Fd()))
+		f.Close()
+		if err != nil {
+			return err
+		}
+		s, err := xsk.Setup(fd, xsk.Options{Frames: 256, FrameSize: 2048, FillSize: 128, CompSize: 128, RxSize: 256, Ifindex: r.Ifindex, Queue: r.Port.QueueStart + i, Copy: true})
 		if err != nil {
 			return fmt.Errorf("queue %d: %w", r.Port.QueueStart+i, err)
 		}

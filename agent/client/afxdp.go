@@ -58,7 +58,10 @@ func (c *Client) AFXDPList(ctx context.Context) ([]api.AFXDPPort, error) {
 // AFXDPOpen returns the port's sockets, one per queue in queue order:
 // unbound AF_XDP sockets already in the port's XSKMAP. Set each up with
 // xsk.Setup (Ifindex from the result, Queue QueueStart+i). Every open
-// makes new sockets: the previous holder's stop receiving.
+// makes new sockets: the previous holder's stop receiving. xsk.Setup takes
+// the descriptor it is given over, and an *os.File closes its descriptor
+// when closed or garbage-collected: set up a duplicate (unix.Dup) and
+// close the file, as the example does.
 func (c *Client) AFXDPOpen(ctx context.Context, name string) (api.AFXDPOpenResult, []*os.File, error) {
 	return c.Netns("").AFXDPOpen(ctx, name)
 }
