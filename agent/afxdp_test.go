@@ -11,6 +11,7 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -379,4 +380,69 @@ func afxdpVMMHelper(ctx context.Context, c *client.Client, a helperArgs, res *he
 	}
 	res.Result = mustJSON(map[string]any{"sockets": got})
 	return nil
+}
+
+// TestAFXDPQuota: a creator (not an admin) may create AF_XDP ports owned
+// by itself only, in vrssd's namespace only, and a port's queues count
+// against max_queues_per_uid with its TAPs'.
+func TestAFXDPQuota(t *testing.T) {
+	const creator, other = 4242, 4343
+	d := newDaemon(t, fmt.Sprintf(`{"create": {"uids": [%d]}, "max_queues_per_uid": 3}`, creator))
+	d.inNS(func() {
+		v := &netlink.Veth{LinkAttrs: netlink.LinkAttrs{Name: "qvout", NumTxQueues: 4, NumRxQueues: 4}, PeerName: "qvin", PeerNumTxQueues: 4, PeerNumRxQueues: 4}
+		if err := netlink.LinkAdd(v); err != nil {
+			t.Fatal(err)
+		}
+		for _, n := range []string{"qvin", "qvout"} {
+			l, err := netlink.LinkByName(n)
+			if err == nil {
+				err = netlink.LinkSetUp(l)
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+		}
+	})
+	as := func(uid int, op api.Op, args any) helperResult {
+		return d.asUser(uid, "call", helperArgs{Op: op, Args: mustJSON(args)})
+	}
+	if r := as(creator, api.OpCreate, api.CreateArgs{Name: "qt0", Queues: 2}); r.Error != nil {
+		t.Fatalf("TAP create: %+v", r)
+	}
+	port := api.AFXDPCreateArgs{Name: "qp0", Dev: "qvin", QueueStart: 0, Queues: 2}
+	if r := as(creator, api.OpAFXDPCreate, port); r.Error == nil || r.Error.Code != api.CodeDenied || !strings.Contains(r.Error.Message, "max_queues_per_uid") {
+		t.Fatalf("a port over the queue quota: %+v", r)
+	}
+	port.Queues = 1
+	port.OwnerUID = ptr(other)
+	if r := as(creator, api.OpAFXDPCreate, port); r.Error == nil || r.Error.Code != api.CodeDenied {
+		t.Fatalf("a port for another uid: %+v", r)
+	}
+	port.OwnerUID = nil
+	port.Netns = "/proc/1/ns/net"
+	if r := as(creator, api.OpAFXDPCreate, port); r.Error == nil || r.Error.Code != api.CodeDenied {
+		t.Fatalf("a port in another namespace: %+v", r)
+	}
+	port.Netns = ""
+	if r := as(creator, api.OpAFXDPCreate, port); r.Error != nil {
+		t.Fatalf("a port within the quota: %+v", r)
+	}
+	if r := as(creator, api.OpAFXDPOpen, api.NameArgs{Name: "qp0"}); r.Error != nil || r.FDs != 1 {
+		t.Fatalf("open by its creator: %+v", r)
+	}
+	// The port's queue counts: no room for a TAP of one more.
+	if r := as(creator, api.OpCreate, api.CreateArgs{Name: "qt1", Queues: 1}); r.Error == nil || r.Error.Code != api.CodeDenied {
+		t.Fatalf("a TAP over the quota the port fills: %+v", r)
+	}
+	// A TAP may not take the port's name, nor a port a TAP's.
+	if r := as(creator, api.OpAFXDPCreate, api.AFXDPCreateArgs{Name: "qt0", Dev: "qvin", Queues: 1}); r.Error == nil || r.Error.Code != api.CodeExists {
+		t.Fatalf("a port named as a TAP: %+v", r)
+	}
+	wantHidden(t, "delete by another uid", as(other, api.OpAFXDPDelete, api.NameArgs{Name: "qp0"}))
+	if r := as(creator, api.OpAFXDPDelete, api.NameArgs{Name: "qp0"}); r.Error != nil {
+		t.Fatalf("delete by its creator: %+v", r)
+	}
+	if r := as(creator, api.OpCreate, api.CreateArgs{Name: "qt1", Queues: 1}); r.Error != nil {
+		t.Fatalf("a TAP in the room the deleted port left: %+v", r)
+	}
 }
