@@ -253,6 +253,40 @@
 // Deleting or forgetting the TAP removes the pins, which detaches the
 // program, and the file.
 //
+// # AF_XDP ports
+//
+// An AF_XDP port (afxdp.go; afxdp_create and the rest) hands receive
+// queues QueueStart to QueueStart+Queues-1 of a device, in vrssd's network
+// namespace or another (root and admins only), to its owner as AF_XDP
+// sockets. Create checks that the device exists, has that many receive
+// queues and carries no XDP program; it loads the port-security program
+// (package portxdp), publishes the deny-all default for the port's queues
+// in xsk mode (PublishXSK), puts one unbound socket per queue in the
+// XSKMAP, pins program, maps and link under BPFFSDir/afxdp/NAME and
+// attaches the program in driver mode, in that order, so that it never runs
+// without a policy. The default drops every frame of the port's queues;
+// the other queues' frames are the host's, passed unjudged, so the host
+// keeps working on them. The port operations (port_set and the rest) find
+// an AF_XDP port by name before a TAP and publish for its queues; a policy
+// with an uplink is refused. Authorisation, quotas and names are the
+// TAPs': creators create ports of their own, root and admins any; a port
+// counts as a TAP of its queues; another user's port is not found; a port
+// and a TAP may not share a name.
+//
+// afxdp_open makes new unbound sockets, replaces the map's entries with
+// them and hands them over in queue order: whoever held the previous ones
+// stops receiving. vrssd keeps no socket (the map holds them, and a socket
+// cannot be read back from it), so open is the same after a restart. The
+// pinned XSKMAP keeps the sockets a VMM set up alive: it receives across
+// restarts. The port's record, and its policy, are kept in
+// StateDir/afxdp/NAME.json, read at start as untrusted input (a regular
+// file, no unknown field, valid, named after its own key); a port whose
+// pins are lost is installed anew with fresh sockets (its owner must open
+// it again), and one whose namespace or device is gone is forgotten. A
+// monitor attaches the program again if it is detached behind vrssd's back
+// or the device is made again. Delete detaches it and removes pins and
+// record.
+//
 // # State
 //
 // Each TAP is persistent (TUNSETPERSIST) and its program and maps are
