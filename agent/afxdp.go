@@ -316,12 +316,17 @@ func (s *Server) afxdpCreate(p *peer, raw json.RawMessage, _ []*fd.FD) (any, []*
 	if err := s.afxdpFreeLocked(p, key, uid, a.Queues); err != nil {
 		return nil, nil, err
 	}
-	if err := s.afxdpInstallLocked(port); err != nil {
-		return nil, nil, err
-	}
+	// The record goes first: a crash after it leaves a port that the
+	// next start installs (or takes back from its pins), never a program
+	// attached to the device with nothing recording it.
 	if err := s.writeAFXDP(key, &port.rec); err != nil {
-		s.afxdpRemoveLocked(port)
 		return nil, nil, fmt.Errorf("AF_XDP port %s: saving its record: %w", a.Name, err)
+	}
+	if err := s.afxdpInstallLocked(port); err != nil {
+		if rerr := s.writeAFXDP(key, nil); rerr != nil {
+			s.log.Warn("removing the record of an AF_XDP port whose create failed", "port", a.Name, "err", rerr)
+		}
+		return nil, nil, err
 	}
 	s.afxdp[key] = port
 	done = true
@@ -644,9 +649,33 @@ func (s *Server) restoreAFXDPPortLocked(rec *afxdpRecord) error {
 func (s *Server) afxdpMonitor() {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	for _, a := range s.afxdp {
+	for key, a := range s.afxdp {
+		if s.afxdpNetnsGoneLocked(key, a) {
+			continue
+		}
 		s.afxdpCheckLocked(a)
 	}
+}
+
+// afxdpNetnsGoneLocked forgets a port whose namespace path no longer names
+// the namespace it was made in (deleted, its process gone), as
+// netnsGoneLocked does a TAP: its program is detached and its pins and
+// record removed.
+func (s *Server) afxdpNetnsGoneLocked(key string, a *afxdpPort) bool {
+	if a.netns == nil {
+		return false
+	}
+	if id, err := kernel.StatNetns(a.netns.Path); err == nil && id == a.netns.ID {
+		return false
+	}
+	if err := s.writeAFXDP(key, nil); err != nil {
+		s.log.Warn("removing the record of an AF_XDP port whose namespace is gone", "port", a.rec.Name, "err", err)
+		return false
+	}
+	delete(s.afxdp, key)
+	s.log.Warn("forgetting an AF_XDP port: its network namespace is gone", "port", a.rec.Name, "netns", a.rec.Netns)
+	s.afxdpRemoveLocked(a)
+	return true
 }
 
 func (s *Server) afxdpCheckLocked(a *afxdpPort) {

@@ -284,8 +284,10 @@
 // pins are lost is installed anew with fresh sockets (its owner must open
 // it again), and one whose namespace or device is gone is forgotten. A
 // monitor attaches the program again if it is detached behind vrssd's back
-// or the device is made again. Delete detaches it and removes pins and
-// record.
+// or the device is made again, and forgets a port whose namespace is gone.
+// Create writes the record before it touches the device, so a crash leaves
+// a port the next start installs, never an unrecorded program. Delete
+// detaches it and removes pins and record.
 //
 // # State
 //

@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/vishvananda/netlink"
 
@@ -72,7 +73,18 @@ func TestAFXDPCommands(t *testing.T) {
 	if x := l.Attrs().Xdp; x != nil && x.Attached {
 		t.Errorf("XDP still attached to cxin after delete: %+v", x)
 	}
-	if out := ok("afxdp", "list"); out != "NAME  DEV  QUEUES  OWNER  PROGRAM  POLICY\n" {
+	const empty = "NAME  DEV  QUEUES  OWNER  PROGRAM  POLICY\n"
+	if out := ok("afxdp", "list"); out != empty {
 		t.Errorf("list after delete: %q", out)
+	}
+	// A port whose namespace is deleted is forgotten.
+	ok("afxdp", "create", "cx1", "--dev", "cxin", "--queues", "1", "--netns", ns)
+	if err := netnstest.Delete(ns); err != nil {
+		t.Fatal(err)
+	}
+	for deadline := time.Now().Add(5 * time.Second); ok("afxdp", "list") != empty; time.Sleep(50 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("a port whose namespace was deleted is still listed")
+		}
 	}
 }
