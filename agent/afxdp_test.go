@@ -409,22 +409,22 @@ func TestAFXDPQuota(t *testing.T) {
 	if r := as(creator, api.OpCreate, api.CreateArgs{Name: "qt0", Queues: 2}); r.Error != nil {
 		t.Fatalf("TAP create: %+v", r)
 	}
-	port := api.AFXDPCreateArgs{Name: "qp0", Dev: "qvin", QueueStart: 0, Queues: 2}
-	if r := as(creator, api.OpAFXDPCreate, port); r.Error == nil || r.Error.Code != api.CodeDenied || !strings.Contains(r.Error.Message, "max_queues_per_uid") {
+	pa := api.AFXDPCreateArgs{Name: "qp0", Dev: "qvin", QueueStart: 0, Queues: 2}
+	if r := as(creator, api.OpAFXDPCreate, pa); r.Error == nil || r.Error.Code != api.CodeDenied || !strings.Contains(r.Error.Message, "max_queues_per_uid") {
 		t.Fatalf("a port over the queue quota: %+v", r)
 	}
-	port.Queues = 1
-	port.OwnerUID = ptr(other)
-	if r := as(creator, api.OpAFXDPCreate, port); r.Error == nil || r.Error.Code != api.CodeDenied {
+	pa.Queues = 1
+	pa.OwnerUID = ptr(other)
+	if r := as(creator, api.OpAFXDPCreate, pa); r.Error == nil || r.Error.Code != api.CodeDenied {
 		t.Fatalf("a port for another uid: %+v", r)
 	}
-	port.OwnerUID = nil
-	port.Netns = "/proc/1/ns/net"
-	if r := as(creator, api.OpAFXDPCreate, port); r.Error == nil || r.Error.Code != api.CodeDenied {
+	pa.OwnerUID = nil
+	pa.Netns = "/proc/1/ns/net"
+	if r := as(creator, api.OpAFXDPCreate, pa); r.Error == nil || r.Error.Code != api.CodeDenied {
 		t.Fatalf("a port in another namespace: %+v", r)
 	}
-	port.Netns = ""
-	if r := as(creator, api.OpAFXDPCreate, port); r.Error != nil {
+	pa.Netns = ""
+	if r := as(creator, api.OpAFXDPCreate, pa); r.Error != nil {
 		t.Fatalf("a port within the quota: %+v", r)
 	}
 	if r := as(creator, api.OpAFXDPOpen, api.NameArgs{Name: "qp0"}); r.Error != nil || r.FDs != 1 {
@@ -437,6 +437,37 @@ func TestAFXDPQuota(t *testing.T) {
 	// A TAP may not take the port's name, nor a port a TAP's.
 	if r := as(creator, api.OpAFXDPCreate, api.AFXDPCreateArgs{Name: "qt0", Dev: "qvin", Queues: 1}); r.Error == nil || r.Error.Code != api.CodeExists {
 		t.Fatalf("a port named as a TAP: %+v", r)
+	}
+	// Pins lost while vrssd is stopped: the port is installed anew at
+	// start, with the saved policy.
+	c := d.dial()
+	pol := port.Policy{MACs: []port.MAC{{0x52, 0x54, 0, 0, 0, 9}}, Default: port.Allow}
+	if _, err := c.PortSet(context.Background(), "qp0", pol); err != nil {
+		t.Fatal(err)
+	}
+	c.Close()
+	d.stop()
+	pins := filepath.Join(d.bpffsDir, "afxdp", "qp0")
+	ents, err := os.ReadDir(pins)
+	if err != nil || len(ents) == 0 {
+		t.Fatalf("pins of qp0: %v, %v", ents, err)
+	}
+	for _, e := range ents {
+		if err := os.Remove(filepath.Join(pins, e.Name())); err != nil {
+			t.Fatal(err)
+		}
+	}
+	d.start()
+	c = d.dial()
+	defer c.Close()
+	if show, err := c.AFXDPShow(context.Background(), "qp0"); err != nil || !show.Attached || !show.Policy {
+		t.Fatalf("after its pins were lost: %+v, %v", show, err)
+	}
+	if info, err := c.PortShow(context.Background(), "qp0"); err != nil || info.Policy == nil || info.Policy.MACs[0] != pol.MACs[0] {
+		t.Fatalf("policy after its pins were lost: %+v, %v", info, err)
+	}
+	if !strings.Contains(d.log(), "installing it anew") {
+		t.Errorf("vrssd did not say it installed the port anew:\n%s", d.log())
 	}
 	wantHidden(t, "delete by another uid", as(other, api.OpAFXDPDelete, api.NameArgs{Name: "qp0"}))
 	if r := as(creator, api.OpAFXDPDelete, api.NameArgs{Name: "qp0"}); r.Error != nil {
