@@ -231,33 +231,48 @@ func (s *Server) afxdpNamedLocked(p *peer, raw json.RawMessage) (*afxdpPort, err
 	return port, err
 }
 
-// afxdpDevice checks dev in ns: it exists, has enough receive queues, and
-// carries no XDP program. It returns its ifindex.
-func afxdpDevice(ns *kernel.Netns, a *api.AFXDPCreateArgs) (int, error) {
+// dev looks the port's device up in its namespace.
+func (a *afxdpPort) dev() (netlink.Link, error) {
 	var l netlink.Link
-	err := inNs(ns, func() error {
+	err := a.do(func() error {
 		var err error
-		l, err = netlink.LinkByName(a.Dev)
+		l, err = netlink.LinkByName(a.rec.Dev)
+		return err
+	})
+	return l, err
+}
+
+// checkDevice checks the device a create names: it exists, has enough
+// receive queues, and carries no XDP program. It sets a.ifindex.
+func (a *afxdpPort) checkDevice() error {
+	r := &a.rec
+	l, err := a.dev()
+	if err != nil {
+		return api.Errorf(api.CodeNotFound, "AF_XDP port %s: device %s: %v", r.Name, r.Dev, err)
+	}
+	at := l.Attrs()
+	if at.NumRxQueues < r.QueueStart+r.Queues {
+		return api.Errorf(api.CodeInvalidConfig, "AF_XDP port %s: %s has %d receive queues, queues %d-%d asked for", r.Name, r.Dev, at.NumRxQueues, r.QueueStart, r.QueueStart+r.Queues-1)
+	}
+	if at.Xdp != nil && (at.Xdp.Attached || at.Xdp.ProgId != 0) {
+		return api.Errorf(api.CodeBusy, "AF_XDP port %s: %s already carries an XDP program (id %d): vrssd will not replace it", r.Name, r.Dev, at.Xdp.ProgId)
+	}
+	a.ifindex = at.Index
+	return nil
+}
+
+// attach attaches the port's program to its device (driver mode) and pins
+// the link at pin.
+func (a *afxdpPort) attach(pin string) error {
+	err := a.do(func() error {
+		var err error
+		a.link, err = a.prog.Attach(a.ifindex)
 		return err
 	})
 	if err != nil {
-		return 0, api.Errorf(api.CodeNotFound, "AF_XDP port %s: device %s: %v", a.Name, a.Dev, err)
+		return api.Errorf(api.CodeUnavailable, "AF_XDP port %s: attaching the program to %s (XDP, driver mode): %v", a.rec.Name, a.rec.Dev, err)
 	}
-	at := l.Attrs()
-	if at.NumRxQueues < a.QueueStart+a.Queues {
-		return 0, api.Errorf(api.CodeInvalidConfig, "AF_XDP port %s: %s has %d receive queues, queues %d-%d asked for", a.Name, a.Dev, at.NumRxQueues, a.QueueStart, a.QueueStart+a.Queues-1)
-	}
-	if at.Xdp != nil && (at.Xdp.Attached || at.Xdp.ProgId != 0) {
-		return 0, api.Errorf(api.CodeBusy, "AF_XDP port %s: %s already carries an XDP program (id %d): vrssd will not replace it", a.Name, a.Dev, at.Xdp.ProgId)
-	}
-	return at.Index, nil
-}
-
-func inNs(ns *kernel.Netns, fn func() error) error {
-	if ns == nil {
-		return fn()
-	}
-	return ns.Do(fn)
+	return a.link.Pin(pin)
 }
 
 func (s *Server) afxdpCreate(p *peer, raw json.RawMessage, _ []*fd.FD) (any, []*fd.FD, error) {
@@ -305,7 +320,7 @@ func (s *Server) afxdpCreate(p *peer, raw json.RawMessage, _ []*fd.FD) (any, []*
 	if err != nil {
 		return nil, nil, err
 	}
-	if port.ifindex, err = afxdpDevice(ns, &a); err != nil {
+	if err := port.checkDevice(); err != nil {
 		return nil, nil, err
 	}
 	if port.prog, err = portxdp.Load(); err != nil {
@@ -375,15 +390,7 @@ func (s *Server) afxdpInstallLocked(a *afxdpPort) (err error) {
 	if err := a.prog.Pin(dir); err != nil {
 		return err
 	}
-	err = a.do(func() error {
-		var err error
-		a.link, err = a.prog.Attach(a.ifindex)
-		return err
-	})
-	if err != nil {
-		return api.Errorf(api.CodeUnavailable, "AF_XDP port %s: attaching the program to %s (XDP, driver mode): %v", a.rec.Name, a.rec.Dev, err)
-	}
-	return a.link.Pin(filepath.Join(dir, portxdp.PinLink))
+	return a.attach(filepath.Join(dir, portxdp.PinLink))
 }
 
 // afxdpSocketsLocked makes a new unbound AF_XDP socket for each of the
@@ -605,8 +612,8 @@ func (s *Server) restoreAFXDPPortLocked(rec *afxdpRecord) error {
 		return err
 	}
 	a := &afxdpPort{rec: *rec, netns: ns}
-	var l netlink.Link
-	if err := a.do(func() error { l, err = netlink.LinkByName(rec.Dev); return err }); err != nil {
+	l, err := a.dev()
+	if err != nil {
 		a.close()
 		return fmt.Errorf("device %s: %w", rec.Dev, err)
 	}
@@ -682,12 +689,7 @@ func (s *Server) afxdpCheckLocked(a *afxdpPort) {
 	if a.link != nil && xdpAt(a.link, a.ifindex) {
 		return
 	}
-	var l netlink.Link
-	err := a.do(func() error {
-		var err error
-		l, err = netlink.LinkByName(a.rec.Dev)
-		return err
-	})
+	l, err := a.dev()
 	if err != nil {
 		if !a.gone {
 			s.log.Warn("an AF_XDP port's device is gone: its program attaches again when it is back", "port", a.rec.Name, "dev", a.rec.Dev, "err", err)
@@ -712,15 +714,7 @@ func (s *Server) afxdpCheckLocked(a *afxdpPort) {
 		s.log.Warn("removing an AF_XDP port's stale link pin", "port", a.rec.Name, "err", err)
 		return
 	}
-	err = a.do(func() error {
-		var err error
-		a.link, err = a.prog.Attach(a.ifindex)
-		return err
-	})
-	if err == nil {
-		err = a.link.Pin(pin)
-	}
-	if err != nil {
+	if err := a.attach(pin); err != nil {
 		s.log.Warn("attaching an AF_XDP port's program again; vrssd tries again", "port", a.rec.Name, "dev", a.rec.Dev, "err", err)
 		return
 	}

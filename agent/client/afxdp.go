@@ -24,6 +24,12 @@ func (c *Client) AFXDPCreate(ctx context.Context, a api.AFXDPCreateArgs) (api.AF
 	return r, err
 }
 
+// AFXDPCreate is Client.AFXDPCreate in n: a.Netns is n's.
+func (n *Netns) AFXDPCreate(ctx context.Context, a api.AFXDPCreateArgs) (api.AFXDPPort, error) {
+	a.Netns = n.path
+	return n.c.AFXDPCreate(ctx, a)
+}
+
 // AFXDPDelete detaches the port's program from its device and removes its
 // pins and record; the sockets stop receiving.
 func (c *Client) AFXDPDelete(ctx context.Context, name string) error {

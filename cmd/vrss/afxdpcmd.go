@@ -1,11 +1,13 @@
 package main
 
 import (
+	"context"
 	"fmt"
 	"io"
 	"text/tabwriter"
 
 	"github.com/vrss-dev/vrss/agent/api"
+	"github.com/vrss-dev/vrss/agent/client"
 )
 
 const afxdpUsage = "afxdp (create NAME --dev DEV --queue-start N --queues K [--owner UID] [--group GID] [--netns PATH] | delete NAME [--netns PATH] | show NAME [--json] [--netns PATH] | list [--json])"
@@ -44,44 +46,31 @@ the queues are sliced off for the VM (not done by vrssd yet). Example:
 	queues := fs.Int("queues", 0, fmt.Sprintf("how many receive queues, 1 to %d (required)", api.MaxQueues))
 	owner := fs.Int("owner", 0, "owner `UID` (default: you); only root or an admin may name someone else")
 	group := fs.Int("group", 0, "owner `GID` (default: your group)")
-	netns := fs.String("netns", "", netnsHelp+"; root or admins only")
-	socket := fs.String("socket", "", socketHelp)
-	pos, err := fs.parse(args, stdout)
-	if err != nil {
-		return err
+	check := func() error {
+		switch {
+		case *dev == "":
+			return inputErrorf("--dev is required (run 'vrss afxdp create -h')")
+		case *start < 0 || *start > 255:
+			return inputErrorf("--queue-start %d: want 0 to 255", *start)
+		}
+		return checkTapCreate(fs, *queues, *owner, *group, 12)
 	}
-	if len(pos) != 1 {
-		return inputErrorf("want exactly one port name (run 'vrss afxdp create -h')")
-	}
-	if *dev == "" {
-		return inputErrorf("--dev is required (run 'vrss afxdp create -h')")
-	}
-	if *start < 0 || *start > 255 {
-		return inputErrorf("--queue-start %d: want 0 to 255", *start)
-	}
-	if err := checkTapCreate(fs, *queues, *owner, *group, 12); err != nil {
-		return err
-	}
-	a := api.AFXDPCreateArgs{Name: pos[0], Dev: *dev, QueueStart: *start, Queues: *queues, Netns: *netns}
-	if fs.isSet("owner") {
-		a.OwnerUID = owner
-	}
-	if fs.isSet("group") {
-		a.OwnerGID = group
-	}
-	c, ctx, cancel, err := dial(*socket)
-	if err != nil {
-		return err
-	}
-	defer cancel()
-	defer c.Close()
-	p, err := c.AFXDPCreate(ctx, a)
-	if err != nil {
-		return daemonError(err)
-	}
-	fmt.Fprintf(stdout, "created AF_XDP port %s: %s queues %d-%d, owner %d:%d; every frame of those queues is dropped until 'vrss port set %s ...'\n",
-		p.Name, p.Dev, p.QueueStart, p.QueueStart+p.Queues-1, p.OwnerUID, p.OwnerGID, p.Name)
-	return nil
+	return portCall(fs, args, stdout, check, func(ctx context.Context, n *client.Netns, name string) error {
+		a := api.AFXDPCreateArgs{Name: name, Dev: *dev, QueueStart: *start, Queues: *queues}
+		if fs.isSet("owner") {
+			a.OwnerUID = owner
+		}
+		if fs.isSet("group") {
+			a.OwnerGID = group
+		}
+		p, err := n.AFXDPCreate(ctx, a)
+		if err != nil {
+			return daemonError(err)
+		}
+		fmt.Fprintf(stdout, "created AF_XDP port %s: %s queues %d-%d, owner %d:%d; every frame of those queues is dropped until 'vrss port set %s ...'\n",
+			p.Name, p.Dev, p.QueueStart, p.QueueStart+p.Queues-1, p.OwnerUID, p.OwnerGID, p.Name)
+		return nil
+	})
 }
 
 func afxdpDelete(args []string, stdout io.Writer) error {
@@ -89,26 +78,13 @@ func afxdpDelete(args []string, stdout io.Writer) error {
 Detach the port's program from its device and remove its pins and record:
 the sockets its owner holds stop receiving, and the device's queues go
 back to the stack.`)
-	socket := fs.String("socket", "", socketHelp)
-	netns := fs.String("netns", "", netnsHelp)
-	pos, err := fs.parse(args, stdout)
-	if err != nil {
-		return err
-	}
-	if len(pos) != 1 {
-		return inputErrorf("want exactly one port name (run 'vrss afxdp delete -h')")
-	}
-	c, ctx, cancel, err := dial(*socket)
-	if err != nil {
-		return err
-	}
-	defer cancel()
-	defer c.Close()
-	if err := c.Netns(*netns).AFXDPDelete(ctx, pos[0]); err != nil {
-		return daemonError(err)
-	}
-	fmt.Fprintf(stdout, "deleted AF_XDP port %s\n", pos[0])
-	return nil
+	return portCall(fs, args, stdout, nil, func(ctx context.Context, n *client.Netns, name string) error {
+		if err := n.AFXDPDelete(ctx, name); err != nil {
+			return daemonError(err)
+		}
+		fmt.Fprintf(stdout, "deleted AF_XDP port %s\n", name)
+		return nil
+	})
 }
 
 func afxdpShow(args []string, stdout io.Writer) error {
@@ -117,29 +93,16 @@ Show an AF_XDP port: its device and queues, owner, whether the program is
 attached and whether a port policy was set ('vrss port show NAME' shows
 the policy, 'vrss port stats NAME' its counters).`)
 	asJSON := fs.Bool("json", false, `print JSON: {"name","dev","netns","queue_start","queues","owner_uid","owner_gid","attached","policy"}`)
-	socket := fs.String("socket", "", socketHelp)
-	netns := fs.String("netns", "", netnsHelp)
-	pos, err := fs.parse(args, stdout)
-	if err != nil {
-		return err
-	}
-	if len(pos) != 1 {
-		return inputErrorf("want exactly one port name (run 'vrss afxdp show -h')")
-	}
-	c, ctx, cancel, err := dial(*socket)
-	if err != nil {
-		return err
-	}
-	defer cancel()
-	defer c.Close()
-	p, err := c.Netns(*netns).AFXDPShow(ctx, pos[0])
-	if err != nil {
-		return daemonError(err)
-	}
-	if *asJSON {
-		return writeJSON(stdout, p)
-	}
-	return printAFXDP(stdout, []api.AFXDPPort{p})
+	return portCall(fs, args, stdout, nil, func(ctx context.Context, n *client.Netns, name string) error {
+		p, err := n.AFXDPShow(ctx, name)
+		if err != nil {
+			return daemonError(err)
+		}
+		if *asJSON {
+			return writeJSON(stdout, p)
+		}
+		return printAFXDP(stdout, []api.AFXDPPort{p})
+	})
 }
 
 func afxdpList(args []string, stdout io.Writer) error {

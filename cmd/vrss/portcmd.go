@@ -38,7 +38,7 @@ const maxACLFile = 1 << 20
 
 // portCall is the rest of every port command once its own flags are
 // defined in fs: it adds --socket and --netns, parses args, wants one TAP
-// name, runs check (if not nil; input errors come before vrssd is asked),
+// (or, for the afxdp commands, AF_XDP port) name, runs check (if not nil; input errors come before vrssd is asked),
 // dials vrssd and runs call for the TAP in --netns's namespace.
 func portCall(fs *flagSet, args []string, stdout io.Writer, check func() error, call func(ctx context.Context, n *client.Netns, name string) error) error {
 	socket, netns := fs.String("socket", "", socketHelp), fs.String("netns", "", netnsHelp)
@@ -47,7 +47,11 @@ func portCall(fs *flagSet, args []string, stdout io.Writer, check func() error, 
 		return err
 	}
 	if len(pos) != 1 {
-		return inputErrorf("want exactly one TAP name (run 'vrss %s -h')", fs.Name())
+		noun := "TAP"
+		if strings.HasPrefix(fs.Name(), "afxdp ") {
+			noun = "AF_XDP port"
+		}
+		return inputErrorf("want exactly one %s name (run 'vrss %s -h')", noun, fs.Name())
 	}
 	if check != nil {
 		if err := check(); err != nil {
