@@ -100,37 +100,12 @@ func Args(o NetOptions) ([]string, error) {
 	if o.Queues < 1 || o.Queues > 256 {
 		return nil, fmt.Errorf("qemu: %d queues, want 1 to 256", o.Queues)
 	}
-	if o.ID == "" {
-		o.ID = "vrss0"
+	if err := o.defaults(); err != nil {
+		return nil, err
 	}
-	if o.FirstFD == 0 {
-		o.FirstFD = FirstFD
-	}
-	if o.FirstFD < 0 {
-		return nil, fmt.Errorf("qemu: first descriptor %d", o.FirstFD)
-	}
-	if o.Device == "" {
-		o.Device = "virtio-net-pci"
-	}
-	for _, s := range append([]string{o.ID, o.Device, o.MAC}, o.DeviceProps...) {
-		if strings.ContainsAny(s, ", \t\n") {
-			return nil, fmt.Errorf("qemu: %q: commas and spaces are not allowed in an option value", s)
-		}
-	}
-	fds := make([]string, o.Queues)
-	for i := range fds {
-		fds[i] = strconv.Itoa(o.FirstFD + i)
-	}
-	netdev := []string{"-netdev", fmt.Sprintf("tap,id=%s,fds=%s,vhost=off", o.ID, strings.Join(fds, ":"))}
+	netdev := []string{"-netdev", fmt.Sprintf("tap,id=%s,fds=%s,vhost=off", o.ID, fdList(o.FirstFD, o.Queues))}
 	if !o.EBPFRSS {
-		dev := fmt.Sprintf("%s,netdev=%s,mq=on,vectors=%d", o.Device, o.ID, 2*o.Queues+2)
-		if o.MAC != "" {
-			dev += ",mac=" + o.MAC
-		}
-		for _, p := range o.DeviceProps {
-			dev += "," + p
-		}
-		return append(netdev, "-device", dev), nil
+		return append(netdev, "-device", o.device()), nil
 	}
 	dev := &jsonObject{}
 	dev.add("driver", o.Device)
@@ -163,6 +138,43 @@ func Args(o NetOptions) ([]string, error) {
 		return nil, err
 	}
 	return append(netdev, "-device", string(b)), nil
+}
+
+// defaults fills in o's defaults and checks that no option value (nor
+// extra, such as an interface name) would break QEMU's comma syntax.
+func (o *NetOptions) defaults(extra ...string) error {
+	if o.ID == "" {
+		o.ID = "vrss0"
+	}
+	if o.FirstFD == 0 {
+		o.FirstFD = FirstFD
+	}
+	if o.FirstFD < 0 {
+		return fmt.Errorf("qemu: first descriptor %d", o.FirstFD)
+	}
+	if o.Device == "" {
+		o.Device = "virtio-net-pci"
+	}
+	for _, s := range append(append([]string{o.ID, o.Device, o.MAC}, extra...), o.DeviceProps...) {
+		if strings.ContainsAny(s, ", \t\n") {
+			return fmt.Errorf("qemu: %q: commas and spaces are not allowed in an option value", s)
+		}
+	}
+	return nil
+}
+
+// device is the key=value -device argument: a multi-queue device on o.ID
+// with two vectors per queue pair, one for configuration changes and one
+// for the control queue.
+func (o *NetOptions) device() string {
+	dev := fmt.Sprintf("%s,netdev=%s,mq=on,vectors=%d", o.Device, o.ID, 2*o.Queues+2)
+	if o.MAC != "" {
+		dev += ",mac=" + o.MAC
+	}
+	for _, p := range o.DeviceProps {
+		dev += "," + p
+	}
+	return dev
 }
 
 // propValue types a key=value property value for QEMU's JSON syntax.
@@ -256,6 +268,12 @@ func Exec(path string, args []string, net NetOptions, files []*os.File) error {
 	if err != nil {
 		return err
 	}
+	return execWith(path, args, netArgs, files)
+}
+
+// execWith replaces the calling process with path, its args and netArgs,
+// files at descriptors FirstFD...
+func execWith(path string, args, netArgs []string, files []*os.File) error {
 	bin, err := exec.LookPath(path)
 	if err != nil {
 		return fmt.Errorf("qemu: %w", err)
