@@ -67,7 +67,7 @@ func TestCommandHelp(t *testing.T) {
 		"virtio": {"-json", "-socket"},
 		"afxdp":  {"-dev", "-queue-start", "-queues", "-owner", "-group", "-netns", "-json", "-socket"},
 	}
-	flagsOf["qemu"] = []string{"-tap", "-id", "-mac", "-device-props", "-ebpf-rss", "-qemu-ebpf-binary", "-first-fd", "-socket"}
+	flagsOf["qemu"] = []string{"-tap", "-afxdp", "-force-copy", "-netns", "-id", "-mac", "-device-props", "-ebpf-rss", "-qemu-ebpf-binary", "-first-fd", "-socket"}
 	verbOf := map[string]string{"tap": "create", "rss": "set", "qemu": "args", "flow": "list", "virtio": "reset", "port": "show", "afxdp": "show"}
 	for _, c := range commands {
 		want, ok := flagsOf[c.name]

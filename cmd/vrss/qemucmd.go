@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"fmt"
 	"io"
 	"math"
@@ -9,10 +10,11 @@ import (
 	"path/filepath"
 	"strings"
 
+	"github.com/vrss-dev/vrss/agent/client"
 	"github.com/vrss-dev/vrss/qemu"
 )
 
-const qemuUsage = "qemu (exec --tap NAME [--ebpf-rss] -- QEMU [ARGS...] | args --tap NAME [--ebpf-rss] [--first-fd N])"
+const qemuUsage = "qemu (exec (--tap NAME [--ebpf-rss] | --afxdp NAME) -- QEMU [ARGS...] | args (--tap NAME [--ebpf-rss] | --afxdp NAME) [--first-fd N])"
 
 func runQEMU(args []string, stdout, stderr io.Writer) int {
 	return report(stderr, "qemu", subcommand("qemu", map[string]func([]string, io.Writer) error{
@@ -23,19 +25,22 @@ func runQEMU(args []string, stdout, stderr io.Writer) int {
 
 // qemuNetFlags are the flags exec and args share.
 type qemuNetFlags struct {
-	tap, id, mac, socket *string
-	props                *string
-	ebpfRSS              *bool
+	tap, afxdp, id, mac, socket, netns *string
+	props                              *string
+	ebpfRSS, forceCopy                 *bool
 }
 
 func addQEMUNetFlags(fs *flagSet) qemuNetFlags {
 	return qemuNetFlags{
-		tap:     fs.String("tap", "", "the vrss-steered TAP `NAME` (required)"),
-		id:      fs.String("id", "vrss0", "QEMU netdev `ID`"),
-		mac:     fs.String("mac", "", "guest MAC `ADDRESS` for the device (default: QEMU's)"),
-		props:   fs.String("device-props", "", "extra virtio-net device properties, a comma-separated `LIST` of name=value (e.g. host_mtu=9000)"),
-		ebpfRSS: fs.Bool("ebpf-rss", false, "offer the guest RSS (rss=on) steered by QEMU's own eBPF program, which vrssd loads for it (ebpf-rss-fds, QEMU >= 9.0)"),
-		socket:  fs.String("socket", "", socketHelp),
+		tap:       fs.String("tap", "", "the vrss-steered TAP `NAME` (this or --afxdp)"),
+		afxdp:     fs.String("afxdp", "", "the vrssd AF_XDP port `NAME` (this or --tap): QEMU's af-xdp backend on its sockets"),
+		forceCopy: fs.Bool("force-copy", true, "with --afxdp, bind the sockets in copy mode (force-copy=on); false lets QEMU try zero-copy first"),
+		netns:     fs.String("netns", "", "the network namespace the TAP or AF_XDP port lives in, by `PATH`; default vrssd's own.\nWith --afxdp, QEMU must run in that namespace: it finds the device by name"),
+		id:        fs.String("id", "vrss0", "QEMU netdev `ID`"),
+		mac:       fs.String("mac", "", "guest MAC `ADDRESS` for the device (default: QEMU's)"),
+		props:     fs.String("device-props", "", "extra virtio-net device properties, a comma-separated `LIST` of name=value (e.g. host_mtu=9000)"),
+		ebpfRSS:   fs.Bool("ebpf-rss", false, "offer the guest RSS (rss=on) steered by QEMU's own eBPF program, which vrssd loads for it (ebpf-rss-fds, QEMU >= 9.0)"),
+		socket:    fs.String("socket", "", socketHelp),
 	}
 }
 
@@ -48,7 +53,7 @@ func (f qemuNetFlags) options(queues int) qemu.NetOptions {
 }
 
 func qemuExec(args []string, stdout io.Writer) error {
-	fs := newFlagSet("qemu exec", "--tap NAME [--ebpf-rss [--qemu-ebpf-binary PATH]] -- QEMU [ARGS...]", `
+	fs := newFlagSet("qemu exec", "(--tap NAME [--ebpf-rss [--qemu-ebpf-binary PATH]] | --afxdp NAME) -- QEMU [ARGS...]", `
 Start QEMU on a vrss-steered TAP without any privilege: as the TAP's owner,
 obtain its queue fds from vrssd and replace this process with QEMU, the
 queues inherited at fds 3, 4, ... and these arguments appended:
@@ -73,15 +78,36 @@ over the program and its three maps, which QEMU inherits right after the
 queues (fds 3+queues ... 6+queues) and takes with rss=on and ebpf-rss-fds.
 vrssd detaches vrss's own program from the TAP; QEMU attaches its program
 when the guest enables RSS. The device is then given in QEMU's JSON syntax,
-the only one that takes ebpf-rss-fds.`)
+the only one that takes ebpf-rss-fds.
+
+With --afxdp NAME, QEMU (8.2 or later, built with af-xdp) runs its af-xdp
+backend on a vrssd AF_XDP port ('vrss afxdp create'): as the port's owner,
+obtain its unbound sockets from vrssd, one per queue and already in the
+XSKMAP of the program vrssd attached, and exec QEMU with them at fds 3,
+4, ... and these arguments appended:
+
+    -netdev af-xdp,id=vrss0,ifname=DEV,inhibit=on,sock-fds=3:4:...,
+            queues=K,start-queue=N,force-copy=on
+    -device virtio-net-pci,netdev=vrss0,mq=on,vectors=2*K+2
+
+QEMU loads no program (inhibit=on) and needs no capability, but it locks
+32 MiB of UMEM per queue: before opening the port, vrss checks that QEMU
+will have RLIMIT_MEMLOCK of at least K*32 MiB, or CAP_IPC_LOCK (ambient,
+or as root), and refuses otherwise (systemd LimitMEMLOCK= or
+AmbientCapabilities=CAP_IPC_LOCK; ulimit -l). Opening makes new sockets:
+a QEMU holding the port's old ones stops receiving. QEMU finds DEV by
+name, so it must run in the port's network namespace (--netns).`)
 	nf := addQEMUNetFlags(fs)
 	ebpfBin := fs.String("qemu-ebpf-binary", "", "with --ebpf-rss, the QEMU `PATH` vrssd asks for the program (default: the QEMU being started); it must be the same build")
 	pos, err := fs.parse(args, stdout)
 	if err != nil {
 		return err
 	}
-	if *nf.tap == "" || len(pos) == 0 {
-		return inputErrorf("want --tap NAME and the QEMU command after -- (run 'vrss qemu exec -h')")
+	if err := nf.oneDevice("exec"); err != nil {
+		return err
+	}
+	if len(pos) == 0 {
+		return inputErrorf("want the QEMU command after -- (run 'vrss qemu exec -h')")
 	}
 	if *ebpfBin != "" && !*nf.ebpfRSS {
 		return inputErrorf("--qemu-ebpf-binary needs --ebpf-rss")
@@ -89,6 +115,13 @@ the only one that takes ebpf-rss-fds.`)
 	// Check the arguments before anything is loaded or detached.
 	if _, err := qemu.Args(nf.options(1)); err != nil {
 		return asInput(err)
+	}
+	if *nf.afxdp != "" {
+		limits, err := currentMemlock()
+		if err != nil {
+			return err
+		}
+		return qemuExecAFXDP(nf, pos, limits)
 	}
 	qemuBin := *ebpfBin
 	if *nf.ebpfRSS && qemuBin == "" {
@@ -110,7 +143,7 @@ the only one that takes ebpf-rss-fds.`)
 	}
 	defer cancel()
 	defer c.Close()
-	h, err := c.Open(ctx, *nf.tap)
+	h, err := c.Netns(*nf.netns).Open(ctx, *nf.tap)
 	if err != nil {
 		return daemonError(err)
 	}
@@ -155,14 +188,16 @@ func joinIDs(ids []uint32) string {
 }
 
 func qemuArgs(args []string, stdout io.Writer) error {
-	fs := newFlagSet("qemu args", "--tap NAME [--ebpf-rss] [--first-fd N]", `
+	fs := newFlagSet("qemu args", "(--tap NAME [--ebpf-rss] | --afxdp NAME) [--first-fd N]", `
 Print the QEMU arguments for a vrss-steered TAP, for a management layer that
 builds its own command line and passes the TAP's queue fds itself (for
 example after 'vrss qemu exec' is not an option): the queues must be
 inherited at --first-fd, --first-fd+1, ... With --ebpf-rss, QEMU's eBPF
 RSS program and its configuration, key and indirection table maps (in that
 order; the agent/client QEMUEBPF call gets them from vrssd) must follow at
-the next four descriptors.`)
+the next four descriptors. With --afxdp, the arguments are QEMU's af-xdp
+backend's for a vrssd AF_XDP port: its sockets (agent/client AFXDPOpen,
+one per queue in queue order) must be inherited at --first-fd, ...`)
 	nf := addQEMUNetFlags(fs)
 	first := fs.Int("first-fd", qemu.FirstFD, "descriptor number of queue 0 in QEMU, 3 or more")
 	pos, err := fs.parse(args, stdout)
@@ -172,8 +207,8 @@ the next four descriptors.`)
 	if err := noArgs(pos); err != nil {
 		return err
 	}
-	if *nf.tap == "" {
-		return inputErrorf("want --tap NAME (run 'vrss qemu args -h')")
+	if err := nf.oneDevice("args"); err != nil {
+		return err
 	}
 	// 0 would mean the default to package qemu, and 0 to 2 are QEMU's
 	// standard input, output and error; descriptors are C ints.
@@ -186,23 +221,45 @@ the next four descriptors.`)
 	}
 	defer cancel()
 	defer c.Close()
-	queues, err := tapQueues(ctx, c, "", *nf.tap)
+	a, err := qemuArgsFor(ctx, c, nf, *first)
 	if err != nil {
 		return err
-	}
-	opts := nf.options(queues)
-	opts.FirstFD = *first
-	if last := *first + opts.Files() - 1; last > math.MaxInt32 {
-		return inputErrorf("--first-fd %d: the last of the %d descriptors would be %d, beyond %d", *first, opts.Files(), last, math.MaxInt32)
-	}
-	a, err := qemu.Args(opts)
-	if err != nil {
-		return asInput(err)
 	}
 	for i := range a {
 		a[i] = shellQuote(a[i])
 	}
 	fmt.Fprintln(stdout, strings.Join(a, " "))
+	return nil
+}
+
+// qemuArgsFor is the arguments for the TAP or AF_XDP port nf names, its
+// descriptors from first on.
+func qemuArgsFor(ctx context.Context, c *client.Client, nf qemuNetFlags, first int) ([]string, error) {
+	if *nf.afxdp != "" {
+		return qemuArgsAFXDP(ctx, c.Netns(*nf.netns), nf, first)
+	}
+	queues, err := tapQueues(ctx, c, *nf.netns, *nf.tap)
+	if err != nil {
+		return nil, err
+	}
+	opts := nf.options(queues)
+	opts.FirstFD = first
+	if last := first + opts.Files() - 1; last > math.MaxInt32 {
+		return nil, inputErrorf("--first-fd %d: the last of the %d descriptors would be %d, beyond %d", first, opts.Files(), last, math.MaxInt32)
+	}
+	a, err := qemu.Args(opts)
+	return a, asInput(err)
+}
+
+// oneDevice checks that the flags name a TAP or an AF_XDP port, not both,
+// and no TAP-only option with a port.
+func (f qemuNetFlags) oneDevice(verb string) error {
+	switch {
+	case (*f.tap == "") == (*f.afxdp == ""):
+		return inputErrorf("want --tap NAME or --afxdp NAME, one of them (run 'vrss qemu %s -h')", verb)
+	case *f.afxdp != "" && *f.ebpfRSS:
+		return inputErrorf("--ebpf-rss is for a TAP: QEMU's eBPF RSS program steers TAP queues, not AF_XDP sockets")
+	}
 	return nil
 }
 
