@@ -6,8 +6,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/vishvananda/netlink"
-
 	"github.com/vrss-dev/vrss/agent/api"
 	"github.com/vrss-dev/vrss/internal/netnstest"
 )
@@ -19,25 +17,7 @@ func TestAFXDPCommands(t *testing.T) {
 	sock := startDaemon(t)
 	ok, fails := daemonCLI(t, sock)
 	ns := netnstest.Named(t)
-	err := netnstest.In(ns, func() error {
-		v := &netlink.Veth{LinkAttrs: netlink.LinkAttrs{Name: "cxout", NumTxQueues: 4, NumRxQueues: 4}, PeerName: "cxin", PeerNumTxQueues: 4, PeerNumRxQueues: 4}
-		if err := netlink.LinkAdd(v); err != nil {
-			return err
-		}
-		for _, n := range []string{"cxin", "cxout"} {
-			l, err := netlink.LinkByName(n)
-			if err == nil {
-				err = netlink.LinkSetUp(l)
-			}
-			if err != nil {
-				return err
-			}
-		}
-		return nil
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
+	queueVeth(t, ns, "cxin", "cxout")
 	fails(2, "--dev is required", "afxdp", "create", "cx0", "--queues", "2")
 	fails(2, "--queues 0", "afxdp", "create", "cx0", "--dev", "cxin")
 	fails(1, "receive queues", "afxdp", "create", "cx0", "--dev", "cxin", "--queue-start", "3", "--queues", "2", "--netns", ns)

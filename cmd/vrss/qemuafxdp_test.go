@@ -118,25 +118,7 @@ func TestQEMUExecAFXDP(t *testing.T) {
 	sock := startDaemon(t)
 	ok, fails := daemonCLI(t, sock)
 	ns := netnstest.Named(t)
-	err := netnstest.In(ns, func() error {
-		v := &netlink.Veth{LinkAttrs: netlink.LinkAttrs{Name: "qxout", NumTxQueues: 4, NumRxQueues: 4}, PeerName: "qxin", PeerNumTxQueues: 4, PeerNumRxQueues: 4}
-		if err := netlink.LinkAdd(v); err != nil {
-			return err
-		}
-		for _, n := range []string{"qxin", "qxout"} {
-			l, err := netlink.LinkByName(n)
-			if err == nil {
-				err = netlink.LinkSetUp(l)
-			}
-			if err != nil {
-				return err
-			}
-		}
-		return nil
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
+	queueVeth(t, ns, "qxin", "qxout")
 	ok("afxdp", "create", "qx0", "--dev", "qxin", "--queue-start", "2", "--queues", "2", "--netns", ns)
 	const want = "-netdev af-xdp,id=net7,ifname=qxin,inhibit=on,sock-fds=3:4,queues=2,start-queue=2,force-copy=on -device virtio-net-pci,netdev=net7,mq=on,vectors=6,mac=52:54:00:12:34:56"
 	if out := ok("qemu", "args", "--afxdp", "qx0", "--netns", ns, "--id", "net7", "--mac", "52:54:00:12:34:56"); out != want+"\n" {
@@ -210,5 +192,30 @@ func TestQEMUExecAFXDP(t *testing.T) {
 	out, err = vrssExec(limit, "ipc_lock")
 	if err != nil || !strings.Contains(out, " stand-in "+want+"\n") {
 		t.Errorf("as uid 4242 with ambient CAP_IPC_LOCK: %v\n%s", err, out)
+	}
+}
+
+// queueVeth makes a veth pair with 4 queues each way in namespace ns, both
+// ends up.
+func queueVeth(t *testing.T, ns, in, out string) {
+	t.Helper()
+	err := netnstest.In(ns, func() error {
+		v := &netlink.Veth{LinkAttrs: netlink.LinkAttrs{Name: out, NumTxQueues: 4, NumRxQueues: 4}, PeerName: in, PeerNumTxQueues: 4, PeerNumRxQueues: 4}
+		if err := netlink.LinkAdd(v); err != nil {
+			return err
+		}
+		for _, n := range []string{in, out} {
+			l, err := netlink.LinkByName(n)
+			if err == nil {
+				err = netlink.LinkSetUp(l)
+			}
+			if err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
 	}
 }
