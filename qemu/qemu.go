@@ -15,6 +15,12 @@
 // agent/client.Client.QEMUEBPF), right after the queues. QEMU needs no
 // privilege for either: it only mmaps the maps and attaches the program
 // through its queue fds.
+//
+// QEMU's af-xdp backend can instead take a vrssd AF_XDP port's sockets,
+// unbound and already in the XSKMAP of the program vrssd attached:
+// AFXDPArgs builds `-netdev af-xdp,...,inhibit=on,sock-fds=...`, and
+// ExecAFXDP starts QEMU with the sockets inherited. QEMU then needs no
+// capability, only AFXDPUMEMBytes of locked memory per queue.
 package qemu
 
 import (
