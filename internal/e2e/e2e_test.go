@@ -31,9 +31,12 @@ type report interface {
 // by name (see RunLibvirt); R, flow rules (a queue rule, an RSS
 // context, a drop rule) on a guest's TAP (see RunFlows); and P, port
 // security on a guest's TAP: its allowed traffic delivered, its spoofing
-// dropped and counted per reason (see RunPortSecurity). It installs Debian packages, downloads a kernel and QEMU
+// dropped and counted per reason (see RunPortSecurity). Scenario X, a
+// vrssd AF_XDP port under QEMU's af-xdp netdev (see RunAFXDP; it builds a
+// QEMU with af-xdp into the cache the first time, a few minutes), runs
+// only when VRSS_E2E_SCENARIOS names it. It installs Debian packages, downloads a kernel and QEMU
 // 10 from bookworm-backports and boots QEMU under TCG, so it only runs
-// when asked to. Optional settings: VRSS_E2E_SCENARIOS (any of A, B, L, R and P,
+// when asked to. Optional settings: VRSS_E2E_SCENARIOS (any of A, B, L, R, P and X,
 // comma-separated; default A,B,L,R,P), VRSS_E2E_SEED (the random keys), VRSS_E2E_QEMU (a QEMU binary
 // for A, R and P), VRSS_E2E_QEMU_B (a QEMU >= 9.0 binary for B; default QEMU from
 // bookworm-backports), VRSS_E2E_KERNEL (an exact linux-image package),
@@ -99,6 +102,10 @@ func TestE2E(t *testing.T) {
 			rep, err := RunPortSecurity(vmm)
 			return rep, rep != nil && (len(rep.Steps) > 0 || len(rep.Commands) > 0), err
 		}, "scenario P: a step's frames were not all counted under its reason as the guest sent them, or an allowed frame was not delivered, or a dropped one arrived"},
+		{"X", func() (report, bool, error) {
+			rep, err := RunAFXDP(base)
+			return rep, rep != nil && (rep.QEMU != nil || len(rep.Commands) > 0), err
+		}, "scenario X: the guest's per-queue counters differ from the allowed frames sent to its queues, a denied frame was not counted by its reason, or QEMU did not run as the owner with CAP_IPC_LOCK alone"},
 	} {
 		if !want(sc.name) {
 			continue

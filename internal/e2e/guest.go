@@ -35,6 +35,9 @@ type BootOptions struct {
 	Wrapper []string
 	// Credential, if set, runs the wrapper or QEMU as another user.
 	Credential *syscall.Credential
+	// AmbientCaps are capabilities the wrapper or QEMU keeps as ambient
+	// ones (across exec) under Credential: CAP_IPC_LOCK for scenario X.
+	AmbientCaps []uintptr
 }
 
 // Guest is a running QEMU guest, driven through its serial console.
@@ -96,7 +99,7 @@ func Boot(o BootOptions) (*Guest, error) {
 	}
 	g.cmd = exec.Command(name, argv...)
 	if o.Credential != nil {
-		g.cmd.SysProcAttr = &syscall.SysProcAttr{Credential: o.Credential}
+		g.cmd.SysProcAttr = &syscall.SysProcAttr{Credential: o.Credential, AmbientCaps: o.AmbientCaps}
 	}
 	g.cmd.Stdin, g.cmd.Stdout = inR, outW
 	g.cmd.Stderr = &lockedWriter{mu: &g.mu, w: &g.stderr}

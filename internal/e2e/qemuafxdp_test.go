@@ -1,0 +1,115 @@
+package e2e
+
+import (
+	"os"
+	"strings"
+	"testing"
+)
+
+// TestE2EBuildAFXDPQEMU builds (or finds in the cache) the QEMU with
+// af-xdp that scenario X runs, and checks that it lists the netdev. It
+// downloads Debian sources and compiles for minutes, so it runs only with
+// VRSS_E2E=1, as root.
+func TestE2EBuildAFXDPQEMU(t *testing.T) {
+	if os.Getenv(EnvE2E) != "1" {
+		t.Skipf("builds QEMU from Debian sources: set %s=1", EnvE2E)
+	}
+	if os.Geteuid() != 0 {
+		t.Skip("needs root (apt-get)")
+	}
+	q, err := BuildAFXDPQEMU(CacheDir(), os.Stdout)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("%s (%s), cached %v, built in %v, key %s", q.Binary, q.Version, q.Cached, q.Took, q.Key)
+	if err := AFXDPQEMUListed(q.Binary); err != nil {
+		t.Fatal(err)
+	}
+	again, err := BuildAFXDPQEMU(CacheDir(), os.Stdout)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !again.Cached || again.Binary != q.Binary {
+		t.Fatalf("a second call built again (cached %v, %s then %s)", again.Cached, q.Binary, again.Binary)
+	}
+}
+
+func TestUnitAFXDPInputsKey(t *testing.T) {
+	a := map[string]string{"src:qemu": "1:10.0.2+ds-1~bpo12+1", "recipe": afxdpRecipe}
+	b := map[string]string{"recipe": afxdpRecipe, "src:qemu": "1:10.0.2+ds-1~bpo12+1"}
+	la, ka := afxdpInputs(a)
+	lb, kb := afxdpInputs(b)
+	if la != lb || ka != kb {
+		t.Fatalf("same inputs, different keys: %q %s, %q %s", la, ka, lb, kb)
+	}
+	if la != "recipe="+afxdpRecipe+"\nsrc:qemu=1:10.0.2+ds-1~bpo12+1\n" {
+		t.Fatalf("lines %q", la)
+	}
+	b["src:qemu"] = "1:10.0.3+ds-1~bpo12+1"
+	if _, kc := afxdpInputs(b); kc == ka {
+		t.Fatal("another QEMU source, same key")
+	}
+}
+
+func TestUnitStaticPC(t *testing.T) {
+	in := "prefix=/x\nlibdir=${prefix}/lib\n\nName: libxdp\nLibs: -L${libdir} -lxdp\nRequires.private: libbpf\n"
+	out := staticPC(in)
+	if !strings.Contains(out, "\nLibs: -L${libdir} -lxdp -lbpf -lelf -lz\n") {
+		t.Fatalf("got %q", out)
+	}
+	if staticPC(out) != out {
+		t.Fatal("not idempotent")
+	}
+}
+
+func TestUnitPickSource(t *testing.T) {
+	v, err := pickSource([]string{"1:10.1.2+ds-1", "1:10.0.2+ds-1~bpo12+1", "1:9.2.0+ds-1~bpo12+1"}, "~bpo12")
+	if err != nil || v != "1:10.0.2+ds-1~bpo12+1" {
+		t.Fatalf("got %q, %v", v, err)
+	}
+	if _, err := pickSource([]string{"1.6.3-1"}, "~bpo12"); err == nil {
+		t.Fatal("no version with the marker, no error")
+	}
+}
+
+func TestUnitOrigURI(t *testing.T) {
+	out := `Need to get 39.6 MB of source archives.
+'http://deb.debian.org/debian/pool/main/q/qemu/qemu_10.0.2%2bds-2%2bdeb13u1%7ebpo12%2b1.dsc' qemu_10.0.2+ds-2+deb13u1~bpo12+1.dsc 11887 SHA256:a9eec32b6ddeda8f7e3472b3e9662358a0a764fb2ba9551a8c158c012072bc96
+'http://deb.debian.org/debian/pool/main/q/qemu/qemu_10.0.2%2bds.orig.tar.xz' qemu_10.0.2+ds.orig.tar.xz 39449628 SHA256:0901da33844a331bf8b3602b9c1fbd178e60b737c8e3ade678255bd090c9b9f1
+'http://deb.debian.org/debian/pool/main/q/qemu/qemu_10.0.2%2bds-2%2bdeb13u1%7ebpo12%2b1.debian.tar.xz' qemu_10.0.2+ds-2+deb13u1~bpo12+1.debian.tar.xz 139220 SHA256:dd04c78b36212c1b463595028c234e8c18241ef25923e7a135671f76d8ec5547
+`
+	uri, name, hash, err := origURI(out)
+	if err != nil || uri != "http://deb.debian.org/debian/pool/main/q/qemu/qemu_10.0.2%2bds.orig.tar.xz" ||
+		name != "qemu_10.0.2+ds.orig.tar.xz" || hash != "SHA256:0901da33844a331bf8b3602b9c1fbd178e60b737c8e3ade678255bd090c9b9f1" {
+		t.Fatalf("got %q %q %q %v", uri, name, hash, err)
+	}
+	if _, _, _, err := origURI("nothing\n"); err == nil {
+		t.Fatal("no tarball, no error")
+	}
+}
+
+func TestUnitEDK2Placeholders(t *testing.T) {
+	dir := t.TempDir()
+	if err := os.MkdirAll(dir+"/pc-bios", 0o755); err != nil {
+		t.Fatal(err)
+	}
+	mb := "if unpack_edk2_blobs\n  fds = [\n    'edk2-aarch64-code.fd',\n    'edk2-x86_64-code.fd',\n  ]\nendif\nblobs = [\n  'bios.bin',\n]\n"
+	if err := os.WriteFile(dir+"/pc-bios/meson.build", []byte(mb), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(dir+"/pc-bios/edk2-x86_64-code.fd.bz2", []byte("real"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := edk2Placeholders(dir); err != nil {
+		t.Fatal(err)
+	}
+	if b, err := os.ReadFile(dir + "/pc-bios/edk2-aarch64-code.fd.bz2"); err != nil || len(b) != 0 {
+		t.Fatalf("placeholder: %q, %v", b, err)
+	}
+	if b, _ := os.ReadFile(dir + "/pc-bios/edk2-x86_64-code.fd.bz2"); string(b) != "real" {
+		t.Fatalf("an existing file was replaced: %q", b)
+	}
+	if _, err := os.Stat(dir + "/pc-bios/bios.bin.bz2"); err == nil {
+		t.Fatal("a placeholder for a blob that is not edk2's")
+	}
+}
