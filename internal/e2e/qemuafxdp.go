@@ -337,7 +337,8 @@ func BuildAFXDPQEMU(cache string, log io.Writer) (*AFXDPQEMU, error) {
 	if err := steps.run("libxdp configure", xdpSrc, "./configure"); err != nil {
 		return nil, err
 	}
-	if err := steps.run("libxdp make", xdpSrc, "make", "-C", "lib/libxdp", "-j2"); err != nil {
+	// PREFIX on both: make writes it into libxdp.pc.
+	if err := steps.run("libxdp make", xdpSrc, "make", "-C", "lib/libxdp", "-j2", "PREFIX="+xdpPrefix); err != nil {
 		return nil, err
 	}
 	if err := steps.run("libxdp install", xdpSrc, "make", "-C", "lib/libxdp", "install", "PREFIX="+xdpPrefix); err != nil {
@@ -445,7 +446,20 @@ func staticLibxdp(prefix string) (string, error) {
 	if err := os.WriteFile(pcs[0], []byte(staticPC(string(pc))), 0o644); err != nil {
 		return "", err
 	}
-	return filepath.Dir(pcs[0]), nil
+	// QEMU finds libxdp's headers where the pkg-config file says.
+	pcDir := filepath.Dir(pcs[0])
+	cmd := exec.Command("pkg-config", "--cflags-only-I", "libxdp")
+	cmd.Env = append(os.Environ(), "PKG_CONFIG_PATH="+pcDir)
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		return "", fmt.Errorf("e2e: af-xdp QEMU build: pkg-config libxdp: %w\n%s", err, out)
+	}
+	for _, f := range strings.Fields(string(out)) {
+		if _, err := os.Stat(filepath.Join(strings.TrimPrefix(f, "-I"), "xdp", "xsk.h")); err == nil {
+			return pcDir, nil
+		}
+	}
+	return "", fmt.Errorf("e2e: af-xdp QEMU build: libxdp.pc in %s names no include directory with xdp/xsk.h (pkg-config says %q)", pcDir, strings.TrimSpace(string(out)))
 }
 
 // staticPC appends libxdp.a's dependencies to a pkg-config file's Libs.
