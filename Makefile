@@ -60,7 +60,11 @@ demo:
 ## gratuitous ARP, a DHCP server, router advertisements) is dropped, each
 ## reason's counter growing by exactly what the guest sent; then again with
 ## the fast path (--uplink, a veth), every allowed frame redirected.
-## VRSS_E2E_SCENARIOS picks some (default A,B,L,R,P). Needs root; installs libvirt and fetches Debian packages, a
+## VRSS_E2E_SCENARIOS picks some (default A,B,L,R,P). Scenario X, opt-in
+## (VRSS_E2E_SCENARIOS=X): a vrssd AF_XDP port under a QEMU with af-xdp that
+## uid 4242 starts with only CAP_IPC_LOCK (`vrss qemu exec --afxdp`); no Debian
+## QEMU has af-xdp, so the first run builds one from Debian sources into the
+## cache (minutes; see docs/afxdp.md). Needs root; installs libvirt and fetches Debian packages, a
 ## kernel and QEMU 10 into a cache (VRSS_E2E_CACHE, default
 ## $(GOCACHE)/../vrss-e2e).
 e2e:

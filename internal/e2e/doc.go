@@ -133,4 +133,36 @@
 // (`redirected` in the stats), arrive at the veth's peer and not at the
 // TAP's host end, and be delivered (the answers come back through the
 // TAP); the spoofed ones arrive nowhere.
+//
+// Scenario X (RunAFXDP, opt-in: VRSS_E2E_SCENARIOS=X) is a vrssd AF_XDP
+// port (issue #16) under QEMU's af-xdp netdev. No Debian QEMU has af-xdp
+// (none is built with libxdp), so the harness builds one
+// (BuildAFXDPQEMU), once, into the cache as qemu-afxdp-KEY, KEY being a
+// digest of its inputs: bookworm-backports' qemu source (only its +ds
+// orig tarball, fetched with apt-helper against the hash in the Sources
+// index), sid's xdp-tools source (apt-get source) for a static libxdp
+// built against the system's libbpf, trixie's meson and python3-pycotap
+// packages (unpacked onto PYTHONPATH, as the +ds tarball has no
+// python/wheels), the build packages' versions and the configure options
+// (--target-list=x86_64-softmmu --enable-af-xdp --disable-install-blobs;
+// empty stand-ins for the edk2 blobs the tarball lacks, never
+// decompressed). Each step logs to qemu-afxdp-KEY.log/STEP.log, and a
+// failure names its step and shows its log's tail; the result must list
+// af-xdp in `-netdev help`, and later runs reuse it. Nothing is built
+// unless a scenario needs it. The scenario: in the test's namespace a
+// veth pair with 4 queues (xsk/xsktest's, driver-mode XDP, its sender
+// picking each frame's receive queue), root asks vrssd for an AF_XDP port
+// on queues 1-2 of one end for uid 4242 (AFXDPCreate) and sets its port
+// policy (PortSet: one source MAC and IPv4 address, default allow); uid
+// 4242 starts the built QEMU with CAP_IPC_LOCK as its only capability,
+// ambient, through `vrss qemu exec --afxdp PORT --force-copy` (-netdev
+// af-xdp,inhibit=on,sock-fds=3:4,queues=2,start-queue=1,force-copy=on,
+// the sockets inherited; firmware from the system QEMU, -L
+// /usr/share/qemu). Frames go to each of the 4 device queues, allowed
+// ones and, on the port's queues, ones from another MAC or another
+// address: the guest's rx_queue_N_packets must grow by exactly the
+// allowed frames of device queue 1+N, the port's counters must count each
+// denied frame under its reason, the allowed ones as xsk_redirected and
+// the other queues' as other_queue, and QEMU's /proc status must show uid
+// 4242 with CAP_IPC_LOCK alone.
 package e2e
