@@ -157,8 +157,8 @@
 // 4242 starts the built QEMU with CAP_IPC_LOCK as its only capability,
 // ambient, through `vrss qemu exec --afxdp PORT --force-copy` (-netdev
 // af-xdp,inhibit=on,sock-fds=3:4,queues=2,start-queue=1,force-copy=on,
-// the sockets inherited; firmware from the system QEMU, -L
-// /usr/share/qemu). Frames go to each of the 4 device queues, allowed
+// the sockets inherited; firmware from the system QEMU and SeaBIOS, -L
+// /usr/share/qemu -L /usr/share/seabios). Frames go to each of the 4 device queues, allowed
 // ones and, on the port's queues, ones from another MAC or another
 // address: the guest's rx_queue_N_packets must grow by exactly the
 // allowed frames of device queue 1+N, the port's counters must count each

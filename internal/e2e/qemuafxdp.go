@@ -57,9 +57,10 @@ var afxdpConfigure = []string{
 type AFXDPQEMU struct {
 	Binary  string // qemu-system-x86_64
 	Version string // its --version
-	// DataDir holds the firmware it needs (-L): the system QEMU's, since
-	// the build installs none.
-	DataDir string
+	// DataDirs hold the firmware it needs (-L each): the system QEMU's
+	// (Debian's QEMU finds SeaBIOS in /usr/share/seabios by a patch of
+	// its own), since the build installs none.
+	DataDirs []string
 	// Inputs are the packages and versions it was built from, and Key
 	// their digest: the cache directory's name.
 	Inputs map[string]string
@@ -263,7 +264,7 @@ func BuildAFXDPQEMU(cache string, log io.Writer) (*AFXDPQEMU, error) {
 	lines, q.Key = afxdpInputs(q.Inputs)
 	final := filepath.Join(cache, "qemu-afxdp-"+q.Key)
 	q.Binary = filepath.Join(final, "bin", "qemu-system-x86_64")
-	q.DataDir = "/usr/share/qemu"
+	q.DataDirs = []string{"/usr/share/qemu", "/usr/share/seabios"}
 	if _, err := os.Stat(filepath.Join(final, ".complete")); err == nil {
 		if err := AFXDPQEMUListed(q.Binary); err != nil {
 			return nil, fmt.Errorf("e2e: the cached af-xdp QEMU in %s is broken (remove it to build it again): %w", final, err)

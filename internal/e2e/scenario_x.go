@@ -10,8 +10,10 @@ import (
 	"strings"
 	"syscall"
 	"time"
+	"unsafe"
 
 	"github.com/cilium/ebpf/link"
+	"golang.org/x/sys/unix"
 
 	"github.com/vrss-dev/vrss/agent/api"
 	"github.com/vrss-dev/vrss/agent/client"
@@ -77,8 +79,13 @@ type AFXDPReport struct {
 	// OtherQueue of the other queues' frames, passed to the stack.
 	Counted                   map[string]uint64
 	XSKRedirected, OtherQueue uint64
-	Prepare, Build, Boot      time.Duration
-	Total                     time.Duration
+	// Sockets describe QEMU's AF_XDP sockets at the end (bound queue,
+	// kernel statistics); GuestDiag is the guest's ethtool -l and
+	// non-zero ethtool -S when its counters are not as expected.
+	Sockets              []string
+	GuestDiag            string
+	Prepare, Build, Boot time.Duration
+	Total                time.Duration
 }
 
 // OK reports whether the guest received exactly the allowed frames of its
@@ -132,6 +139,12 @@ func (r *AFXDPReport) String() string {
 		fmt.Fprintf(&b, "  allowed frames sent per device queue %v; denied sent %v\n", r.Sent, r.Denied)
 		fmt.Fprintf(&b, "  guest rx_queue_N_packets: expected %v, observed %v\n", r.Expected, r.Observed)
 		fmt.Fprintf(&b, "  port counters: xsk_redirected %d, other_queue %d, by reason %v\n", r.XSKRedirected, r.OtherQueue, r.Counted)
+	}
+	for _, l := range r.Sockets {
+		fmt.Fprintf(&b, "  QEMU's socket %s\n", l)
+	}
+	if r.GuestDiag != "" {
+		fmt.Fprintf(&b, "  the guest's ethtool:\n    %s\n", strings.ReplaceAll(r.GuestDiag, "\n", "\n    "))
 	}
 	fmt.Fprintf(&b, "  prepare %v, QEMU build %v, boot %v, total %v: ", r.Prepare.Round(time.Millisecond), r.Build.Round(time.Millisecond),
 		r.Boot.Round(time.Millisecond), r.Total.Round(time.Millisecond))
@@ -230,7 +243,7 @@ func runAFXDP(o Options, w *workDir, rep *AFXDPReport) error {
 		QEMU: w.qemu,
 		Machine: Machine{Kernel: w.kernel, Initrd: w.initrd, MemoryMB: o.MemoryMB, CPUs: o.CPUs, ExternalNet: true,
 			// The build installs no firmware: the system QEMU's.
-			Extra: []string{"-L", rep.QEMU.DataDir}},
+			Extra: dataDirArgs(rep.QEMU.DataDirs)},
 		Wrapper:     append([]string{w.vrss, "qemu", "exec", "--socket", w.socket}, execArgs[2:]...),
 		ConsoleLog:  o.Cache + "/console-x.log",
 		Credential:  &syscall.Credential{Uid: uint32(o.VMMUID), Gid: uint32(o.VMMUID)},
@@ -308,7 +321,52 @@ func runAFXDP(o Options, w *workDir, rep *AFXDPReport) error {
 	}
 	rep.XSKRedirected = stats.XSKRedirected - stats0.XSKRedirected
 	rep.OtherQueue = stats.OtherQueue - stats0.OtherQueue
+	rep.Sockets = qemuSockets(rep.QEMUPid, xQueues)
+	if !slices.Equal(rep.Expected, rep.Observed) {
+		// What the guest saw, for the report.
+		out, _, _ := g.Run("ethtool -l "+guestIface+"; ethtool -S "+guestIface+" | grep -v ': 0$'", time.Minute)
+		rep.GuestDiag = strings.TrimSpace(out)
+	}
 	return nil
+}
+
+// qemuSockets describes QEMU's AF_XDP sockets at 3, 4, ...: the queue each
+// is bound to and the kernel's XDP_STATISTICS, taken with pidfd_getfd.
+func qemuSockets(pid, n int) []string {
+	pidfd, err := unix.PidfdOpen(pid, 0)
+	if err != nil {
+		return []string{fmt.Sprintf("pidfd_open %d: %v", pid, err)}
+	}
+	defer unix.Close(pidfd)
+	var out []string
+	for i := range n {
+		fd, err := unix.PidfdGetfd(pidfd, 3+i, 0)
+		if err != nil {
+			out = append(out, fmt.Sprintf("fd %d: %v", 3+i, err))
+			continue
+		}
+		line := fmt.Sprintf("fd %d:", 3+i)
+		if sa, err := unix.Getsockname(fd); err == nil {
+			if x, ok := sa.(*unix.SockaddrXDP); ok {
+				line += fmt.Sprintf(" ifindex %d queue %d flags %#x", x.Ifindex, x.QueueID, x.Flags)
+			} else {
+				line += fmt.Sprintf(" %T", sa)
+			}
+		} else {
+			line += fmt.Sprintf(" getsockname: %v", err)
+		}
+		var st [6]uint64
+		size := uint32(unsafe.Sizeof(st))
+		if _, _, e := unix.Syscall6(unix.SYS_GETSOCKOPT, uintptr(fd), unix.SOL_XDP, unix.XDP_STATISTICS,
+			uintptr(unsafe.Pointer(&st[0])), uintptr(unsafe.Pointer(&size)), 0); e == 0 {
+			line += fmt.Sprintf(" rx_dropped %d rx_invalid %d tx_invalid %d rx_ring_full %d fill_empty %d tx_empty %d", st[0], st[1], st[2], st[3], st[4], st[5])
+		} else {
+			line += fmt.Sprintf(" XDP_STATISTICS: %v", e)
+		}
+		unix.Close(fd)
+		out = append(out, line)
+	}
+	return out
 }
 
 // waitGuest reads the guest's receive counters until they reach want or
@@ -380,4 +438,13 @@ func (r *AFXDPReport) readQEMUStatus() error {
 		}
 	}
 	return nil
+}
+
+// dataDirArgs are -L options for dirs.
+func dataDirArgs(dirs []string) []string {
+	var a []string
+	for _, d := range dirs {
+		a = append(a, "-L", d)
+	}
+	return a
 }
