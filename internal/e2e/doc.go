@@ -146,7 +146,8 @@
 // python/wheels), the build packages' versions and the configure options
 // (--target-list=x86_64-softmmu --enable-af-xdp --disable-install-blobs;
 // empty stand-ins for the edk2 blobs the tarball lacks, never
-// decompressed). Each step logs to qemu-afxdp-KEY.log/STEP.log, and a
+// decompressed; one patch, patchAFXDPReadPoll, makes QEMU 10.0.2 poll
+// every queue's socket, not only the first's). Each step logs to qemu-afxdp-KEY.log/STEP.log, and a
 // failure names its step and shows its log's tail; the result must list
 // af-xdp in `-netdev help`, and later runs reuse it. Nothing is built
 // unless a scenario needs it. The scenario: in the test's namespace a

@@ -26,7 +26,7 @@ const (
 	afxdpXDPToolsSource = "xdp-tools"
 	// afxdpRecipe names the build steps below; change it when they change,
 	// so that a cached build made another way is not reused.
-	afxdpRecipe = "qemu-afxdp/1"
+	afxdpRecipe = "qemu-afxdp/2+read-poll-every-queue"
 )
 
 // AFXDPBuildSources is the private sources list the build fetches from:
@@ -365,6 +365,9 @@ func BuildAFXDPQEMU(cache string, log io.Writer) (*AFXDPQEMU, error) {
 	if err := edk2Placeholders(qsrc); err != nil {
 		return nil, err
 	}
+	if err := patchAFXDPReadPoll(qsrc); err != nil {
+		return nil, err
+	}
 	steps.env = []string{
 		"PKG_CONFIG_PATH=" + pcDir,
 		"PYTHONPATH=" + strings.Join(pypath, ":"),
@@ -496,4 +499,38 @@ func edk2Placeholders(qsrc string) error {
 		}
 	}
 	return nil
+}
+
+// afxdpPollAnchor is the end of the loop in QEMU 10.0's net_init_af_xdp
+// that creates a socket per queue; afxdpPollPatched adds the read poll
+// of each queue's socket to it.
+const (
+	afxdpPollAnchor  = "            goto err;\n        }\n    }\n\n    if (nc0) {"
+	afxdpPollPatched = "            goto err;\n        }\n        af_xdp_read_poll(s, true); /* vrss e2e: every queue, not only the first */\n    }\n\n    if (nc0) {"
+)
+
+// patchAFXDPReadPoll makes QEMU poll every queue's socket for received
+// frames. QEMU 10.0.2's net_init_af_xdp enables the read handler once,
+// after its loop, for the first queue's state only (s is set back to
+// queue 0's), so with queues=2 the second socket's frames stay in its
+// ring and never reach the guest (scenario X saw 200/200 on guest queue
+// 0 and 0/200 on queue 1, the veth's redirects to both sockets counted).
+func patchAFXDPReadPoll(qsrc string) error {
+	p := filepath.Join(qsrc, "net", "af-xdp.c")
+	b, err := os.ReadFile(p)
+	if err != nil {
+		return fmt.Errorf("e2e: af-xdp QEMU build: %w", err)
+	}
+	out, err := patchReadPoll(string(b))
+	if err != nil {
+		return err
+	}
+	return os.WriteFile(p, []byte(out), 0o644)
+}
+
+func patchReadPoll(src string) (string, error) {
+	if strings.Count(src, afxdpPollAnchor) != 1 {
+		return "", fmt.Errorf("e2e: af-xdp QEMU build: net/af-xdp.c has not the one per-queue loop end the read-poll patch expects (another QEMU version?)")
+	}
+	return strings.Replace(src, afxdpPollAnchor, afxdpPollPatched, 1), nil
 }

@@ -113,3 +113,14 @@ func TestUnitEDK2Placeholders(t *testing.T) {
 		t.Fatal("a placeholder for a blob that is not edk2's")
 	}
 }
+
+func TestUnitPatchReadPoll(t *testing.T) {
+	src := "    for (i = 0; i < queues; i++) {\n        if (af_xdp_umem_create(s, -1, errp)) {\n            s->n_queues = i;\n            goto err;\n        }\n    }\n\n    if (nc0) {\n    }\n"
+	out, err := patchReadPoll(src)
+	if err != nil || !strings.Contains(out, "goto err;\n        }\n        af_xdp_read_poll(s, true);") {
+		t.Fatalf("got %q, %v", out, err)
+	}
+	if _, err := patchReadPoll(out); err == nil {
+		t.Fatal("patched twice")
+	}
+}

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net/netip"
 	"os"
+	"os/exec"
 	"slices"
 	"strconv"
 	"strings"
@@ -326,6 +327,8 @@ func runAFXDP(o Options, w *workDir, rep *AFXDPReport) error {
 		// What the guest saw, for the report.
 		out, _, _ := g.Run("ethtool -l "+guestIface+"; ethtool -S "+guestIface+" | grep -v ': 0$'", time.Minute)
 		rep.GuestDiag = strings.TrimSpace(out)
+		host, _ := exec.Command("sh", "-c", "ethtool -S "+xPair+"in | grep -v ': 0$'").CombinedOutput()
+		rep.GuestDiag += "\n(host) " + strings.TrimSpace(string(host))
 	}
 	return nil
 }
@@ -380,7 +383,7 @@ func waitGuest(g *Guest, base, want []uint64, got *[]uint64) error {
 		}
 		*got = sub(cur, base)
 		total := sum(*got)
-		if total >= sum(want) || time.Since(since) > 20*time.Second {
+		if total >= sum(want) || time.Since(since) > 10*time.Second {
 			return nil
 		}
 		if total != last {
