@@ -80,8 +80,8 @@ type AFXDPReport struct {
 	// OtherQueue of the other queues' frames, passed to the stack.
 	Counted                   map[string]uint64
 	XSKRedirected, OtherQueue uint64
-	// Sockets describe QEMU's AF_XDP sockets at the end (bound queue,
-	// kernel statistics); GuestDiag is the guest's ethtool -l and
+	// Sockets describe QEMU's AF_XDP sockets at the end (the kernel's
+	// statistics); GuestDiag is the guest's ethtool -l and
 	// non-zero ethtool -S when its counters are not as expected.
 	Sockets              []string
 	GuestDiag            string
@@ -333,8 +333,9 @@ func runAFXDP(o Options, w *workDir, rep *AFXDPReport) error {
 	return nil
 }
 
-// qemuSockets describes QEMU's AF_XDP sockets at 3, 4, ...: the queue each
-// is bound to and the kernel's XDP_STATISTICS, taken with pidfd_getfd.
+// qemuSockets describes QEMU's AF_XDP sockets at 3, 4, ...: the kernel's
+// XDP_STATISTICS, taken with pidfd_getfd (getsockname does not support
+// AF_XDP, so the bound queue is not shown).
 func qemuSockets(pid, n int) []string {
 	pidfd, err := unix.PidfdOpen(pid, 0)
 	if err != nil {
@@ -349,15 +350,6 @@ func qemuSockets(pid, n int) []string {
 			continue
 		}
 		line := fmt.Sprintf("fd %d:", 3+i)
-		if sa, err := unix.Getsockname(fd); err == nil {
-			if x, ok := sa.(*unix.SockaddrXDP); ok {
-				line += fmt.Sprintf(" ifindex %d queue %d flags %#x", x.Ifindex, x.QueueID, x.Flags)
-			} else {
-				line += fmt.Sprintf(" %T", sa)
-			}
-		} else {
-			line += fmt.Sprintf(" getsockname: %v", err)
-		}
 		var st [6]uint64
 		size := uint32(unsafe.Sizeof(st))
 		if _, _, e := unix.Syscall6(unix.SYS_GETSOCKOPT, uintptr(fd), unix.SOL_XDP, unix.XDP_STATISTICS,
