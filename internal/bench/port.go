@@ -405,23 +405,10 @@ func portFrames() [][]byte {
 			Proto: frame.ProtoTCP, SrcPort: uint16(1024 + i), DstPort: PortACLPorts[len(PortACLPorts)-1], Payload: 64,
 		})
 		ip := f[14:34]
-		binary.BigEndian.PutUint16(ip[10:], ipv4Checksum(ip))
+		binary.BigEndian.PutUint16(ip[10:], frame.IPv4Checksum(ip))
 		out[i] = append(make([]byte, tapVnetHdrLen), f...)
 	}
 	return out
-}
-
-// ipv4Checksum returns the checksum of IPv4 header h (its checksum field
-// zero): the bridge's and the stack's checks drop frames without one.
-func ipv4Checksum(h []byte) uint16 {
-	var sum uint32
-	for i := 0; i+1 < len(h); i += 2 {
-		sum += uint32(binary.BigEndian.Uint16(h[i:]))
-	}
-	for sum > 0xffff {
-		sum = sum&0xffff + sum>>16
-	}
-	return ^uint16(sum)
 }
 
 // nftables installs bridge-family rules equivalent to the benchmark's

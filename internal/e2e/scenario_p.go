@@ -23,6 +23,7 @@ import (
 	"github.com/vishvananda/netlink"
 
 	"github.com/vrss-dev/vrss/agent/api"
+	"github.com/vrss-dev/vrss/internal/frame"
 	"github.com/vrss-dev/vrss/internal/inject"
 	"github.com/vrss-dev/vrss/port"
 )
@@ -739,21 +740,10 @@ func dhcpDiscover(client net.HardwareAddr, xid uint32) []byte {
 	udp = append(udp, bootp...)
 	ip := []byte{0x45, 0, 0, 0, 0, 0, 0, 0, 64, 17, 0, 0, 0, 0, 0, 0, 255, 255, 255, 255}
 	binary.BigEndian.PutUint16(ip[2:], uint16(len(ip)+len(udp)))
-	binary.BigEndian.PutUint16(ip[10:], ipChecksum(ip))
+	binary.BigEndian.PutUint16(ip[10:], frame.IPv4Checksum(ip))
 	f := append(bytes.Repeat([]byte{0xff}, 6), client...)
 	f = append(f, 0x08, 0x00)
 	return append(append(f, ip...), udp...)
-}
-
-func ipChecksum(h []byte) uint16 {
-	var s uint32
-	for i := 0; i+1 < len(h); i += 2 {
-		s += uint32(binary.BigEndian.Uint16(h[i:]))
-	}
-	for s > 0xffff {
-		s = s>>16 + s&0xffff
-	}
-	return ^uint16(s)
 }
 
 var pingRe = regexp.MustCompile(`(\d+) packets transmitted, (\d+) packets received`)

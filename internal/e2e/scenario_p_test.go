@@ -65,7 +65,7 @@ func TestPortScenarioFrames(t *testing.T) {
 	if r := cf.Check(d); r.Reason != port.Control {
 		t.Errorf("the DHCPDISCOVER, judged as its client's: %v, want control", r.Reason)
 	}
-	if ipChecksum(d[14:34]) != 0 {
+	if frame.IPv4Checksum(d[14:34]) != 0 {
 		t.Error("the DHCPDISCOVER's IPv4 checksum does not verify")
 	}
 	if binary.BigEndian.Uint32(d[14+20+8+236:]) != 0x63825363 || d[14+20+8+240] != 53 {

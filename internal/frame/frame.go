@@ -160,3 +160,17 @@ func transport(s Spec) []byte {
 	binary.BigEndian.PutUint16(h[2:], s.DstPort)
 	return append(h, payload...)
 }
+
+// IPv4Checksum returns the Internet checksum (RFC 1071) of IPv4 header h,
+// whose checksum field must be zero: what a header needs to pass the
+// bridge's and the stack's checks. Build leaves the field zero.
+func IPv4Checksum(h []byte) uint16 {
+	var sum uint32
+	for i := 0; i+1 < len(h); i += 2 {
+		sum += uint32(binary.BigEndian.Uint16(h[i:]))
+	}
+	for sum > 0xffff {
+		sum = sum&0xffff + sum>>16
+	}
+	return ^uint16(sum)
+}
