@@ -534,14 +534,11 @@ func (s *Server) afxdpPortOp(p *peer, op api.Op, raw json.RawMessage) (res any, 
 		return nil, true, fmt.Errorf("AF_XDP port %s: counters: %w", na.Name, err)
 	}
 	out := &api.PortStats{TAP: a.rec.Name, Netns: a.rec.Netns, Rules: []api.PortRuleHits{}, Attached: a.info().Attached, Generation: a.prog.Generation()}
-	out.Passed, out.Dropped, out.Unconfigured = c.Passed(), c.Dropped(), c.Unconfigured
-	out.XSKRedirected, out.OtherQueue = c.XSKRedirected, c.OtherQueue
-	out.Reasons = api.PortReasons(c.Reasons)
+	var rules []port.Rule
 	if a.rec.Policy != nil {
-		for i, r := range a.rec.Policy.Rules {
-			out.Rules = append(out.Rules, api.PortRuleHits{Index: i, Rule: r.String(), Hits: c.Rules[i]})
-		}
+		rules = a.rec.Policy.Rules
 	}
+	fillPortStats(out, c, rules)
 	return out, true, nil
 }
 

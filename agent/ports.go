@@ -423,12 +423,21 @@ func (s *Server) portStats(p *peer, raw json.RawMessage, _ []*fd.FD) (any, []*fd
 		return nil, nil, fmt.Errorf("TAP %s: port counters: %w", d.name, err)
 	}
 	out.Attached, out.Generation, out.Uplink = portAttachedLocked(d), d.port.prog.Generation(), d.port.pol.Uplink
-	out.Passed, out.Dropped, out.Redirected, out.Unconfigured = c.Passed(), c.Dropped(), c.Redirected, c.Unconfigured
+	fillPortStats(out, c, d.port.pol.Rules)
+	return out, nil, nil
+}
+
+// fillPortStats puts the program's counters c into out: totals, reasons,
+// and the hits of each of rules, the policy's ACL. A counter a mode never
+// moves (the uplink's redirects on an AF_XDP port, the XSKMAP's on a TAP)
+// is 0.
+func fillPortStats(out *api.PortStats, c portxdp.Counters, rules []port.Rule) {
+	out.Passed, out.Dropped, out.Unconfigured = c.Passed(), c.Dropped(), c.Unconfigured
+	out.Redirected, out.XSKRedirected, out.OtherQueue = c.Redirected, c.XSKRedirected, c.OtherQueue
 	out.Reasons = api.PortReasons(c.Reasons)
-	for i, r := range d.port.pol.Rules {
+	for i, r := range rules {
 		out.Rules = append(out.Rules, api.PortRuleHits{Index: i, Rule: r.String(), Hits: c.Rules[i]})
 	}
-	return out, nil, nil
 }
 
 func (s *Server) portClear(p *peer, raw json.RawMessage, _ []*fd.FD) (any, []*fd.FD, error) {
