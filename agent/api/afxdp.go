@@ -25,6 +25,12 @@ type AFXDPCreateArgs struct {
 	// Netns names the network namespace Dev lives in, as for CreateArgs;
 	// only root and admins may name one.
 	Netns string `json:"netns,omitempty"`
+	// Slice asks vrssd to slice Dev's queues for the port: an RSS context
+	// over the port's queues, and an ntuple rule per address of the port
+	// policy sending that address's traffic into it (docs/queue-slicing.md).
+	// A device that cannot (veth, virtio_net, drivers without RSS
+	// contexts) is refused and nothing is created.
+	Slice bool `json:"slice,omitempty"`
 }
 
 // AFXDPPort describes an AF_XDP port.
@@ -42,6 +48,26 @@ type AFXDPPort struct {
 	// frame of the port's queues is dropped (counted as the default
 	// policy's drops) and the other queues' frames pass untouched.
 	Policy bool `json:"policy"`
+	// Slice is the port's slice of Dev, if it was created with one.
+	Slice *AFXDPSlice `json:"slice,omitempty"`
+}
+
+// AFXDPSlice is what vrssd made on an AF_XDP port's device for it: an RSS
+// context spreading over the port's queues, and one ntuple rule per
+// address prefix of the port policy into that context.
+type AFXDPSlice struct {
+	// Context is the RSS context's id on the device.
+	Context uint32 `json:"context"`
+	// Rules are the ntuple rules, none until a policy with addresses is
+	// set.
+	Rules []AFXDPSliceRule `json:"rules"`
+}
+
+// AFXDPSliceRule is one ntuple rule of a slice: traffic to Prefix goes
+// into the slice's RSS context.
+type AFXDPSliceRule struct {
+	Location uint32 `json:"location"`
+	Prefix   string `json:"prefix"`
 }
 
 // AFXDPList lists the AF_XDP ports the caller may use.

@@ -13,6 +13,18 @@ func TestAFXDPGolden(t *testing.T) {
 	if err != nil || string(b) != want {
 		t.Fatalf("create\n%s\nwant\n%s (%v)", b, want, err)
 	}
+	b, err = Encode(&Request{ID: 4, Op: OpAFXDPCreate, Args: mustJSON(t, AFXDPCreateArgs{Name: "vm0x", Dev: "eth1", QueueStart: 8, Queues: 4, Slice: true})})
+	want = `{"id":4,"op":"afxdp_create","args":{"name":"vm0x","dev":"eth1","queue_start":8,"queues":4,"slice":true}}`
+	if err != nil || string(b) != want {
+		t.Fatalf("create with --slice\n%s\nwant\n%s (%v)", b, want, err)
+	}
+	sliced := AFXDPPort{Name: "vm0x", Dev: "eth1", QueueStart: 8, Queues: 4, OwnerUID: 107, OwnerGID: 107, Attached: true, Policy: true,
+		Slice: &AFXDPSlice{Context: 3, Rules: []AFXDPSliceRule{{Location: 0, Prefix: "192.0.2.10/32"}, {Location: 5, Prefix: "2001:db8::/64"}}}}
+	b, _ = json.Marshal(sliced)
+	want = `{"name":"vm0x","dev":"eth1","netns":"","queue_start":8,"queues":4,"owner_uid":107,"owner_gid":107,"attached":true,"policy":true,"slice":{"context":3,"rules":[{"location":0,"prefix":"192.0.2.10/32"},{"location":5,"prefix":"2001:db8::/64"}]}}`
+	if string(b) != want {
+		t.Fatalf("sliced port\n%s\nwant\n%s", b, want)
+	}
 	res := AFXDPOpenResult{Port: AFXDPPort{Name: "vm0x", Dev: "eth1", QueueStart: 2, Queues: 2, OwnerUID: 4242, OwnerGID: 4242, Attached: true, Policy: true}, Ifindex: 7, Sockets: 2}
 	b, _ = json.Marshal(res)
 	want = `{"port":{"name":"vm0x","dev":"eth1","netns":"","queue_start":2,"queues":2,"owner_uid":4242,"owner_gid":4242,"attached":true,"policy":true},"ifindex":7,"sockets":2}`
@@ -38,6 +50,8 @@ func FuzzAFXDPCreateArgs(f *testing.F) {
 	f.Add([]byte(`{"name":"vm0x","dev":"eth1","queue_start":2,"queues":2,"owner_uid":4242,"owner_gid":4242,"netns":"/var/run/netns/a"}`))
 	f.Add([]byte(`{"name":"vm0x","dev":"eth1","queue_start":-1,"queues":1e3,"extra":1}`))
 	f.Add([]byte(`{"name":"","dev":null}`))
+	f.Add([]byte(`{"name":"vm0x","dev":"eth1","queue_start":8,"queues":4,"slice":true}`))
+	f.Add([]byte(`{"name":"vm0x","dev":"eth1","queues":4,"slice":"yes"}`))
 	f.Fuzz(func(t *testing.T, b []byte) {
 		var a AFXDPCreateArgs
 		if err := DecodeArgs(b, &a); err != nil {
