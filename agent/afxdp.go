@@ -104,6 +104,9 @@ type afxdpPort struct {
 	// check (logged once).
 	reattached uint64
 	gone       bool
+	// mapPath is the owner's pin of the XSKMAP, "" if there is none
+	// (afxdp_mappath.go).
+	mapPath string
 }
 
 func (a *afxdpPort) close() {
@@ -129,6 +132,7 @@ func (a *afxdpPort) info() api.AFXDPPort {
 		Name: r.Name, Dev: r.Dev, Netns: r.Netns, QueueStart: r.QueueStart, Queues: r.Queues,
 		OwnerUID: r.OwnerUID, OwnerGID: r.OwnerGID, Policy: r.Policy != nil,
 		Attached: a.link != nil && xdpAt(a.link, a.ifindex),
+		MapPath:  a.mapPath,
 	}
 }
 
@@ -390,6 +394,7 @@ func (s *Server) afxdpInstallLocked(a *afxdpPort) (err error) {
 	if err := a.prog.Pin(dir); err != nil {
 		return err
 	}
+	s.afxdpPinMapLocked(a)
 	return a.attach(filepath.Join(dir, portxdp.PinLink))
 }
 
@@ -430,6 +435,7 @@ func (s *Server) afxdpRemoveLocked(a *afxdpPort) {
 	if err := portxdp.Unpin(dir); err != nil {
 		s.log.Warn("removing an AF_XDP port's pins", "port", a.rec.Name, "err", err)
 	}
+	s.afxdpUnpinMap(a.rec.key())
 	if err := os.Remove(dir); err != nil && !errors.Is(err, os.ErrNotExist) {
 		s.log.Warn("removing an AF_XDP port's pin directory", "port", a.rec.Name, "err", err)
 	}
@@ -598,6 +604,7 @@ func (s *Server) restoreAFXDPLocked() error {
 			s.writeAFXDP(rec.key(), nil)
 			portxdp.Unpin(s.afxdpPinDir(rec.key()))
 			os.Remove(s.afxdpPinDir(rec.key()))
+			s.afxdpUnpinMap(rec.key())
 		}
 	}
 	return nil
@@ -639,6 +646,8 @@ func (s *Server) restoreAFXDPPortLocked(rec *afxdpRecord) error {
 		if err := s.afxdpInstallLocked(a); err != nil {
 			return err
 		}
+	} else {
+		s.afxdpPinMapLocked(a)
 	}
 	s.afxdp[rec.key()] = a
 	s.log.Info("AF_XDP port restored", "port", rec.Name, "dev", rec.Dev, "attached", a.info().Attached)

@@ -157,6 +157,9 @@ func newDaemon(t testing.TB, policy string, args ...string) *daemon {
 		// The pins live in a bpffs instance of the daemon's own: detaching
 		// it frees the programs; the namespace takes the TAPs with it.
 		unix.Unmount(d.bpffsDir, unix.MNT_DETACH)
+		// And the one vrssd mounts beside its socket for the owners' pins
+		// of AF_XDP ports' XSKMAPs.
+		unix.Unmount(filepath.Join(filepath.Dir(d.socket), "xsk"), unix.MNT_DETACH)
 		d.ns.Close()
 		os.RemoveAll(dir)
 	})

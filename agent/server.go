@@ -49,12 +49,16 @@ const (
 
 // Options configure a Server. Zero values take the defaults.
 type Options struct {
-	Socket   string       // unix socket to listen on; api.DefaultSocket
-	StateDir string       // where state.json lives; DefaultStateDir
-	BPFFSDir string       // where programs and maps are pinned; DefaultBPFFSDir
-	Policy   Policy       // who may do what besides root, and per-user limits
-	Logger   *slog.Logger // slog.Default() if nil
-	Version  string       // the daemon's version, reported to clients
+	Socket   string // unix socket to listen on; api.DefaultSocket
+	StateDir string // where state.json lives; DefaultStateDir
+	BPFFSDir string // where programs and maps are pinned; DefaultBPFFSDir
+	// XSKMapDir is where AF_XDP ports' XSKMAPs are pinned for their
+	// owners (a bpf filesystem vrssd mounts, mode 0711); default xsk in
+	// Socket's directory.
+	XSKMapDir string
+	Policy    Policy       // who may do what besides root, and per-user limits
+	Logger    *slog.Logger // slog.Default() if nil
+	Version   string       // the daemon's version, reported to clients
 	// MaxConns bounds the concurrent connections of users other than
 	// root and admins; further ones are answered with CodeBusy and closed.
 	// Root and admins always get through. Policy.MaxConnsPerUID bounds
@@ -156,7 +160,10 @@ func New(o Options) (*Server, error) {
 	if err != nil {
 		o.Logger.Warn("raising RLIMIT_NOFILE", "err", err)
 	}
-	for _, p := range []*string{&o.Socket, &o.StateDir, &o.BPFFSDir} {
+	if o.XSKMapDir == "" {
+		o.XSKMapDir = filepath.Join(filepath.Dir(o.Socket), "xsk")
+	}
+	for _, p := range []*string{&o.Socket, &o.StateDir, &o.BPFFSDir, &o.XSKMapDir} {
 		if *p, err = filepath.Abs(*p); err != nil {
 			return nil, err
 		}

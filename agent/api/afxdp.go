@@ -50,6 +50,11 @@ type AFXDPPort struct {
 	Policy bool `json:"policy"`
 	// Slice is the port's slice of Dev, if it was created with one.
 	Slice *AFXDPSlice `json:"slice,omitempty"`
+	// MapPath is the port's XSKMAP pinned for its owner alone (mode
+	// 0600), for QEMU's map-path form (QEMU 10.1 and later: QEMU creates
+	// the sockets and puts socket i at index QueueStart+i); empty if
+	// vrssd could not pin it.
+	MapPath string `json:"map_path,omitempty"`
 }
 
 // AFXDPSlice is what vrssd made on an AF_XDP port's device for it: an RSS

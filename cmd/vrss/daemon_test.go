@@ -41,6 +41,8 @@ func startDaemon(t *testing.T) string {
 		cmd.Process.Signal(syscall.SIGTERM)
 		cmd.Wait()
 		syscall.Unmount(bpffs, syscall.MNT_DETACH)
+		// vrssd's bpf filesystem for AF_XDP map pins, beside its socket.
+		syscall.Unmount(filepath.Join(dir, "xsk"), syscall.MNT_DETACH)
 		if t.Failed() {
 			t.Logf("vrssd log:\n%s", logs.String())
 		}

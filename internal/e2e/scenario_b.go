@@ -233,6 +233,8 @@ func newWorkDir(a *Assets, scenario string) (w *workDir, err error) {
 
 func (w *workDir) remove() {
 	unix.Unmount(w.bpffs, unix.MNT_DETACH)
+	// vrssd's bpf filesystem for AF_XDP map pins, beside its socket.
+	unix.Unmount(filepath.Join(filepath.Dir(w.socket), "xsk"), unix.MNT_DETACH)
 	os.RemoveAll(w.dir)
 }
 
