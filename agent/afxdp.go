@@ -56,6 +56,7 @@ type afxdpRecord struct {
 	OwnerUID   int          `json:"owner_uid"`
 	OwnerGID   int          `json:"owner_gid"`
 	Policy     *port.Policy `json:"policy,omitempty"`
+	Slice      *afxdpSlice  `json:"slice,omitempty"` // --slice (afxdp_slice.go)
 }
 
 func (r *afxdpRecord) key() string { return tapKey(r.Name, r.NetnsIno) }
@@ -88,6 +89,9 @@ func (r *afxdpRecord) validate() error {
 		if r.Policy.Uplink != "" {
 			return errors.New("a policy with an uplink")
 		}
+	}
+	if r.Slice != nil {
+		return r.Slice.validate()
 	}
 	return nil
 }
@@ -327,6 +331,12 @@ func (s *Server) afxdpCreate(p *peer, raw json.RawMessage, _ []*fd.FD) (any, []*
 	if err := port.checkDevice(); err != nil {
 		return nil, nil, err
 	}
+	if a.Slice {
+		if err := s.afxdpSliceProbe(port); err != nil {
+			return nil, nil, err
+		}
+		port.rec.Slice = &afxdpSlice{State: sliceCreating}
+	}
 	if port.prog, err = portxdp.Load(); err != nil {
 		return nil, nil, loadError(err)
 	}
@@ -341,7 +351,7 @@ func (s *Server) afxdpCreate(p *peer, raw json.RawMessage, _ []*fd.FD) (any, []*
 	if err := s.writeAFXDP(key, &port.rec); err != nil {
 		return nil, nil, fmt.Errorf("AF_XDP port %s: saving its record: %w", a.Name, err)
 	}
-	if err := s.afxdpInstallLocked(port); err != nil {
+	if err := s.afxdpInstallSlicedLocked(port); err != nil {
 		if rerr := s.writeAFXDP(key, nil); rerr != nil {
 			s.log.Warn("removing the record of an AF_XDP port whose create failed", "port", a.Name, "err", rerr)
 		}
@@ -451,6 +461,9 @@ func (s *Server) afxdpDelete(p *peer, raw json.RawMessage, _ []*fd.FD) (any, []*
 		return nil, nil, err
 	}
 	key := a.rec.key()
+	if err := s.afxdpDeleteSliceLocked(a); err != nil {
+		return nil, nil, err
+	}
 	if err := s.writeAFXDP(key, nil); err != nil {
 		return nil, nil, fmt.Errorf("AF_XDP port %s: removing its record: %w", a.rec.Name, err)
 	}
@@ -559,10 +572,16 @@ func (s *Server) afxdpSetPolicyLocked(a *afxdpPort, pol *port.Policy, p *peer) (
 	if pol != nil {
 		next = *pol
 	}
+	commit, undo, err := s.afxdpSlicePolicyLocked(a, pol)
+	if err != nil {
+		return nil, true, err
+	}
 	if err := a.prog.PublishXSK(next, a.rec.queues()); err != nil {
+		undo()
 		return nil, true, api.Errorf(api.CodeInvalidConfig, "AF_XDP port %s: port policy refused, the active one stays: %v", a.rec.Name, err)
 	}
 	a.rec.Policy = pol
+	commit()
 	if err := s.writeAFXDP(a.rec.key(), &a.rec); err != nil {
 		return nil, true, fmt.Errorf("AF_XDP port %s: the policy is enforced, but saving it for restarts failed: %w", a.rec.Name, err)
 	}
@@ -596,11 +615,14 @@ func (s *Server) restoreAFXDPLocked() error {
 		if err != nil {
 			return err
 		}
-		if rec == nil {
+		if rec == nil || s.afxdpSliceInterruptedLocked(rec) {
 			continue
 		}
 		if err := s.restoreAFXDPPortLocked(rec); err != nil {
 			s.log.Warn("forgetting an AF_XDP port", "port", rec.Name, "dev", rec.Dev, "reason", err)
+			if rec.Slice != nil {
+				s.afxdpAbandonLocked(rec, "its port could not be restored")
+			}
 			s.writeAFXDP(rec.key(), nil)
 			portxdp.Unpin(s.afxdpPinDir(rec.key()))
 			os.Remove(s.afxdpPinDir(rec.key()))
@@ -650,6 +672,9 @@ func (s *Server) restoreAFXDPPortLocked(rec *afxdpRecord) error {
 		s.afxdpPinMapLocked(a)
 	}
 	s.afxdp[rec.key()] = a
+	if a.rec.Slice != nil {
+		s.afxdpSliceStartLocked(a)
+	}
 	s.log.Info("AF_XDP port restored", "port", rec.Name, "dev", rec.Dev, "attached", a.info().Attached)
 	return nil
 }

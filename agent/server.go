@@ -19,6 +19,7 @@ import (
 	"github.com/vrss-dev/vrss/agent/api"
 	"github.com/vrss-dev/vrss/agent/internal/kernel"
 	"github.com/vrss-dev/vrss/agent/internal/wire"
+	"github.com/vrss-dev/vrss/ethtool"
 	"github.com/vrss-dev/vrss/internal/fd"
 	"github.com/vrss-dev/vrss/steering"
 	"github.com/vrss-dev/vrss/virtio"
@@ -75,6 +76,11 @@ type Options struct {
 	// unprivileged tests put an in-memory fake kernel in their place.
 	Programs kernel.Programs
 	TAPs     kernel.TAPs
+	// Ethtool gives the ethtool driver of an AF_XDP port's device, for
+	// --slice. nil means the device itself (ethtool.Device); tests put a
+	// model of a NIC with RSS contexts in its place, since no device on
+	// the test machines has them.
+	Ethtool func(dev string) ethtool.Driver
 }
 
 // Server is vrssd: it creates and adopts multi-queue TAPs, steers them
