@@ -572,6 +572,8 @@ func helperMain(action string) int {
 			os.Exit(floodHelper(ctx, a))
 		case "tunsetiff":
 			return tunsetiffHelper(a, &res)
+		case "afxdpmappath":
+			return afxdpMapPathHelper(a, &res)
 		case "die":
 			// Send a request with fds attached, then exit without
 			// reading the answer.
