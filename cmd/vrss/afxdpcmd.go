@@ -10,7 +10,7 @@ import (
 	"github.com/vrss-dev/vrss/agent/client"
 )
 
-const afxdpUsage = "afxdp (create NAME --dev DEV --queue-start N --queues K [--owner UID] [--group GID] [--netns PATH] | delete NAME [--netns PATH] | show NAME [--json] [--netns PATH] | list [--json])"
+const afxdpUsage = "afxdp (create NAME --dev DEV --queue-start N --queues K [--slice] [--owner UID] [--group GID] [--netns PATH] | delete NAME [--netns PATH] | show NAME [--json] [--netns PATH] | list [--json])"
 
 func runAFXDP(args []string, stdout, stderr io.Writer) int {
 	return report(stderr, "afxdp", subcommand("afxdp", map[string]func([]string, io.Writer) error{
@@ -22,7 +22,7 @@ func runAFXDP(args []string, stdout, stderr io.Writer) int {
 }
 
 func afxdpCreate(args []string, stdout io.Writer) error {
-	fs := newFlagSet("afxdp create", "NAME --dev DEV --queue-start N --queues K [--owner UID] [--group GID] [--netns PATH]", `
+	fs := newFlagSet("afxdp create", "NAME --dev DEV --queue-start N --queues K [--slice] [--owner UID] [--group GID] [--netns PATH]", `
 Ask vrssd for an AF_XDP port: receive queues N to N+K-1 of the device DEV
 (a NIC or a veth, which must have that many receive queues and carry no
 XDP program) handed to a VMM as AF_XDP sockets. vrssd attaches its
@@ -36,16 +36,25 @@ Until root or an admin sets a port policy on the port ('vrss port set NAME
 ...', as on a TAP; no --uplink), every frame of the port's queues is
 dropped: the VM gets nothing it was not allowed. Frames of DEV's other
 queues are the host's: passed to the stack unjudged. On a NIC, the port's
-queues get whatever the NIC's RSS sends them, host traffic included, until
-the queues are sliced off for the VM (not done by vrssd yet). Example:
+queues get whatever the NIC's RSS sends them, host traffic included,
+unless --slice: vrssd then creates an RSS context spreading over the
+port's queues and, whenever the port policy is set, changed or cleared,
+one ntuple rule per IPv4 or IPv6 prefix of the policy sending traffic to
+that address into the context; delete removes them, and vrssd removes
+those an interrupted create or delete left at its next start. --slice
+needs a NIC whose driver has RSS contexts and ntuple rules (mlx5, bnxt,
+sfc, ...; 'ethtool -K DEV ntuple on' first on many); on any other
+device (veth, virtio_net, ...) the create is refused, naming the device
+and why, and nothing is created. Not yet run on a real NIC. Example:
 
-    vrss afxdp create vm0x --dev eth1 --queue-start 2 --queues 2 --owner 107
+    vrss afxdp create vm0x --dev eth1 --queue-start 2 --queues 2 --owner 107 --slice
     vrss port set vm0x --mac 52:54:00:12:34:56 --ip 10.0.0.5 --default allow`)
 	dev := fs.String("dev", "", "the device whose receive queues the port takes (required)")
 	start := fs.Int("queue-start", 0, "the port's first receive queue")
 	queues := fs.Int("queues", 0, fmt.Sprintf("how many receive queues, 1 to %d (required)", api.MaxQueues))
 	owner := fs.Int("owner", 0, "owner `UID` (default: you); only root or an admin may name someone else")
 	group := fs.Int("group", 0, "owner `GID` (default: your group)")
+	slice := fs.Bool("slice", false, "slice DEV's queues for the port: an RSS context over them and ntuple rules for the policy's addresses (NICs with RSS contexts only)")
 	check := func() error {
 		switch {
 		case *dev == "":
@@ -56,7 +65,7 @@ the queues are sliced off for the VM (not done by vrssd yet). Example:
 		return checkTapCreate(fs, *queues, *owner, *group, 12)
 	}
 	return portCall(fs, args, stdout, check, func(ctx context.Context, n *client.Netns, name string) error {
-		a := api.AFXDPCreateArgs{Name: name, Dev: *dev, QueueStart: *start, Queues: *queues}
+		a := api.AFXDPCreateArgs{Name: name, Dev: *dev, QueueStart: *start, Queues: *queues, Slice: *slice}
 		if fs.isSet("owner") {
 			a.OwnerUID = owner
 		}
@@ -69,6 +78,9 @@ the queues are sliced off for the VM (not done by vrssd yet). Example:
 		}
 		fmt.Fprintf(stdout, "created AF_XDP port %s: %s queues %d-%d, owner %d:%d; every frame of those queues is dropped until 'vrss port set %s ...'\n",
 			p.Name, p.Dev, p.QueueStart, p.QueueStart+p.Queues-1, p.OwnerUID, p.OwnerGID, p.Name)
+		if p.Slice != nil {
+			fmt.Fprintf(stdout, "sliced %s: RSS context %d over queues %d-%d; its ntuple rules follow the port policy's addresses\n", p.Dev, p.Slice.Context, p.QueueStart, p.QueueStart+p.Queues-1)
+		}
 		return nil
 	})
 }
@@ -91,8 +103,9 @@ func afxdpShow(args []string, stdout io.Writer) error {
 	fs := newFlagSet("afxdp show", "NAME [--json] [--netns PATH]", `
 Show an AF_XDP port: its device and queues, owner, whether the program is
 attached and whether a port policy was set ('vrss port show NAME' shows
-the policy, 'vrss port stats NAME' its counters).`)
-	asJSON := fs.Bool("json", false, `print JSON: {"name","dev","netns","queue_start","queues","owner_uid","owner_gid","attached","policy"}`)
+the policy, 'vrss port stats NAME' its counters), and, for a port created
+with --slice, its RSS context and ntuple rules.`)
+	asJSON := fs.Bool("json", false, `print JSON: {"name","dev","netns","queue_start","queues","owner_uid","owner_gid","attached","policy"}, and "slice": {"context","rules":[{"location","prefix"}]} if sliced`)
 	return portCall(fs, args, stdout, nil, func(ctx context.Context, n *client.Netns, name string) error {
 		p, err := n.AFXDPShow(ctx, name)
 		if err != nil {
@@ -153,6 +166,25 @@ func printAFXDP(stdout io.Writer, ports []api.AFXDPPort) error {
 		if p.Netns != "" {
 			fmt.Fprintf(stdout, "%s: in network namespace %s\n", p.Name, p.Netns)
 		}
+		if p.Slice != nil {
+			fmt.Fprintf(stdout, "%s: sliced: RSS context %d of %s over queues %d-%d, %s\n", p.Name, p.Slice.Context, p.Dev, p.QueueStart, p.QueueStart+p.Queues-1, sliceRules(p.Slice.Rules))
+		}
 	}
 	return nil
+}
+
+// sliceRules lists a slice's ntuple rules for printAFXDP.
+func sliceRules(rules []api.AFXDPSliceRule) string {
+	if len(rules) == 0 {
+		return "no ntuple rule (no address in the port policy)"
+	}
+	s := "ntuple rules"
+	for i, r := range rules {
+		sep := ","
+		if i == 0 {
+			sep = ""
+		}
+		s += fmt.Sprintf("%s %d (to %s)", sep, r.Location, r.Prefix)
+	}
+	return s
 }
