@@ -31,6 +31,13 @@ type AFXDPOptions struct {
 	// ForceCopy binds in copy mode (force-copy=on) instead of letting
 	// QEMU try zero-copy first.
 	ForceCopy bool
+	// MapPath, if set, asks for QEMU's map-path form (QEMU 10.1 and
+	// later) instead of sock-fds: QEMU creates the sockets itself and puts
+	// socket i into the XSKMAP pinned at MapPath at index StartQueue+i
+	// (map-start-index), which is how a vrssd port's program finds the
+	// socket of receive queue StartQueue+i. QEMU then needs CAP_NET_RAW
+	// and read-write access to the pin; FirstFD is not used.
+	MapPath string
 	// Device, MAC and DeviceProps are as in NetOptions.
 	Device      string
 	MAC         string
@@ -45,6 +52,10 @@ type AFXDPOptions struct {
 //
 // sock-fds, inhibit, queues and start-queue are the names of QEMU's
 // NetdevAFXDPOptions (QEMU 8.2 and later); sock-fds is colon-separated.
+// With MapPath, map-path and map-start-index (QEMU 10.1) take sock-fds'
+// place:
+//
+//	-netdev af-xdp,id=vrss0,ifname=eth1,inhibit=on,map-path=/run/vrss/xsk/vm0,map-start-index=4,queues=2,start-queue=4,force-copy=on
 func AFXDPArgs(o AFXDPOptions) ([]string, error) {
 	if o.Queues < 1 || o.Queues > 256 {
 		return nil, fmt.Errorf("qemu: %d queues, want 1 to 256", o.Queues)
@@ -59,8 +70,16 @@ func AFXDPArgs(o AFXDPOptions) ([]string, error) {
 	if err := n.defaults(o.Ifname); err != nil {
 		return nil, err
 	}
-	netdev := fmt.Sprintf("af-xdp,id=%s,ifname=%s,inhibit=on,sock-fds=%s,queues=%d,start-queue=%d",
-		n.ID, o.Ifname, fdList(n.FirstFD, n.Queues), n.Queues, o.StartQueue)
+	sockets := "sock-fds=" + fdList(n.FirstFD, n.Queues)
+	if o.MapPath != "" {
+		// QEMU's option parser would split a path at a comma.
+		if strings.Contains(o.MapPath, ",") || !strings.HasPrefix(o.MapPath, "/") {
+			return nil, fmt.Errorf("qemu: map path %q: want an absolute path without commas", o.MapPath)
+		}
+		sockets = fmt.Sprintf("map-path=%s,map-start-index=%d", o.MapPath, o.StartQueue)
+	}
+	netdev := fmt.Sprintf("af-xdp,id=%s,ifname=%s,inhibit=on,%s,queues=%d,start-queue=%d",
+		n.ID, o.Ifname, sockets, n.Queues, o.StartQueue)
 	if o.ForceCopy {
 		netdev += ",force-copy=on"
 	}
@@ -80,6 +99,21 @@ func ExecAFXDP(path string, args []string, o AFXDPOptions, sockets []*os.File) e
 		return err
 	}
 	return execWith(path, args, netArgs, sockets)
+}
+
+// ExecAFXDPMapPath replaces the calling process with QEMU on an AF_XDP
+// port in the map-path form (o.MapPath set): QEMU inherits nothing, it
+// creates its sockets and puts them into the pinned XSKMAP itself. It
+// returns only on failure.
+func ExecAFXDPMapPath(path string, args []string, o AFXDPOptions) error {
+	if o.MapPath == "" {
+		return fmt.Errorf("qemu: the map-path form needs a map path")
+	}
+	netArgs, err := AFXDPArgs(o)
+	if err != nil {
+		return err
+	}
+	return execWith(path, args, netArgs, nil)
 }
 
 // fdList is "first:first+1:..." for n descriptors.

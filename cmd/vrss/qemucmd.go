@@ -14,7 +14,7 @@ import (
 	"github.com/vrss-dev/vrss/qemu"
 )
 
-const qemuUsage = "qemu (exec (--tap NAME [--ebpf-rss] | --afxdp NAME) -- QEMU [ARGS...] | args (--tap NAME [--ebpf-rss] | --afxdp NAME) [--first-fd N])"
+const qemuUsage = "qemu (exec (--tap NAME [--ebpf-rss] | --afxdp NAME [--map-path]) -- QEMU [ARGS...] | args (--tap NAME [--ebpf-rss] | --afxdp NAME [--map-path]) [--first-fd N])"
 
 func runQEMU(args []string, stdout, stderr io.Writer) int {
 	return report(stderr, "qemu", subcommand("qemu", map[string]func([]string, io.Writer) error{
@@ -27,7 +27,7 @@ func runQEMU(args []string, stdout, stderr io.Writer) int {
 type qemuNetFlags struct {
 	tap, afxdp, id, mac, socket, netns *string
 	props                              *string
-	ebpfRSS, forceCopy                 *bool
+	ebpfRSS, forceCopy, mapPath        *bool
 }
 
 func addQEMUNetFlags(fs *flagSet) qemuNetFlags {
@@ -35,6 +35,7 @@ func addQEMUNetFlags(fs *flagSet) qemuNetFlags {
 		tap:       fs.String("tap", "", "the vrss-steered TAP `NAME` (this or --afxdp)"),
 		afxdp:     fs.String("afxdp", "", "the vrssd AF_XDP port `NAME` (this or --tap): QEMU's af-xdp backend on its sockets"),
 		forceCopy: fs.Bool("force-copy", true, "with --afxdp, bind the sockets in copy mode (force-copy=on); false lets QEMU try zero-copy first"),
+		mapPath:   fs.Bool("map-path", false, "with --afxdp, QEMU's map-path form (QEMU >= 10.1): QEMU creates the sockets itself, which needs CAP_NET_RAW,\nand puts them into the port's XSKMAP, which vrssd pins for the port's owner (map-path=, map-start-index=)"),
 		netns:     fs.String("netns", "", "the network namespace the TAP or AF_XDP port lives in, by `PATH`; default vrssd's own.\nWith --afxdp, QEMU must run in that namespace: it finds the device by name"),
 		id:        fs.String("id", "vrss0", "QEMU netdev `ID`"),
 		mac:       fs.String("mac", "", "guest MAC `ADDRESS` for the device (default: QEMU's)"),
@@ -53,7 +54,7 @@ func (f qemuNetFlags) options(queues int) qemu.NetOptions {
 }
 
 func qemuExec(args []string, stdout io.Writer) error {
-	fs := newFlagSet("qemu exec", "(--tap NAME [--ebpf-rss [--qemu-ebpf-binary PATH]] | --afxdp NAME) -- QEMU [ARGS...]", `
+	fs := newFlagSet("qemu exec", "(--tap NAME [--ebpf-rss [--qemu-ebpf-binary PATH]] | --afxdp NAME [--map-path]) -- QEMU [ARGS...]", `
 Start QEMU on a vrss-steered TAP without any privilege: as the TAP's owner,
 obtain its queue fds from vrssd and replace this process with QEMU, the
 queues inherited at fds 3, 4, ... and these arguments appended:
@@ -96,7 +97,23 @@ will have RLIMIT_MEMLOCK of at least K*32 MiB, or CAP_IPC_LOCK (ambient,
 or as root), and refuses otherwise (systemd LimitMEMLOCK= or
 AmbientCapabilities=CAP_IPC_LOCK; ulimit -l). Opening makes new sockets:
 a QEMU holding the port's old ones stops receiving. QEMU finds DEV by
-name, so it must run in the port's network namespace (--netns).`)
+name, so it must run in the port's network namespace (--netns).
+
+With --afxdp NAME --map-path, QEMU (10.1 or later, built with af-xdp) makes
+the sockets itself and puts socket i into the port's XSKMAP, which vrssd
+pins for the port's owner alone (mode 0600; 'vrss afxdp show' gives its
+path), at index N+i; nothing is inherited and the port is not opened:
+
+    -netdev af-xdp,id=vrss0,ifname=DEV,inhibit=on,map-path=PATH,
+            map-start-index=N,queues=K,start-queue=N,force-copy=on
+
+QEMU then needs CAP_NET_RAW (it creates AF_XDP sockets; systemd
+AmbientCapabilities=CAP_NET_RAW), the locked memory above, and to open the
+pinned map, which only the port's owner may: vrss checks all three before
+it starts QEMU and names in one line what QEMU would lack. Putting its
+sockets in the map cuts off whoever held the port's sockets before; when
+QEMU exits it removes them, and until the port is opened again the port's
+allowed frames go to the host's stack.`)
 	nf := addQEMUNetFlags(fs)
 	ebpfBin := fs.String("qemu-ebpf-binary", "", "with --ebpf-rss, the QEMU `PATH` vrssd asks for the program (default: the QEMU being started); it must be the same build")
 	pos, err := fs.parse(args, stdout)
@@ -188,7 +205,7 @@ func joinIDs(ids []uint32) string {
 }
 
 func qemuArgs(args []string, stdout io.Writer) error {
-	fs := newFlagSet("qemu args", "(--tap NAME [--ebpf-rss] | --afxdp NAME) [--first-fd N]", `
+	fs := newFlagSet("qemu args", "(--tap NAME [--ebpf-rss] | --afxdp NAME [--map-path]) [--first-fd N]", `
 Print the QEMU arguments for a vrss-steered TAP, for a management layer that
 builds its own command line and passes the TAP's queue fds itself (for
 example after 'vrss qemu exec' is not an option): the queues must be
@@ -197,7 +214,10 @@ RSS program and its configuration, key and indirection table maps (in that
 order; the agent/client QEMUEBPF call gets them from vrssd) must follow at
 the next four descriptors. With --afxdp, the arguments are QEMU's af-xdp
 backend's for a vrssd AF_XDP port: its sockets (agent/client AFXDPOpen,
-one per queue in queue order) must be inherited at --first-fd, ...`)
+one per queue in queue order) must be inherited at --first-fd, ... With
+--afxdp NAME --map-path, they are for QEMU 10.1's map-path form: no
+descriptors (QEMU, with CAP_NET_RAW, makes the sockets and puts them into
+the XSKMAP vrssd pinned for the port's owner; see 'vrss qemu exec -h').`)
 	nf := addQEMUNetFlags(fs)
 	first := fs.Int("first-fd", qemu.FirstFD, "descriptor number of queue 0 in QEMU, 3 or more")
 	pos, err := fs.parse(args, stdout)
@@ -259,6 +279,8 @@ func (f qemuNetFlags) oneDevice(verb string) error {
 		return inputErrorf("want --tap NAME or --afxdp NAME, one of them (run 'vrss qemu %s -h')", verb)
 	case *f.afxdp != "" && *f.ebpfRSS:
 		return inputErrorf("--ebpf-rss is for a TAP: QEMU's eBPF RSS program steers TAP queues, not AF_XDP sockets")
+	case *f.mapPath && *f.afxdp == "":
+		return inputErrorf("--map-path is for an AF_XDP port (--afxdp NAME): it names the port's XSKMAP")
 	}
 	return nil
 }
