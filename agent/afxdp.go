@@ -132,12 +132,16 @@ func (a *afxdpPort) do(fn func() error) error {
 
 func (a *afxdpPort) info() api.AFXDPPort {
 	r := a.rec
-	return api.AFXDPPort{
+	info := api.AFXDPPort{
 		Name: r.Name, Dev: r.Dev, Netns: r.Netns, QueueStart: r.QueueStart, Queues: r.Queues,
 		OwnerUID: r.OwnerUID, OwnerGID: r.OwnerGID, Policy: r.Policy != nil,
 		Attached: a.link != nil && xdpAt(a.link, a.ifindex),
 		MapPath:  a.mapPath,
 	}
+	if r.Slice != nil {
+		info.Slice = r.Slice.info()
+	}
+	return info
 }
 
 // afxdpDefault is the policy of a port none was set for: a MAC no frame
