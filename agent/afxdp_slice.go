@@ -160,7 +160,7 @@ func sliceError(a *afxdpPort, what string, err error) error {
 	case errors.Is(err, ethtool.ErrNoDevice):
 		code = api.CodeNotFound
 	}
-	return api.Errorf(code, "AF_XDP port %s: %s of %s: %v", a.rec.Name, what, a.rec.Dev, err)
+	return api.Errorf(code, "AF_XDP port %s: %s: %v", a.rec.Name, what, err)
 }
 
 // afxdpSliceProbe checks, reading only, that the port's device can be
@@ -183,7 +183,7 @@ func (s *Server) afxdpSliceProbe(a *afxdpPort) error {
 		return err
 	})
 	if err != nil {
-		return sliceError(a, "--slice: the device cannot be sliced, nothing was created", err)
+		return sliceError(a, "--slice: "+a.rec.Dev+" cannot be sliced, nothing was created", err)
 	}
 	return nil
 }
@@ -215,7 +215,7 @@ func (s *Server) afxdpSliceCreateLocked(a *afxdpPort) error {
 		return err
 	})
 	if err != nil {
-		return sliceError(a, "--slice: creating an RSS context over the port's queues", err)
+		return sliceError(a, fmt.Sprintf("--slice: creating an RSS context over queues %d-%d of %s, nothing was created", r.QueueStart, r.QueueStart+r.Queues-1, r.Dev), err)
 	}
 	r.Slice.Context = ctx
 	if err := s.writeAFXDP(r.key(), r); err != nil {
@@ -287,7 +287,7 @@ func (s *Server) afxdpSliceRulesLocked(a *afxdpPort, pol *port.Policy) (commit, 
 			undo()
 			sl.Pending = nil
 			s.writeAFXDP(a.rec.key(), &a.rec)
-			return nil, nil, sliceError(a, fmt.Sprintf("port policy refused, the active one stays: adding the ntuple rule for %v", p), err)
+			return nil, nil, sliceError(a, fmt.Sprintf("port policy refused, the active one stays: adding the ntuple rule for %v on %s", p, a.rec.Dev), err)
 		}
 	}
 	if len(add) > 0 {
@@ -432,10 +432,7 @@ func (s *Server) afxdpUnsliceLocked(a *afxdpPort, final bool) error {
 		a.rec.Slice = nil
 	}
 	s.writeAFXDP(a.rec.key(), &a.rec)
-	if len(errs) > 0 {
-		return sliceError(a, "removing the port's slice (what remains is recorded)", errors.Join(errs...))
-	}
-	return nil
+	return errors.Join(errs...)
 }
 
 // afxdpSliceStartLocked runs at start for a restored port with a ready
@@ -533,7 +530,7 @@ func (s *Server) afxdpDeleteSliceLocked(a *afxdpPort) error {
 	if err := s.afxdpUnsliceLocked(a, true); err != nil {
 		sl.State = sliceReady
 		s.writeAFXDP(a.rec.key(), &a.rec)
-		return fmt.Errorf("%w; the port stays: delete it again once that is fixed", err)
+		return sliceError(a, "removing its slice of "+a.rec.Dev+" failed, the port stays (what remains is recorded; delete it again once that is fixed)", err)
 	}
 	s.log.Info("AF_XDP port slice removed", "port", a.rec.Name, "dev", a.rec.Dev, "removed", before)
 	return nil
