@@ -31,6 +31,12 @@ type AFXDPCreateArgs struct {
 	// A device that cannot (veth, virtio_net, drivers without RSS
 	// contexts) is refused and nothing is created.
 	Slice bool `json:"slice,omitempty"`
+	// Netkit names a network namespace (a path, as Netns) to create a
+	// single-device netkit in, named after the port, that leases the
+	// port's queues of Dev (Linux 7.1 or later, and a driver with
+	// queue-management operations): an AF_XDP socket in that namespace
+	// binds through it (docs/afxdp.md). Only root and admins may ask.
+	Netkit string `json:"netkit,omitempty"`
 }
 
 // AFXDPPort describes an AF_XDP port.
@@ -55,6 +61,19 @@ type AFXDPPort struct {
 	// the sockets and puts socket i at index QueueStart+i); empty if
 	// vrssd could not pin it.
 	MapPath string `json:"map_path,omitempty"`
+	// Netkit is the port's netkit, if it was created with one.
+	Netkit *AFXDPNetkit `json:"netkit,omitempty"`
+}
+
+// AFXDPNetkit is an AF_XDP port's single-device netkit: the device Name
+// (ifindex Ifindex) in the namespace Netns, whose receive queue
+// Queues[i] leases queue QueueStart+i of the port's device. An AF_XDP
+// socket in Netns binds to (Ifindex, Queues[i]) to receive that queue.
+type AFXDPNetkit struct {
+	Netns   string   `json:"netns"`
+	Name    string   `json:"name"`
+	Ifindex int      `json:"ifindex"`
+	Queues  []uint32 `json:"queues"`
 }
 
 // AFXDPSlice is what vrssd made on an AF_XDP port's device for it: an RSS

@@ -18,6 +18,17 @@ func TestAFXDPGolden(t *testing.T) {
 	if err != nil || string(b) != want {
 		t.Fatalf("create with --slice\n%s\nwant\n%s (%v)", b, want, err)
 	}
+	b, err = Encode(&Request{ID: 5, Op: OpAFXDPCreate, Args: mustJSON(t, AFXDPCreateArgs{Name: "vm0x", Dev: "eth1", QueueStart: 2, Queues: 2, Netkit: "/var/run/netns/vm0"})})
+	want = `{"id":5,"op":"afxdp_create","args":{"name":"vm0x","dev":"eth1","queue_start":2,"queues":2,"netkit":"/var/run/netns/vm0"}}`
+	if err != nil || string(b) != want {
+		t.Fatalf("create with --netkit\n%s\nwant\n%s (%v)", b, want, err)
+	}
+	b, _ = json.Marshal(AFXDPPort{Name: "vm0x", Dev: "eth1", QueueStart: 2, Queues: 2, OwnerUID: 107, OwnerGID: 107, Attached: true,
+		Netkit: &AFXDPNetkit{Netns: "/var/run/netns/vm0", Name: "vm0x", Ifindex: 9, Queues: []uint32{1, 2}}})
+	want = `{"name":"vm0x","dev":"eth1","netns":"","queue_start":2,"queues":2,"owner_uid":107,"owner_gid":107,"attached":true,"policy":false,"netkit":{"netns":"/var/run/netns/vm0","name":"vm0x","ifindex":9,"queues":[1,2]}}`
+	if string(b) != want {
+		t.Fatalf("port with a netkit\n%s\nwant\n%s", b, want)
+	}
 	sliced := AFXDPPort{Name: "vm0x", Dev: "eth1", QueueStart: 8, Queues: 4, OwnerUID: 107, OwnerGID: 107, Attached: true, Policy: true,
 		Slice: &AFXDPSlice{Context: 3, Rules: []AFXDPSliceRule{{Location: 0, Prefix: "192.0.2.10/32"}, {Location: 5, Prefix: "2001:db8::/64"}}}}
 	b, _ = json.Marshal(sliced)
@@ -52,6 +63,8 @@ func FuzzAFXDPCreateArgs(f *testing.F) {
 	f.Add([]byte(`{"name":"","dev":null}`))
 	f.Add([]byte(`{"name":"vm0x","dev":"eth1","queue_start":8,"queues":4,"slice":true}`))
 	f.Add([]byte(`{"name":"vm0x","dev":"eth1","queues":4,"slice":"yes"}`))
+	f.Add([]byte(`{"name":"vm0x","dev":"eth1","queue_start":2,"queues":2,"netkit":"/var/run/netns/vm0"}`))
+	f.Add([]byte(`{"name":"vm0x","dev":"eth1","queues":2,"netkit":7}`))
 	f.Fuzz(func(t *testing.T, b []byte) {
 		var a AFXDPCreateArgs
 		if err := DecodeArgs(b, &a); err != nil {
