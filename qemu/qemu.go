@@ -20,7 +20,11 @@
 // unbound and already in the XSKMAP of the program vrssd attached:
 // AFXDPArgs builds `-netdev af-xdp,...,inhibit=on,sock-fds=...`, and
 // ExecAFXDP starts QEMU with the sockets inherited. QEMU then needs no
-// capability, only AFXDPUMEMBytes of locked memory per queue.
+// capability, only AFXDPUMEMBytes of locked memory per queue. With
+// AFXDPOptions.MapPath, QEMU 10.1's map-path form instead (map-path,
+// map-start-index; ExecAFXDPMapPath): QEMU creates the sockets, which
+// needs CAP_NET_RAW, and puts them into the port's XSKMAP pinned for its
+// owner.
 package qemu
 
 import (
