@@ -101,8 +101,9 @@ name, so it must run in the port's network namespace (--netns).
 
 With --afxdp NAME --map-path, QEMU (10.1 or later, built with af-xdp) makes
 the sockets itself and puts socket i into the port's XSKMAP, which vrssd
-pins for the port's owner alone (mode 0600; 'vrss afxdp show' gives its
-path), at index N+i; nothing is inherited and the port is not opened:
+pins for the port's owner alone (mode 0600; 'vrss afxdp show --json'
+gives its path as map_path), at index N+i; nothing is inherited and the
+port is not opened:
 
     -netdev af-xdp,id=vrss0,ifname=DEV,inhibit=on,map-path=PATH,
             map-start-index=N,queues=K,start-queue=N,force-copy=on
