@@ -289,6 +289,14 @@
 // a port the next start installs, never an unrecorded program. Delete
 // detaches it and removes pins and record.
 //
+// For QEMU 10.1's map-path form (QEMU makes its own sockets and puts them
+// into the XSKMAP itself) vrssd also pins each port's XSKMAP at
+// Options.XSKMapDir/NAME for its owner alone (the port's uid and gid,
+// mode 0600; afxdp_mappath.go), in a bpf filesystem it mounts with mode
+// 0711 (default: xsk beside its socket), on create and again at every
+// start, and reports the path as AFXDPPort.MapPath. bpf(BPF_OBJ_GET)
+// checks the pin's permissions: another uid cannot open it.
+//
 // # State
 //
 // Each TAP is persistent (TUNSETPERSIST) and its program and maps are
