@@ -56,7 +56,8 @@ type afxdpRecord struct {
 	OwnerUID   int          `json:"owner_uid"`
 	OwnerGID   int          `json:"owner_gid"`
 	Policy     *port.Policy `json:"policy,omitempty"`
-	Slice      *afxdpSlice  `json:"slice,omitempty"` // --slice (afxdp_slice.go)
+	Slice      *afxdpSlice  `json:"slice,omitempty"`  // --slice (afxdp_slice.go)
+	Netkit     *afxdpNetkit `json:"netkit,omitempty"` // --netkit (afxdp_netkit.go)
 }
 
 func (r *afxdpRecord) key() string { return tapKey(r.Name, r.NetnsIno) }
@@ -90,6 +91,11 @@ func (r *afxdpRecord) validate() error {
 			return errors.New("a policy with an uplink")
 		}
 	}
+	if r.Netkit != nil {
+		if err := r.Netkit.validate(r); err != nil {
+			return err
+		}
+	}
 	if r.Slice != nil {
 		return r.Slice.validate()
 	}
@@ -111,6 +117,9 @@ type afxdpPort struct {
 	// mapPath is the owner's pin of the XSKMAP, "" if there is none
 	// (afxdp_mappath.go).
 	mapPath string
+	// nkns is the namespace of the port's netkit while it is being
+	// created (afxdp_netkit.go); nil for vrssd's own, none, or after.
+	nkns *kernel.Netns
 }
 
 func (a *afxdpPort) close() {
@@ -121,6 +130,7 @@ func (a *afxdpPort) close() {
 		a.prog.Close()
 	}
 	a.netns.Close()
+	a.nkns.Close()
 }
 
 func (a *afxdpPort) do(fn func() error) error {
@@ -140,6 +150,9 @@ func (a *afxdpPort) info() api.AFXDPPort {
 	}
 	if r.Slice != nil {
 		info.Slice = r.Slice.info()
+	}
+	if r.Netkit != nil && r.Netkit.State == netkitReady {
+		info.Netkit = r.Netkit.info(r.Name)
 	}
 	return info
 }
@@ -341,6 +354,11 @@ func (s *Server) afxdpCreate(p *peer, raw json.RawMessage, _ []*fd.FD) (any, []*
 		}
 		port.rec.Slice = &afxdpSlice{State: sliceCreating}
 	}
+	if a.Netkit != "" {
+		if err := s.afxdpNetkitProbe(p, port, a.Netkit); err != nil {
+			return nil, nil, err
+		}
+	}
 	if port.prog, err = portxdp.Load(); err != nil {
 		return nil, nil, loadError(err)
 	}
@@ -355,7 +373,7 @@ func (s *Server) afxdpCreate(p *peer, raw json.RawMessage, _ []*fd.FD) (any, []*
 	if err := s.writeAFXDP(key, &port.rec); err != nil {
 		return nil, nil, fmt.Errorf("AF_XDP port %s: saving its record: %w", a.Name, err)
 	}
-	if err := s.afxdpInstallSlicedLocked(port); err != nil {
+	if err := s.afxdpInstallNetkitLocked(port); err != nil {
 		if rerr := s.writeAFXDP(key, nil); rerr != nil {
 			s.log.Warn("removing the record of an AF_XDP port whose create failed", "port", a.Name, "err", rerr)
 		}
@@ -465,6 +483,9 @@ func (s *Server) afxdpDelete(p *peer, raw json.RawMessage, _ []*fd.FD) (any, []*
 		return nil, nil, err
 	}
 	key := a.rec.key()
+	if err := s.afxdpDeleteNetkitLocked(a); err != nil {
+		return nil, nil, err
+	}
 	if err := s.afxdpDeleteSliceLocked(a); err != nil {
 		return nil, nil, err
 	}
@@ -619,7 +640,7 @@ func (s *Server) restoreAFXDPLocked() error {
 		if err != nil {
 			return err
 		}
-		if rec == nil || s.afxdpSliceInterruptedLocked(rec) {
+		if rec == nil || s.afxdpNetkitInterruptedLocked(rec) || s.afxdpSliceInterruptedLocked(rec) {
 			continue
 		}
 		if err := s.restoreAFXDPPortLocked(rec); err != nil {
@@ -627,6 +648,7 @@ func (s *Server) restoreAFXDPLocked() error {
 			if rec.Slice != nil {
 				s.afxdpAbandonLocked(rec, "its port could not be restored")
 			}
+			s.afxdpNetkitAbandonLocked(rec, "its port could not be restored")
 			s.writeAFXDP(rec.key(), nil)
 			portxdp.Unpin(s.afxdpPinDir(rec.key()))
 			os.Remove(s.afxdpPinDir(rec.key()))
@@ -648,6 +670,10 @@ func (s *Server) restoreAFXDPPortLocked(rec *afxdpRecord) error {
 		return fmt.Errorf("device %s: %w", rec.Dev, err)
 	}
 	a.ifindex = l.Attrs().Index
+	if err := s.afxdpNetkitRestore(a); err != nil {
+		a.close()
+		return err
+	}
 	dir := s.afxdpPinDir(rec.key())
 	if a.prog, err = portxdp.LoadPinned(dir); err == nil {
 		a.link, err = link.LoadPinnedLink(filepath.Join(dir, portxdp.PinLink), nil)
@@ -716,6 +742,7 @@ func (s *Server) afxdpNetnsGoneLocked(key string, a *afxdpPort) bool {
 	}
 	delete(s.afxdp, key)
 	s.log.Warn("forgetting an AF_XDP port: its network namespace is gone", "port", a.rec.Name, "netns", a.rec.Netns)
+	s.afxdpNetkitAbandonLocked(&a.rec, "the port's namespace is gone")
 	s.afxdpRemoveLocked(a)
 	return true
 }
