@@ -4,12 +4,14 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"strings"
 
 	"golang.org/x/sys/unix"
 
 	"github.com/vrss-dev/vrss/agent/api"
 	"github.com/vrss-dev/vrss/agent/internal/kernel"
 	"github.com/vrss-dev/vrss/netkit"
+	"github.com/vrss-dev/vrss/portxdp"
 )
 
 // An AF_XDP port's netkit (--netkit NETNS, Linux 7.1 and later): a
@@ -292,13 +294,27 @@ func (s *Server) afxdpDeleteNetkitLocked(a *afxdpPort) error {
 
 // afxdpNetkitInterruptedLocked handles, at start, a record whose netkit's
 // create or delete was interrupted: the netkit is deleted (if it is still
-// the recorded one), and the port with it (true: the caller skips the
-// record). A ready netkit is left to the port's restore.
+// the recorded one), and the port with it, its slice, pins and record
+// (true: the caller skips the record). A ready netkit is left to the
+// port's restore. One window is not covered: a SIGKILL between the
+// kernel creating the netkit and vrssd recording its ifindex leaves a
+// netkit named after the port that no record names; the log says so.
 func (s *Server) afxdpNetkitInterruptedLocked(rec *afxdpRecord) bool {
 	if rec.Netkit == nil || rec.Netkit.State == netkitReady {
 		return false
 	}
-	s.afxdpNetkitAbandonLocked(rec, "its create or delete was interrupted")
+	why := "vrssd stopped while the port's netkit " + strings.TrimSuffix(rec.Netkit.State, "ing") + "e was under way"
+	if rec.Netkit.Ifindex == 0 {
+		s.log.Warn("an AF_XDP port's create was interrupted before its netkit was recorded: if vrssd was killed while the kernel made it, a netkit named after the port may be left in its namespace (ip link del it)", "port", rec.Name, "netns", rec.Netkit.Netns)
+	}
+	s.afxdpNetkitAbandonLocked(rec, why)
+	if rec.Slice != nil {
+		s.afxdpAbandonLocked(rec, why)
+	}
+	dir := s.afxdpPinDir(rec.key())
+	portxdp.Unpin(dir)
+	os.Remove(dir)
+	s.afxdpUnpinMap(rec.key())
 	s.writeAFXDP(rec.key(), nil)
 	return true
 }
