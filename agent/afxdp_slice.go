@@ -440,6 +440,32 @@ func (s *Server) afxdpUnsliceLocked(a *afxdpPort, final bool) error {
 // and makes the rules match the policy again.
 func (s *Server) afxdpSliceStartLocked(a *afxdpPort) {
 	sl := a.rec.Slice
+	// Recorded rules that are gone (a SIGKILL after deleting one, before
+	// recording it) or no longer vrssd's are dropped from the record.
+	var dropped []uint32
+	err := s.ethDo(a, func(d ethtool.Driver) error {
+		if _, err := d.RSS(sl.Context); err != nil {
+			return err
+		}
+		for _, r := range slices.Clone(sl.Rules) {
+			rule, err := d.Rule(r.Location)
+			if err != nil && !gone(err) {
+				return err
+			}
+			if err != nil || !ownRule(rule, sl.Context, r.Prefix) {
+				dropped = append(dropped, r.Location)
+				sl.Rules = slices.DeleteFunc(sl.Rules, func(x sliceRule) bool { return x == r })
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		s.log.Warn("reading an AF_XDP port's slice at start; it is left as recorded", "port", a.rec.Name, "dev", a.rec.Dev, "slice", sl.String(), "err", err)
+		return
+	}
+	if len(dropped) > 0 {
+		s.log.Warn("recorded ntuple rules of an AF_XDP port are gone: forgotten", "port", a.rec.Name, "dev", a.rec.Dev, "locations", dropped)
+	}
 	if stray := s.afxdpStrayRulesLocked(a); len(stray) > 0 {
 		s.log.Warn("removed ntuple rules an interrupted policy change left unrecorded", "port", a.rec.Name, "dev", a.rec.Dev, "context", sl.Context, "locations", stray)
 	}
@@ -478,6 +504,12 @@ func (s *Server) afxdpAbandonLocked(rec *afxdpRecord, why string) {
 	}
 	if err != nil {
 		s.log.Error("could not remove the slice of an AF_XDP port: remove it by hand", "port", rec.Name, "dev", rec.Dev, "why", why, "slice", a.rec.Slice.String(), "err", err)
+	}
+	// A netkit whose own create or delete was interrupted is undone by
+	// afxdpNetkitInterruptedLocked, which calls this; a ready one goes
+	// with its port.
+	if rec.Netkit != nil && rec.Netkit.State == netkitReady {
+		s.afxdpNetkitAbandonLocked(rec, why)
 	}
 	dir := s.afxdpPinDir(rec.key())
 	portxdp.Unpin(dir)

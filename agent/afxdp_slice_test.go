@@ -50,8 +50,9 @@ type sliceEnv struct {
 	ns     string // the namespace's path
 	handle netns.NsHandle
 	// killAt is the model observation (1-based) at which vrssd is killed;
-	// 0: never. seen counts the observations.
+	// 0: never. seen counts the observations; killedAt says where.
 	killAt, seen int
+	killedAt     string
 }
 
 const sliceDev = "slin"
@@ -129,6 +130,10 @@ func newSliceEnv(t *testing.T) *sliceEnv {
 func (e *sliceEnv) observe(op string, after bool) {
 	e.seen++
 	if e.seen == e.killAt {
+		e.killedAt = fmt.Sprintf("before %s", op)
+		if after {
+			e.killedAt = fmt.Sprintf("after %s", op)
+		}
 		panic(errKilled)
 	}
 }
@@ -504,4 +509,135 @@ func TestAFXDPSliceOrphans(t *testing.T) {
 		t.Errorf("record left: %+v", rec)
 	}
 	untouched()
+}
+
+// sliceLife is a sliced port's life, request by request, with the
+// policies' prefixes.
+var sliceLife = []struct {
+	stage    string
+	op       api.Op
+	prefixes []string
+}{
+	{"create", api.OpAFXDPCreate, nil},
+	{"set", api.OpPortSet, []string{"10.1.0.5/32", "fd00:5::/64"}},
+	{"change", api.OpPortSet, []string{"10.1.0.5/32", "10.1.0.6/32"}},
+	{"clear", api.OpPortClear, nil},
+	{"set again", api.OpPortSet, []string{"fd00:6::1/128", "10.6.0.0/16"}},
+	{"delete", api.OpAFXDPDelete, nil},
+}
+
+// live runs sliceLife, and returns the stage vrssd was killed in, "" if
+// none.
+func (e *sliceEnv) live() string {
+	e.t.Helper()
+	for _, st := range sliceLife {
+		var args any = api.NameArgs{Name: "xk0", Netns: e.ns}
+		switch st.op {
+		case api.OpAFXDPCreate:
+			args = api.AFXDPCreateArgs{Name: "xk0", Dev: sliceDev, QueueStart: 1, Queues: 2, Netns: e.ns, Slice: true}
+		case api.OpPortSet:
+			args = api.PortSetArgs{Name: "xk0", Netns: e.ns, Policy: slicePolicy(st.prefixes...)}
+		}
+		r, killed := e.call(st.op, args)
+		if killed {
+			return st.stage
+		}
+		if r.Error != nil {
+			e.t.Fatalf("%s: %v", st.stage, r.Error)
+		}
+	}
+	return ""
+}
+
+// TestAFXDPSliceKill: vrssd killed at every step of a sliced port's life
+// that touches the driver (before each operation, and after each that
+// changed the device, before vrssd could record it): the next start
+// leaves the device exactly as the records say. An interrupted create or
+// delete leaves no port, record, pins, XDP program, context or rule,
+// with a log line saying what was removed; an interrupted policy change
+// leaves the port with the rules of its recorded policy, and a later
+// delete removes everything. The one window the records cannot cover, a
+// kill right after the kernel created the context, leaves that context
+// alone (vrssd cannot tell it is its own) and says so.
+func TestAFXDPSliceKill(t *testing.T) {
+	probe := newSliceEnv(t)
+	probe.strangers()
+	if stage := probe.live(); stage != "" {
+		t.Fatalf("killed without a kill point, in %s", stage)
+	}
+	points := probe.seen
+	t.Logf("%d kill points", points)
+	for k := 1; k <= points; k++ {
+		ok := t.Run(fmt.Sprint("point ", k), func(t *testing.T) {
+			e := newSliceEnv(t)
+			untouched := e.strangers()
+			e.killAt = k
+			stage := e.live()
+			if stage == "" {
+				t.Fatalf("not killed at point %d", k)
+			}
+			at := e.killedAt
+			contextsAtKill := len(e.m.Contexts)
+			e.restart()
+			t.Logf("killed in %s, %s", stage, at)
+			log := e.f.logs.String()
+			var ports api.AFXDPList
+			e.f.do(rootPeer, api.OpAFXDPList, nil, &ports)
+			switch stage {
+			case "create", "delete":
+				if len(ports.Ports) != 0 {
+					t.Fatalf("ports after the restart: %+v", ports.Ports)
+				}
+				if left := e.leftovers(); len(left) != 0 {
+					t.Errorf("left: %v", left)
+				}
+				extra := len(e.m.Contexts) - 1 // someone else's
+				if at == "after CreateContext" {
+					if extra != 1 || !strings.Contains(log, "before its RSS context was recorded") {
+						t.Errorf("the unrecorded context: %d extra contexts, log:\n%s", extra, log)
+					}
+					for id, tb := range e.m.Contexts {
+						if id != 1 {
+							delete(e.m.Contexts, id) // an administrator's clean-up
+							if !reflect.DeepEqual(tb, ethtool.EqualTable(e.m.TableSize, 1, 2)) {
+								t.Errorf("context %d: %v", id, tb)
+							}
+						}
+					}
+				} else if extra != 0 {
+					t.Errorf("contexts left: %v", e.m.Contexts)
+				}
+				// vrssd's context existed when it was killed: the log
+				// says it removed it.
+				if ours := contextsAtKill > 1; ours && !strings.Contains(log, "removed the slice of an AF_XDP port") {
+					t.Errorf("no log line saying what was removed:\n%s", log)
+				}
+			default:
+				rec := e.record("xk0")
+				if len(ports.Ports) != 1 || rec == nil {
+					t.Fatalf("the port after the restart: %+v, record %+v", ports.Ports, rec)
+				}
+				e.wantSlice("xk0", func() (ps []string) {
+					for _, p := range slicePrefixes(rec.Policy) {
+						ps = append(ps, p.String())
+					}
+					return ps
+				}()...)
+				if len(e.m.Contexts) != 2 {
+					t.Errorf("contexts: %v", e.m.Contexts)
+				}
+				e.f.do(rootPeer, api.OpAFXDPDelete, api.NameArgs{Name: "xk0", Netns: e.ns}, nil)
+				if left := e.leftovers(); len(left) != 0 || len(e.m.Contexts) != 1 {
+					t.Errorf("after delete: %v, contexts %v", left, e.m.Contexts)
+				}
+			}
+			if n := len(e.m.Rules); n != 2 {
+				t.Errorf("rules: %v, want only someone else's two", e.m.Rules)
+			}
+			untouched()
+		})
+		if !ok {
+			break
+		}
+	}
 }
