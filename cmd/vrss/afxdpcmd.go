@@ -4,13 +4,15 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"strconv"
+	"strings"
 	"text/tabwriter"
 
 	"github.com/vrss-dev/vrss/agent/api"
 	"github.com/vrss-dev/vrss/agent/client"
 )
 
-const afxdpUsage = "afxdp (create NAME --dev DEV --queue-start N --queues K [--slice] [--owner UID] [--group GID] [--netns PATH] | delete NAME [--netns PATH] | show NAME [--json] [--netns PATH] | list [--json])"
+const afxdpUsage = "afxdp (create NAME --dev DEV --queue-start N --queues K [--slice] [--netkit NETNS] [--owner UID] [--group GID] [--netns PATH] | delete NAME [--netns PATH] | show NAME [--json] [--netns PATH] | list [--json])"
 
 func runAFXDP(args []string, stdout, stderr io.Writer) int {
 	return report(stderr, "afxdp", subcommand("afxdp", map[string]func([]string, io.Writer) error{
@@ -22,7 +24,7 @@ func runAFXDP(args []string, stdout, stderr io.Writer) int {
 }
 
 func afxdpCreate(args []string, stdout io.Writer) error {
-	fs := newFlagSet("afxdp create", "NAME --dev DEV --queue-start N --queues K [--slice] [--owner UID] [--group GID] [--netns PATH]", `
+	fs := newFlagSet("afxdp create", "NAME --dev DEV --queue-start N --queues K [--slice] [--netkit NETNS] [--owner UID] [--group GID] [--netns PATH]", `
 Ask vrssd for an AF_XDP port: receive queues N to N+K-1 of the device DEV
 (a NIC or a veth, which must have that many receive queues and carry no
 XDP program) handed to a VMM as AF_XDP sockets. vrssd attaches its
@@ -45,7 +47,18 @@ those an interrupted create or delete left at its next start. --slice
 needs a NIC whose driver has RSS contexts and ntuple rules (mlx5, bnxt,
 sfc, ...; 'ethtool -K DEV ntuple on' first on many); on any other
 device (veth, virtio_net, ...) the create is refused, naming the device
-and why, and nothing is created. Not yet run on a real NIC. Example:
+and why, and nothing is created. Not yet run on a real NIC.
+
+--netkit NETNS (Linux 7.1 or later; root and admins) also creates, in
+the network namespace NETNS (a path: /var/run/netns/NAME,
+/proc/PID/ns/net), a single-device netkit named NAME whose receive queues
+1 to K lease DEV's queues N to N+K-1 (netdev netlink queue-create), so
+that an AF_XDP socket in NETNS binds through the netkit to DEV's queue
+('vrss afxdp show' lists its queues); delete removes it. Only drivers with
+queue-management operations can lease queues (gve, mlx5, bnxt, fbnic in
+Linux 7.2); on an older kernel, or with another driver (virtio_net,
+veth, ...), the create is refused in one line with the kernel's reason
+and nothing is left. Not yet run on a NIC that can lease. Example:
 
     vrss afxdp create vm0x --dev eth1 --queue-start 2 --queues 2 --owner 107 --slice
     vrss port set vm0x --mac 52:54:00:12:34:56 --ip 10.0.0.5 --default allow`)
@@ -55,6 +68,7 @@ and why, and nothing is created. Not yet run on a real NIC. Example:
 	owner := fs.Int("owner", 0, "owner `UID` (default: you); only root or an admin may name someone else")
 	group := fs.Int("group", 0, "owner `GID` (default: your group)")
 	slice := fs.Bool("slice", false, "slice DEV's queues for the port: an RSS context over them and ntuple rules for the policy's addresses (NICs with RSS contexts only)")
+	nk := fs.String("netkit", "", "create a single-device netkit NAME in the network namespace at `NETNS` leasing the port's queues (Linux 7.1+, drivers with queue-management operations)")
 	check := func() error {
 		switch {
 		case *dev == "":
@@ -65,7 +79,7 @@ and why, and nothing is created. Not yet run on a real NIC. Example:
 		return checkTapCreate(fs, *queues, *owner, *group, 12)
 	}
 	return portCall(fs, args, stdout, check, func(ctx context.Context, n *client.Netns, name string) error {
-		a := api.AFXDPCreateArgs{Name: name, Dev: *dev, QueueStart: *start, Queues: *queues, Slice: *slice}
+		a := api.AFXDPCreateArgs{Name: name, Dev: *dev, QueueStart: *start, Queues: *queues, Slice: *slice, Netkit: *nk}
 		if fs.isSet("owner") {
 			a.OwnerUID = owner
 		}
@@ -80,6 +94,9 @@ and why, and nothing is created. Not yet run on a real NIC. Example:
 			p.Name, p.Dev, p.QueueStart, p.QueueStart+p.Queues-1, p.OwnerUID, p.OwnerGID, p.Name)
 		if p.Slice != nil {
 			fmt.Fprintf(stdout, "sliced %s: RSS context %d over queues %d-%d; its ntuple rules follow the port policy's addresses\n", p.Dev, p.Slice.Context, p.QueueStart, p.QueueStart+p.Queues-1)
+		}
+		if p.Netkit != nil {
+			fmt.Fprintf(stdout, "netkit %s (ifindex %d) in %s: its queues %s lease %s queues %d-%d\n", p.Netkit.Name, p.Netkit.Ifindex, p.Netkit.Netns, joinU32(p.Netkit.Queues), p.Dev, p.QueueStart, p.QueueStart+p.Queues-1)
 		}
 		return nil
 	})
@@ -169,8 +186,20 @@ func printAFXDP(stdout io.Writer, ports []api.AFXDPPort) error {
 		if p.Slice != nil {
 			fmt.Fprintf(stdout, "%s: sliced: RSS context %d of %s over queues %d-%d, %s\n", p.Name, p.Slice.Context, p.Dev, p.QueueStart, p.QueueStart+p.Queues-1, sliceRules(p.Slice.Rules))
 		}
+		if p.Netkit != nil {
+			fmt.Fprintf(stdout, "%s: netkit %s (ifindex %d) in %s, queues %s leasing %s queues %d-%d\n", p.Name, p.Netkit.Name, p.Netkit.Ifindex, p.Netkit.Netns, joinU32(p.Netkit.Queues), p.Dev, p.QueueStart, p.QueueStart+p.Queues-1)
+		}
 	}
 	return nil
+}
+
+// joinU32 lists a netkit's queues: "1,2".
+func joinU32(v []uint32) string {
+	s := make([]string, len(v))
+	for i, x := range v {
+		s[i] = strconv.FormatUint(uint64(x), 10)
+	}
+	return strings.Join(s, ",")
 }
 
 // sliceRules lists a slice's ntuple rules for printAFXDP.
