@@ -297,6 +297,18 @@
 // start, and reports the path as AFXDPPort.MapPath. bpf(BPF_OBJ_GET)
 // checks the pin's permissions: another uid cannot open it.
 //
+// With Slice (--slice; afxdp_slice.go) vrssd also slices the device for
+// the port through package ethtool: create probes the driver, reading
+// only, and refuses a device without RSS contexts or ntuple rules before
+// anything is made; then it creates an RSS context over the port's queues,
+// and port_set and port_clear make one ntuple rule per policy prefix into
+// it; delete removes them. Each step is recorded in the port's record
+// before and after it changes the device, only what the records name is
+// deleted (read back first), and at start an interrupted create or
+// delete is undone and an orphaned slice removed, with a log line.
+// Options.Ethtool lets tests put a model of a capable driver in place of
+// the device's (no NIC here has RSS contexts; docs/queue-slicing.md).
+//
 // # State
 //
 // Each TAP is persistent (TUNSETPERSIST) and its program and maps are
