@@ -186,6 +186,28 @@ func TestLeaseNIC(t *testing.T) {
 		}
 		t.Logf("RESULT the NIC's namespace has id %d in the netkit's", nsid)
 		lease(r, g, "another namespace", nsid)
+
+		// A virtual device's queues are refused as such.
+		v := &netlink.Veth{LinkAttrs: netlink.LinkAttrs{Name: "nkv0", NumRxQueues: 2, NumTxQueues: 2}, PeerName: "nkv1"}
+		if err := netlink.LinkAdd(v); err != nil {
+			t.Fatal(err)
+		}
+		veth, err := netlink.LinkByName("nkv0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		l, err := Create(r, Spec{Name: "nkvm1", Queues: 1})
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, err = LeaseQueue(g, fam, "nkv0", Lease{Ifindex: uint32(l.Index), PhysIfindex: uint32(veth.Attrs().Index), Queue: 1, NetnsID: NSIDNotAssigned})
+		if err == nil || errors.Is(err, ErrCannotLease) || !strings.Contains(err.Error(), "nkv0 is a virtual device") {
+			t.Fatalf("leasing a veth's queue: %v", err)
+		}
+		t.Logf("RESULT a veth's queue: lease refused: %v", err)
+		if err := DeleteSingle(r, "nkvm1", l.Index); err != nil {
+			t.Fatal(err)
+		}
 	})
 	lease(dial(t, unix.NETLINK_ROUTE), g, "the NIC's namespace", NSIDNotAssigned)
 }

@@ -1,0 +1,246 @@
+package e2e
+
+import (
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"time"
+)
+
+// Netkit queue leasing (Linux 7.1) cannot be tried on the project's
+// machines (Linux 6.18, no netkit driver) and succeeds only on NICs with
+// queue-management operations (gve, mlx5, bnxt, ...), none of which QEMU
+// emulates. RunNetkit therefore boots Debian sid's kernel (7.2, netkit
+// built in) with a 4-queue virtio-net NIC and runs package netkit's
+// privileged tests there, as root in the guest: what a virtual NIC
+// allows, up to the kernel's refusal of the lease.
+
+// SidSources is a one-line private sources list for Debian sid, whose
+// cloud kernel is 7.2.
+const SidSources = "deb [signed-by=/usr/share/keyrings/debian-archive-keyring.gpg] http://deb.debian.org/debian sid main"
+
+// NetkitGuestTest is where the netkit test binary goes in the guest image.
+const NetkitGuestTest = "bin/netkit.test"
+
+// netkitGuestRun is the command the guest runs: package netkit's kernel
+// tests, TestLeaseNIC on eth0 among them.
+const netkitGuestRun = "VRSS_NETKIT_NIC=eth0 VRSS_REQUIRE_PRIV=1 /" + NetkitGuestTest + " -test.v -test.count=1 -test.run '^(TestKernel|TestNSID|TestLeaseNIC)$'"
+
+// NetkitOptions configure RunNetkit.
+type NetkitOptions struct {
+	Cache string    // default CacheDir()
+	Log   io.Writer // progress; nil discards it
+	// TapFiles are the queues of the multi-queue TAP the guest's NIC
+	// sits on (QEMU gets them as descriptors 3, 4, ...): one queue pair
+	// each.
+	TapFiles []*os.File
+	// ConsoleLog, if set, receives the guest's console.
+	ConsoleLog string
+}
+
+// NetkitReport is what RunNetkit saw.
+type NetkitReport struct {
+	KernelPackage, KernelVersion string
+	Release                      string // the guest's uname -r
+	Queues                       int
+	// Output is the guest test's output, Status its exit status.
+	Output string
+	Status int
+	// Results are the output's RESULT lines: what the guest did.
+	Results []string
+	// Prepare is how long the downloads, the build and the image took,
+	// Boot the guest's boot, Run the test in it.
+	Prepare, Boot, Run time.Duration
+}
+
+var resultRe = regexp.MustCompile(`(?m)^\s*\S+\.go:\d+: (RESULT .*)$`)
+
+// OK says the guest's tests passed, TestLeaseNIC among them (not skipped).
+func (r *NetkitReport) OK() bool {
+	return r.Status == 0 && strings.Contains(r.Output, "--- PASS: TestLeaseNIC") &&
+		strings.Contains(r.Output, "--- PASS: TestKernel") && strings.Contains(r.Output, "\nPASS")
+}
+
+func (r *NetkitReport) String() string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "netkit in a guest: %s %s (uname -r %s), virtio-net with %d queue pairs\n", r.KernelPackage, r.KernelVersion, r.Release, r.Queues)
+	fmt.Fprintf(&b, "  prepare %v, boot %v, test %v\n", r.Prepare.Round(time.Millisecond), r.Boot.Round(time.Millisecond), r.Run.Round(time.Millisecond))
+	for _, l := range r.Results {
+		fmt.Fprintf(&b, "  %s\n", l)
+	}
+	verdict := "PASS"
+	if !r.OK() {
+		verdict = fmt.Sprintf("FAIL (exit status %d)\n%s", r.Status, r.Output)
+	}
+	b.WriteString("  " + verdict)
+	return b.String()
+}
+
+// buildNetkitTest builds package netkit's tests as a static binary.
+func buildNetkitTest() ([]byte, error) {
+	dir, err := os.MkdirTemp("", "vrss-e2e-netkit-")
+	if err != nil {
+		return nil, err
+	}
+	defer os.RemoveAll(dir)
+	bin := filepath.Join(dir, "netkit.test")
+	cmd := exec.Command("go", "test", "-c", "-trimpath", "-ldflags=-s -w", "-o", bin, "github.com/vrss-dev/vrss/netkit")
+	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
+	if out, err := cmd.CombinedOutput(); err != nil {
+		return nil, fmt.Errorf("e2e: go test -c netkit: %v\n%s", err, out)
+	}
+	return os.ReadFile(bin)
+}
+
+// RunNetkit fetches sid's cloud kernel into the cache (once), builds the
+// image with package netkit's test binary, boots it on o.TapFiles and
+// runs the tests. The error is for a run that could not be carried out;
+// a test that failed in the guest is a report that is not OK.
+func RunNetkit(o NetkitOptions) (*NetkitReport, error) {
+	if o.Cache == "" {
+		o.Cache = CacheDir()
+	}
+	if o.Log == nil {
+		o.Log = io.Discard
+	}
+	if len(o.TapFiles) < 2 {
+		return nil, fmt.Errorf("e2e: netkit: %d TAP queues, want at least 2 (a lease of queue 1)", len(o.TapFiles))
+	}
+	rep := &NetkitReport{Queues: len(o.TapFiles)}
+	start := time.Now()
+	kernel, initrd, err := prepareNetkit(o, rep)
+	if err != nil {
+		return nil, err
+	}
+	rep.Prepare = time.Since(start)
+
+	fds := make([]int, len(o.TapFiles))
+	for i := range fds {
+		fds[i] = 3 + i
+	}
+	start = time.Now()
+	g, err := Boot(BootOptions{
+		Machine:    Machine{Kernel: kernel, Initrd: initrd, Queues: len(fds), TapFDs: fds, CPUs: 2, MemoryMB: 512},
+		ExtraFiles: o.TapFiles, ConsoleLog: o.ConsoleLog, Timeout: 3 * time.Minute,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("e2e: netkit: boot %s: %w", kernel, err)
+	}
+	defer g.Close()
+	rep.Boot, rep.Release = time.Since(start), g.Release
+	fmt.Fprintf(o.Log, "e2e: netkit: guest %s up in %v; running %s\n", g.Release, rep.Boot.Round(time.Millisecond), netkitGuestRun)
+
+	start = time.Now()
+	rep.Output, rep.Status, err = g.Run(netkitGuestRun, 2*time.Minute)
+	rep.Run = time.Since(start)
+	if err != nil {
+		return nil, fmt.Errorf("e2e: netkit: running the tests in the guest: %w", err)
+	}
+	for _, m := range resultRe.FindAllStringSubmatch(rep.Output, -1) {
+		rep.Results = append(rep.Results, m[1])
+	}
+	if err := g.Shutdown(30 * time.Second); err != nil {
+		fmt.Fprintf(o.Log, "e2e: netkit: guest shutdown: %v\n", err)
+	}
+	return rep, nil
+}
+
+// prepareNetkit resolves and unpacks sid's cloud kernel into the cache
+// (apt state under Cache/apt/sid, the package under Cache/deb, as the
+// other e2e downloads) and builds the guest image.
+func prepareNetkit(o NetkitOptions, rep *NetkitReport) (kernel, initrd string, err error) {
+	unlock, err := lockCache(o.Cache)
+	if err != nil {
+		return "", "", err
+	}
+	defer unlock()
+	sys := &Debian{Log: o.Log}
+	if err := sys.Install(PkgQEMU, PkgBusybox, PkgEthtool); err != nil {
+		return "", "", err
+	}
+	sid := &Debian{Log: o.Log, Sources: SidSources, StateDir: filepath.Join(o.Cache, "apt", "sid")}
+	if rep.KernelPackage, rep.KernelVersion, err = sid.Resolve(PkgKernelMeta, "linux-image-"); err != nil {
+		return "", "", err
+	}
+	kernel, root, release, err := sidKernel(sid, o.Cache, rep.KernelPackage, rep.KernelVersion)
+	if err != nil {
+		return "", "", err
+	}
+	test, err := buildNetkitTest()
+	if err != nil {
+		return "", "", err
+	}
+	img, err := BuildInitramfs(InitramfsOptions{
+		KernelRoot: root, KernelRelease: release,
+		// netkit is built into Debian's kernels (listed in case it is a
+		// module somewhere: a built-in one is skipped); veth is a module,
+		// for the refusal of a virtual device's queues.
+		Modules: append(append([]string{}, GuestModules...), "netkit", "veth"),
+		Queues:  rep.Queues, Cache: o.Cache,
+		Extra: map[string][]byte{NetkitGuestTest: test},
+	})
+	if err != nil {
+		return "", "", err
+	}
+	return kernel, img.Path, nil
+}
+
+// sidKernel unpacks sid's kernel, which 7.x splits over the image
+// package's dependencies: linux-binary-* (vmlinuz), linux-modules-* (the
+// modules) and linux-base-* (modules.builtin), each under
+// usr/lib/modules/RELEASE. It merges their module trees, with hard links,
+// into Cache/kernel-PKG_VERSION/lib/modules/RELEASE (once) and returns
+// the vmlinuz, that root and the release.
+func sidKernel(sid *Debian, cache, image, version string) (kernel, root, release string, err error) {
+	root = filepath.Join(cache, "kernel-"+image+"_"+version)
+	var parts []string
+	for _, prefix := range []string{"linux-binary-", "linux-modules-", "linux-base-"} {
+		pkg, ver, err := sid.Resolve(image, prefix)
+		if err != nil {
+			return "", "", "", err
+		}
+		dir, err := sid.Unpacked(cache, pkg, ver)
+		if err != nil {
+			return "", "", "", err
+		}
+		parts = append(parts, dir)
+	}
+	kernels, _ := filepath.Glob(filepath.Join(parts[0], "usr", "lib", "modules", "*", "vmlinuz"))
+	if len(kernels) != 1 {
+		return "", "", "", fmt.Errorf("e2e: %s has %d kernels in usr/lib/modules", image, len(kernels))
+	}
+	kernel = kernels[0]
+	release = filepath.Base(filepath.Dir(kernel))
+	if _, err := os.Stat(filepath.Join(root, ".complete")); err == nil {
+		return kernel, root, release, nil
+	}
+	os.RemoveAll(root)
+	dst := filepath.Join(root, "lib", "modules", release)
+	for _, part := range parts[1:] {
+		src := filepath.Join(part, "usr", "lib", "modules", release)
+		err := filepath.WalkDir(src, func(p string, d os.DirEntry, err error) error {
+			if err != nil {
+				return err
+			}
+			rel, _ := filepath.Rel(src, p)
+			if d.IsDir() {
+				return os.MkdirAll(filepath.Join(dst, rel), 0o755)
+			}
+			if !d.Type().IsRegular() {
+				return nil
+			}
+			return os.Link(p, filepath.Join(dst, rel))
+		})
+		if err != nil {
+			return "", "", "", fmt.Errorf("e2e: merging %s's modules: %w", image, err)
+		}
+	}
+	if err := os.WriteFile(filepath.Join(root, ".complete"), []byte(image+" "+version+"\n"), 0o644); err != nil {
+		return "", "", "", err
+	}
+	return kernel, root, release, nil
+}

@@ -1,0 +1,67 @@
+package e2e
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/vrss-dev/vrss/internal/netnstest"
+	"github.com/vrss-dev/vrss/internal/privtest"
+	"github.com/vrss-dev/vrss/tap"
+)
+
+// netkitBudget is what TestE2ENetkit may take once sid's kernel is cached.
+const netkitBudget = 3 * time.Minute
+
+// TestE2ENetkit boots Debian sid's kernel (Linux 7.2) on a 4-queue
+// virtio-net NIC and runs package netkit's kernel tests in the guest
+// (RunNetkit): the netdev family has queue-create, a single-device
+// netkit is created (in the NIC's namespace and in another), the lease
+// of the NIC's queue 1 is refused because virtio_net has no
+// queue-management operations, the refusal is explained, and the netkit
+// is deleted with nothing left. Gated like TestE2E (VRSS_E2E=1).
+func TestE2ENetkit(t *testing.T) {
+	if os.Getenv(EnvE2E) != "1" {
+		t.Skipf("real-guest end-to-end test (downloads Debian sid's kernel, boots QEMU): set %s=1", EnvE2E)
+	}
+	for _, need := range []string{"root", "tap", "netns"} {
+		privtest.Require(t, need)
+	}
+	start := time.Now()
+	// The TAP lives in a throwaway namespace: its queues stay usable
+	// outside, and the device goes with them.
+	var d *tap.Device
+	err := netnstest.Do(func() error {
+		var err error
+		d, err = tap.Create(tap.Options{Name: "vrssnk0", Queues: 4, VnetHdrLen: 12})
+		return err
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer d.Close()
+	var files []*os.File
+	for i := range d.NumQueues() {
+		files = append(files, d.Queue(i))
+	}
+	rep, err := RunNetkit(NetkitOptions{Log: os.Stdout, TapFiles: files, ConsoleLog: filepath.Join(t.TempDir(), "console.log")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	took := time.Since(start)
+	fmt.Printf("%s\n  whole test %v (budget %v once cached)\n", rep, took.Round(time.Millisecond), netkitBudget)
+	if !rep.OK() {
+		t.Fatal("the guest's netkit tests failed")
+	}
+	for _, want := range []string{"lease refused", "created single-device netkit", "deleted, no netkit left"} {
+		if !strings.Contains(strings.Join(rep.Results, "\n"), want) {
+			t.Errorf("the guest reported no %q", want)
+		}
+	}
+	if took-rep.Prepare > netkitBudget {
+		t.Errorf("boot and test took %v, over the %v budget", took-rep.Prepare, netkitBudget)
+	}
+}
