@@ -742,6 +742,7 @@ func (s *Server) afxdpNetnsGoneLocked(key string, a *afxdpPort) bool {
 	}
 	delete(s.afxdp, key)
 	s.log.Warn("forgetting an AF_XDP port: its network namespace is gone", "port", a.rec.Name, "netns", a.rec.Netns)
+	s.afxdpSliceNetnsGoneLocked(a)
 	s.afxdpNetkitAbandonLocked(&a.rec, "the port's namespace is gone")
 	s.afxdpRemoveLocked(a)
 	return true

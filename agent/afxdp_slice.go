@@ -587,3 +587,14 @@ func (s *Server) afxdpSliceInterruptedLocked(rec *afxdpRecord) bool {
 	s.afxdpAbandonLocked(rec, "vrssd stopped while the port's "+strings.TrimSuffix(rec.Slice.State, "ing")+"e was under way")
 	return true
 }
+
+// afxdpSliceNetnsGoneLocked logs the slice of a port forgotten because
+// its namespace is gone: vrssd can no longer reach the device (a veth
+// went with the namespace, its slice with it; a NIC went back to the
+// initial namespace, where its context and rules may remain).
+func (s *Server) afxdpSliceNetnsGoneLocked(a *afxdpPort) {
+	if a.rec.Slice == nil {
+		return
+	}
+	s.log.Warn("an AF_XDP port's slice is forgotten with its namespace: if its device is a NIC now in the initial namespace, remove its rules and context by hand (ethtool -N DEV delete LOC, ethtool -X DEV context N delete)", "port", a.rec.Name, "dev", a.rec.Dev, "slice", a.rec.Slice.String())
+}
