@@ -20,8 +20,8 @@ import (
 //
 // XSKMapDir (default: xsk beside vrssd's socket, whose directory every
 // client can already reach) is a bpf filesystem of its own that vrssd
-// mounts with mode 0711: everyone may traverse it, no one but root may
-// list or write it. bpf(BPF_OBJ_GET) checks the pin's permissions, so
+// mounts with mode 0711 (everyone may traverse it, no one but root may
+// list or write it) while it runs. bpf(BPF_OBJ_GET) checks the pin's permissions, so
 // another uid cannot open the map; the owner can open it read-write and
 // update it (unprivileged_bpf_disabled refuses only map and program
 // creation since Linux 6.5). What the owner can do with it is what it can
@@ -39,21 +39,38 @@ func (s *Server) afxdpMapPath(key string) string {
 }
 
 // ensureXSKMapDir makes dir a bpf filesystem with mode 0711 if it is not
-// one yet, and checks that it is vrssd's and writable by no one else.
-func ensureXSKMapDir(dir string) error {
+// one yet (mounted says it mounted one), and checks that it is vrssd's
+// and writable by no one else.
+func ensureXSKMapDir(dir string) (mounted bool, err error) {
 	if err := os.Mkdir(dir, 0o711); err != nil && !errors.Is(err, os.ErrExist) {
-		return err
+		return false, err
 	}
 	var st unix.Statfs_t
 	if err := unix.Statfs(dir, &st); err != nil {
-		return err
+		return false, err
 	}
 	if st.Type != unix.BPF_FS_MAGIC {
 		if err := unix.Mount("bpf", dir, "bpf", unix.MS_NOSUID|unix.MS_NODEV|unix.MS_NOEXEC, "mode=0711"); err != nil {
-			return fmt.Errorf("mount a bpf filesystem on %s: %w", dir, err)
+			return false, fmt.Errorf("mount a bpf filesystem on %s: %w", dir, err)
 		}
+		mounted = true
 	}
-	return checkOwnDir("AF_XDP map directory", dir)
+	return mounted, checkOwnDir("AF_XDP map directory", dir)
+}
+
+// unmountXSKMapDirLocked unmounts the map directory if this vrssd mounted
+// it: the owners' pins last as long as vrssd runs (a QEMU holds the map
+// it opened; the pins are made again at the next start), and test
+// daemons leave no mount behind. One vrssd did not mount (left by a
+// killed one, or an administrator's) stays.
+func (s *Server) unmountXSKMapDirLocked() {
+	if !s.xskMounted {
+		return
+	}
+	if err := unix.Unmount(s.opts.XSKMapDir, unix.MNT_DETACH); err != nil {
+		s.log.Warn("unmounting the AF_XDP map directory", "dir", s.opts.XSKMapDir, "err", err)
+	}
+	s.xskMounted = false
 }
 
 // afxdpPinMapLocked pins the port's XSKMAP for its owner at
@@ -63,18 +80,20 @@ func ensureXSKMapDir(dir string) error {
 func (s *Server) afxdpPinMapLocked(a *afxdpPort) {
 	a.mapPath = ""
 	path := s.afxdpMapPath(a.rec.key())
-	if err := pinXSKMap(a.prog.XSKMap, s.opts.XSKMapDir, path, a.rec.OwnerUID, a.rec.OwnerGID); err != nil {
+	mounted, err := ensureXSKMapDir(s.opts.XSKMapDir)
+	s.xskMounted = s.xskMounted || mounted
+	if err == nil {
+		err = pinXSKMap(a.prog.XSKMap, path, a.rec.OwnerUID, a.rec.OwnerGID)
+	}
+	if err != nil {
 		s.log.Warn("AF_XDP port: no pin of its XSKMAP for the owner (QEMU's map-path form is unavailable; sock-fds works)", "port", a.rec.Name, "err", err)
 		return
 	}
 	a.mapPath = path
 }
 
-// pinXSKMap pins m at path, in the map directory dir, for uid and gid.
-func pinXSKMap(m *ebpf.Map, dir, path string, uid, gid int) error {
-	if err := ensureXSKMapDir(dir); err != nil {
-		return err
-	}
+// pinXSKMap pins m at path, in the map directory, for uid and gid.
+func pinXSKMap(m *ebpf.Map, path string, uid, gid int) error {
 	if err := os.Remove(path); err != nil && !errors.Is(err, os.ErrNotExist) {
 		return err
 	}

@@ -293,8 +293,9 @@
 // into the XSKMAP itself) vrssd also pins each port's XSKMAP at
 // Options.XSKMapDir/NAME for its owner alone (the port's uid and gid,
 // mode 0600; afxdp_mappath.go), in a bpf filesystem it mounts with mode
-// 0711 (default: xsk beside its socket), on create and again at every
-// start, and reports the path as AFXDPPort.MapPath. bpf(BPF_OBJ_GET)
+// 0711 (default: xsk beside its socket) and unmounts when it stops, on
+// create and again at every start, and reports the path as
+// AFXDPPort.MapPath. bpf(BPF_OBJ_GET)
 // checks the pin's permissions: another uid cannot open it.
 //
 // With Slice (--slice; afxdp_slice.go) vrssd also slices the device for

@@ -101,6 +101,9 @@ type Server struct {
 	creating map[string]tapState
 	// afxdp are the AF_XDP ports, keyed as taps are (afxdp.go).
 	afxdp map[string]*afxdpPort
+	// xskMounted says vrssd mounted Options.XSKMapDir, and unmounts it
+	// when it stops (afxdp_mappath.go).
+	xskMounted bool
 	// qemuMu serialises QEMU runs and writes to the qemu-ebpf cache.
 	qemuMu sync.Mutex
 
@@ -457,6 +460,7 @@ func (s *Server) shutdown() {
 	defer s.mu.Unlock()
 	s.saveLocked()
 	s.releaseAll()
+	s.unmountXSKMapDirLocked()
 	s.bpffsLock.Close()
 	s.lock.Close()
 	s.log.Info("vrssd stopped; TAPs and steering stay in place", "taps", len(s.taps))
