@@ -134,10 +134,12 @@
 // TAP's host end, and be delivered (the answers come back through the
 // TAP); the spoofed ones arrive nowhere.
 //
-// Scenario X (RunAFXDP, opt-in: VRSS_E2E_SCENARIOS=X) is a vrssd AF_XDP
-// port (issue #16) under QEMU's af-xdp netdev. No Debian QEMU has af-xdp
-// (none is built with libxdp), so the harness builds one
-// (BuildAFXDPQEMU), once, into the cache as qemu-afxdp-KEY, KEY being a
+// Scenario X (RunAFXDP) is a vrssd AF_XDP port (issue #16) under QEMU's
+// af-xdp netdev. No Debian QEMU has af-xdp (none is built with libxdp),
+// so the harness builds one (BuildAFXDPQEMU), once, into the cache as
+// qemu-afxdp-KEY, before the scenarios: `make e2e` runs TestE2EPrepare
+// first, with its own timeout, so that a cold build (6 to 10 minutes on
+// two cores) does not count against TestE2E's budget. KEY is a
 // digest of its inputs: bookworm-backports' qemu source (only its +ds
 // orig tarball, fetched with apt-helper against the hash in the Sources
 // index), sid's xdp-tools source (apt-get source) for a static libxdp
