@@ -118,7 +118,11 @@ func newSliceEnv(t *testing.T) *sliceEnv {
 		if t.Failed() {
 			t.Logf("vrssd's log:\n%s", e.f.logs)
 		}
+		// vrssd's bpf filesystems: its pins, and the owners' map pins
+		// beside its socket (unmounted by vrssd itself when it stops,
+		// unless a test failed before it could).
 		unix.Unmount(e.f.opts.BPFFSDir, unix.MNT_DETACH)
+		unix.Unmount(filepath.Join(filepath.Dir(e.f.opts.Socket), "xsk"), unix.MNT_DETACH)
 		e.handle.Close()
 		netns.DeleteNamed(name)
 		os.RemoveAll(dir)
