@@ -23,8 +23,47 @@ import (
 // cloud kernel is 7.2.
 const SidSources = "deb [signed-by=/usr/share/keyrings/debian-archive-keyring.gpg] http://deb.debian.org/debian sid main"
 
-// NetkitGuestTest is where the netkit test binary goes in the guest image.
+// NetkitGuestTest is where the netkit test binary goes in the guest image;
+// vrssd and vrss go to bin/ as well.
 const NetkitGuestTest = "bin/netkit.test"
+
+// netkitVRSSD is the guest's script for vrssd's --netkit on a NIC that
+// cannot lease: vrssd (as root, its own bpffs and state), a namespace
+// held by a process, `vrss afxdp create --netkit` on eth0's queues 1-2,
+// then what is left: records, pins, ports, devices named after the port
+// in either namespace, and the same port made and deleted without
+// --netkit. Each finding is a "VRSSD key value" line.
+const netkitVRSSD = `S=/tmp/v/vrss.sock; mkdir -p /tmp/v; echo '{}' >/tmp/v/vrssd.json
+/bin/vrssd --socket $S --state-dir /tmp/v/state --bpffs-dir /sys/fs/bpf/vrss --config /tmp/v/vrssd.json --log-level debug >/tmp/v/log 2>&1 &
+V=$!
+i=0; while [ ! -S $S ]; do i=$((i+1)); [ $i -gt 200 ] && break; sleep 0.1; done
+[ -S $S ] || sed 's/^/VRSSD not-started /' /tmp/v/log
+unshare -n sleep 600 & P=$!; sleep 0.2
+/bin/vrss afxdp create nkp0 --dev eth0 --queue-start 1 --queues 2 --netkit /proc/$P/ns/net --socket $S >/tmp/v/out 2>&1; echo "VRSSD create-exit $?"
+echo "VRSSD create-said $(cat /tmp/v/out)"
+echo "VRSSD records $(ls /tmp/v/state/afxdp 2>/dev/null | wc -l)"
+echo "VRSSD pins $(ls /sys/fs/bpf/vrss/afxdp 2>/dev/null | wc -l)"
+echo "VRSSD list $(/bin/vrss afxdp list --json --socket $S)"
+echo "VRSSD nk-in-netns $(nsenter -n -t $P ip -o link | grep -c nkp0)"
+echo "VRSSD nk-in-root $(ip -o link | grep -c nkp0)"
+/bin/vrss afxdp create nkp0 --dev eth0 --queue-start 1 --queues 2 --socket $S >/tmp/v/out 2>&1; echo "VRSSD plain-exit $? $(cat /tmp/v/out)"
+/bin/vrss afxdp delete nkp0 --socket $S >/tmp/v/out 2>&1; echo "VRSSD delete-exit $? $(cat /tmp/v/out)"
+kill $P; kill $V; sleep 0.3; grep -i netkit /tmp/v/log | sed 's/^/VRSSD log /'
+`
+
+// netkitVRSSDScript is where netkitVRSSD goes in the guest image.
+const netkitVRSSDScript = "bin/netkit-vrssd.sh"
+
+// buildStatic builds a command of this module static, for the guest.
+func buildStatic(dir, pkg string) ([]byte, error) {
+	bin := filepath.Join(dir, filepath.Base(pkg))
+	cmd := exec.Command("go", "build", "-trimpath", "-ldflags=-s -w", "-o", bin, pkg)
+	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
+	if out, err := cmd.CombinedOutput(); err != nil {
+		return nil, fmt.Errorf("e2e: go build %s: %v\n%s", pkg, err, out)
+	}
+	return os.ReadFile(bin)
+}
 
 // netkitGuestRun is the command the guest runs: package netkit's kernel
 // tests, TestLeaseNIC on eth0 among them.
@@ -52,6 +91,10 @@ type NetkitReport struct {
 	Status int
 	// Results are the output's RESULT lines: what the guest did.
 	Results []string
+	// VRSSD is what the guest's vrssd run found (netkitVRSSD's VRSSD
+	// lines, by key), VRSSDOutput all of it.
+	VRSSD       map[string]string
+	VRSSDOutput string
 	// Prepare is how long the downloads, the build and the image took,
 	// Boot the guest's boot, Run the test in it.
 	Prepare, Boot, Run time.Duration
@@ -59,10 +102,23 @@ type NetkitReport struct {
 
 var resultRe = regexp.MustCompile(`(?m)^\s*\S+\.go:\d+: (RESULT .*)$`)
 
-// OK says the guest's tests passed, TestLeaseNIC among them (not skipped).
+// OK says the guest's tests passed, TestLeaseNIC among them (not
+// skipped), and vrssd refused --netkit with the driver's reason and left
+// nothing.
 func (r *NetkitReport) OK() bool {
 	return r.Status == 0 && strings.Contains(r.Output, "--- PASS: TestLeaseNIC") &&
-		strings.Contains(r.Output, "--- PASS: TestKernel") && strings.Contains(r.Output, "\nPASS")
+		strings.Contains(r.Output, "--- PASS: TestKernel") && strings.Contains(r.Output, "\nPASS") &&
+		r.VRSSDRefused()
+}
+
+// VRSSDRefused says the guest's vrssd refused the --netkit create with
+// the driver's reason in one line and left no record, pin, port or
+// netkit.
+func (r *NetkitReport) VRSSDRefused() bool {
+	v := r.VRSSD
+	return v["create-exit"] != "" && v["create-exit"] != "0" &&
+		strings.Contains(v["create-said"], "AF_XDP port nkp0: --netkit: netkit: leasing queue 1 of eth0: eth0's driver cannot lease queues") &&
+		v["records"] == "0" && v["pins"] == "0" && v["list"] == "[]" && v["nk-in-netns"] == "0" && v["nk-in-root"] == "0"
 }
 
 func (r *NetkitReport) String() string {
@@ -71,6 +127,11 @@ func (r *NetkitReport) String() string {
 	fmt.Fprintf(&b, "  prepare %v, boot %v, test %v\n", r.Prepare.Round(time.Millisecond), r.Boot.Round(time.Millisecond), r.Run.Round(time.Millisecond))
 	for _, l := range r.Results {
 		fmt.Fprintf(&b, "  %s\n", l)
+	}
+	for _, l := range strings.Split(strings.TrimSpace(r.VRSSDOutput), "\n") {
+		if strings.HasPrefix(l, "VRSSD ") {
+			fmt.Fprintf(&b, "  %s\n", l)
+		}
 	}
 	verdict := "PASS"
 	if !r.OK() {
@@ -143,6 +204,17 @@ func RunNetkit(o NetkitOptions) (*NetkitReport, error) {
 	for _, m := range resultRe.FindAllStringSubmatch(rep.Output, -1) {
 		rep.Results = append(rep.Results, m[1])
 	}
+	if rep.VRSSDOutput, _, err = g.Run("sh /"+netkitVRSSDScript, time.Minute); err != nil {
+		return nil, fmt.Errorf("e2e: netkit: vrssd in the guest: %w", err)
+	}
+	rep.VRSSD = map[string]string{}
+	for _, l := range strings.Split(rep.VRSSDOutput, "\n") {
+		if k, v, ok := strings.Cut(strings.TrimPrefix(l, "VRSSD "), " "); ok && strings.HasPrefix(l, "VRSSD ") {
+			if _, seen := rep.VRSSD[k]; !seen {
+				rep.VRSSD[k] = strings.TrimSpace(v)
+			}
+		}
+	}
 	if err := g.Shutdown(30 * time.Second); err != nil {
 		fmt.Fprintf(o.Log, "e2e: netkit: guest shutdown: %v\n", err)
 	}
@@ -174,6 +246,17 @@ func prepareNetkit(o NetkitOptions, rep *NetkitReport) (kernel, initrd string, e
 	if err != nil {
 		return "", "", err
 	}
+	dir, err := os.MkdirTemp("", "vrss-e2e-netkit-")
+	if err != nil {
+		return "", "", err
+	}
+	defer os.RemoveAll(dir)
+	extra := map[string][]byte{NetkitGuestTest: test, netkitVRSSDScript: []byte(netkitVRSSD)}
+	for _, cmd := range []string{"vrssd", "vrss"} {
+		if extra["bin/"+cmd], err = buildStatic(dir, "github.com/vrss-dev/vrss/cmd/"+cmd); err != nil {
+			return "", "", err
+		}
+	}
 	img, err := BuildInitramfs(InitramfsOptions{
 		KernelRoot: root, KernelRelease: release,
 		// netkit is built into Debian's kernels (listed in case it is a
@@ -181,7 +264,7 @@ func prepareNetkit(o NetkitOptions, rep *NetkitReport) (kernel, initrd string, e
 		// for the refusal of a virtual device's queues.
 		Modules: append(append([]string{}, GuestModules...), "netkit", "veth"),
 		Queues:  rep.Queues, Cache: o.Cache,
-		Extra: map[string][]byte{NetkitGuestTest: test},
+		Extra: extra,
 	})
 	if err != nil {
 		return "", "", err
