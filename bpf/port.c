@@ -11,10 +11,13 @@
  *
  * On an AF_XDP port (a slot in PORT_MODE_XSK, the program on a device
  * whose receive queues [queue_start, queue_start + queues) are handed to a
- * VMM as AF_XDP sockets), it judges the frames of those queues alike and
- * redirects the ones it passes to the socket at their queue in port_xsks
- * (an XSKMAP), or to the stack when that entry is empty; frames of other
- * queues are the host's: not judged, passed untouched, counted apart.
+ * VMM as AF_XDP sockets), the frames of those queues are arriving FOR the
+ * guest (what the guest sends leaves by AF_XDP transmission, which no XDP
+ * program sees), so it judges them inbound, as port.NewInbound's Filter
+ * does: by their destination (port_judge_in). It redirects the ones it
+ * passes to the socket at their queue in port_xsks (an XSKMAP), or to the
+ * stack when that entry is empty; frames of other queues are the host's:
+ * not judged, passed untouched, counted apart.
  *
  * The frame is parsed once (port_parse: what the checks need, policy
  * independent, and the flow key), then judged by the active slot of

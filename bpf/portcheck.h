@@ -2,7 +2,9 @@
 /*
  * port.Filter.Check in two halves: port_parse reads from the frame what
  * the checks need and builds its flow key (nothing there depends on the
- * policy), port_judge applies a slot's policy to that, in Check's order.
+ * policy or the direction), port_judge applies a slot's policy to that, in
+ * Check's order: outbound (port.New: a TAP's slot) or, for a slot in
+ * PORT_MODE_XSK, inbound (port.NewInbound: port_judge_in).
  * port.c includes this after its maps.
  */
 #ifndef VRSS_PORTCHECK_H
@@ -18,6 +20,7 @@
 #define PORT_ETH_P_RARP 0x8035
 #define PORT_ARP_LEN 28 /* ARP for Ethernet and IPv4, after the Ethernet header */
 #define PORT_IPPROTO_ICMPV6 58
+#define PORT_ICMP6_MLD_QUERY 130
 #define PORT_ICMP6_MLD_REPORT 131
 #define PORT_ICMP6_MLD_DONE 132
 #define PORT_ICMP6_RS 133
@@ -46,6 +49,9 @@
 #define PORT_F_FRAG (1u << 4)        /* an IP fragment */
 #define PORT_F_ICMP (1u << 5)        /* ICMPv6 whose type the frame shows */
 #define PORT_F_PROBE (1u << 6)       /* ARP request from 0.0.0.0 */
+#define PORT_F_SHA_OK (1u << 7)      /* ARP sender MAC is the frame's source */
+#define PORT_F_RARP (1u << 8)        /* EtherType RARP */
+#define PORT_F_DHCP_SERVER (1u << 9) /* not a fragment, UDP 67 to 68, or 547 to 546 */
 
 struct port_addr6 {
 	__u32 w[4];
@@ -53,15 +59,16 @@ struct port_addr6 {
 
 struct port_facts {
 	__u64 src_mac; /* bytes 6-11 in a little-endian word, as port_slot.mac */
+	__u64 dst_mac; /* bytes 0-5 alike */
 	__u32 kind;
 	__u32 pre;
 	struct port_addr6 src; /* IPv4: w[0] */
 	struct port_addr6 dst;
 	struct port_addr6 target; /* NS and NA */
 	__u32 spa;     /* ARP sender address */
+	__u32 tpa;     /* ARP target address */
 	__u32 flags;
 	__u32 icmp;    /* ICMPv6 type, if PORT_F_ICMP */
-	__u32 pad;
 	__u8 b[32] __attribute__((aligned(8))); /* ARP body, ICMPv6 header */
 };
 
@@ -112,11 +119,10 @@ static __always_inline void parse_arp(ctx_t *ctx, struct port_facts *f)
 		f->pre = PORT_ARP_OPCODE;
 		return;
 	}
-	if ((load64(b + 8) & PORT_MAC_MASK) != f->src_mac) {
-		f->pre = PORT_ARP_SENDER;
-		return;
-	}
+	if ((load64(b + 8) & PORT_MAC_MASK) == f->src_mac)
+		f->flags |= PORT_F_SHA_OK;
 	f->spa = load32(b + 14);
+	f->tpa = load32(b + 24);
 	if (op == 1 && f->spa == 0)
 		f->flags |= PORT_F_PROBE;
 	f->kind = PORT_K_ARP;
@@ -128,6 +134,7 @@ static __always_inline void parse_rarp(ctx_t *ctx, struct port_facts *f, const _
 	const __u8 *b = f->b;
 
 	f->kind = PORT_K_FIXED;
+	f->flags |= PORT_F_RARP;
 	if (ctx_len(ctx) < VRSS_ETH_HLEN + PORT_ARP_LEN) {
 		f->pre = PORT_MALFORMED;
 		return;
@@ -217,6 +224,8 @@ static __always_inline void parse_ip4(ctx_t *ctx, struct reader *r, const struct
 			f->flags |= PORT_F_UDP_SERVER;
 		if (!p->f->frag && sport == 68 && dport == 67)
 			f->flags |= PORT_F_DHCP_CLIENT;
+		if (!p->f->frag && sport == 67 && dport == 68)
+			f->flags |= PORT_F_DHCP_SERVER;
 	}
 	if (f->src.w[0] == 0 && f->dst.w[0] == 0xffffffff)
 		f->flags |= PORT_F_UNSPEC;
@@ -264,6 +273,8 @@ static __always_inline void parse_ip6(ctx_t *ctx, struct reader *r, const struct
 		if (!p->f->frag && sport == 546 && dport == 547 && load64(d) == 0x2ff && load32(d + 8) == 0 &&
 		    load32(d + 12) == 0x02000100)
 			f->flags |= PORT_F_DHCP_CLIENT;
+		if (!p->f->frag && sport == 547 && dport == 546)
+			f->flags |= PORT_F_DHCP_SERVER;
 	}
 	if (!(f->src.w[0] | f->src.w[1] | f->src.w[2] | f->src.w[3]))
 		f->flags |= PORT_F_UNSPEC;
@@ -299,6 +310,7 @@ __attribute__((noinline)) int port_parse(ctx_t *ctx, struct port_scratch *sc)
 	if (!eth)
 		return 0;
 	f->src_mac = load64(eth + VRSS_ETH_ALEN) & PORT_MAC_MASK;
+	f->dst_mac = load64(eth) & PORT_MAC_MASK;
 	f->kind = PORT_K_FIXED;
 	etype = be16(eth + VRSS_ETH_TYPE_OFF);
 	switch (etype) {
@@ -451,28 +463,102 @@ static __always_inline int judge6(const struct port_slot *s, const struct port_f
 	return 0;
 }
 
-/*
- * port.Filter.Check's judgement of the parsed frame f (key k) by slot s:
- * the reason, with 1 + the deciding rule's index in bits 8 and up.
- */
-__attribute__((noinline)) int port_judge(const struct port_slot *s, const struct port_facts *f, const struct fkey *k)
+static __always_inline int owns_mac(const struct port_slot *s, __u64 mac)
 {
-	__u32 n, r = 0;
+	__u32 n = s->nmacs;
 	int mine = 0;
 
-	if (!s || !f || !k || f->kind == PORT_K_SHORT)
-		return PORT_MALFORMED;
-	n = s->nmacs;
 	for (__u32 i = 0; i < PORT_MAX_MACS; i++) {
 		if (i >= n)
 			break;
-		if (s->mac[i] == f->src_mac)
+		if (s->mac[i] == mac)
 			mine = 1;
 	}
-	if (!mine)
+	return mine;
+}
+
+/* port's ipv4In: 0 for a frame the ACL decides. */
+static __always_inline int judge4_in(const struct port_slot *s, const struct port_facts *f)
+{
+	__u32 d = f->dst.w[0];
+
+	if (f->flags & PORT_F_DHCP_SERVER)
+		return PORT_CONTROL;
+	/* Loaded little-endian: the first byte is the low one. */
+	if (!owns4(s, d) && d != 0xffffffff && (d & 0xf0) != 0xe0)
+		return PORT_DST_IPV4;
+	return 0;
+}
+
+/* port's ipv6In: 0 for a frame the ACL decides. */
+static __always_inline int judge6_in(const struct port_slot *s, const struct port_facts *f)
+{
+	__u32 icmp = f->flags & PORT_F_ICMP ? f->icmp : 0x100;
+
+	if ((f->dst.w[0] & 0xff) != 0xff && !port_owns6(s, &f->dst))
+		return PORT_DST_IPV6;
+	if (f->flags & PORT_F_FRAG)
+		return 0;
+	if ((f->flags & PORT_F_DHCP_SERVER) || (icmp >= PORT_ICMP6_MLD_QUERY && icmp <= PORT_ICMP6_REDIRECT) ||
+	    icmp == PORT_ICMP6_MLDV2_REPORT)
+		return PORT_CONTROL;
+	return 0;
+}
+
+/*
+ * port.Filter.Check's judgement, inbound (port.NewInbound), of the parsed
+ * frame f (key k) by slot s; as port_judge returns it. A global function
+ * of its own: the two directions' paths are checked apart.
+ */
+__attribute__((noinline)) int port_judge_in(const struct port_slot *s, const struct port_facts *f, const struct fkey *k)
+{
+	__u32 r = 0;
+
+	if (!s || !f || !k || f->kind == PORT_K_SHORT)
+		return PORT_MALFORMED;
+	if (f->kind == PORT_K_FIXED && f->pre == PORT_VLAN)
+		return PORT_VLAN;
+	/* Broadcast and multicast (the group bit) are everyone's. */
+	if (!(f->dst_mac & 1) && !owns_mac(s, f->dst_mac))
+		return PORT_DST_MAC;
+	if (f->flags & PORT_F_RARP)
+		return PORT_L2_PROTO;
+	switch (f->kind) {
+	case PORT_K_ARP:
+		return owns4(s, f->tpa) ? PORT_CONTROL : PORT_ARP_TARGET;
+	case PORT_K_IP4:
+		r = judge4_in(s, f);
+		break;
+	case PORT_K_IP6:
+		r = judge6_in(s, f);
+		break;
+	default:
+		return f->pre;
+	}
+	if (r)
+		return r;
+	return port_acl(s, k);
+}
+
+/*
+ * port.Filter.Check's judgement of the parsed frame f (key k) by slot s:
+ * the reason, with 1 + the deciding rule's index in bits 8 and up.
+ * Outbound, unless the slot is an AF_XDP port's (port_judge_in).
+ */
+__attribute__((noinline)) int port_judge(const struct port_slot *s, const struct port_facts *f, const struct fkey *k)
+{
+	__u32 r = 0;
+
+	if (!s || !f || !k || f->kind == PORT_K_SHORT)
+		return PORT_MALFORMED;
+	if (s->mode == PORT_MODE_XSK)
+		return port_judge_in(s, f, k);
+	if (!owns_mac(s, f->src_mac))
 		return PORT_SRC_MAC;
 	switch (f->kind) {
 	case PORT_K_ARP:
+		if (!(f->flags & PORT_F_SHA_OK))
+			return PORT_ARP_SENDER;
 		return owns4(s, f->spa) || (f->flags & PORT_F_PROBE) ? PORT_CONTROL : PORT_ARP_SENDER;
 	case PORT_K_IP4:
 		r = judge4(s, f);

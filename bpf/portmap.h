@@ -14,7 +14,10 @@
 
 #include <linux/types.h>
 
-#define PORT_MAGIC 0x32545250 /* "PRT2" little endian: layout version 2 (1 was "PORT") */
+/* "PRT3" little endian: layout version 3, in which a PORT_MODE_XSK slot
+ * judges inbound (2, "PRT2", judged an AF_XDP port's frames as a TAP's;
+ * 1 was "PORT"). */
+#define PORT_MAGIC 0x33545250
 
 /* port.MaxMACs, MaxIPv4, MaxIPv6 (+ one link-local address per MAC),
  * MaxRules. */
@@ -43,12 +46,16 @@
 #define PORT_NDP_TARGET 17
 #define PORT_ACL_DROP 18
 #define PORT_DEFAULT_DENY 19
-#define PORT_NUM_REASONS 20
+#define PORT_DST_MAC 20 /* inbound only, as the three that follow */
+#define PORT_ARP_TARGET 21
+#define PORT_DST_IPV4 22
+#define PORT_DST_IPV6 23
+#define PORT_NUM_REASONS 24
 
 /* What becomes of the frames a slot passes (port_slot.mode). */
 #define PORT_MODE_STACK 0  /* the kernel stack (a TAP) */
 #define PORT_MODE_UPLINK 1 /* the uplink, by port_uplink (a TAP's fast path) */
-#define PORT_MODE_XSK 2    /* the AF_XDP socket of their receive queue, by port_xsks */
+#define PORT_MODE_XSK 2    /* the AF_XDP socket of their receive queue, by port_xsks; judged inbound */
 
 /* Entries of port_xsks: receive queues an AF_XDP port may use. */
 #define PORT_MAX_QUEUES 256

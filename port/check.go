@@ -31,6 +31,7 @@ const (
 
 	ipProtoICMPv6 = 58
 	// ICMPv6 types (RFC 4443, 4861, 2710, 3810).
+	icmp6MLDQuery    = 130
 	icmp6MLDReport   = 131
 	icmp6MLDDone     = 132
 	icmp6RS          = 133
@@ -57,17 +58,31 @@ var (
 // Filter judges frames by a valid Policy. It never changes, so any number
 // of goroutines may use one.
 type Filter struct {
-	p    Policy
-	ipv6 []netip.Prefix // the policy's, then each MAC's link-local address if asked
+	p       Policy
+	ipv6    []netip.Prefix // the policy's, then each MAC's link-local address if asked
+	inbound bool
 }
 
-// New validates p and returns its Filter, which keeps a copy of p.
-func New(p Policy) (*Filter, error) {
+// New validates p and returns its Filter, which keeps a copy of p and
+// judges frames the guest sends (a TAP's: outbound).
+func New(p Policy) (*Filter, error) { return newFilter(p, false) }
+
+// NewInbound is New for a Filter that judges frames arriving for the
+// guest, by their destination: an AF_XDP port's, whose program sees the
+// frames of the VM's receive queues and never what the guest sends (AF_XDP
+// transmission bypasses XDP). See Check for the checks.
+func NewInbound(p Policy) (*Filter, error) { return newFilter(p, true) }
+
+// Inbound reports whether f judges frames arriving for the guest
+// (NewInbound) rather than frames it sends (New).
+func (f *Filter) Inbound() bool { return f.inbound }
+
+func newFilter(p Policy, inbound bool) (*Filter, error) {
 	if err := p.Validate(); err != nil {
 		return nil, err
 	}
 	p.MACs, p.IPv4, p.IPv6, p.Rules = slices.Clone(p.MACs), slices.Clone(p.IPv4), slices.Clone(p.IPv6), slices.Clone(p.Rules)
-	f := &Filter{p: p, ipv6: slices.Clone(p.IPv6)}
+	f := &Filter{p: p, ipv6: slices.Clone(p.IPv6), inbound: inbound}
 	if p.LinkLocal {
 		for _, m := range p.MACs {
 			f.ipv6 = append(f.ipv6, netip.PrefixFrom(m.LinkLocal(), 128))
@@ -83,15 +98,23 @@ func (f *Filter) Policy() Policy {
 	return p
 }
 
-// Check judges frame, an Ethernet frame as the guest sent it (without the
-// virtio-net header). The checks run in this order, the first that decides
-// ending it: the Ethernet header, the source MAC, VLAN tags, the EtherType;
-// then ARP, RARP, IPv4 or IPv6 by their own checks, which pass control
-// frames (Control) without the ACL; then the ACL, then the default. It
-// never reads outside frame.
+// Check judges frame, an Ethernet frame (without the virtio-net header).
+// An outbound Filter (New) judges a frame as the guest sent it; the checks
+// run in this order, the first that decides ending it: the Ethernet
+// header, the source MAC, VLAN tags, the EtherType; then ARP, RARP, IPv4
+// or IPv6 by their own checks, which pass control frames (Control) without
+// the ACL; then the ACL, then the default. An inbound Filter (NewInbound)
+// judges a frame arriving for the guest: the Ethernet header, VLAN tags,
+// the destination MAC (DstMAC), the EtherType (RARP is L2Proto); then ARP
+// (ARPOpcode, ARPTarget), IPv4 (DstIPv4) or IPv6 (DstIPv6), which pass
+// control frames without the ACL; then the ACL and the default, as
+// outbound. It never reads outside frame.
 func (f *Filter) Check(frame []byte) Result {
 	if len(frame) < proto.EthHeaderLen {
 		return result(Malformed)
+	}
+	if f.inbound {
+		return f.checkIn(frame)
 	}
 	src := MAC(frame[6:12])
 	if !slices.Contains(f.p.MACs, src) {
@@ -115,6 +138,11 @@ func (f *Filter) Check(frame []byte) Result {
 	if r != 0 {
 		return result(r)
 	}
+	return f.acl(frame)
+}
+
+// acl judges frame by the ACL, then the default.
+func (f *Filter) acl(frame []byte) Result {
 	k := flow.KeyOf(frame)
 	for i := range f.p.Rules {
 		if f.p.Rules[i].Match.Matches(&k) {
@@ -304,6 +332,93 @@ func (f *Filter) ipv6Check(frame []byte) Reason {
 	case p.Fragment:
 		return 0 // neighbour discovery is never fragmented (RFC 6980): the ACL decides
 	case dhcpClient, icmp == icmp6MLDReport, icmp == icmp6MLDDone, icmp == icmp6MLDv2Report, icmp == icmp6RS, icmp == icmp6NS, icmp == icmp6NA:
+		return Control
+	}
+	return 0
+}
+
+// checkIn is Check for an inbound Filter, for a frame of at least an
+// Ethernet header.
+func (f *Filter) checkIn(frame []byte) Result {
+	etype := binary.BigEndian.Uint16(frame[proto.EthTypeOff:])
+	if etype == proto.EtherTypeVLAN || etype == proto.EtherTypeQinQ {
+		return result(VLAN)
+	}
+	// Broadcast and multicast (the group bit) are everyone's.
+	if dst := MAC(frame[0:6]); dst[0]&1 == 0 && !slices.Contains(f.p.MACs, dst) {
+		return result(DstMAC)
+	}
+	var r Reason
+	switch etype {
+	case etherTypeARP:
+		r = f.arpIn(frame)
+	case proto.EtherTypeIPv4:
+		r = f.ipv4In(frame)
+	case proto.EtherTypeIPv6:
+		r = f.ipv6In(frame)
+	default:
+		r = L2Proto // RARP too: only QEMU's announcement of the guest is known, and that is outbound
+	}
+	if r != 0 {
+		return result(r)
+	}
+	return f.acl(frame)
+}
+
+// arpIn passes requests and replies for one of the guest's IPv4 addresses.
+func (f *Filter) arpIn(frame []byte) Reason {
+	b := arpBody(frame)
+	if b == nil {
+		return Malformed
+	}
+	if op := binary.BigEndian.Uint16(b[arpOpOff:]); op != arpRequest && op != arpReply {
+		return ARPOpcode
+	}
+	if !f.owns4(netip.AddrFrom4([4]byte(b[arpTPAOff:]))) {
+		return ARPTarget
+	}
+	return Control
+}
+
+// ipv4In passes a DHCP server's message to the client port whatever its
+// destination address (a server unicasts an offer to the address it
+// offers, which the policy may not hold yet: RFC 2131, 4.1), then checks
+// the destination. It returns 0 for a frame the ACL decides.
+func (f *Filter) ipv4In(frame []byte) Reason {
+	p, ok := parseIP(frame, 4)
+	switch {
+	case !ok:
+		return Malformed
+	case p.udpWhole(dhcpServerPort, dhcpClientPort):
+		return Control
+	case !f.owns4(p.dst) && p.dst != broadcast4 && !p.dst.IsMulticast():
+		return DstIPv4
+	}
+	return 0
+}
+
+// ipv6In checks the destination, then passes neighbour discovery, MLD and
+// DHCPv6 server messages to the client port, unless fragmented (RFC 6980).
+// It returns 0 for a frame the ACL decides.
+func (f *Filter) ipv6In(frame []byte) Reason {
+	p, ok := parseIP(frame, 6)
+	if !ok {
+		return Malformed
+	}
+	icmp := -1
+	if p.upper != 0 && p.Proto == ipProtoICMPv6 {
+		icmp = int(frame[p.upper])
+	}
+	if (icmp == icmp6NS || icmp == icmp6NA) && len(frame) < p.upper+ndMinLen {
+		return Malformed // as outbound
+	}
+	switch {
+	case !f.owns6(p.dst) && !p.dst.IsMulticast():
+		return DstIPv6
+	case p.Fragment:
+		return 0
+	case p.udpWhole(dhcpv6ServerPort, dhcpv6ClientPort),
+		icmp >= icmp6MLDQuery && icmp <= icmp6Redirect, icmp == icmp6MLDv2Report:
 		return Control
 	}
 	return 0

@@ -146,7 +146,8 @@ func TestPolicyJSON(t *testing.T) {
 
 func TestStrings(t *testing.T) {
 	want := []string{"none", "acl_allow", "default_allow", "control", "malformed", "src_mac", "vlan", "l2_proto", "arp_opcode", "arp_sender", "rarp",
-		"src_ipv4", "src_ipv6", "dhcp_server", "dhcpv6_server", "router_advert", "redirect", "ndp_target", "acl_drop", "default_deny"}
+		"src_ipv4", "src_ipv6", "dhcp_server", "dhcpv6_server", "router_advert", "redirect", "ndp_target", "acl_drop", "default_deny",
+		"dst_mac", "arp_target", "dst_ipv4", "dst_ipv6"}
 	for r := Reason(0); r < NumReasons; r++ {
 		if r.String() != want[r] {
 			t.Errorf("reason %d: %q, want %q", r, r, want[r])
@@ -155,7 +156,7 @@ func TestStrings(t *testing.T) {
 			t.Errorf("reason %v: Pass %v", r, r.Pass())
 		}
 	}
-	if s := Reason(NumReasons).String(); s != "reason(20)" {
+	if s := Reason(NumReasons).String(); s != "reason(24)" {
 		t.Error(s)
 	}
 	if VerdictPass.String() != "pass" || VerdictDrop.String() != "drop" || Verdict(0).String() != "verdict(0)" {

@@ -33,9 +33,15 @@ const (
 	ACLDrop      Reason = 18 // an ACL rule with action drop matched
 	DefaultDeny  Reason = 19 // no rule matched; the default is drop
 
+	// Dropped frames, inbound only: an AF_XDP port's (NewInbound).
+	DstMAC    Reason = 20 // a unicast destination MAC not the guest's
+	ARPTarget Reason = 21 // ARP whose target address is not the guest's
+	DstIPv4   Reason = 22 // IPv4 destination neither the guest's, broadcast nor multicast
+	DstIPv6   Reason = 23 // IPv6 destination neither the guest's nor multicast
+
 	// NumReasons is one more than the largest reason: the length of a
 	// per-reason counter array.
-	NumReasons = 20
+	NumReasons = 24
 )
 
 var reasonNames = [NumReasons]string{
@@ -43,6 +49,7 @@ var reasonNames = [NumReasons]string{
 	"malformed", "src_mac", "vlan", "l2_proto", "arp_opcode", "arp_sender", "rarp",
 	"src_ipv4", "src_ipv6", "dhcp_server", "dhcpv6_server", "router_advert", "redirect", "ndp_target",
 	"acl_drop", "default_deny",
+	"dst_mac", "arp_target", "dst_ipv4", "dst_ipv6",
 }
 
 // String returns the reason's name as counters are labelled: "src_mac".

@@ -74,6 +74,16 @@ func BenchFrame() []byte {
 	return b
 }
 
+// BenchFrameIn is BenchFrame as an AF_XDP port's benchmark frame, which
+// is judged inbound: a TCPv4 frame arriving for the guest (to the
+// policy's MAC and address, port 443), passed by the last rule likewise.
+func BenchFrameIn() []byte {
+	b := frame.Build(frame.Spec{Src: netip.MustParseAddr("198.51.100.1"), Dst: netip.MustParseAddr("192.0.2.10"), Proto: frame.ProtoTCP, SrcPort: 40000, DstPort: 443, Payload: 20})
+	copy(b[0:6], benchMAC[:])
+	copy(b[6:12], []byte{0x02, 0, 0, 0, 0, 1})
+	return b
+}
+
 // MeasureXDPNs loads the production program and an XDP_PASS floor,
 // publishes BenchPolicy, checks that BenchFrame passes by the last rule,
 // and measures both on it, interleaved round by round (so the machine's
@@ -87,13 +97,13 @@ func MeasureXDPNs(rounds, repeat int) (XDPNs, error) {
 	if err := p.Publish(BenchPolicy()); err != nil {
 		return XDPNs{}, err
 	}
-	fl, po, ratio, err := p.measure(2, rounds, repeat) // XDP_PASS
+	fl, po, ratio, err := p.measure(2, BenchFrame(), port.New, rounds, repeat) // XDP_PASS
 	return XDPNs{Floor: fl, Policy: po, PolicyOverFloor: ratio}, err
 }
 
 // AFXDPNs is the afxdp_ns benchmark's result: ns per frame as
 // BPF_PROG_TEST_RUN measures it for the XDP_PASS floor (Floor) and for the
-// port-security program of an AF_XDP port (Redirect) on BenchFrame under
+// port-security program of an AF_XDP port (Redirect) on BenchFrameIn under
 // BenchPolicy, which it passes and redirects to the AF_XDP socket at its
 // receive queue; each the median of the rounds.
 type AFXDPNs struct {
@@ -107,7 +117,7 @@ type AFXDPNs struct {
 // MeasureAFXDPNs is MeasureXDPNs for an AF_XDP port: the program publishes
 // BenchPolicy for receive queue 0 (the queue of a test run's frame) with
 // an AF_XDP socket there, unbound, and returns XDP_REDIRECT for
-// BenchFrame. A test run does not carry the redirect out: Redirect is the
+// BenchFrameIn. A test run does not carry the redirect out: Redirect is the
 // program's cost up to and including bpf_redirect_map, without the
 // kernel's copy into the socket that follows.
 func MeasureAFXDPNs(rounds, repeat int) (AFXDPNs, error) {
@@ -127,17 +137,18 @@ func MeasureAFXDPNs(rounds, repeat int) (AFXDPNs, error) {
 	if err := p.SetSocket(0, fd); err != nil {
 		return AFXDPNs{}, err
 	}
-	fl, re, ratio, err := p.measure(4, rounds, repeat) // XDP_REDIRECT
+	fl, re, ratio, err := p.measure(4, BenchFrameIn(), port.NewInbound, rounds, repeat) // XDP_REDIRECT
 	return AFXDPNs{Floor: fl, Redirect: re, RedirectOverFloor: ratio}, err
 }
 
-// measure checks that BenchFrame passes BenchPolicy by its last rule and
-// that the program, with that policy published, returns action for it,
+// measure checks that f passes BenchPolicy by its last rule (judged by
+// the Filter newFilter makes) and that the program, with that policy
+// published, returns action for it,
 // then measures an XDP_PASS floor and the program on it, interleaved
 // round by round (so the machine's drift affects both alike), repeat runs
 // a measurement. It returns the medians of the floor's and the program's
 // ns per frame and the median of the rounds' ratios.
-func (p *Program) measure(action uint32, rounds, repeat int) (floorNs, progNs, ratio float64, err error) {
+func (p *Program) measure(action uint32, f []byte, newFilter func(port.Policy) (*port.Filter, error), rounds, repeat int) (floorNs, progNs, ratio float64, err error) {
 	floor, err := ebpf.NewProgram(&ebpf.ProgramSpec{Type: ebpf.XDP, License: "Dual BSD/GPL", Instructions: asm.Instructions{
 		asm.Mov.Imm(asm.R0, 2), // XDP_PASS
 		asm.Return(),
@@ -146,8 +157,8 @@ func (p *Program) measure(action uint32, rounds, repeat int) (floorNs, progNs, r
 		return 0, 0, 0, fmt.Errorf("portxdp: load the XDP_PASS floor: %w", err)
 	}
 	defer floor.Close()
-	pol, f := BenchPolicy(), BenchFrame()
-	ref, err := port.New(pol)
+	pol := BenchPolicy()
+	ref, err := newFilter(pol)
 	if err != nil {
 		return 0, 0, 0, err
 	}

@@ -7,9 +7,11 @@ import (
 // The map layout (bpf/portmap.h); layout_test.go pins it.
 const (
 	// Magic is the layout stamp the publisher writes once a policy is
-	// published (PORT_MAGIC, "PRT2" little endian: layout version 2, which
-	// added the AF_XDP mode and queue range).
-	Magic = 0x32545250
+	// published (PORT_MAGIC, "PRT3" little endian: layout version 3, in
+	// which an AF_XDP port's slot is judged inbound; 2 added the AF_XDP
+	// mode and queue range). The bytes did not move in 3, the meaning of
+	// an AF_XDP slot did: a program of version 2 must not take its policy.
+	Magic = 0x33545250
 	// ConfigSize is the configuration map's value size: what a TAP with
 	// port security locks.
 	ConfigSize = int(unsafe.Sizeof(configLayout{}))

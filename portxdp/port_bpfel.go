@@ -64,6 +64,7 @@ type portPortScratch struct {
 	Facts struct {
 		_      structs.HostLayout
 		SrcMac uint64
+		DstMac uint64
 		Kind   uint32
 		Pre    uint32
 		Src    struct {
@@ -79,9 +80,9 @@ type portPortScratch struct {
 			W [4]uint32
 		}
 		Spa   uint32
+		Tpa   uint32
 		Flags uint32
 		Icmp  uint32
-		Pad   uint32
 		B     [32]uint8
 	}
 }

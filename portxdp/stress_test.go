@@ -18,7 +18,9 @@ import (
 // policies would differ from both on some frames: the policies differ in
 // MACs, addresses and ACL). Half the policies are AF_XDP ports', over
 // queue 0 (the test run's) or over queues 1-2, which leave the frames
-// unjudged: the mode and the queue range must be the same policy's too.
+// unjudged: the mode, and so the direction (an AF_XDP port's frames are
+// judged inbound, by port.NewInbound's Filter), and the queue range must be
+// the same policy's too.
 func TestAtomicPublish(t *testing.T) {
 	privtest.Require(t, "bpf")
 	p := loaded(t, true)
@@ -29,20 +31,24 @@ func TestAtomicPublish(t *testing.T) {
 		filters [npol]*port.Filter
 		frames  [][]byte
 	)
+	queues := [npol]*Queues{1: {0, 1}, 3: {1, 2}, 5: {0, 1}, 7: {1, 2}}
 	for i := range pols {
 		pols[i] = diffcorpus.PortPolicy(r, []int{4, 12, port.MaxRules}[i%3])
+		newFilter, frameFor := port.New, diffcorpus.PortFrame
+		if queues[i] != nil {
+			newFilter, frameFor = port.NewInbound, diffcorpus.PortFrameIn
+		}
 		var err error
-		if filters[i], err = port.New(pols[i]); err != nil {
+		if filters[i], err = newFilter(pols[i]); err != nil {
 			t.Fatal(err)
 		}
 		for len(frames) < (i+1)*200 {
-			if b := diffcorpus.PortFrame(r, &pols[i]); len(b) >= xdpMinFrame {
+			if b := frameFor(r, &pols[i]); len(b) >= xdpMinFrame {
 				frames = append(frames, b)
 			}
 		}
 	}
 	// Publish i (from 0) carries tag i+1 and policy i % npol.
-	queues := [npol]*Queues{1: {0, 1}, 3: {1, 2}, 5: {0, 1}, 7: {1, 2}}
 	publish := func(i int) error {
 		if q := queues[i]; q != nil {
 			return p.PublishXSK(pols[i], *q)

@@ -82,7 +82,8 @@ func boundSocket(t *testing.T, p *Program, ifindex, queue int) *xsk.Socket {
 // 1 and 2, to a veth with four receive queues, and sends frames from its
 // peer spread over the four queues (queueByDstMAC): the frames of queues 0
 // and 3 reach the stack whatever they are, unjudged and counted apart; of
-// queues 1 and 2 those the reference drops are counted by reason and never
+// queues 1 and 2 those the inbound reference (port.NewInbound) drops are
+// counted by reason and never
 // reach the stack, and those it passes reach the stack, there being no
 // socket in the XSKMAP (the fallback). Then an AF_XDP socket, unbound, at
 // queue 1: the allowed frames of queue 1 are redirected to it and, the
@@ -94,10 +95,19 @@ func TestXSKVeth(t *testing.T) {
 	privtest.Require(t, "root")
 	privtest.Require(t, "bpf")
 	p := loaded(t, false)
-	pol := diffcorpus.PortPolicy(rand.New(rand.NewPCG(16, 2)), 12)
+	rnd := rand.New(rand.NewPCG(16, 2))
+	pol := diffcorpus.PortPolicyIn(rnd, 12)
 	pol.IPv4 = append(pol.IPv4, netip.MustParsePrefix("192.0.2.0/24"))
 	pol.Uplink = ""
-	f, err := port.New(pol)
+	// Four MACs that differ in the two bits queueByDstMAC reads: a frame
+	// for the guest stays one whichever queue it is sent to.
+	m := pol.MACs[0]
+	pol.MACs = nil
+	for q := range 4 {
+		m[5] = m[5]&^3 | byte(q)
+		pol.MACs = append(pol.MACs, m)
+	}
+	f, err := port.NewInbound(pol)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -112,16 +122,16 @@ func TestXSKVeth(t *testing.T) {
 	var frames [][]byte
 	var want []port.Result
 	var queue []int
-	all, _ := tapFrames(f, 3000)
-	for _, b := range all {
-		if len(b) > 1514 {
+	for len(frames) < 3000 {
+		b := diffcorpus.PortFrameIn(rnd, &pol)
+		if len(b) < 14 || len(b) > 1514 {
 			continue
 		}
 		q := len(frames) % 4
 		if et := uint16(b[12])<<8 | uint16(b[13]); et == 0x8100 || et == 0x88a8 {
 			q = xq.Start + len(frames)%xq.Count
 		}
-		b[5] = byte(q)
+		b[5] = b[5]&^3 | byte(q)
 		frames = append(frames, b)
 		want = append(want, f.Check(b))
 		queue = append(queue, q)
@@ -308,7 +318,7 @@ func TestPinXSKs(t *testing.T) {
 	if g := q.Generation(); g != 1 {
 		t.Errorf("the pins' generation is %d, want 1", g)
 	}
-	f := BenchFrame()
+	f := BenchFrameIn()
 	for _, step := range []struct {
 		name   string
 		do     func() error

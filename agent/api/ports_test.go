@@ -44,7 +44,7 @@ func TestPortGolden(t *testing.T) {
 	var st PortStats
 	st.Reasons[port.SrcMAC] = 2
 	b, _ = json.Marshal(st)
-	want = `{"tap":"","netns":"","attached":false,"generation":0,"uplink":"","passed":0,"dropped":0,"redirected":0,"unconfigured":0,"reasons":{"acl_allow":0,"default_allow":0,"control":0,"malformed":0,"src_mac":2,"vlan":0,"l2_proto":0,"arp_opcode":0,"arp_sender":0,"rarp":0,"src_ipv4":0,"src_ipv6":0,"dhcp_server":0,"dhcpv6_server":0,"router_advert":0,"redirect":0,"ndp_target":0,"acl_drop":0,"default_deny":0},"rules":null}`
+	want = `{"tap":"","netns":"","attached":false,"generation":0,"uplink":"","passed":0,"dropped":0,"redirected":0,"unconfigured":0,"reasons":{"acl_allow":0,"default_allow":0,"control":0,"malformed":0,"src_mac":2,"vlan":0,"l2_proto":0,"arp_opcode":0,"arp_sender":0,"rarp":0,"src_ipv4":0,"src_ipv6":0,"dhcp_server":0,"dhcpv6_server":0,"router_advert":0,"redirect":0,"ndp_target":0,"acl_drop":0,"default_deny":0,"dst_mac":0,"arp_target":0,"dst_ipv4":0,"dst_ipv6":0},"rules":null}`
 	if string(b) != want {
 		t.Fatalf("stats\n%s\nwant\n%s", b, want)
 	}

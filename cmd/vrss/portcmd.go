@@ -278,7 +278,9 @@ Show a TAP's port-security counters: frames passed and dropped, those the
 fast path redirected to the uplink, those dropped before any policy
 (unconfigured), the frames of each reason (acl_allow, default_allow and
 control pass; the rest, src_mac, src_ipv4, dhcp_server, router_advert and
-so on, drop; docs/port-security.md lists them) and each ACL rule's hits.
+so on, drop; an AF_XDP port's inbound policy drops by dst_mac, arp_target,
+dst_ipv4 and dst_ipv6 instead of the source checks; docs/port-security.md
+lists them) and each ACL rule's hits.
 Counters go on across vrssd restarts and policy changes. Example:
 
     vrss port stats vm0 --json | jq .reasons.src_ipv4

@@ -97,7 +97,7 @@ func TestPortJSONShape(t *testing.T) {
 	if len(reasons) != port.NumReasons-1 || reasons["src_mac"] != 7 || reasons["acl_allow"] != 0 {
 		t.Errorf("reasons %v", reasons)
 	}
-	if !strings.HasPrefix(string(m["reasons"]), `{"acl_allow":0,`) || !strings.HasSuffix(string(m["reasons"]), `"default_deny":0}`) {
+	if !strings.HasPrefix(string(m["reasons"]), `{"acl_allow":0,`) || !strings.HasSuffix(string(m["reasons"]), `"default_deny":0,"dst_mac":0,"arp_target":0,"dst_ipv4":0,"dst_ipv6":0}`) {
 		t.Errorf("reasons not in the reasons' order: %s", m["reasons"])
 	}
 	if string(m["rules"]) != `[{"index":0,"rule":"allow ether-type 0x0800 proto 17 dst-port 53","hits":3}]` {

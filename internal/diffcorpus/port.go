@@ -20,7 +20,15 @@ const PortPolicies = 40
 // masked, from flow rules' mask menu, with values taken from the keys of
 // frames PortFrame draws for it, so that frames match them) and either
 // default.
-func PortPolicy(r *rand.Rand, maxRules int) port.Policy {
+func PortPolicy(r *rand.Rand, maxRules int) port.Policy { return portPolicy(r, maxRules, PortFrame) }
+
+// PortPolicyIn is PortPolicy for an AF_XDP port's inbound Filter: its
+// rules take their values from frames PortFrameIn draws.
+func PortPolicyIn(r *rand.Rand, maxRules int) port.Policy {
+	return portPolicy(r, maxRules, PortFrameIn)
+}
+
+func portPolicy(r *rand.Rand, maxRules int, frameFor func(*rand.Rand, *port.Policy) []byte) port.Policy {
 	var p port.Policy
 	for n := 1 + r.IntN(port.MaxMACs); len(p.MACs) < n; {
 		m := port.MAC{byte(r.Uint32()) &^ 1, byte(r.Uint32()), byte(r.Uint32()), byte(r.Uint32()), byte(r.Uint32()), byte(r.Uint32())}
@@ -50,7 +58,7 @@ func PortPolicy(r *rand.Rand, maxRules int) port.Policy {
 	p.Default = []port.Action{port.Allow, port.Drop}[r.IntN(2)]
 	sample := make([][]byte, 32)
 	for i := range sample {
-		sample[i] = PortFrame(r, &p)
+		sample[i] = frameFor(r, &p)
 	}
 	menu := maskMenu()
 	for n := r.IntN(maxRules + 1); len(p.Rules) < n; {
@@ -114,12 +122,167 @@ func PortFrame(r *rand.Rand, p *port.Policy) []byte {
 		m := pickMAC(r, p) // ARP and RARP chose theirs
 		copy(b[6:12], m[:])
 	}
+	return cutShort(r, b)
+}
+
+// cutShort cuts a share of frames short, at a header boundary or
+// anywhere.
+func cutShort(r *rand.Rand, b []byte) []byte {
 	switch r.IntN(12) {
 	case 0: // anywhere
 		b = b[:r.IntN(len(b)+1)]
 	case 1: // around a header boundary
 		cut := []int{14, 18, 22, 34, 42, 54, 58, 62, 66, 74, 78}[r.IntN(11)] + r.IntN(3) - 1
 		b = b[:min(cut, len(b))]
+	}
+	return b
+}
+
+// PortFrameIn returns a frame that might arrive for a guest under p on an
+// AF_XDP port's queues, for the inbound differential tests: mostly to one
+// of p's MACs, else to broadcast, a multicast group or another MAC; to
+// one of p's addresses, a link-local address of its MACs, broadcast,
+// multicast (all-nodes, solicited-node) or another; IPv4 and IPv6 traffic
+// as frame.Random draws it (VLAN tags, options, fragments, extension
+// headers, garbage), ARP requests, replies and other opcodes for p's
+// addresses and others', RARP, DHCP and DHCPv6 server and client
+// messages, ICMPv6 neighbour discovery, redirects and MLD (queries too),
+// at times behind extension headers or in a fragment; a share cut short.
+func PortFrameIn(r *rand.Rand, p *port.Policy) []byte {
+	var b []byte
+	switch k := r.IntN(16); {
+	case k < 3:
+		b = frame.Random(r)
+	case k < 5:
+		b = arpFrameIn(r, p)
+	case k < 6:
+		b = rarpFrame(r, p)
+	case k < 8:
+		b = dhcpFrameIn(r, p)
+	case k < 11:
+		b = icmp6FrameIn(r, p)
+	default:
+		s := frame.RandomSpec(r)
+		if s.Src.Is4() {
+			s.Dst = dst4(r, p)
+		} else {
+			s.Dst = dst6(r, p)
+		}
+		b = frame.Build(s)
+	}
+	if len(b) >= 12 {
+		m := pickDstMAC(r, p)
+		copy(b[0:6], m[:])
+		src := port.MAC{0x02, 0, 0, 0, byte(r.Uint32()), byte(r.Uint32())}
+		copy(b[6:12], src[:])
+	}
+	return cutShort(r, b)
+}
+
+// pickDstMAC returns one of p's MACs, broadcast, a multicast group or
+// another MAC.
+func pickDstMAC(r *rand.Rand, p *port.Policy) port.MAC {
+	switch k := r.IntN(20); {
+	case k < 14:
+		return p.MACs[r.IntN(len(p.MACs))]
+	case k < 16:
+		return port.MAC{0xff, 0xff, 0xff, 0xff, 0xff, 0xff}
+	case k < 18:
+		return []port.MAC{{0x33, 0x33, 0, 0, 0, 1}, {0x01, 0x00, 0x5e, 0, 0, 0xfb}, {0x33, 0x33, 0xff, byte(r.Uint32()), byte(r.Uint32()), byte(r.Uint32())}}[r.IntN(3)]
+	}
+	return port.MAC{0x52, 0x54, 0, byte(r.Uint32()), byte(r.Uint32()), byte(r.Uint32())}
+}
+
+// dst4 returns one of p's IPv4 addresses, broadcast, a multicast group or
+// another.
+func dst4(r *rand.Rand, p *port.Policy) netip.Addr {
+	switch k := r.IntN(10); {
+	case k < 5 && len(p.IPv4) > 0:
+		return inPrefix(r, p.IPv4[r.IntN(len(p.IPv4))])
+	case k < 6:
+		return netip.AddrFrom4([4]byte{255, 255, 255, 255})
+	case k < 7:
+		return netip.AddrFrom4([4]byte{224 + byte(r.IntN(16)), byte(r.Uint32()), byte(r.Uint32()), byte(r.Uint32())})
+	}
+	return frame.RandomAddr4(r)
+}
+
+// dst6 returns one of p's IPv6 addresses, a link-local address of its
+// MACs, all-nodes, a solicited-node group, another link-local address or
+// another.
+func dst6(r *rand.Rand, p *port.Policy) netip.Addr {
+	switch k := r.IntN(10); {
+	case k < 3 && len(p.IPv6) > 0:
+		return inPrefix(r, p.IPv6[r.IntN(len(p.IPv6))])
+	case k < 5:
+		return p.MACs[r.IntN(len(p.MACs))].LinkLocal()
+	case k < 6:
+		return netip.MustParseAddr("ff02::1")
+	case k < 7:
+		return netip.AddrFrom16([16]byte{0xff, 0x02, 10: 0, 11: 1, 12: 0xff, 13: byte(r.Uint32()), 14: byte(r.Uint32()), 15: byte(r.Uint32())})
+	case k < 8:
+		return netip.MustParseAddr("fe80::1")
+	}
+	return frame.RandomAddr6(r)
+}
+
+// arpFrameIn is an ARP request, reply or other opcode from a neighbour,
+// its target one of p's addresses or not.
+func arpFrameIn(r *rand.Rand, p *port.Policy) []byte {
+	b := ether(port.MAC{0xff, 0xff, 0xff, 0xff, 0xff, 0xff}, 0x0806)
+	op := []uint16{1, 1, 2, 2, 3, 4, 0, 8}[r.IntN(8)]
+	b = append(b, 0, 1, 8, 0, 6, 4)
+	if r.IntN(12) == 0 { // not Ethernet/IPv4
+		b[14+r.IntN(6)] ^= byte(1 + r.IntN(255))
+	}
+	b = binary.BigEndian.AppendUint16(b, op)
+	b = append(b, 0x02, 0, 0, 0, 0, 1)
+	spa := frame.RandomAddr4(r).As4()
+	b = append(b, spa[:]...)
+	tha := pickMAC(r, p)
+	b = append(b, tha[:]...)
+	tpa := dst4(r, p).As4()
+	b = append(b, tpa[:]...)
+	return append(b, make([]byte, r.IntN(20))...)
+}
+
+// dhcpFrameIn is a DHCP or DHCPv6 server or client message, or one like
+// them (ports, addresses or fragments changed), to the guest's address,
+// broadcast, multicast or another's.
+func dhcpFrameIn(r *rand.Rand, p *port.Policy) []byte {
+	ports := [][2]uint16{{67, 68}, {67, 68}, {68, 67}, {547, 546}, {547, 546}, {546, 547}, {67, 67}, {546, 546}}[r.IntN(8)]
+	s := frame.Spec{Proto: frame.ProtoUDP, SrcPort: ports[0], DstPort: ports[1], Payload: r.IntN(60)}
+	if ports[0] == 546 || ports[0] == 547 {
+		s.Src, s.Dst = netip.MustParseAddr("fe80::1"), dst6(r, p)
+		if r.IntN(5) == 0 {
+			s.Ext = []frame.ExtHeader{frame.FragmentHeader(uint16(r.IntN(2)), r.IntN(2) == 0)}
+		}
+	} else {
+		s.Src, s.Dst = frame.RandomAddr4(r), dst4(r, p)
+		if r.IntN(5) == 0 {
+			s.FragOffset, s.MoreFrags = uint16(r.IntN(2)), r.IntN(2) == 0
+		}
+	}
+	return frame.Build(s)
+}
+
+// icmp6FrameIn is an ICMPv6 message the inbound checks look at (NDP,
+// redirect, MLD) or another, to one of p's addresses, a group or another,
+// at times behind extension headers or in a fragment.
+func icmp6FrameIn(r *rand.Rand, p *port.Policy) []byte {
+	typ := []byte{130, 131, 132, 133, 134, 135, 136, 137, 143, 128, 129, 1, 138}[r.IntN(13)]
+	s := frame.Spec{Src: addr6(r, p), Dst: dst6(r, p), Proto: 58, Payload: []int{24, 24, 32, 4, 3, 23, 0}[r.IntN(7)]}
+	if r.IntN(4) == 0 {
+		s.Ext = append(s.Ext, []frame.ExtHeader{{Type: 0, Data: make([]byte, 6)}, {Type: 60, Data: make([]byte, 6)}, frame.FragmentHeader(uint16(r.IntN(2)), r.IntN(2) == 0)}[r.IntN(3)])
+	}
+	b := frame.Build(s)
+	upper := len(b) - s.Payload
+	if s.Payload > 0 {
+		b[upper] = typ
+	}
+	if s.Payload >= 24 {
+		t := dst6(r, p).As16()
+		copy(b[upper+8:], t[:])
 	}
 	return b
 }
