@@ -30,9 +30,12 @@ import (
 // holds a reference to each socket, so the sockets a VMM set up keep
 // receiving while vrssd is stopped or restarted.
 //
-// Until a port policy is set (the port operations find AF_XDP ports by
-// name), the program judges the port's queues by afxdpDefault, which
-// drops every frame: the VM gets nothing it was not allowed. The device's
+// The program judges the frames of the port's queues inbound (they arrive
+// for the guest; what the guest sends leaves by AF_XDP transmission, which
+// no XDP program sees): port.NewInbound's checks. Until a port policy is
+// set (the port operations find AF_XDP ports by name), it judges them by
+// afxdpDefault, which drops every frame but the broadcast and multicast
+// control frames anyone on the segment receives. The device's
 // other queues are the host's, passed to the stack unjudged, so that the
 // host keeps working on them.
 //
@@ -158,8 +161,10 @@ func (a *afxdpPort) info() api.AFXDPPort {
 }
 
 // afxdpDefault is the policy of a port none was set for: a MAC no frame
-// is sent from (the all-zero address is not a valid source) and a default
-// of drop, so that every frame of the port's queues is dropped.
+// is sent to, no address and a default of drop, so that every frame of
+// the port's queues is dropped but broadcast and multicast DHCP server
+// messages, NDP and MLD, which the inbound checks pass as control to any
+// guest (anyone on the segment receives them).
 func afxdpDefault() port.Policy {
 	return port.Policy{MACs: []port.MAC{{0x02, 0, 0, 0, 0, 0}}, Default: port.Drop}
 }

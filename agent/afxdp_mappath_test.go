@@ -267,9 +267,9 @@ func TestAFXDPMapPath(t *testing.T) {
 					}
 				}
 				if q == 1 || q == 2 {
-					spoof := afxdpFrame(q, 900+round, "10.9.0.1")
-					spoof[11] ^= 1
-					fs = append(fs, spoof, afxdpFrame(q, 950+round, "10.9.0.2"))
+					toOther := afxdpFrame(q, 900+round, "10.9.0.1") // to another MAC
+					toOther[5] ^= 1
+					fs = append(fs, toOther, afxdpFrame(q, 950+round, "10.9.0.2"))
 				}
 				if err := snd.Send(q, fs); err != nil {
 					t.Fatal(err)
@@ -325,17 +325,17 @@ func TestAFXDPMapPath(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if d := st.Reasons[port.SrcMAC] - stats0.Reasons[port.SrcMAC]; d != 6 {
-		t.Errorf("src_mac counted %d, want 6", d)
+	if d := st.Reasons[port.DstMAC] - stats0.Reasons[port.DstMAC]; d != 6 {
+		t.Errorf("dst_mac counted %d, want 6", d)
 	}
-	if d := st.Reasons[port.SrcIPv4] - stats0.Reasons[port.SrcIPv4]; d != 6 {
-		t.Errorf("src_ipv4 counted %d, want 6", d)
+	if d := st.Reasons[port.DstIPv4] - stats0.Reasons[port.DstIPv4]; d != 6 {
+		t.Errorf("dst_ipv4 counted %d, want 6", d)
 	}
 	if d := st.XSKRedirected - stats0.XSKRedirected; d != 6*perQueue {
 		t.Errorf("xsk_redirected %d, want %d", d, 6*perQueue)
 	}
-	t.Logf("uid %d (CAP_NET_RAW alone) received %d of %d allowed frames on its own sockets, put into the pinned XSKMAP at map-start-index %d, each on its queue's (vrssd SIGKILLed and restarted between rounds); denied src_mac %d, src_ipv4 %d",
-		owner, received, 6*perQueue, p.QueueStart, st.Reasons[port.SrcMAC]-stats0.Reasons[port.SrcMAC], st.Reasons[port.SrcIPv4]-stats0.Reasons[port.SrcIPv4])
+	t.Logf("uid %d (CAP_NET_RAW alone) received %d of %d allowed frames on its own sockets, put into the pinned XSKMAP at map-start-index %d, each on its queue's (vrssd SIGKILLed and restarted between rounds); denied dst_mac %d, dst_ipv4 %d",
+		owner, received, 6*perQueue, p.QueueStart, st.Reasons[port.DstMAC]-stats0.Reasons[port.DstMAC], st.Reasons[port.DstIPv4]-stats0.Reasons[port.DstIPv4])
 
 	if err := c2.AFXDPDelete(ctx, "xm0"); err != nil {
 		t.Fatal(err)

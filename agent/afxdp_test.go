@@ -30,10 +30,27 @@ import (
 	"github.com/vrss-dev/vrss/xsk/xsktest"
 )
 
-// afxdpFrame is a UDP frame from the guest address the test's policy
-// allows, told apart by its source port: queue*1000+seq.
-func afxdpFrame(queue, seq int, src string) []byte {
-	return frame.Build(frame.Spec{Src: netip.MustParseAddr(src), Dst: netip.MustParseAddr("10.9.0.254"), Proto: 17, SrcPort: uint16(queue*1000 + seq), DstPort: 7, Payload: 16})
+// afxdpGuestMAC is the MAC of the tests' AF_XDP port policies.
+var afxdpGuestMAC = port.MAC{0x52, 0x54, 0, 0xab, 0xcd, 0xef}
+
+// afxdpFrame is a UDP frame arriving for the guest (to its MAC) at
+// address dst (10.9.0.1 is the guest's, which the test's policy allows;
+// an AF_XDP port's policy judges the frames of its queues inbound), told
+// apart by its source port: queue*1000+seq.
+func afxdpFrame(queue, seq int, dst string) []byte {
+	b := frame.Build(frame.Spec{Src: netip.MustParseAddr("10.9.0.254"), Dst: netip.MustParseAddr(dst), Proto: 17, SrcPort: uint16(queue*1000 + seq), DstPort: 7, Payload: 16})
+	copy(b[0:6], afxdpGuestMAC[:])
+	copy(b[6:12], []byte{0x52, 0x54, 0, 0x12, 0x34, 0x56})
+	return b
+}
+
+// afxdpARP is a broadcast ARP request for address tpa, whose tag
+// (afxdpTag: the target MAC's middle bytes) is tag.
+func afxdpARP(tpa string, tag int) []byte {
+	b := []byte{0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x52, 0x54, 0, 0x12, 0x34, 0x56, 0x08, 0x06, 0, 1, 8, 0, 6, 4, 0, 1, 0x52, 0x54, 0, 0x12, 0x34, 0x56, 10, 9, 0, 254}
+	b = append(b, 0, 0, byte(tag>>8), byte(tag), 0, 0)
+	a := netip.MustParseAddr(tpa).As4()
+	return append(append(b, a[:]...), make([]byte, 18)...)
 }
 
 // afxdpTag reads the source port back.
@@ -110,7 +127,7 @@ func TestAFXDPPort(t *testing.T) {
 		t.Fatalf("created: %+v", info)
 	}
 	pol := port.Policy{
-		MACs:    []port.MAC{{0x52, 0x54, 0, 0xab, 0xcd, 0xef}},
+		MACs:    []port.MAC{afxdpGuestMAC},
 		IPv4:    []netip.Prefix{netip.MustParsePrefix("10.9.0.1/32")},
 		Default: port.Allow,
 	}
@@ -163,11 +180,12 @@ func TestAFXDPPort(t *testing.T) {
 					}
 				}
 				if q == 1 || q == 2 {
-					// Denied: a spoofed source MAC, and a source
-					// address not the guest's.
-					spoof := afxdpFrame(q, 900+round, "10.9.0.1")
-					spoof[11] ^= 1
-					fs = append(fs, spoof, afxdpFrame(q, 950+round, "10.9.0.2"))
+					// Denied: a frame to another MAC, one to an
+					// address not the guest's, and an ARP request
+					// for an address not the guest's.
+					toOther := afxdpFrame(q, 900+round, "10.9.0.1")
+					toOther[5] ^= 1
+					fs = append(fs, toOther, afxdpFrame(q, 950+round, "10.9.0.2"), afxdpARP("10.9.0.77", q*1000+980+round))
 				}
 				sent += len(fs)
 				if err := snd.Send(q, fs); err != nil {
@@ -260,8 +278,8 @@ func TestAFXDPPort(t *testing.T) {
 	}
 	// The counters are the pinned map's: the round sent while vrssd was
 	// down is counted too.
-	if st.Reasons[port.SrcMAC] != 8 || st.Reasons[port.SrcIPv4] != 8 || st.Reasons[port.DefaultAllow] != 8*perQueue {
-		t.Errorf("reasons: src_mac %d, src_ipv4 %d, default_allow %d; want 8, 8, %d", st.Reasons[port.SrcMAC], st.Reasons[port.SrcIPv4], st.Reasons[port.DefaultAllow], 8*perQueue)
+	if st.Reasons[port.DstMAC] != 8 || st.Reasons[port.DstIPv4] != 8 || st.Reasons[port.ARPTarget] != 8 || st.Reasons[port.DefaultAllow] != 8*perQueue || st.Dropped != 24 {
+		t.Errorf("reasons: dst_mac %d, dst_ipv4 %d, arp_target %d, default_allow %d, dropped %d; want 8, 8, 8, %d, 24", st.Reasons[port.DstMAC], st.Reasons[port.DstIPv4], st.Reasons[port.ARPTarget], st.Reasons[port.DefaultAllow], 8*perQueue, st.Dropped)
 	}
 	if st.XSKRedirected != 8*perQueue || st.OtherQueue < 8*perQueue {
 		t.Errorf("xsk_redirected %d, other_queue %d; want %d and at least %d", st.XSKRedirected, st.OtherQueue, 8*perQueue, 8*perQueue)

@@ -156,14 +156,15 @@
 // veth pair with 4 queues (xsk/xsktest's, driver-mode XDP, its sender
 // picking each frame's receive queue), root asks vrssd for an AF_XDP port
 // on queues 1-2 of one end for uid 4242 (AFXDPCreate) and sets its port
-// policy (PortSet: one source MAC and IPv4 address, default allow); uid
+// policy (PortSet: the guest's MAC and IPv4 address, default allow; an
+// AF_XDP port judges the frames arriving for the guest, inbound); uid
 // 4242 starts the built QEMU with CAP_IPC_LOCK as its only capability,
 // ambient, through `vrss qemu exec --afxdp PORT --force-copy` (-netdev
 // af-xdp,inhibit=on,sock-fds=3:4,queues=2,start-queue=1,force-copy=on,
 // the sockets inherited; firmware from the system QEMU and SeaBIOS, -L
 // /usr/share/qemu -L /usr/share/seabios). Frames go to each of the 4 device queues, allowed
-// ones and, on the port's queues, ones from another MAC or another
-// address: the guest's rx_queue_N_packets must grow by exactly the
+// ones and, on the port's queues, ones to another MAC or to an address
+// not the guest's (dst_mac, dst_ipv4): the guest's rx_queue_N_packets must grow by exactly the
 // allowed frames of device queue 1+N, the port's counters must count each
 // denied frame under its reason, the allowed ones as xsk_redirected and
 // the other queues' as other_queue, and QEMU's /proc status must show uid

@@ -39,18 +39,19 @@ const (
 	capIPCLock = 14
 )
 
-// xPolicy is the port's policy: frames from one MAC and one IPv4
-// address reach the guest, anything else on the port's queues is dropped.
+// xPolicy is the port's policy, which an AF_XDP port applies to the
+// frames arriving for the guest (inbound): frames to its MAC and its IPv4
+// address reach it, anything else on the port's queues is dropped.
 var xPolicy = port.Policy{
-	MACs:    []port.MAC{{0x52, 0x54, 0, 0xab, 0xcd, 0xef}}, // frame.Build's source
+	MACs:    []port.MAC{{0x52, 0x54, 0, 0x12, 0x34, 0x56}}, // the guest NIC's (QEMU's default), frame.Build's destination
 	IPv4:    []netip.Prefix{netip.MustParsePrefix("10.9.0.1/32")},
 	Default: port.Allow,
 }
 
-// xFrame is a UDP frame from src to the guest, its source port tagging
-// the device queue and sequence number.
-func xFrame(queue, seq int, src string) []byte {
-	return frame.Build(frame.Spec{Src: netip.MustParseAddr(src), Dst: netip.MustParseAddr("10.9.0.254"),
+// xFrame is a UDP frame to the guest's MAC and address dst, its source
+// port tagging the device queue and sequence number.
+func xFrame(queue, seq int, dst string) []byte {
+	return frame.Build(frame.Spec{Src: netip.MustParseAddr("10.9.0.254"), Dst: netip.MustParseAddr(dst),
 		Proto: frame.ProtoUDP, SrcPort: uint16(10000 + queue*1000 + seq), DstPort: 7, Payload: 32})
 }
 
@@ -234,7 +235,7 @@ func runAFXDP(o Options, w *workDir, rep *AFXDPReport) error {
 	if _, err := c.PortSet(ctx, xPort, xPolicy); err != nil {
 		return vd.fail(fmt.Errorf("e2e: X: PortSet: %w", err))
 	}
-	rep.Commands = append(rep.Commands, "root: PortSet "+xPort+" mac 52:54:00:ab:cd:ef ipv4 10.9.0.1/32 default allow")
+	rep.Commands = append(rep.Commands, "root: PortSet "+xPort+" mac 52:54:00:12:34:56 ipv4 10.9.0.1/32 default allow")
 	for _, l := range rep.Commands {
 		fmt.Fprintf(o.Log, "e2e: X: %s\n", l)
 	}
@@ -288,12 +289,13 @@ func runAFXDP(o Options, w *workDir, rep *AFXDPReport) error {
 			if q >= xStartQueue && q < xStartQueue+xQueues {
 				rep.Expected[q-xStartQueue] += xPerQueue
 				for i := range xBad {
-					spoof := xFrame(q, 900+round*xBad+i, "10.9.0.1")
-					spoof[11] ^= 1 // another source MAC
-					fs = append(fs, spoof, xFrame(q, 950+round*xBad+i, "10.9.0.2"))
+					// To another MAC, and to an address not the guest's.
+					toOther := xFrame(q, 900+round*xBad+i, "10.9.0.1")
+					toOther[5] ^= 1
+					fs = append(fs, toOther, xFrame(q, 950+round*xBad+i, "10.9.0.2"))
 				}
-				rep.Denied[port.SrcMAC.String()] += xBad
-				rep.Denied[port.SrcIPv4.String()] += xBad
+				rep.Denied[port.DstMAC.String()] += xBad
+				rep.Denied[port.DstIPv4.String()] += xBad
 			}
 			if err := snd.Send(q, fs); err != nil {
 				return err
