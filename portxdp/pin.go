@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"sync/atomic"
 
 	"github.com/cilium/ebpf"
 )
@@ -42,9 +43,15 @@ func (p *Program) Pin(dir string) error {
 	return nil
 }
 
+// ErrOtherLayout says pins are of another layout version of the map
+// (Magic).
+var ErrOtherLayout = errors.New("portxdp: pins of another layout version")
+
 // LoadPinned loads a program and its maps that Pin pinned in dir, and maps
 // its policy map for Publish. An error wrapping os.ErrNotExist says a pin
-// is missing.
+// is missing; ErrOtherLayout, that the pins are of another layout version
+// (a vrssd before an upgrade pinned them): the caller installs a new
+// program.
 func LoadPinned(dir string) (*Program, error) {
 	p := &Program{}
 	var err error
@@ -60,6 +67,14 @@ func LoadPinned(dir string) (*Program, error) {
 	}
 	if err == nil {
 		p.pub, err = NewPublisher(p.ConfigMap.FD())
+	}
+	// A policy published under another stamp is an older program's: it
+	// would take a policy of this layout as none (and drop every frame),
+	// or, of version 2, judge an AF_XDP port's frames outbound.
+	if err == nil {
+		if m := atomic.LoadUint32(&p.pub.cfg.Magic); m != 0 && m != Magic {
+			err = fmt.Errorf("%w: stamp %#x, this build's %#x", ErrOtherLayout, m, uint32(Magic))
+		}
 	}
 	if err != nil {
 		p.Close()

@@ -63,7 +63,9 @@ func (q Queues) Validate() error {
 func (p *Publisher) Publish(pol port.Policy) error { return p.publish(pol, nil) }
 
 // PublishXSK is Publish for an AF_XDP port: the program judges the frames
-// that arrive on queues q by pol and redirects those it passes to the
+// that arrive on queues q by pol, inbound (as port.NewInbound's Filter:
+// they arrive for the guest, by their destination), and redirects those
+// it passes to the
 // AF_XDP socket at their queue (SetSocket), or passes them to the stack
 // where there is none; frames of other queues are the host's, passed to
 // the stack unjudged (Counters.OtherQueue). An AF_XDP port has no uplink:

@@ -6,6 +6,7 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -340,5 +341,39 @@ func TestPinXSKs(t *testing.T) {
 	}
 	if _, err := os.Stat(filepath.Join(dir, PinXSKs)); !errors.Is(err, os.ErrNotExist) {
 		t.Errorf("%s after Unpin: %v", PinXSKs, err)
+	}
+}
+
+// TestPinOtherLayout: pins whose policy carries another layout stamp (a
+// vrssd of layout version 2, which judged an AF_XDP port's frames
+// outbound, pinned them) do not load, so that vrssd installs a program of
+// this version instead of publishing into the old one.
+func TestPinOtherLayout(t *testing.T) {
+	privtest.Require(t, "root")
+	privtest.Require(t, "bpf")
+	dir, err := os.MkdirTemp("/sys/fs/bpf", "vrss-portxdp-test-")
+	if err != nil {
+		t.Skipf("no bpf filesystem to pin in: %v", err)
+	}
+	defer os.RemoveAll(dir)
+	p := loaded(t, false)
+	if err := p.PublishXSK(BenchPolicy(), Queues{Start: 0, Count: 1}); err != nil {
+		t.Fatal(err)
+	}
+	if err := p.Pin(dir); err != nil {
+		t.Fatal(err)
+	}
+	defer Unpin(dir)
+	q, err := LoadPinned(dir)
+	if err != nil {
+		t.Fatalf("pins of this layout: %v", err)
+	}
+	q.Close()
+	atomic.StoreUint32(&p.pub.cfg.Magic, 0x32545250) // "PRT2"
+	if q, err := LoadPinned(dir); !errors.Is(err, ErrOtherLayout) {
+		if q != nil {
+			q.Close()
+		}
+		t.Fatalf("pins stamped PRT2: %v, want ErrOtherLayout", err)
 	}
 }
