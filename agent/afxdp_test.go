@@ -70,7 +70,7 @@ func afxdpTag(f []byte) int {
 // delete leaves no XDP program and no pins.
 func TestAFXDPPort(t *testing.T) {
 	const owner, other = 4242, 4343
-	d := newDaemon(t, "")
+	d := newDaemon(t, "", "--metrics", "127.0.0.1:0")
 	ctx := context.Background()
 	var pair *xsktest.Pair
 	var snd *xsktest.Sender
@@ -285,6 +285,27 @@ func TestAFXDPPort(t *testing.T) {
 		t.Errorf("xsk_redirected %d, other_queue %d; want %d and at least %d", st.XSKRedirected, st.OtherQueue, 8*perQueue, 8*perQueue)
 	}
 	t.Logf("port stats: %+v", st)
+	// The metrics are the same counters.
+	scraped, _ := d.scrape()
+	for _, m := range []struct {
+		v      uint64
+		name   string
+		labels []string
+	}{
+		{1, "vrss_afxdp_ports", nil},
+		{1, "vrss_afxdp_port_attached", []string{"port", "xp0"}},
+		{st.XSKRedirected, "vrss_afxdp_port_xsk_redirected_packets_total", []string{"port", "xp0"}},
+		{st.OtherQueue, "vrss_afxdp_port_other_queue_packets_total", []string{"port", "xp0"}},
+		{st.Reasons[port.DstMAC], "vrss_afxdp_port_packets_total", []string{"port", "xp0", "reason", "dst_mac"}},
+		{st.Reasons[port.DstIPv4], "vrss_afxdp_port_packets_total", []string{"port", "xp0", "reason", "dst_ipv4"}},
+		{st.Reasons[port.ARPTarget], "vrss_afxdp_port_packets_total", []string{"port", "xp0", "reason", "arp_target"}},
+		{st.Reasons[port.DefaultAllow], "vrss_afxdp_port_packets_total", []string{"port", "xp0", "reason", "default_allow"}},
+		{0, "vrss_afxdp_port_packets_total", []string{"port", "xp0", "reason", "src_mac"}},
+	} {
+		if g, ok := scraped.value(m.name, m.labels...); !ok || g != float64(m.v) {
+			t.Errorf("%s%v: %v (%v) in the scrape, want %d", m.name, m.labels, g, ok, m.v)
+		}
+	}
 
 	// Another uid finds nothing.
 	for _, op := range []api.Op{api.OpAFXDPOpen, api.OpAFXDPShow, api.OpAFXDPDelete, api.OpPortStats, api.OpPortShow} {

@@ -149,7 +149,28 @@ var (
 		"Frames the port-security program dropped before any policy was published.", tapLabels, nil)
 	descPortRuleHits = prometheus.NewDesc("vrss_tap_port_rule_hits_total",
 		"Frames each ACL rule of the TAP's port policy decided, by its index in the policy.", withTAP("rule"), nil)
+
+	descAFXDPPorts = prometheus.NewDesc("vrss_afxdp_ports",
+		"AF_XDP ports vrssd manages.", nil, nil)
+	descAFXDPAttached = prometheus.NewDesc("vrss_afxdp_port_attached",
+		"1 if the AF_XDP port's program is attached to its device, 0 if it was found detached (vrssd attaches it again).", afxdpLabels, nil)
+	descAFXDPPackets = prometheus.NewDesc("vrss_afxdp_port_packets_total",
+		"Frames arriving for the guest on the AF_XDP port's queues, judged inbound by its port policy, by reason (port.Reason's names: acl_allow, default_allow and control passed, the others dropped).", withAFXDP("reason"), nil)
+	descAFXDPRuleHits = prometheus.NewDesc("vrss_afxdp_port_rule_hits_total",
+		"Frames each ACL rule of the AF_XDP port's policy decided, by its index in the policy.", withAFXDP("rule"), nil)
+	descAFXDPRedirected = prometheus.NewDesc("vrss_afxdp_port_xsk_redirected_packets_total",
+		"Passed frames the AF_XDP port's program redirected to the socket of their queue.", afxdpLabels, nil)
+	descAFXDPOtherQueue = prometheus.NewDesc("vrss_afxdp_port_other_queue_packets_total",
+		"Frames of the device's other queues (the host's), passed to the stack unjudged.", afxdpLabels, nil)
 )
+
+// afxdpLabels name an AF_XDP port: its name, and the path of its network
+// namespace ("" for vrssd's own).
+var afxdpLabels = []string{"port", "netns"}
+
+func withAFXDP(more ...string) []string {
+	return append(append([]string(nil), afxdpLabels...), more...)
+}
 
 // collector reads the daemon's state and the TAPs' counters when
 // Prometheus scrapes.
@@ -160,7 +181,8 @@ func (c collector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{descTAPs, descConns, descBuild, descQueues, descEnabled, descSteering,
 		descFlows, descUp, descGeneration, descReattached, descQueuePackets, descUnclassified, descUnconfigured,
 		descRetries, descTorn, descDropped, descRaced, descUnattributed, descNoRulePath, descRuleHits, descOmitted, descContext,
-		descPortAttached, descPortPackets, descPortRedirected, descPortUnconfigured, descPortRuleHits} {
+		descPortAttached, descPortPackets, descPortRedirected, descPortUnconfigured, descPortRuleHits,
+		descAFXDPPorts, descAFXDPAttached, descAFXDPPackets, descAFXDPRuleHits, descAFXDPRedirected, descAFXDPOtherQueue} {
 		ch <- d
 	}
 }
@@ -185,6 +207,15 @@ func (c collector) Collect(ch chan<- prometheus.Metric) {
 	slices.Sort(names)
 	for _, name := range names {
 		out = append(out, tapMetrics(s.taps[name])...)
+	}
+	out = append(out, gauge(descAFXDPPorts, float64(len(s.afxdp))))
+	keys := make([]string, 0, len(s.afxdp))
+	for k := range s.afxdp {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	for _, k := range keys {
+		out = append(out, afxdpMetrics(s.afxdp[k])...)
 	}
 	s.mu.Unlock()
 	for _, m := range out {
@@ -258,6 +289,30 @@ func portMetrics(d *device) []prometheus.Metric {
 	}
 	for i := range d.port.pol.Rules {
 		out = append(out, counter(descPortRuleHits, c.Rules[i], tap, ns, strconv.Itoa(i)))
+	}
+	return out
+}
+
+// afxdpMetrics are a's metrics, if its counters can be read; s.mu is held.
+func afxdpMetrics(a *afxdpPort) []prometheus.Metric {
+	if a.prog == nil {
+		return nil
+	}
+	c, err := a.prog.Counters()
+	if err != nil {
+		return nil
+	}
+	name, ns := a.rec.Name, a.rec.Netns
+	out := []prometheus.Metric{
+		gauge(descAFXDPAttached, bit(a.info().Attached), name, ns),
+		counter(descAFXDPRedirected, c.XSKRedirected, name, ns),
+		counter(descAFXDPOtherQueue, c.OtherQueue, name, ns),
+	}
+	for r := port.Reason(1); r < port.NumReasons; r++ {
+		out = append(out, counter(descAFXDPPackets, c.Reasons[r], name, ns, r.String()))
+	}
+	for i := range a.policy().Rules {
+		out = append(out, counter(descAFXDPRuleHits, c.Rules[i], name, ns, strconv.Itoa(i)))
 	}
 	return out
 }

@@ -73,10 +73,12 @@ var metricsAddr = regexp.MustCompile(`msg="serving metrics" addr=(\S+)`)
 // d's network namespace.
 func (d *daemon) httpGet(path string) (int, string) {
 	d.t.Helper()
-	m := metricsAddr.FindStringSubmatch(d.log())
-	if m == nil {
+	// The last address: a restarted vrssd listens on another port.
+	all := metricsAddr.FindAllStringSubmatch(d.log(), -1)
+	if all == nil {
 		d.t.Fatalf("vrssd logged no metrics address:\n%s", d.log())
 	}
+	m := all[len(all)-1]
 	hc := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{
 		DialContext: func(ctx context.Context, network, addr string) (c net.Conn, err error) {
 			// The socket is made in the namespace of the thread that
