@@ -310,6 +310,9 @@ func printPortStats(w io.Writer, st api.PortStats) error {
 	}
 	fmt.Fprintf(w, "%s: %s, generation %d%s\n", st.TAP, attachedWord(st.Attached), st.Generation, uplink)
 	fmt.Fprintf(w, "passed %d  dropped %d  redirected %d  unconfigured %d\n", st.Passed, st.Dropped, st.Redirected, st.Unconfigured)
+	if st.XSKRedirected != 0 || st.OtherQueue != 0 { // an AF_XDP port's
+		fmt.Fprintf(w, "xsk_redirected %d  other_queue %d\n", st.XSKRedirected, st.OtherQueue)
+	}
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "REASON\tVERDICT\tFRAMES")
 	for r := port.Reason(1); r < port.NumReasons; r++ {

@@ -133,6 +133,10 @@ func TestPortShowGolden(t *testing.T) {
 		Rules: []api.PortRuleHits{{Index: 0, Rule: pol.Rules[0].String(), Hits: 10}, {Index: 1, Rule: pol.Rules[1].String(), Hits: 1}}}
 	st.Reasons[port.ACLAllow], st.Reasons[port.Control], st.Reasons[port.SrcIPv4], st.Reasons[port.ACLDrop], st.Reasons[port.DefaultDeny] = 10, 2, 3, 1, 1
 	printPortStats(&b, st)
+	// An AF_XDP port's: judged inbound, with its sockets' counters.
+	xs := api.PortStats{TAP: "vm0x", Attached: true, Generation: 2, Passed: 400, Dropped: 24, XSKRedirected: 400, OtherQueue: 400}
+	xs.Reasons[port.DefaultAllow], xs.Reasons[port.DstMAC], xs.Reasons[port.ARPTarget], xs.Reasons[port.DstIPv4], xs.Reasons[port.DstIPv6] = 400, 8, 8, 6, 2
+	printPortStats(&b, xs)
 	golden(t, "port.golden", b.Bytes())
 }
 
