@@ -264,9 +264,13 @@
 // in xsk mode (PublishXSK), puts one unbound socket per queue in the
 // XSKMAP, pins program, maps and link under BPFFSDir/afxdp/NAME and
 // attaches the program in driver mode, in that order, so that it never runs
-// without a policy. The default drops every frame of the port's queues;
-// the other queues' frames are the host's, passed unjudged, so the host
-// keeps working on them. The port operations (port_set and the rest) find
+// without a policy. The program judges the frames of the port's queues
+// inbound (port.NewInbound): they arrive for the guest, whose own
+// transmissions bypass XDP and are not judged. The default drops every
+// frame of the port's queues but broadcast and multicast control frames
+// (DHCP server messages, NDP, MLD); the other queues' frames are the
+// host's, passed unjudged, so the host keeps working on them. The port
+// operations (port_set and the rest) find
 // an AF_XDP port by name before a TAP and publish for its queues; a policy
 // with an uplink is refused. Authorisation, quotas and names are the
 // TAPs': creators create ports of their own, root and admins any; a port
