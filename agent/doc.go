@@ -260,7 +260,7 @@
 // namespace or another (root and admins only), to its owner as AF_XDP
 // sockets. Create checks that the device exists, has that many receive
 // queues and carries no XDP program; it loads the port-security program
-// (package portxdp), publishes the deny-all default for the port's queues
+// (package portxdp), publishes the default policy for the port's queues
 // in xsk mode (PublishXSK), puts one unbound socket per queue in the
 // XSKMAP, pins program, maps and link under BPFFSDir/afxdp/NAME and
 // attaches the program in driver mode, in that order, so that it never runs
