@@ -96,6 +96,16 @@ With --uplink, the frames the policy passes go straight to that device (a
 NIC or a veth in the TAP's network namespace) by XDP redirect, skipping the
 bridge and the stack; traffic to the guest stays on the stack.
 
+On an AF_XDP port ('vrss afxdp create') the policy is inbound: the program
+sees the frames arriving for the guest on the port's queues and none of
+what the guest sends (AF_XDP transmission bypasses XDP; vrss does not
+judge it). --mac and --ip are still the guest's own: a unicast frame to
+another MAC (dst_mac), an IPv4 or IPv6 destination neither the guest's,
+broadcast nor multicast (dst_ipv4, dst_ipv6) and ARP for another's
+address (arp_target) are dropped; DHCP and DHCPv6 server messages, NDP and
+MLD pass; the ACL sees the frame as it arrives (dst-port is the guest's
+port). docs/port-security.md, "Inbound", has the checks.
+
 `+portNote, port.MaxRules))
 	macs := fs.String("mac", "", fmt.Sprintf("the guest's MAC `addresses`, comma-separated (1 to %d)", port.MaxMACs))
 	ips := fs.String("ip", "", fmt.Sprintf("the guest's IPv4 and IPv6 `addresses`, comma-separated, each an address or a\nprefix ADDR/PREFIX (at most %d of each family); none allows no IP source", port.MaxIPv4))
