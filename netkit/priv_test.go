@@ -61,7 +61,7 @@ func TestKernel(t *testing.T) {
 		if fam.ID == 0 {
 			t.Fatalf("the netdev family did not resolve: %+v, %v", fam, ferr)
 		}
-		t.Logf("kernel %s: netdev family id %d, version %d, ops %v; leasing: %v", Release(), fam.ID, fam.Version, fam.Ops, ferr)
+		t.Logf("RESULT kernel %s: netdev family id %d, version %d, ops %v; leasing: %v", Release(), fam.ID, fam.Version, fam.Ops, ferr)
 		if !leasing && !strings.Contains(ferr.Error(), "Linux 7.1 or later is needed for netkit queue leasing (this kernel: "+Release()) {
 			t.Fatalf("refusal %q", ferr)
 		}
@@ -77,10 +77,11 @@ func TestKernel(t *testing.T) {
 			if err := DeleteSingle(r, "nkt0", l.Index); err != nil {
 				t.Fatal(err)
 			}
+			t.Logf("RESULT created single-device netkit nkt0 (%d receive queues), a second refused, deleted", l.RxQueues)
 		} else if !errors.Is(err, ErrNoDriver) && (!errors.Is(err, ErrNoLeasing) || !strings.Contains(err.Error(), "it made a netkit pair (IFLA_NETKIT_PAIRING ignored)")) {
 			t.Fatalf("Create on a kernel without leasing: %+v, %v", l, err)
 		} else {
-			t.Logf("refused: %v", err)
+			t.Logf("RESULT create refused: %v", err)
 		}
 		if left := netkits(t); len(left) != 0 {
 			t.Fatalf("netkit devices left: %v", left)
