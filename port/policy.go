@@ -6,6 +6,11 @@
 // like libvirt's clean-traffic first, then the ACL (first match wins), then
 // the policy's default.
 //
+// On an AF_XDP port the program sees only the frames arriving for the
+// guest (its transmissions bypass XDP), so the same Policy is applied
+// inbound there: NewInbound's Filter judges a frame by its destination
+// (DstMAC, ARPTarget, DstIPv4, DstIPv6) before the ACL.
+//
 // The XDP program on the TAP implements the same semantics and is held to
 // Filter frame by frame, so everything here is bounded: small fixed limits
 // (MaxMACs, MaxIPv4, MaxIPv6, MaxRules), the rss parser's bounds, and
