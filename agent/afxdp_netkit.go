@@ -201,7 +201,7 @@ func (s *Server) afxdpNetkitCreateLocked(a *afxdpPort) error {
 			err = s.writeAFXDP(r.key(), r)
 		}
 		if err != nil {
-			if derr := netkit.DeleteSingle(rt, r.Name, l.Index); derr != nil {
+			if _, derr := netkit.DeleteSingle(rt, r.Name, l.Index); derr != nil {
 				s.log.Warn("deleting the netkit of an AF_XDP port whose create failed", "port", r.Name, "netkit_ifindex", l.Index, "err", derr)
 			}
 			nk.Ifindex, nk.Queues, nk.State = 0, nil, netkitCreating
@@ -250,18 +250,24 @@ func (s *Server) afxdpNetkitRemove(rec *afxdpRecord, ns *kernel.Netns) error {
 	if nk == nil || nk.Ifindex == 0 {
 		return nil
 	}
+	var deleted bool
 	err := nkDo(ns, func() error {
 		rt, err := netkit.Dial(unix.NETLINK_ROUTE)
 		if err != nil {
 			return err
 		}
 		defer rt.Close()
-		return netkit.DeleteSingle(rt, rec.Name, nk.Ifindex)
+		deleted, err = netkit.DeleteSingle(rt, rec.Name, nk.Ifindex)
+		return err
 	})
 	if err != nil {
 		return fmt.Errorf("AF_XDP port %s: deleting its netkit %s (ifindex %d): %w", rec.Name, rec.Name, nk.Ifindex, err)
 	}
-	s.log.Info("AF_XDP port's netkit deleted", "port", rec.Name, "netns", nk.Netns, "ifindex", nk.Ifindex)
+	if deleted {
+		s.log.Info("AF_XDP port's netkit deleted", "port", rec.Name, "netns", nk.Netns, "ifindex", nk.Ifindex)
+	} else {
+		s.log.Info("AF_XDP port's netkit was already gone", "port", rec.Name, "netns", nk.Netns, "ifindex", nk.Ifindex)
+	}
 	return nil
 }
 
@@ -335,7 +341,7 @@ func (s *Server) afxdpNetkitAbandonLocked(rec *afxdpRecord, why string) {
 		s.log.Warn("forgetting an AF_XDP port's netkit: could not delete it (ip link del it by hand)", "port", rec.Name, "netns", nk.Netns, "ifindex", nk.Ifindex, "why", why, "err", err)
 		return
 	}
-	s.log.Warn("deleted the netkit of an AF_XDP port vrssd forgets", "port", rec.Name, "why", why)
+	s.log.Warn("forgetting an AF_XDP port's netkit: deleted unless already gone", "port", rec.Name, "why", why)
 }
 
 // afxdpNetkitRestore checks, for a port being restored, that its ready

@@ -2,6 +2,7 @@ package agent_test
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"os"
 	"path/filepath"
@@ -128,5 +129,109 @@ func TestAFXDPNetkitRefused(t *testing.T) {
 	}
 	if err := c.AFXDPDelete(ctx, "nkp0"); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// TestAFXDPNetkitRestart: records a vrssd left with a netkit (no kernel
+// here can make one, so they are written into the state of a real port,
+// its program attached to a veth, while vrssd is stopped) are acted on
+// at start: a ready netkit that is not in its namespace any more makes
+// the port one vrssd forgets (program detached, pins and record removed);
+// a netkit whose delete was under way has the port's delete finished; one
+// whose create was under way before its ifindex was recorded has the
+// port undone and a possible leftover netkit logged.
+func TestAFXDPNetkitRestart(t *testing.T) {
+	d := newDaemon(t, "")
+	d.inNS(func() {
+		v := &netlink.Veth{LinkAttrs: netlink.LinkAttrs{Name: "nrout", NumTxQueues: 4, NumRxQueues: 4}, PeerName: "nrin", PeerNumTxQueues: 4, PeerNumRxQueues: 4}
+		if err := netlink.LinkAdd(v); err != nil {
+			t.Fatal(err)
+		}
+		for _, n := range []string{"nrin", "nrout"} {
+			l, err := netlink.LinkByName(n)
+			if err == nil {
+				err = netlink.LinkSetUp(l)
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+		}
+	})
+	vm := netnstest.Named(t)
+	var st unix.Stat_t
+	if err := unix.Stat(vm, &st); err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	attached := func() bool {
+		var on bool
+		d.inNS(func() {
+			l, err := netlink.LinkByName("nrin")
+			if err != nil {
+				t.Fatal(err)
+			}
+			on = l.Attrs().Xdp != nil && l.Attrs().Xdp.Attached
+		})
+		return on
+	}
+	record := filepath.Join(d.stateDir, "afxdp", "nrp0.json")
+	for _, c := range []struct {
+		name   string
+		netkit map[string]any
+		log    string
+	}{
+		{"ready, gone from its namespace", map[string]any{"state": "ready", "netns": vm, "netns_dev": st.Dev, "netns_ino": st.Ino, "ifindex": 77, "queues": []int{1, 2}},
+			"forgetting an AF_XDP port"},
+		{"delete under way", map[string]any{"state": "deleting", "netns": vm, "netns_dev": st.Dev, "netns_ino": st.Ino, "ifindex": 77, "queues": []int{1, 2}},
+			"netkit delete was under way"},
+		{"create under way, no ifindex yet", map[string]any{"state": "creating", "netns": vm, "netns_dev": st.Dev, "netns_ino": st.Ino},
+			"a netkit named after the port may be left in its namespace"},
+	} {
+		c2 := d.dial()
+		if _, err := c2.AFXDPCreate(ctx, api.AFXDPCreateArgs{Name: "nrp0", Dev: "nrin", QueueStart: 1, Queues: 2}); err != nil {
+			t.Fatalf("%s: create: %v", c.name, err)
+		}
+		c2.Close()
+		if !attached() {
+			t.Fatalf("%s: no program on nrin after the create", c.name)
+		}
+		d.stop()
+		b, err := os.ReadFile(record)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var rec map[string]any
+		if err := json.Unmarshal(b, &rec); err != nil {
+			t.Fatal(err)
+		}
+		rec["netkit"] = c.netkit
+		if b, err = json.Marshal(rec); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(record, b, 0o600); err != nil {
+			t.Fatal(err)
+		}
+		d.start()
+		c2 = d.dial()
+		ports, err := c2.AFXDPList(ctx)
+		c2.Close()
+		if err != nil || len(ports) != 0 {
+			t.Fatalf("%s: ports after the start: %+v, %v\n%s", c.name, ports, err, d.log())
+		}
+		if _, err := os.Stat(record); !errors.Is(err, os.ErrNotExist) {
+			t.Errorf("%s: record left: %v", c.name, err)
+		}
+		if _, err := os.Stat(filepath.Join(d.bpffsDir, "afxdp", "nrp0")); !errors.Is(err, os.ErrNotExist) {
+			t.Errorf("%s: pins left: %v", c.name, err)
+		}
+		if attached() {
+			t.Errorf("%s: the program stays on nrin", c.name)
+		}
+		if !strings.Contains(d.log(), c.log) {
+			t.Errorf("%s: vrssd did not log %q:\n%s", c.name, c.log, d.log())
+		}
+		if gone := strings.Contains(d.log(), "AF_XDP port's netkit was already gone"); gone != (c.netkit["ifindex"] != nil) {
+			t.Errorf("%s: vrssd's log says the recorded netkit was already gone: %v:\n%s", c.name, gone, d.log())
+		}
 	}
 }

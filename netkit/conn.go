@@ -243,20 +243,21 @@ func DeleteLink(c *Conn, ifindex int32) error {
 }
 
 // DeleteSingle deletes the single-device netkit name if it is still the
-// one of index ifindex: a device that is gone is no error, one that is
-// no longer that netkit is left alone and refused.
-func DeleteSingle(c *Conn, name string, ifindex int32) error {
+// one of index ifindex, and says whether it did: a device that is gone
+// is no error, one that is no longer that netkit is left alone and
+// refused.
+func DeleteSingle(c *Conn, name string, ifindex int32) (bool, error) {
 	l, err := GetLink(c, name)
 	if errors.Is(err, unix.ENODEV) {
-		return nil
+		return false, nil
 	}
 	if err != nil {
-		return err
+		return false, err
 	}
 	if l.Index != ifindex || !l.Single() {
-		return fmt.Errorf("netkit: %s is no longer the single-device netkit %d vrss made (index %d, kind %q): left alone", name, ifindex, l.Index, l.Kind)
+		return false, fmt.Errorf("netkit: %s is no longer the single-device netkit %d vrss made (index %d, kind %q): left alone", name, ifindex, l.Index, l.Kind)
 	}
-	return DeleteLink(c, ifindex)
+	return true, DeleteLink(c, ifindex)
 }
 
 // NSID returns the id that c's namespace gives the namespace nsfd refers

@@ -74,7 +74,7 @@ func TestKernel(t *testing.T) {
 			if _, err := Create(r, Spec{Name: "nkt0", Queues: 1}); err == nil || !strings.Contains(err.Error(), "already exists") {
 				t.Fatalf("a second create of nkt0: %v", err)
 			}
-			if err := DeleteSingle(r, "nkt0", l.Index); err != nil {
+			if ok, err := DeleteSingle(r, "nkt0", l.Index); err != nil || !ok {
 				t.Fatal(err)
 			}
 			t.Logf("RESULT created single-device netkit nkt0 (%d receive queues), a second refused, deleted", l.RxQueues)
@@ -86,8 +86,8 @@ func TestKernel(t *testing.T) {
 		if left := netkits(t); len(left) != 0 {
 			t.Fatalf("netkit devices left: %v", left)
 		}
-		if err := DeleteSingle(r, "nkt0", 1); err != nil {
-			t.Fatalf("deleting what is gone: %v", err)
+		if ok, err := DeleteSingle(r, "nkt0", 1); err != nil || ok {
+			t.Fatalf("deleting what is gone: %v, %v", ok, err)
 		}
 	})
 }
@@ -167,7 +167,7 @@ func TestLeaseNIC(t *testing.T) {
 		if again, err := GetLink(r, "nkvm0"); err != nil || again.Index != l.Index || !again.Single() {
 			t.Fatalf("%s: after the refusal: %+v, %v", where, again, err)
 		}
-		if err := DeleteSingle(r, "nkvm0", l.Index); err != nil {
+		if ok, err := DeleteSingle(r, "nkvm0", l.Index); err != nil || !ok {
 			t.Fatalf("%s: delete: %v", where, err)
 		}
 		if _, err := GetLink(r, "nkvm0"); !errors.Is(err, unix.ENODEV) {
@@ -206,7 +206,7 @@ func TestLeaseNIC(t *testing.T) {
 			t.Fatalf("leasing a veth's queue: %v", err)
 		}
 		t.Logf("RESULT a veth's queue: lease refused: %v", err)
-		if err := DeleteSingle(r, "nkvm1", l.Index); err != nil {
+		if ok, err := DeleteSingle(r, "nkvm1", l.Index); err != nil || !ok {
 			t.Fatal(err)
 		}
 	})
