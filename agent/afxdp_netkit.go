@@ -99,6 +99,8 @@ func netkitError(name string, err error) error {
 		code = api.CodeUnavailable
 	case errors.As(err, &le):
 		code = api.CodeInvalidConfig
+	case errors.Is(err, unix.EEXIST):
+		code = api.CodeExists // a device of the port's name in NETNS
 	}
 	return api.Errorf(code, "AF_XDP port %s: --netkit: %v", name, err)
 }
