@@ -51,6 +51,7 @@ type Error struct {
 	Msg   string
 }
 
+// Error says what was refused, the errno and the kernel's reason.
 func (e *Error) Error() string {
 	s := fmt.Sprintf("netkit: %s: %v", e.Op, e.Errno)
 	if e.Msg != "" {
@@ -140,6 +141,7 @@ type UnsupportedError struct {
 	Why     string
 }
 
+// Error gives ErrNoLeasing's text with the kernel and what showed it.
 func (e *UnsupportedError) Error() string {
 	return fmt.Sprintf("%v (this kernel: %s; %s)", ErrNoLeasing, e.Release, e.Why)
 }
@@ -301,6 +303,7 @@ type LeaseError struct {
 	Err   *Error
 }
 
+// Error names the queue and device, why, and the kernel's own words.
 func (e *LeaseError) Error() string {
 	s := fmt.Sprintf("netkit: leasing queue %d of %s: %s", e.Queue, e.Dev, e.Why)
 	if e.Err.Msg != "" {
