@@ -224,6 +224,21 @@ func AFXDPQEMUListed(qemu string) error {
 // must list af-xdp in `-netdev help`. It takes the cache's lock itself:
 // call it outside Prepare.
 func BuildAFXDPQEMU(cache string, log io.Writer) (*AFXDPQEMU, error) {
+	return buildAFXDPQEMU(cache, log, afxdpQEMU100)
+}
+
+// afxdpQEMUBuild is which QEMU source a build takes and how it is patched.
+type afxdpQEMUBuild struct {
+	// marker picks the source version: the highest that contains it.
+	marker string
+	recipe string
+	patch  func(qsrc string) error
+}
+
+// afxdpQEMU100 is scenario X's QEMU: bookworm-backports' 10.0.2.
+var afxdpQEMU100 = afxdpQEMUBuild{marker: "~bpo12", recipe: afxdpRecipe, patch: patchAFXDPReadPoll}
+
+func buildAFXDPQEMU(cache string, log io.Writer, v afxdpQEMUBuild) (*AFXDPQEMU, error) {
 	if log == nil {
 		log = io.Discard
 	}
@@ -237,12 +252,12 @@ func BuildAFXDPQEMU(cache string, log io.Writer) (*AFXDPQEMU, error) {
 		return nil, fmt.Errorf("e2e: af-xdp QEMU build: installing its build packages: %w", err)
 	}
 	src := &Debian{Log: log, Sources: AFXDPBuildSources, StateDir: filepath.Join(cache, "apt", "afxdp-build")}
-	q := &AFXDPQEMU{Inputs: map[string]string{"recipe": afxdpRecipe, "configure": strings.Join(afxdpConfigure, " ")}}
+	q := &AFXDPQEMU{Inputs: map[string]string{"recipe": v.recipe, "configure": strings.Join(afxdpConfigure, " ")}}
 	qv, err := src.sourceVersions(afxdpQEMUSource)
 	if err != nil {
 		return nil, err
 	}
-	if q.Inputs["src:qemu"], err = pickSource(qv, "~bpo12"); err != nil {
+	if q.Inputs["src:qemu"], err = pickSource(qv, v.marker); err != nil {
 		return nil, err
 	}
 	xv, err := src.sourceVersions(afxdpXDPToolsSource)
@@ -365,7 +380,7 @@ func BuildAFXDPQEMU(cache string, log io.Writer) (*AFXDPQEMU, error) {
 	if err := edk2Placeholders(qsrc); err != nil {
 		return nil, err
 	}
-	if err := patchAFXDPReadPoll(qsrc); err != nil {
+	if err := v.patch(qsrc); err != nil {
 		return nil, err
 	}
 	steps.env = []string{

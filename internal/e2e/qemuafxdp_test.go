@@ -124,3 +124,54 @@ func TestUnitPatchReadPoll(t *testing.T) {
 		t.Fatal("patched twice")
 	}
 }
+
+// TestE2EBuildAFXDPMapPathQEMU builds (or finds in the cache) the QEMU
+// 10.2 with af-xdp that scenario XM runs.
+func TestE2EBuildAFXDPMapPathQEMU(t *testing.T) {
+	if os.Getenv(EnvE2E) != "1" {
+		t.Skipf("builds QEMU from Debian sources: set %s=1", EnvE2E)
+	}
+	if os.Geteuid() != 0 {
+		t.Skip("needs root (apt-get)")
+	}
+	q, err := BuildAFXDPMapPathQEMU(CacheDir(), os.Stdout)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("%s (%s), cached %v, built in %v, key %s", q.Binary, q.Version, q.Cached, q.Took, q.Key)
+}
+
+// The read-poll patch for QEMU 10.1 and later finds its one anchor, in
+// net/af-xdp.c as QEMU 10.2.2 has it, and refuses a source without it.
+func TestUnitAFXDPReadPollMapPath(t *testing.T) {
+	dir := t.TempDir()
+	if err := os.MkdirAll(dir+"/net", 0o755); err != nil {
+		t.Fatal(err)
+	}
+	src := "    for (i = 0; i < queues; i++) {\n        if (af_xdp_umem_create(s, sock_fds ? sock_fds[i] : -1, &err) ||\n            af_xdp_update_xsk_map(s, &err)) {\n" + afxdpPollAnchorMapPath + "\n"
+	if err := os.WriteFile(dir+"/net/af-xdp.c", []byte(src), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := patchAFXDPReadPollMapPath(dir); err != nil {
+		t.Fatal(err)
+	}
+	b, _ := os.ReadFile(dir + "/net/af-xdp.c")
+	if !strings.Contains(string(b), "        af_xdp_read_poll(s, true); /* vrss e2e: every queue, not only the last */\n    }\n\n    if (nc0 && !inhibit) {") {
+		t.Fatalf("patched:\n%s", b)
+	}
+	if err := patchAFXDPReadPollMapPath(dir); err == nil {
+		t.Fatal("a source patched already was patched again")
+	}
+}
+
+// Scenario names are told apart whole: XM is not X.
+func TestUnitWantScenario(t *testing.T) {
+	for _, c := range []struct {
+		list, s string
+		want    bool
+	}{{"A,B,L,R,P,X", "X", true}, {"XM", "X", false}, {"X", "XM", false}, {"A, XM", "XM", true}, {"A,B", "B", true}} {
+		if got := wantScenario(c.list, c.s); got != c.want {
+			t.Errorf("wantScenario(%q, %q) = %v", c.list, c.s, got)
+		}
+	}
+}

@@ -35,8 +35,10 @@ const (
 	// xRounds of xPerQueue allowed frames to each device queue, and on
 	// the port's queues xBad frames of each denied kind.
 	xRounds, xPerQueue, xBad = 4, 50, 5
-	// capIPCLock is CAP_IPC_LOCK's number.
+	// capIPCLock and capNetRaw are CAP_IPC_LOCK's and CAP_NET_RAW's
+	// numbers.
 	capIPCLock = 14
+	capNetRaw  = 13
 )
 
 // xPolicy is the port's policy, which an AF_XDP port applies to the
@@ -58,7 +60,10 @@ func xFrame(queue, seq int, dst string) []byte {
 // AFXDPReport is scenario X's outcome.
 type AFXDPReport struct {
 	guestRun
-	QEMU *AFXDPQEMU
+	// MapPath says QEMU ran the map-path form (scenario XM): it made the
+	// sockets and put them into the owner's pin of the XSKMAP.
+	MapPath bool
+	QEMU    *AFXDPQEMU
 	// Commands are root's calls to vrssd, and Exec the VMM user's `vrss
 	// qemu exec --afxdp` command.
 	Commands []string
@@ -115,13 +120,20 @@ func (r *AFXDPReport) OK() bool {
 		}
 	}
 	bit := uint64(1) << capIPCLock
+	if r.MapPath {
+		bit |= 1 << capNetRaw
+	}
 	return r.XSKRedirected == want && r.OtherQueue == other &&
 		r.QEMUUid == r.UID && r.QEMUCapEff == bit && r.QEMUCapAmb == bit
 }
 
 func (r *AFXDPReport) String() string {
 	var b strings.Builder
-	b.WriteString("scenario X: an AF_XDP port of vrssd under a real guest (QEMU's af-xdp netdev)\n")
+	if r.MapPath {
+		b.WriteString("scenario XM: an AF_XDP port of vrssd under a real guest (QEMU's af-xdp netdev, map-path form)\n")
+	} else {
+		b.WriteString("scenario X: an AF_XDP port of vrssd under a real guest (QEMU's af-xdp netdev)\n")
+	}
 	if r.QEMU != nil {
 		how := fmt.Sprintf("built in %v", r.QEMU.Took.Round(time.Second))
 		if r.QEMU.Cached {
@@ -171,23 +183,42 @@ func (r *AFXDPReport) String() string {
 // must grow by exactly the allowed frames of its two queues, device queue
 // 1+i on guest queue i, and the port must count the denied ones by reason
 // and the other queues' frames as passed to the stack.
-func RunAFXDP(o Options) (*AFXDPReport, error) {
+func RunAFXDP(o Options) (*AFXDPReport, error) { return runAFXDPScenario(o, false) }
+
+// RunAFXDPMapPath runs scenario XM: scenario X with QEMU 10.2 (sid's
+// source, built as X's is) in the map-path form. uid 4242 starts it with
+// CAP_IPC_LOCK and CAP_NET_RAW, ambient, through `vrss qemu exec --afxdp
+// --map-path`: QEMU creates its own sockets and puts them into the
+// owner's pin of the port's XSKMAP (-netdev af-xdp,inhibit=on,
+// map-path=PIN,map-start-index=1,queues=2,start-queue=1,force-copy=on).
+// It is judged as X is.
+func RunAFXDPMapPath(o Options) (*AFXDPReport, error) { return runAFXDPScenario(o, true) }
+
+func runAFXDPScenario(o Options, mapPath bool) (*AFXDPReport, error) {
 	start := time.Now()
 	if o.Queues == 0 {
 		o.Queues = xQueues
 	}
 	o.defaults()
-	rep := &AFXDPReport{guestRun: newGuestRun(o, xPair+"in")}
+	rep := &AFXDPReport{guestRun: newGuestRun(o, xPair+"in"), MapPath: mapPath}
 	if o.Queues != xQueues {
 		return rep, fmt.Errorf("e2e: scenario X's guest has %d queue pairs, not %d", xQueues, o.Queues)
 	}
-	q, err := BuildAFXDPQEMU(o.Cache, o.Log)
+	build := BuildAFXDPQEMU
+	if rep.MapPath {
+		build = BuildAFXDPMapPathQEMU
+	}
+	q, err := build(o.Cache, o.Log)
 	rep.Build = time.Since(start)
 	if err != nil {
 		return rep, err
 	}
 	rep.QEMU = q
-	err = prepared(o, "x", func(a *Assets) error {
+	name := "x"
+	if mapPath {
+		name = "xm"
+	}
+	err = prepared(o, name, func(a *Assets) error {
 		a.QEMU, a.QEMUVersion = q.Binary, q.Version
 		rep.Assets = a
 		return nil
@@ -241,6 +272,12 @@ func runAFXDP(o Options, w *workDir, rep *AFXDPReport) error {
 	}
 
 	execArgs := []string{"qemu", "exec", "--afxdp", xPort, "--force-copy", "--id", "n0", "--mac", GuestMAC, "--device-props", strings.Join(DeviceProps, ","), "--"}
+	caps := []uintptr{capIPCLock}
+	if rep.MapPath {
+		// QEMU makes its own sockets.
+		execArgs = append(execArgs[:4], append([]string{"--map-path"}, execArgs[4:]...)...)
+		caps = append(caps, capNetRaw)
+	}
 	boot := BootOptions{
 		QEMU: w.qemu,
 		Machine: Machine{Kernel: w.kernel, Initrd: w.initrd, MemoryMB: o.MemoryMB, CPUs: o.CPUs, ExternalNet: true,
@@ -249,10 +286,14 @@ func runAFXDP(o Options, w *workDir, rep *AFXDPReport) error {
 		Wrapper:     append([]string{w.vrss, "qemu", "exec", "--socket", w.socket}, execArgs[2:]...),
 		ConsoleLog:  o.Cache + "/console-x.log",
 		Credential:  &syscall.Credential{Uid: uint32(o.VMMUID), Gid: uint32(o.VMMUID)},
-		AmbientCaps: []uintptr{capIPCLock},
+		AmbientCaps: caps,
 	}
 	rep.Exec = strings.Join(append(execArgs, w.qemu, "…"), " ")
-	fmt.Fprintf(o.Log, "e2e: X: booting with %s as uid %d (CAP_IPC_LOCK ambient) through vrss %s\n", w.qemu, o.VMMUID, rep.Exec)
+	capNames := "CAP_IPC_LOCK"
+	if rep.MapPath {
+		capNames += " and CAP_NET_RAW"
+	}
+	fmt.Fprintf(o.Log, "e2e: X: booting with %s as uid %d (%s ambient) through vrss %s\n", w.qemu, o.VMMUID, capNames, rep.Exec)
 	bootStart := time.Now()
 	g, err := Boot(boot)
 	if err != nil {
@@ -324,7 +365,7 @@ func runAFXDP(o Options, w *workDir, rep *AFXDPReport) error {
 	}
 	rep.XSKRedirected = stats.XSKRedirected - stats0.XSKRedirected
 	rep.OtherQueue = stats.OtherQueue - stats0.OtherQueue
-	rep.Sockets = qemuSockets(rep.QEMUPid, xQueues)
+	rep.Sockets = qemuSockets(rep.QEMUPid, qemuXSKFds(rep.QEMUPid, rep.MapPath))
 	if !slices.Equal(rep.Expected, rep.Observed) {
 		// What the guest saw, for the report.
 		out, _, _ := g.Run("ethtool -l "+guestIface+"; ethtool -S "+guestIface+" | grep -v ': 0$'", time.Minute)
@@ -335,23 +376,55 @@ func runAFXDP(o Options, w *workDir, rep *AFXDPReport) error {
 	return nil
 }
 
-// qemuSockets describes QEMU's AF_XDP sockets at 3, 4, ...: the kernel's
+// qemuXSKFds are the descriptors of QEMU's AF_XDP sockets: 3, 4, ... as
+// inherited, or those it made itself in the map-path form (its
+// descriptors that are AF_XDP sockets).
+func qemuXSKFds(pid int, mapPath bool) []int {
+	if !mapPath {
+		return []int{3, 4}[:xQueues]
+	}
+	var fds []int
+	ents, _ := os.ReadDir(fmt.Sprintf("/proc/%d/fd", pid))
+	pidfd, err := unix.PidfdOpen(pid, 0)
+	if err != nil {
+		return nil
+	}
+	defer unix.Close(pidfd)
+	for _, e := range ents {
+		n, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		fd, err := unix.PidfdGetfd(pidfd, n, 0)
+		if err != nil {
+			continue
+		}
+		if dom, err := unix.GetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_DOMAIN); err == nil && dom == unix.AF_XDP {
+			fds = append(fds, n)
+		}
+		unix.Close(fd)
+	}
+	slices.Sort(fds)
+	return fds
+}
+
+// qemuSockets describes QEMU's AF_XDP sockets at fds: the kernel's
 // XDP_STATISTICS, taken with pidfd_getfd (getsockname does not support
 // AF_XDP, so the bound queue is not shown).
-func qemuSockets(pid, n int) []string {
+func qemuSockets(pid int, fds []int) []string {
 	pidfd, err := unix.PidfdOpen(pid, 0)
 	if err != nil {
 		return []string{fmt.Sprintf("pidfd_open %d: %v", pid, err)}
 	}
 	defer unix.Close(pidfd)
 	var out []string
-	for i := range n {
-		fd, err := unix.PidfdGetfd(pidfd, 3+i, 0)
+	for _, qfd := range fds {
+		fd, err := unix.PidfdGetfd(pidfd, qfd, 0)
 		if err != nil {
-			out = append(out, fmt.Sprintf("fd %d: %v", 3+i, err))
+			out = append(out, fmt.Sprintf("fd %d: %v", qfd, err))
 			continue
 		}
-		line := fmt.Sprintf("fd %d:", 3+i)
+		line := fmt.Sprintf("fd %d:", qfd)
 		var st [6]uint64
 		size := uint32(unsafe.Sizeof(st))
 		if _, _, e := unix.Syscall6(unix.SYS_GETSOCKOPT, uintptr(fd), unix.SOL_XDP, unix.XDP_STATISTICS,
