@@ -68,7 +68,9 @@ demo:
 ## minutes on 2 cores, once; seconds when cached; see docs/afxdp.md), and
 ## the scenarios then run within their own budget (TestE2E).
 ## VRSS_E2E_SCENARIOS picks some (default A,B,L,R,P,X; without X nothing is
-## built). Needs root; installs libvirt and fetches Debian packages, a
+## built). Scenario XM, opt-in (it builds a second QEMU, sid's 10.2): X in
+## QEMU 10.1's map-path form (`vrss qemu exec --afxdp --map-path`, QEMU with
+## CAP_IPC_LOCK and CAP_NET_RAW). Needs root; installs libvirt and fetches Debian packages, a
 ## kernel and QEMU 10 into a cache (VRSS_E2E_CACHE, default
 ## $(GOCACHE)/../vrss-e2e).
 e2e:

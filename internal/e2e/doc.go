@@ -169,4 +169,14 @@
 // denied frame under its reason, the allowed ones as xsk_redirected and
 // the other queues' as other_queue, and QEMU's /proc status must show uid
 // 4242 with CAP_IPC_LOCK alone.
+//
+// Scenario XM (RunAFXDPMapPath, opt-in: VRSS_E2E_SCENARIOS=XM) is X with
+// QEMU 10.1's map-path form: sid's QEMU 10.2 built the same way
+// (BuildAFXDPMapPathQEMU; empty stand-ins for the device trees the +ds
+// tarball lacks, and the read-poll patch at 10.1's loop end, where with
+// inhibit=on only the last queue's socket was polled), started by uid
+// 4242 with CAP_IPC_LOCK and CAP_NET_RAW, ambient, through `vrss qemu exec
+// --afxdp PORT --map-path`: QEMU makes its own sockets and puts them into
+// the owner's pin of the port's XSKMAP; it is judged as X is, with
+// QEMU's capabilities those two.
 package e2e
