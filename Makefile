@@ -70,12 +70,16 @@ demo:
 ## VRSS_E2E_SCENARIOS picks some (default A,B,L,R,P,X; without X nothing is
 ## built). Scenario XM, opt-in (it builds a second QEMU, sid's 10.2): X in
 ## QEMU 10.1's map-path form (`vrss qemu exec --afxdp --map-path`, QEMU with
-## CAP_IPC_LOCK and CAP_NET_RAW). Needs root; installs libvirt and fetches Debian packages, a
+## CAP_IPC_LOCK and CAP_NET_RAW). Then TestE2ENetkit: Debian sid's 7.2 kernel
+## in a guest, where `vrss afxdp create --netkit` goes as far as a virtio NIC
+## allows (the lease refused: docs/netkit.md), and TestE2ENetkitBefore71 (6.12,
+## refused as too old). Needs root; installs libvirt and fetches Debian packages, a
 ## kernel and QEMU 10 into a cache (VRSS_E2E_CACHE, default
 ## $(GOCACHE)/../vrss-e2e).
 e2e:
 	VRSS_E2E=1 VRSS_REQUIRE_PRIV=1 $(GO) test -count=1 -run '^TestE2EPrepare$$' -v -timeout 30m ./internal/e2e
 	VRSS_E2E=1 VRSS_REQUIRE_PRIV=1 $(GO) test -count=1 -run '^TestE2E$$' -v -timeout 15m ./internal/e2e
+	VRSS_E2E=1 VRSS_REQUIRE_PRIV=1 $(GO) test -count=1 -run '^TestE2ENetkit' -v -timeout 10m ./internal/e2e
 
 ## image: the container image (Containerfile: vrssd, vrss and vrss-cni, static,
 ## FROM scratch), built with podman from binaries built here, then checked:
