@@ -19,7 +19,6 @@ import (
 	"github.com/vrss-dev/vrss/internal/fd"
 	"github.com/vrss-dev/vrss/port"
 	"github.com/vrss-dev/vrss/portxdp"
-	"github.com/vrss-dev/vrss/xsk"
 )
 
 // AF_XDP ports: receive queues QueueStart to QueueStart+Queues-1 of a
@@ -61,6 +60,9 @@ type afxdpRecord struct {
 	Policy     *port.Policy `json:"policy,omitempty"`
 	Slice      *afxdpSlice  `json:"slice,omitempty"`  // --slice (afxdp_slice.go)
 	Netkit     *afxdpNetkit `json:"netkit,omitempty"` // --netkit (afxdp_netkit.go)
+	// Pending are the queues whose sockets went out but are not in the
+	// XSKMAP yet (afxdp_pending.go).
+	Pending []int `json:"pending,omitempty"`
 }
 
 func (r *afxdpRecord) key() string { return tapKey(r.Name, r.NetnsIno) }
@@ -94,6 +96,9 @@ func (r *afxdpRecord) validate() error {
 			return errors.New("a policy with an uplink")
 		}
 	}
+	if err := r.validatePending(); err != nil {
+		return err
+	}
 	if r.Netkit != nil {
 		if err := r.Netkit.validate(r); err != nil {
 			return err
@@ -123,9 +128,16 @@ type afxdpPort struct {
 	// nkns is the namespace of the port's netkit while it is being
 	// created (afxdp_netkit.go); nil for vrssd's own, none, or after.
 	nkns *kernel.Netns
+	// pending holds vrssd's descriptor of each socket handed out that
+	// the kernel has not taken into the XSKMAP yet, by queue;
+	// pendingErr the last error inserting it, logged once
+	// (afxdp_pending.go).
+	pending    map[int]*os.File
+	pendingErr map[int]string
 }
 
 func (a *afxdpPort) close() {
+	a.closePending()
 	if a.link != nil {
 		a.link.Close()
 	}
@@ -150,6 +162,7 @@ func (a *afxdpPort) info() api.AFXDPPort {
 		OwnerUID: r.OwnerUID, OwnerGID: r.OwnerGID, Policy: r.Policy != nil,
 		Attached: a.link != nil && xdpAt(a.link, a.ifindex),
 		MapPath:  a.mapPath,
+		Pending:  a.pendingQueues(), Orphaned: a.orphaned(),
 	}
 	if r.Slice != nil {
 		info.Slice = r.Slice.info()
@@ -435,31 +448,6 @@ func (s *Server) afxdpInstallLocked(a *afxdpPort) (err error) {
 	return a.attach(filepath.Join(dir, portxdp.PinLink))
 }
 
-// afxdpSocketsLocked makes a new unbound AF_XDP socket for each of the
-// port's queues and puts it in the XSKMAP, replacing what was there; out,
-// if not nil, gets a descriptor of each, in queue order. The map holds
-// the sockets: vrssd keeps none.
-func (s *Server) afxdpSocketsLocked(a *afxdpPort, out *[]*fd.FD) error {
-	for i := range a.rec.Queues {
-		f, err := xsk.NewUnbound()
-		if err != nil {
-			return fmt.Errorf("AF_XDP port %s: %w", a.rec.Name, err)
-		}
-		err = a.prog.SetSocket(a.rec.QueueStart+i, int(f.Fd()))
-		if err == nil && out != nil {
-			var dup *fd.FD
-			if dup, err = fd.DupFile(f); err == nil {
-				*out = append(*out, dup)
-			}
-		}
-		f.Close()
-		if err != nil {
-			return fmt.Errorf("AF_XDP port %s: socket of queue %d: %w", a.rec.Name, a.rec.QueueStart+i, err)
-		}
-	}
-	return nil
-}
-
 // afxdpRemoveLocked detaches the port's program, removes its pins and
 // closes what vrssd holds of it.
 func (s *Server) afxdpRemoveLocked(a *afxdpPort) {
@@ -512,6 +500,7 @@ func (s *Server) afxdpList(p *peer, raw json.RawMessage, _ []*fd.FD) (any, []*fd
 	res := &api.AFXDPList{Ports: []api.AFXDPPort{}}
 	for _, a := range s.afxdp {
 		if s.opts.Policy.admin(p) || a.rec.OwnerUID == p.uid {
+			s.afxdpInsertPendingLocked(a)
 			res.Ports = append(res.Ports, a.info())
 		}
 	}
@@ -526,6 +515,7 @@ func (s *Server) afxdpShow(p *peer, raw json.RawMessage, _ []*fd.FD) (any, []*fd
 	if err != nil {
 		return nil, nil, err
 	}
+	s.afxdpInsertPendingLocked(a)
 	return a.info(), nil, nil
 }
 
@@ -533,7 +523,8 @@ func (s *Server) afxdpShow(p *peer, raw json.RawMessage, _ []*fd.FD) (any, []*fd
 // order, after putting them in the XSKMAP in place of the previous ones.
 // It is the same before and after a restart: vrssd keeps no socket (it
 // could not read one back from the map anyway), so whoever held the
-// previous ones stops receiving.
+// previous ones stops receiving; but for the sockets a kernel refuses
+// unbound (afxdp_pending.go), which it holds until their owner bound them.
 func (s *Server) afxdpOpen(p *peer, raw json.RawMessage, _ []*fd.FD) (res any, out []*fd.FD, err error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -706,6 +697,7 @@ func (s *Server) restoreAFXDPPortLocked(rec *afxdpRecord) error {
 	} else {
 		s.afxdpPinMapLocked(a)
 	}
+	s.afxdpRestorePending(a)
 	s.afxdp[rec.key()] = a
 	if a.rec.Slice != nil {
 		s.afxdpSliceStartLocked(a)
@@ -727,6 +719,7 @@ func (s *Server) afxdpMonitor() {
 			continue
 		}
 		s.afxdpCheckLocked(a)
+		s.afxdpInsertPendingLocked(a)
 	}
 }
 

@@ -21,6 +21,7 @@ import (
 	"github.com/vrss-dev/vrss/agent/internal/wire"
 	"github.com/vrss-dev/vrss/ethtool"
 	"github.com/vrss-dev/vrss/internal/fd"
+	"github.com/vrss-dev/vrss/portxdp"
 	"github.com/vrss-dev/vrss/steering"
 	"github.com/vrss-dev/vrss/virtio"
 )
@@ -81,6 +82,11 @@ type Options struct {
 	// model of a NIC with RSS contexts in its place, since no device on
 	// the test machines has them.
 	Ethtool func(dev string) ethtool.Driver
+	// XSKInsert puts an AF_XDP socket in an AF_XDP port's XSKMAP. nil
+	// means the kernel's map update (portxdp.Program.SetSocket); tests
+	// put one in its place that refuses as Linux 7.2 does
+	// (afxdp_pending.go), which this machine's kernel does not.
+	XSKInsert func(prog *portxdp.Program, queue, fd int) error
 }
 
 // Server is vrssd: it creates and adopts multi-queue TAPs, steers them

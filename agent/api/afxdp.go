@@ -63,6 +63,16 @@ type AFXDPPort struct {
 	MapPath string `json:"map_path,omitempty"`
 	// Netkit is the port's netkit, if it was created with one.
 	Netkit *AFXDPNetkit `json:"netkit,omitempty"`
+	// Pending are the queues whose sockets were handed out by open but
+	// are not in the XSKMAP yet: the kernel (Linux 7.2) refused them
+	// unbound. vrssd inserts each once its owner has bound it; until
+	// then the queue's frames go to the host's stack.
+	Pending []int `json:"pending,omitempty"`
+	// Orphaned are the queues that were pending when vrssd stopped: it
+	// no longer holds their sockets, so it can never insert them; their
+	// frames go to the host's stack until the owner opens the port
+	// again.
+	Orphaned []int `json:"orphaned,omitempty"`
 }
 
 // AFXDPNetkit is an AF_XDP port's single-device netkit: the device Name

@@ -122,7 +122,7 @@ Show an AF_XDP port: its device and queues, owner, whether the program is
 attached and whether a port policy was set ('vrss port show NAME' shows
 the policy, 'vrss port stats NAME' its counters), and, for a port created
 with --slice, its RSS context and ntuple rules.`)
-	asJSON := fs.Bool("json", false, `print JSON: {"name","dev","netns","queue_start","queues","owner_uid","owner_gid","attached","policy"}, and "slice": {"context","rules":[{"location","prefix"}]} if sliced`)
+	asJSON := fs.Bool("json", false, `print JSON: {"name","dev","netns","queue_start","queues","owner_uid","owner_gid","attached","policy"}, and "slice": {"context","rules":[{"location","prefix"}]} if sliced, "pending" and "orphaned" (queues) if any`)
 	return portCall(fs, args, stdout, nil, func(ctx context.Context, n *client.Netns, name string) error {
 		p, err := n.AFXDPShow(ctx, name)
 		if err != nil {
@@ -189,8 +189,23 @@ func printAFXDP(stdout io.Writer, ports []api.AFXDPPort) error {
 		if p.Netkit != nil {
 			fmt.Fprintf(stdout, "%s: netkit %s (ifindex %d) in %s, queues %s leasing %s queues %d-%d\n", p.Name, p.Netkit.Name, p.Netkit.Ifindex, p.Netkit.Netns, joinU32(p.Netkit.Queues), p.Dev, p.QueueStart, p.QueueStart+p.Queues-1)
 		}
+		if len(p.Pending) > 0 {
+			fmt.Fprintf(stdout, "%s: queues %s pending: the kernel refused their sockets unbound; vrssd inserts each once its owner has bound it (until then their frames go to the host's stack)\n", p.Name, joinInts(p.Pending))
+		}
+		if len(p.Orphaned) > 0 {
+			fmt.Fprintf(stdout, "%s: queues %s orphaned: they were pending when vrssd stopped and it no longer holds their sockets; nothing receives them (their frames go to the host's stack) until the owner opens the port again\n", p.Name, joinInts(p.Orphaned))
+		}
 	}
 	return nil
+}
+
+// joinInts lists queues: "1,2".
+func joinInts(v []int) string {
+	s := make([]string, len(v))
+	for i, x := range v {
+		s[i] = strconv.Itoa(x)
+	}
+	return strings.Join(s, ",")
 }
 
 // joinU32 lists a netkit's queues: "1,2".

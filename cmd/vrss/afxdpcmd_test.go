@@ -2,6 +2,7 @@ package main
 
 import (
 	"encoding/json"
+	"reflect"
 	"strings"
 	"testing"
 	"time"
@@ -36,7 +37,7 @@ func TestAFXDPCommands(t *testing.T) {
 		t.Errorf("show --json: %+v, %v", p, err)
 	}
 	var ports []api.AFXDPPort
-	if err := json.Unmarshal([]byte(ok("afxdp", "list", "--json")), &ports); err != nil || len(ports) != 1 || ports[0] != p {
+	if err := json.Unmarshal([]byte(ok("afxdp", "list", "--json")), &ports); err != nil || len(ports) != 1 || !reflect.DeepEqual(ports[0], p) {
 		t.Errorf("list --json: %+v, %v", ports, err)
 	}
 	if out := ok("port", "show", "cx0", "--netns", ns); !strings.Contains(out, "192.0.2.10") {
