@@ -45,12 +45,12 @@ func (s *Server) afxdpInsert(a *afxdpPort, queue, fd int) error {
 // RX ring in an XSKMAP (Linux 7.2: ENOBUFS).
 func refusedUnbound(err error) bool { return errors.Is(err, unix.ENOBUFS) }
 
-// xskBound says whether the AF_XDP socket f is past its setup, that is
+// xskBound says whether the AF_XDP socket fd is past its setup, that is
 // bound (or bound once, its device since gone). Asking for an RX ring of
 // 0 entries changes nothing: the kernel answers EBUSY on a socket past
 // setup and EINVAL (the size) on one still being set up.
-func xskBound(f *os.File) (bool, error) {
-	err := unix.SetsockoptInt(int(f.Fd()), unix.SOL_XDP, unix.XDP_RX_RING, 0)
+func xskBound(fd int) (bool, error) {
+	err := unix.SetsockoptInt(fd, unix.SOL_XDP, unix.XDP_RX_RING, 0)
 	switch {
 	case errors.Is(err, unix.EBUSY):
 		return true, nil
@@ -124,7 +124,7 @@ func (s *Server) afxdpInsertPendingLocked(a *afxdpPort) {
 	}
 	var done []int
 	for q, f := range a.pending {
-		bound, err := xskBound(f)
+		bound, err := xskBound(int(f.Fd()))
 		if err == nil && !bound {
 			continue
 		}
