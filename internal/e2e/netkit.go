@@ -9,6 +9,8 @@ import (
 	"regexp"
 	"strings"
 	"time"
+
+	"github.com/vrss-dev/vrss/internal/inject"
 )
 
 // Netkit queue leasing (Linux 7.1) cannot be tried on the project's
@@ -92,6 +94,9 @@ type NetkitOptions struct {
 	// sid's: a kernel with netkit but without queue leasing, where the
 	// create must be refused and the pair such a kernel makes deleted.
 	Before71 bool
+	// AFXDPInject, if set, sends into the TAP: on 7.2 the AF_XDP step
+	// (afxdp72.go) runs last, with frames from the host through it.
+	AFXDPInject *inject.Injector
 }
 
 // NetkitReport is what RunNetkit saw.
@@ -108,6 +113,10 @@ type NetkitReport struct {
 	// lines, by key), VRSSDOutput all of it.
 	VRSSD       map[string]string
 	VRSSDOutput string
+	// AFXDP is what the AF_XDP step saw (nil if it did not run),
+	// AFXDPErr why it failed.
+	AFXDP    *AFXDP72Report
+	AFXDPErr error
 	// Prepare is how long the downloads, the build and the image took,
 	// Boot the guest's boot, Run the test in it.
 	Prepare, Boot, Run time.Duration
@@ -244,6 +253,9 @@ func RunNetkit(o NetkitOptions) (*NetkitReport, error) {
 			}
 		}
 	}
+	if o.AFXDPInject != nil && !o.Before71 {
+		rep.AFXDP, rep.AFXDPErr = runAFXDP72(g, o.AFXDPInject, o.Log)
+	}
 	if err := g.Shutdown(30 * time.Second); err != nil {
 		fmt.Fprintf(o.Log, "e2e: netkit: guest shutdown: %v\n", err)
 	}
@@ -305,6 +317,11 @@ func prepareNetkit(o NetkitOptions, rep *NetkitReport) (kernel, initrd string, e
 	}
 	defer os.RemoveAll(dir)
 	extra := map[string][]byte{NetkitGuestTest: test, netkitVRSSDScript: []byte(netkitVRSSD)}
+	if !o.Before71 && o.AFXDPInject != nil {
+		if err := afxdp72Extra(dir, extra); err != nil {
+			return "", "", err
+		}
+	}
 	for _, cmd := range []string{"vrssd", "vrss"} {
 		if extra["bin/"+cmd], err = buildStatic(dir, "github.com/vrss-dev/vrss/cmd/"+cmd); err != nil {
 			return "", "", err
