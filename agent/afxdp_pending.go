@@ -69,6 +69,9 @@ func (s *Server) afxdpSocketsLocked(a *afxdpPort, out *[]*fd.FD) error {
 	if out != nil {
 		// These sockets are replaced: their holder stops receiving.
 		a.closePending()
+		// Recorded however the open ends: a restart must not report
+		// queues orphaned that this open gave up.
+		defer s.afxdpSavePendingLocked(a)
 	}
 	var empty []int
 	for i := range a.rec.Queues {
@@ -109,9 +112,6 @@ func (s *Server) afxdpSocketsLocked(a *afxdpPort, out *[]*fd.FD) error {
 			what = "vrssd inserts each socket once its owner has bound it"
 		}
 		s.log.Info("AF_XDP port: the kernel refuses unbound AF_XDP sockets in an XSKMAP (Linux 7.2: no RX ring yet, ENOBUFS); until inserted, a queue's frames go to the host's stack; "+what, "port", a.rec.Name, "queues", empty)
-	}
-	if out != nil {
-		s.afxdpSavePendingLocked(a)
 	}
 	return nil
 }
