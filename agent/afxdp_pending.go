@@ -76,7 +76,7 @@ func (s *Server) afxdpSocketsLocked(a *afxdpPort, out *[]*fd.FD) error {
 	var empty []int
 	for i := range a.rec.Queues {
 		q := a.rec.QueueStart + i
-		f, err := xsk.NewUnbound()
+		f, err := a.newSocket()
 		if err != nil {
 			return fmt.Errorf("AF_XDP port %s: %w", a.rec.Name, err)
 		}
@@ -217,4 +217,19 @@ func (r *afxdpRecord) validatePending() error {
 		}
 	}
 	return nil
+}
+
+// newSocket makes an unbound AF_XDP socket in the port's network
+// namespace: the kernel looks the ifindex its owner binds it to up in the
+// namespace the socket was made in, not the owner's.
+func (a *afxdpPort) newSocket() (*os.File, error) {
+	if a.netns == nil {
+		return xsk.NewUnbound()
+	}
+	var f *os.File
+	err := a.netns.Do(func() (err error) {
+		f, err = xsk.NewUnbound()
+		return err
+	})
+	return f, err
 }

@@ -370,7 +370,7 @@ func detachProg(t *testing.T, want ebpf.ProgramID) {
 func afxdpVMMHelper(ctx context.Context, c *client.Client, a helperArgs, res *helperResult) error {
 	var na api.NameArgs
 	json.Unmarshal(a.Args, &na)
-	r, files, err := c.AFXDPOpen(ctx, na.Name)
+	r, files, err := c.Netns(na.Netns).AFXDPOpen(ctx, na.Name)
 	if err != nil {
 		return err
 	}
