@@ -98,7 +98,10 @@ func MeasureXDPNs(rounds, repeat int) (XDPNs, error) {
 		return XDPNs{}, err
 	}
 	fl, po, ratio, err := p.measure(2, BenchFrame(), port.New, rounds, repeat) // XDP_PASS
-	return XDPNs{Floor: fl, Policy: po, PolicyOverFloor: ratio}, err
+	if err != nil {
+		return XDPNs{}, err
+	}
+	return XDPNs{Floor: fl, Policy: po[0], PolicyOverFloor: ratio}, nil
 }
 
 // AFXDPNs is the afxdp_ns benchmark's result: ns per frame as
@@ -109,6 +112,10 @@ func MeasureXDPNs(rounds, repeat int) (XDPNs, error) {
 type AFXDPNs struct {
 	Floor    float64 `json:"floor"`
 	Redirect float64 `json:"redirect"`
+	// RedirectOnly is a reference measured in the same rounds: a program
+	// that does nothing but the XSKMAP redirect by receive queue (no
+	// parse, no policy), the least any AF_XDP port's program costs.
+	RedirectOnly float64 `json:"redirect_only"`
 	// RedirectOverFloor is the median over rounds of the ratio within a
 	// round, as XDPNs.PolicyOverFloor.
 	RedirectOverFloor float64 `json:"redirect_over_floor"`
@@ -134,52 +141,104 @@ func MeasureAFXDPNs(rounds, repeat int) (AFXDPNs, error) {
 		return AFXDPNs{}, fmt.Errorf("portxdp: AF_XDP socket: %w", err)
 	}
 	defer unix.Close(fd)
+	// An RX ring, which Linux 7.2 wants of a socket in an XSKMAP
+	// (ENOBUFS otherwise) and 6.x does not mind.
+	if err := unix.SetsockoptInt(fd, unix.SOL_XDP, unix.XDP_RX_RING, 64); err != nil {
+		return AFXDPNs{}, fmt.Errorf("portxdp: AF_XDP socket's RX ring: %w", err)
+	}
 	if err := p.SetSocket(0, fd); err != nil {
 		return AFXDPNs{}, err
 	}
-	fl, re, ratio, err := p.measure(4, BenchFrameIn(), port.NewInbound, rounds, repeat) // XDP_REDIRECT
-	return AFXDPNs{Floor: fl, Redirect: re, RedirectOverFloor: ratio}, err
+	only, err := redirectOnly(fd)
+	if err != nil {
+		return AFXDPNs{}, err
+	}
+	defer only.Close()
+	fl, re, ratio, err := p.measure(4, BenchFrameIn(), port.NewInbound, rounds, repeat, only) // XDP_REDIRECT
+	if err != nil {
+		return AFXDPNs{}, err
+	}
+	return AFXDPNs{Floor: fl, Redirect: re[0], RedirectOnly: re[1], RedirectOverFloor: ratio}, nil
+}
+
+// redirectOnly loads the redirect-only reference program, with its own
+// XSKMAP holding the socket fd at queue 0:
+// bpf_redirect_map(&xsks, ctx->rx_queue_index, XDP_PASS).
+func redirectOnly(fd int) (*ebpf.Program, error) {
+	m, err := ebpf.NewMap(&ebpf.MapSpec{Type: ebpf.XSKMap, KeySize: 4, ValueSize: 4, MaxEntries: 1})
+	if err != nil {
+		return nil, fmt.Errorf("portxdp: the reference's XSKMAP: %w", err)
+	}
+	defer m.Close() // the program holds it
+	if err := m.Put(uint32(0), uint32(fd)); err != nil {
+		return nil, fmt.Errorf("portxdp: the reference's XSKMAP: %w", err)
+	}
+	const rxQueueIndex = 16 // offsetof(struct xdp_md, rx_queue_index)
+	prog, err := ebpf.NewProgram(&ebpf.ProgramSpec{Type: ebpf.XDP, License: "Dual BSD/GPL", Instructions: asm.Instructions{
+		asm.LoadMem(asm.R2, asm.R1, rxQueueIndex, asm.Word),
+		asm.LoadMapPtr(asm.R1, m.FD()),
+		asm.Mov.Imm(asm.R3, 2), // XDP_PASS if the entry is empty
+		asm.FnRedirectMap.Call(),
+		asm.Return(),
+	}})
+	if err != nil {
+		return nil, fmt.Errorf("portxdp: load the redirect-only reference: %w", err)
+	}
+	if act, _, err := prog.Test(BenchFrameIn()); err != nil || act != 4 {
+		prog.Close()
+		return nil, fmt.Errorf("portxdp: the redirect-only reference returned %d (%v), want XDP_REDIRECT", act, err)
+	}
+	return prog, nil
 }
 
 // measure checks that f passes BenchPolicy by its last rule (judged by
 // the Filter newFilter makes) and that the program, with that policy
 // published, returns action for it,
-// then measures an XDP_PASS floor and the program on it, interleaved
-// round by round (so the machine's drift affects both alike), repeat runs
-// a measurement. It returns the medians of the floor's and the program's
-// ns per frame and the median of the rounds' ratios.
-func (p *Program) measure(action uint32, f []byte, newFilter func(port.Policy) (*port.Filter, error), rounds, repeat int) (floorNs, progNs, ratio float64, err error) {
+// then measures an XDP_PASS floor, the program and the references on it,
+// interleaved round by round (so the machine's drift affects all alike),
+// repeat runs a measurement. It returns the medians of the floor's ns per
+// frame, of the program's and each reference's (in progNs after the
+// program's), and the median of the rounds' program/floor ratios.
+func (p *Program) measure(action uint32, f []byte, newFilter func(port.Policy) (*port.Filter, error), rounds, repeat int, refs ...*ebpf.Program) (floorNs float64, progNs []float64, ratio float64, err error) {
 	floor, err := ebpf.NewProgram(&ebpf.ProgramSpec{Type: ebpf.XDP, License: "Dual BSD/GPL", Instructions: asm.Instructions{
 		asm.Mov.Imm(asm.R0, 2), // XDP_PASS
 		asm.Return(),
 	}})
 	if err != nil {
-		return 0, 0, 0, fmt.Errorf("portxdp: load the XDP_PASS floor: %w", err)
+		return 0, nil, 0, fmt.Errorf("portxdp: load the XDP_PASS floor: %w", err)
 	}
 	defer floor.Close()
 	pol := BenchPolicy()
 	ref, err := newFilter(pol)
 	if err != nil {
-		return 0, 0, 0, err
+		return 0, nil, 0, err
 	}
 	if want := ref.Check(f); want.Reason != port.ACLAllow || want.Rule != len(pol.Rules)-1 {
-		return 0, 0, 0, fmt.Errorf("portxdp: the benchmark frame is judged %+v, not by the last rule", want)
+		return 0, nil, 0, fmt.Errorf("portxdp: the benchmark frame is judged %+v, not by the last rule", want)
 	}
 	if act, err := p.Run(f); err != nil || act != action {
-		return 0, 0, 0, fmt.Errorf("portxdp: the program returned %d (%v) for the benchmark frame, want %d", act, err, action)
+		return 0, nil, 0, fmt.Errorf("portxdp: the program returned %d (%v) for the benchmark frame, want %d", act, err, action)
 	}
 	var fl, po, ratios []float64
+	refNs := make([][]float64, len(refs))
 	for range max(rounds, 1) {
 		_, d, err := floor.Benchmark(f, repeat, nil)
 		if err != nil {
-			return 0, 0, 0, fmt.Errorf("portxdp: BPF_PROG_TEST_RUN of the floor: %w", err)
+			return 0, nil, 0, fmt.Errorf("portxdp: BPF_PROG_TEST_RUN of the floor: %w", err)
 		}
 		fl = append(fl, float64(d.Nanoseconds()))
 		d, err = p.Benchmark(f, repeat)
 		if err != nil {
-			return 0, 0, 0, fmt.Errorf("portxdp: BPF_PROG_TEST_RUN of the policy: %w", err)
+			return 0, nil, 0, fmt.Errorf("portxdp: BPF_PROG_TEST_RUN of the policy: %w", err)
 		}
 		po = append(po, float64(d.Nanoseconds()))
+		for i, r := range refs {
+			_, d, err := r.Benchmark(f, repeat, nil)
+			if err != nil {
+				return 0, nil, 0, fmt.Errorf("portxdp: BPF_PROG_TEST_RUN of a reference: %w", err)
+			}
+			refNs[i] = append(refNs[i], float64(d.Nanoseconds()))
+		}
 		if f := fl[len(fl)-1]; f > 0 {
 			ratios = append(ratios, po[len(po)-1]/f)
 		}
@@ -187,7 +246,11 @@ func (p *Program) measure(action uint32, f []byte, newFilter func(port.Policy) (
 	if len(ratios) > 0 {
 		ratio = median(ratios)
 	}
-	return median(fl), median(po), ratio, nil
+	progNs = []float64{median(po)}
+	for _, r := range refNs {
+		progNs = append(progNs, median(r))
+	}
+	return median(fl), progNs, ratio, nil
 }
 
 func median(xs []float64) float64 {

@@ -29,4 +29,10 @@ func TestMeasure(t *testing.T) {
 		}
 		t.Logf("%s: floor %.0f ns, %s %.0f ns (%.2fx, the median of the rounds' ratios)", r.name, r.floor, r.prog, r.ns, r.overFloor)
 	}
+	// The redirect alone is measured, and costs less than the policy
+	// with it.
+	if a.RedirectOnly <= 0 || a.RedirectOnly >= a.Redirect {
+		t.Errorf("afxdp_ns: redirect_only %v ns, redirect %v ns", a.RedirectOnly, a.Redirect)
+	}
+	t.Logf("afxdp_ns: redirect_only %.0f ns", a.RedirectOnly)
 }

@@ -53,7 +53,8 @@ Measure what vrss steering costs, all in one run (needs root):
     cost per TCPv4 frame next to an XDP program that only passes
     (xdp_ns: floor, policy);
   - AF_XDP (issue 16): the policy program with its XSKMAP redirect next to
-    the XDP floor (afxdp_ns: floor, redirect), and the frames per second an
+    the XDP floor and a program that only redirects (afxdp_ns: floor,
+    redirect, redirect_only), and the frames per second an
     AF_XDP socket (package xsk) and an AF_PACKET socket receive of the same
     traffic on a veth, sent by the kernel's live-frames generator, faster
     than either (afxdp_pps: af_packet, afxdp, and the frames each lost);
@@ -237,6 +238,7 @@ func writeBenchText(w io.Writer, r bench.Result) {
 	fmt.Fprintf(w, "  %-27s %10.0f frames/s   lost %d\n", "AF_PACKET socket receives", r.AFXDPPPS.AFPacket, r.AFXDPPPS.LostAFPacket)
 	fmt.Fprintf(w, "  %-27s %10.0f frames/s   lost %d\n", "AF_XDP socket receives", r.AFXDPPPS.AFXDP, r.AFXDPPPS.LostAFXDP)
 	fmt.Fprintf(w, "  %-27s %10.1f ns\n  %-27s %10.1f ns\n", "XDP floor (XDP_PASS)", r.AFXDPNs.Floor, "policy + XSKMAP redirect", r.AFXDPNs.Redirect)
+	fmt.Fprintf(w, "  %-27s %10.1f ns\n", "XSKMAP redirect alone", r.AFXDPNs.RedirectOnly)
 
 	m := r.MapBytes
 	fmt.Fprintf(w, "\nmemory per TAP: configuration map %d bytes (plain), %d bytes (flows)", m.Plain, m.Flows)

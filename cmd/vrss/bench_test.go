@@ -152,7 +152,7 @@ func checkBenchJSON(t *testing.T, got map[string]any, withQEMU bool) {
 	object("xdp_ns", got["xdp_ns"], []string{"floor", "policy"}, positive)
 	object("ratios", got["ratios"], []string{"port_vrss_over_nftables", "port_vrss_over_bridge", "xdp_policy_over_floor"}, positive)
 	object("targets_met", got["targets_met"], []string{"port_vrss_over_nftables", "port_vrss_over_bridge", "xdp_policy_over_floor"}, boolean)
-	object("afxdp_ns", got["afxdp_ns"], []string{"floor", "redirect", "redirect_over_floor"}, positive)
+	object("afxdp_ns", got["afxdp_ns"], []string{"floor", "redirect", "redirect_only", "redirect_over_floor"}, positive)
 	object("afxdp_pps", got["afxdp_pps"], []string{"af_packet", "afxdp"}, positive)
 	object("ratios", got["ratios"], []string{"afxdp_redirect_over_floor", "afxdp_over_af_packet"}, positive)
 	object("targets_met", got["targets_met"], []string{"afxdp_redirect_over_floor", "afxdp_over_af_packet"}, boolean)
