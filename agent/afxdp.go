@@ -603,6 +603,7 @@ func (s *Server) afxdpSetPolicyLocked(a *afxdpPort, pol *port.Policy, p *peer) (
 	}
 	a.rec.Policy = pol
 	commit()
+	faultPoint("afxdp-published")
 	if err := s.writeAFXDP(a.rec.key(), &a.rec); err != nil {
 		return nil, true, fmt.Errorf("AF_XDP port %s: the policy is enforced, but saving it for restarts failed: %w", a.rec.Name, err)
 	}
@@ -675,6 +676,15 @@ func (s *Server) restoreAFXDPPortLocked(rec *afxdpRecord) error {
 		a.link, err = link.LoadPinnedLink(filepath.Join(dir, portxdp.PinLink), nil)
 		if err == nil && !xdpAt(a.link, a.ifindex) {
 			err = errors.New("the pinned link no longer attaches the program to the device")
+		}
+	}
+	// The recorded policy is published again: a kill between a set's
+	// publish and its save left the pinned program enforcing a policy
+	// the record does not name and whose client got no answer. The same
+	// policy again changes no verdict; only the generation grows.
+	if err == nil {
+		if err = a.prog.PublishXSK(a.policy(), a.rec.queues()); err != nil {
+			err = fmt.Errorf("publishing the recorded policy: %w", err)
 		}
 	}
 	if err != nil {

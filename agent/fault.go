@@ -11,6 +11,9 @@ import (
 //
 //	create-made    create has made the TAP, not yet steered or saved it
 //	steer-pinned   create or adopt has pinned the program, not attached it
+//	port-published port set has published a TAP's policy, not saved it
+//	afxdp-published port set has published an AF_XDP port's policy, not
+//	               saved it
 //
 // It is read once, at start; production never sets it.
 const EnvFault = "VRSSD_FAULT"

@@ -276,11 +276,22 @@ func (s *Server) installPortLocked(d *device, prog *portxdp.Program, pol port.Po
 	return err
 }
 
-// updatePortLocked publishes pol to d's attached program in one atomic
-// step, pointing the fast path at uplink first when the policy names one
-// (and clearing it after, when it names none), and makes sure the program
-// is attached. s.mu is held.
+// updatePortLocked publishes pol to d's attached program (publishPortLocked)
+// and makes sure the program is attached. s.mu is held.
 func (s *Server) updatePortLocked(d *device, pol port.Policy, uplink int) error {
+	if err := publishPortLocked(d, pol, uplink); err != nil {
+		return err
+	}
+	_, err := s.portAttachLocked(d)
+	return err
+}
+
+// publishPortLocked publishes pol to d's program in one atomic step,
+// pointing the fast path at uplink first when the policy names one (and
+// clearing it after, when it names none), so that no frame is judged by a
+// policy naming an uplink the program does not know, nor redirected to an
+// uplink the active policy no longer names. s.mu is held.
+func publishPortLocked(d *device, pol port.Policy, uplink int) error {
 	if uplink != 0 {
 		if err := setUplinkLocked(d, uplink); err != nil {
 			return err
@@ -291,12 +302,9 @@ func (s *Server) updatePortLocked(d *device, pol port.Policy, uplink int) error 
 	}
 	d.port.pol = pol
 	if uplink == 0 {
-		if err := setUplinkLocked(d, 0); err != nil {
-			return err
-		}
+		return setUplinkLocked(d, 0)
 	}
-	_, err := s.portAttachLocked(d)
-	return err
+	return nil
 }
 
 // portAdminLocked looks the TAP up for p as lookupInLocked does (others'
@@ -373,6 +381,7 @@ func (s *Server) portSet(p *peer, raw json.RawMessage, _ []*fd.FD) (any, []*fd.F
 	if err != nil {
 		return nil, nil, err
 	}
+	faultPoint("port-published")
 	if err := writePort(s.opts.StateDir, d, &a.Policy); err != nil {
 		s.log.Error("saving the TAP's port policy", "tap", d.name, "err", err)
 		return nil, nil, fmt.Errorf("TAP %s: the port policy is enforced, but saving it for restarts failed: %w", d.name, err)
@@ -513,8 +522,18 @@ func (s *Server) restorePortLocked(d *device) error {
 		return nil
 	}
 	d.port = &portState{prog: prog, pol: *pol}
-	if err := setUplinkLocked(d, uplink); err != nil {
-		s.log.Warn("setting the port policy's uplink", "tap", d.name, "err", err)
+	// The saved policy is published again: a kill between a set's
+	// publish and its save left the pinned program enforcing a policy
+	// the record does not name and whose client got no answer. The same
+	// policy again changes no verdict; only the generation grows.
+	if err := publishPortLocked(d, *pol, uplink); err != nil {
+		// Without the uplink, at least the saved policy: its allowed
+		// frames pass to the stack until the uplink is set again
+		// (portUplinkLocked tries).
+		s.log.Warn("publishing the saved port policy with its uplink; publishing it without", "tap", d.name, "uplink", pol.Uplink, "err", err)
+		if err := publishPortLocked(d, *pol, 0); err != nil {
+			s.log.Error("publishing the saved port policy into the pinned program; it may enforce another until the policy is set again", "tap", d.name, "err", err)
+		}
 	}
 	s.portCheckLocked(d, "at start")
 	return nil
