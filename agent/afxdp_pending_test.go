@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"maps"
 	"net/netip"
 	"os"
 	"os/exec"
@@ -20,6 +21,7 @@ import (
 	"time"
 
 	"github.com/cilium/ebpf/link"
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netns"
 	"golang.org/x/sys/unix"
@@ -276,6 +278,7 @@ func TestAFXDPPending(t *testing.T) {
 	if p := show("pp0"); !slices.Equal(p.Pending, []int{1, 2}) {
 		t.Fatalf("show after open: pending %v", p.Pending)
 	}
+	wantPendingMetric(t, f.s, "pp0", 2, 0)
 	send(1, false)
 
 	// uid 4242 sets them up and binds them.
@@ -333,6 +336,7 @@ func TestAFXDPPending(t *testing.T) {
 	if p := show("pp0"); len(p.Pending) != 0 || len(p.Orphaned) != 0 {
 		t.Fatalf("show after the insert: %+v", p)
 	}
+	wantPendingMetric(t, f.s, "pp0", 0, 0)
 	send(2, true)
 	send(3, true)
 	time.Sleep(300 * time.Millisecond)
@@ -403,6 +407,7 @@ func TestAFXDPPending(t *testing.T) {
 	if p := show("pp1"); len(p.Pending) != 0 || !slices.Equal(p.Orphaned, []int{1, 2}) {
 		t.Fatalf("after a restart while pending: %+v; want queues 1 and 2 orphaned", p)
 	}
+	wantPendingMetric(t, f.s, "pp1", 0, 2)
 	if !strings.Contains(f.logs.String(), "were pending when vrssd stopped") {
 		t.Error("the restarted vrssd did not log the orphaned queues")
 	}
@@ -411,7 +416,42 @@ func TestAFXDPPending(t *testing.T) {
 	if !slices.Equal(res.Port.Pending, []int{1, 2}) || len(res.Port.Orphaned) != 0 {
 		t.Fatalf("opened after the restart: %+v", res.Port)
 	}
+	wantPendingMetric(t, f.s, "pp1", 2, 0)
 	f.do(rootPeer, api.OpAFXDPDelete, api.NameArgs{Name: "pp1"}, nil)
 }
 
 func ptrInt(v int) *int { return &v }
+
+// wantPendingMetric fails t unless s's metrics (as Prometheus scrapes
+// them, through a registry that checks them against their descriptions)
+// say AF_XDP port name has pending queues pending and orphaned orphaned.
+func wantPendingMetric(t *testing.T, s *Server, name string, pending, orphaned float64) {
+	t.Helper()
+	reg := prometheus.NewPedanticRegistry()
+	if err := reg.Register(collector{s: s}); err != nil {
+		t.Fatal(err)
+	}
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := map[string]float64{}
+	for _, mf := range mfs {
+		if mf.GetName() != "vrss_afxdp_port_pending_queues" {
+			continue
+		}
+		for _, m := range mf.GetMetric() {
+			labels := map[string]string{}
+			for _, l := range m.GetLabel() {
+				labels[l.GetName()] = l.GetValue()
+			}
+			if labels["port"] == name {
+				got[labels["state"]] = m.GetGauge().GetValue()
+			}
+		}
+	}
+	want := map[string]float64{"pending": pending, "orphaned": orphaned}
+	if !maps.Equal(got, want) {
+		t.Fatalf("vrss_afxdp_port_pending_queues of %s by state: %v, want %v", name, got, want)
+	}
+}

@@ -162,6 +162,8 @@ var (
 		"Passed frames the AF_XDP port's program redirected to the socket of their queue.", afxdpLabels, nil)
 	descAFXDPOtherQueue = prometheus.NewDesc("vrss_afxdp_port_other_queue_packets_total",
 		"Frames of the device's other queues (the host's), passed to the stack unjudged.", afxdpLabels, nil)
+	descAFXDPPending = prometheus.NewDesc("vrss_afxdp_port_pending_queues",
+		"The AF_XDP port's queues whose socket is not in its XSKMAP, by state: pending (handed out, vrssd inserts it once its owner binds it; Linux 7.2 refuses an unbound socket) or orphaned (pending when vrssd stopped, its socket lost; until the owner opens the port again). Their frames go to the host's stack.", withAFXDP("state"), nil)
 )
 
 // afxdpLabels name an AF_XDP port: its name, and the path of its network
@@ -182,7 +184,7 @@ func (c collector) Describe(ch chan<- *prometheus.Desc) {
 		descFlows, descUp, descGeneration, descReattached, descQueuePackets, descUnclassified, descUnconfigured,
 		descRetries, descTorn, descDropped, descRaced, descUnattributed, descNoRulePath, descRuleHits, descOmitted, descContext,
 		descPortAttached, descPortPackets, descPortRedirected, descPortUnconfigured, descPortRuleHits,
-		descAFXDPPorts, descAFXDPAttached, descAFXDPPackets, descAFXDPRuleHits, descAFXDPRedirected, descAFXDPOtherQueue} {
+		descAFXDPPorts, descAFXDPAttached, descAFXDPPackets, descAFXDPRuleHits, descAFXDPRedirected, descAFXDPOtherQueue, descAFXDPPending} {
 		ch <- d
 	}
 }
@@ -293,21 +295,28 @@ func portMetrics(d *device) []prometheus.Metric {
 	return out
 }
 
-// afxdpMetrics are a's metrics, if its counters can be read; s.mu is held.
+// afxdpMetrics are a's metrics: its pending and orphaned queues, and the
+// rest if its counters can be read; s.mu is held.
 func afxdpMetrics(a *afxdpPort) []prometheus.Metric {
+	name, ns := a.rec.Name, a.rec.Netns
+	// Both states always, 0 when none: an alert on a queue pending too
+	// long needs the series to exist before it does.
+	out := []prometheus.Metric{
+		gauge(descAFXDPPending, float64(len(a.pending)), name, ns, "pending"),
+		gauge(descAFXDPPending, float64(len(a.orphaned())), name, ns, "orphaned"),
+	}
 	if a.prog == nil {
-		return nil
+		return out
 	}
 	c, err := a.prog.Counters()
 	if err != nil {
-		return nil
+		return out
 	}
-	name, ns := a.rec.Name, a.rec.Netns
-	out := []prometheus.Metric{
+	out = append(out,
 		gauge(descAFXDPAttached, bit(a.info().Attached), name, ns),
 		counter(descAFXDPRedirected, c.XSKRedirected, name, ns),
 		counter(descAFXDPOtherQueue, c.OtherQueue, name, ns),
-	}
+	)
 	for r := port.Reason(1); r < port.NumReasons; r++ {
 		out = append(out, counter(descAFXDPPackets, c.Reasons[r], name, ns, r.String()))
 	}
