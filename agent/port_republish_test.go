@@ -10,6 +10,7 @@ import (
 
 	"github.com/vrss-dev/vrss/agent"
 	"github.com/vrss-dev/vrss/agent/api"
+	"github.com/vrss-dev/vrss/agent/client"
 	"github.com/vrss-dev/vrss/internal/inject"
 	"github.com/vrss-dev/vrss/port"
 	"github.com/vrss-dev/vrss/portxdp"
@@ -22,22 +23,31 @@ const (
 	xdpRedirect = 4
 )
 
-// setKilled makes vrssd die (EnvFault point) while it sets name's port
-// policy to pol, after publishing it into the pinned program and before
-// saving it, and waits until it is gone: the set's client gets no answer.
-func setKilled(t *testing.T, d *daemon, name, point string, pol port.Policy) {
+// setKilled restarts vrssd so that it dies (EnvFault point) in the port
+// set that set makes, after publishing the policy into the pinned program
+// and before saving it, and waits until it is gone: the set's client gets
+// no answer.
+func setKilled(t *testing.T, d *daemon, point string, set func(*client.Client) error) {
 	t.Helper()
 	d.stop()
 	d.env = []string{agent.EnvFault + "=" + point}
 	d.start()
 	c := d.dial()
-	_, err := c.PortSet(context.Background(), name, pol)
+	err := set(c)
 	c.Close()
 	if err == nil {
-		t.Fatalf("the set of %s was answered; vrssd should have died at %s", name, point)
+		t.Fatalf("the set was answered; vrssd should have died at %s", point)
 	}
 	<-d.exited
 	d.env = nil
+}
+
+// setPolicy is a set of name's policy to pol, for setKilled.
+func setPolicy(name string, pol port.Policy) func(*client.Client) error {
+	return func(c *client.Client) error {
+		_, err := c.PortSet(context.Background(), name, pol)
+		return err
+	}
 }
 
 // TestPortRepublishTAP: vrssd is SIGKILLed after publishing a TAP's new
@@ -80,7 +90,7 @@ func TestPortRepublishTAP(t *testing.T) {
 		t.Fatal("the two policies judge every frame alike")
 	}
 
-	setKilled(t, d, "rp0", "port-published", interrupted)
+	setKilled(t, d, "port-published", setPolicy("rp0", interrupted))
 	// The worst moment: the pinned program enforces the interrupted set's
 	// policy (BPF_PROG_TEST_RUN), the record names the saved one.
 	prog, err := portxdp.LoadPinned(filepath.Join(d.bpffsDir, "rp0"))
@@ -172,7 +182,7 @@ func TestPortRepublishAFXDP(t *testing.T) {
 	}
 	judge("the saved policy", toSaved, toInterrupted)
 
-	setKilled(t, d, "rx0", "afxdp-published", interrupted)
+	setKilled(t, d, "afxdp-published", setPolicy("rx0", interrupted))
 	judge("after the kill (the interrupted set's policy)", toInterrupted, toSaved)
 
 	d.start()

@@ -18,6 +18,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/vrss-dev/vrss/agent/api"
+	"github.com/vrss-dev/vrss/agent/client"
 	"github.com/vrss-dev/vrss/internal/diffcorpus"
 	"github.com/vrss-dev/vrss/internal/inject"
 	"github.com/vrss-dev/vrss/internal/netnstest"
@@ -429,6 +430,24 @@ func TestPortUplink(t *testing.T) {
 	waitFor(t, "the fast path on the new uplink", func() bool { return strings.Count(d.log(), "the port policy's uplink changed") == 2 })
 	run = portFrames(t, pol, 9, 500)
 	run.send(t, h.Queues, h.TAP.VnetHdrLen, peer)
+
+	// A kill between a set's publish and its save, the set dropping the
+	// uplink: after the restart the saved policy, its uplink set again
+	// before it is published, judges the frames, and what it passes goes
+	// to the uplink, none to the stack.
+	c.Close()
+	noUplink := portPolicy(4)
+	setKilled(t, d, "port-published", func(c *client.Client) error {
+		_, err := c.Netns(pod).PortSet(ctx, "up0", noUplink)
+		return err
+	})
+	d.start()
+	stack.Drain()
+	run = portFrames(t, pol, 10, 500)
+	run.send(t, h.Queues, h.TAP.VnetHdrLen, peer)
+	if n := len(stack.Drain()); n != 0 {
+		t.Errorf("after the restart: %d kinds of frames reached the stack besides the uplink", n)
+	}
 }
 
 // uplinkVeth makes the veth vrssup0 and its peer vrsspeer0 in the
