@@ -291,36 +291,7 @@ func TestAFXDPMapPath(t *testing.T) {
 	checkPin("after vrssd's restart")
 	send(2)
 	time.Sleep(300 * time.Millisecond)
-	stdin.Close()
-	var r helperResult
-	if err := json.NewDecoder(out).Decode(&r); err != nil {
-		t.Fatal(err)
-	}
-	if r.Error != nil || r.Fail != "" {
-		t.Fatalf("map-path helper: %+v", r)
-	}
-	var got struct{ Sockets [][]int }
-	if err := json.Unmarshal(r.Result, &got); err != nil {
-		t.Fatal(err)
-	}
-	received := 0
-	for i, tags := range got.Sockets {
-		for _, tag := range tags {
-			q, ok := want[tag]
-			switch {
-			case !ok:
-				t.Errorf("socket %d: a frame that should not have come: tag %d", i, tag)
-			case q != 1+i:
-				t.Errorf("socket of queue %d: a frame sent on queue %d (tag %d)", 1+i, q, tag)
-			default:
-				delete(want, tag)
-				received++
-			}
-		}
-	}
-	if len(want) != 0 {
-		t.Errorf("%d allowed frames never reached uid %d's own sockets", len(want), owner)
-	}
+	received := checkOnQueues(t, afxdpHelperTags(t, stdin, out, "map-path helper"), want, 1)
 	st, err := c2.PortStats(ctx, "xm0")
 	if err != nil {
 		t.Fatal(err)

@@ -1,13 +1,8 @@
 package agent_test
 
 import (
-	"bufio"
 	"context"
-	"encoding/json"
-	"io"
 	"net/netip"
-	"os"
-	"syscall"
 	"testing"
 	"time"
 
@@ -66,26 +61,7 @@ func TestAFXDPNetns(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	cmd := execHelper("afxdpvmm", helperArgs{Socket: d.socket, Args: mustJSON(api.NameArgs{Name: "np0", Netns: pod})})
-	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: owner, Gid: owner}}
-	stdin, err := cmd.StdinPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	stdout, err := cmd.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	cmd.Stderr = os.Stderr
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	defer cmd.Wait()
-	out := bufio.NewReader(stdout)
-	if line, err := out.ReadString('\n'); err != nil || line != "READY\n" {
-		rest, _ := io.ReadAll(out)
-		t.Fatalf("afxdp helper: %q %s, %v", line, rest, err)
-	}
+	stdin, out := startAFXDPOwner(t, d, owner, api.NameArgs{Name: "np0", Netns: pod})
 
 	const perQueue = 100
 	want := map[int]int{}
@@ -102,29 +78,7 @@ func TestAFXDPNetns(t *testing.T) {
 		}
 	}
 	time.Sleep(300 * time.Millisecond)
-	stdin.Close()
-	var r helperResult
-	if err := json.NewDecoder(out).Decode(&r); err != nil {
-		t.Fatal(err)
-	}
-	if r.Error != nil || r.Fail != "" {
-		t.Fatalf("afxdp helper: %+v", r)
-	}
-	var got struct{ Sockets [][]int }
-	if err := json.Unmarshal(r.Result, &got); err != nil {
-		t.Fatal(err)
-	}
-	for i, tags := range got.Sockets {
-		for _, tag := range tags {
-			if q, ok := want[tag]; !ok || q != i {
-				t.Errorf("socket of queue %d: tag %d (sent on queue %d, allowed %v)", i, tag, q, ok)
-			}
-			delete(want, tag)
-		}
-	}
-	if len(want) != 0 {
-		t.Errorf("%d of %d allowed frames never reached uid %d's sockets", len(want), 2*perQueue, owner)
-	}
+	checkOnQueues(t, afxdpHelperTags(t, stdin, out, "afxdp helper"), want, 0)
 	st, err := c.Netns(pod).PortStats(ctx, "np0")
 	if err != nil {
 		t.Fatal(err)

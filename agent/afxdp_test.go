@@ -140,26 +140,7 @@ func TestAFXDPPort(t *testing.T) {
 	_, err = c.PortSet(ctx, "xp0", withUplink)
 	wantCode(t, err, api.CodeInvalidConfig)
 
-	cmd := execHelper("afxdpvmm", helperArgs{Socket: d.socket, Args: mustJSON(api.NameArgs{Name: "xp0"})})
-	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: owner, Gid: owner}}
-	stdin, err := cmd.StdinPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	stdout, err := cmd.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	cmd.Stderr = os.Stderr
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	defer cmd.Wait()
-	out := bufio.NewReader(stdout)
-	if line, err := out.ReadString('\n'); err != nil || line != "READY\n" {
-		rest, _ := io.ReadAll(out)
-		t.Fatalf("afxdp helper: %q %s, %v", line, rest, err)
-	}
+	stdin, out := startAFXDPOwner(t, d, owner, api.NameArgs{Name: "xp0"})
 
 	const perQueue = 50
 	want := map[int]int{} // tag → queue it must arrive on, for the VMM
@@ -224,36 +205,7 @@ func TestAFXDPPort(t *testing.T) {
 	}
 	send(3)
 	time.Sleep(300 * time.Millisecond)
-	stdin.Close()
-	var r helperResult
-	if err := json.NewDecoder(out).Decode(&r); err != nil {
-		t.Fatal(err)
-	}
-	if r.Error != nil || r.Fail != "" {
-		t.Fatalf("afxdp helper: %+v", r)
-	}
-	var got struct{ Sockets [][]int }
-	if err := json.Unmarshal(r.Result, &got); err != nil {
-		t.Fatal(err)
-	}
-	received := 0
-	for i, tags := range got.Sockets {
-		for _, tag := range tags {
-			q, ok := want[tag]
-			switch {
-			case !ok:
-				t.Errorf("socket %d: a frame that should not have come: tag %d", i, tag)
-			case q != 1+i:
-				t.Errorf("socket of queue %d: a frame sent on queue %d (tag %d)", 1+i, q, tag)
-			default:
-				delete(want, tag)
-				received++
-			}
-		}
-	}
-	if len(want) != 0 {
-		t.Errorf("%d allowed frames never reached uid %d's sockets", len(want), owner)
-	}
+	received := checkOnQueues(t, afxdpHelperTags(t, stdin, out, "afxdp helper"), want, 1)
 	t.Logf("uid %d received %d of %d allowed frames, each on its queue's socket (%d sent in all, vrssd SIGKILLed and restarted, and its program detached behind its back, between rounds)", owner, received, 8*perQueue, sent)
 
 	// The stack saw the frames of queues 0 and 3, and none of the port's.
@@ -419,6 +371,80 @@ func afxdpVMMHelper(ctx context.Context, c *client.Client, a helperArgs, res *he
 	}
 	res.Result = mustJSON(map[string]any{"sockets": got})
 	return nil
+}
+
+// startAFXDPOwner starts afxdpVMMHelper as uid (and gid) owner on the
+// port na names and waits until it has set the sockets up; closing stdin
+// ends its receiving (afxdpHelperTags).
+func startAFXDPOwner(t *testing.T, d *daemon, owner int, na api.NameArgs) (io.WriteCloser, *bufio.Reader) {
+	t.Helper()
+	cmd := execHelper("afxdpvmm", helperArgs{Socket: d.socket, Args: mustJSON(na)})
+	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: uint32(owner), Gid: uint32(owner)}}
+	stdin, err := cmd.StdinPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd.Stderr = os.Stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { stdin.Close(); cmd.Wait() })
+	out := bufio.NewReader(stdout)
+	if line, err := out.ReadString('\n'); err != nil || line != "READY\n" {
+		rest, _ := io.ReadAll(out)
+		t.Fatalf("afxdp helper: %q %s, %v", line, rest, err)
+	}
+	return stdin, out
+}
+
+// afxdpHelperTags closes an owner helper's standard input, which ends its
+// receiving, and returns the tags it reports per socket.
+func afxdpHelperTags(t *testing.T, stdin io.Closer, out io.Reader, what string) [][]int {
+	t.Helper()
+	stdin.Close()
+	var r helperResult
+	if err := json.NewDecoder(out).Decode(&r); err != nil {
+		t.Fatal(err)
+	}
+	if r.Error != nil || r.Fail != "" {
+		t.Fatalf("%s: %+v", what, r)
+	}
+	var got struct{ Sockets [][]int }
+	if err := json.Unmarshal(r.Result, &got); err != nil {
+		t.Fatal(err)
+	}
+	return got.Sockets
+}
+
+// checkOnQueues holds what the sockets of queues first, first+1, ...
+// received to want (tag → the queue it was sent on, allowed): each frame
+// on its queue's socket, none else, none missing. It returns how many
+// arrived; want is emptied of them.
+func checkOnQueues(t *testing.T, sockets [][]int, want map[int]int, first int) int {
+	t.Helper()
+	received, total := 0, len(want)
+	for i, tags := range sockets {
+		for _, tag := range tags {
+			q, ok := want[tag]
+			switch {
+			case !ok:
+				t.Errorf("socket of queue %d: a frame that should not have come: tag %d", first+i, tag)
+			case q != first+i:
+				t.Errorf("socket of queue %d: a frame sent on queue %d (tag %d)", first+i, q, tag)
+			default:
+				delete(want, tag)
+				received++
+			}
+		}
+	}
+	if len(want) != 0 {
+		t.Errorf("%d of %d allowed frames never reached their queue's socket", len(want), total)
+	}
+	return received
 }
 
 // TestAFXDPQuota: a creator (not an admin) may create AF_XDP ports owned
