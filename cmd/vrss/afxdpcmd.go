@@ -35,8 +35,11 @@ sockets a VMM set up keep receiving across vrssd restarts. The owner
 library's AFXDPOpen), sets each up and binds it to its queue.
 
 Until root or an admin sets a port policy on the port ('vrss port set NAME
-...', as on a TAP; no --uplink), every frame of the port's queues is
-dropped: the VM gets nothing it was not allowed. Frames of DEV's other
+...', as on a TAP; no --uplink; judged inbound: the policy names the
+guest's own MACs and addresses), every unicast frame of the port's queues
+is dropped, and only broadcast and multicast control frames (DHCP server
+messages, NDP, MLD) reach the sockets: the VM gets nothing it was not
+allowed. Frames of DEV's other
 queues are the host's: passed to the stack unjudged. On a NIC, the port's
 queues get whatever the NIC's RSS sends them, host traffic included,
 unless --slice: vrssd then creates an RSS context spreading over the
@@ -90,7 +93,7 @@ and nothing is left. Not yet run on a NIC that can lease. Example:
 		if err != nil {
 			return daemonError(err)
 		}
-		fmt.Fprintf(stdout, "created AF_XDP port %s: %s queues %d-%d, owner %d:%d; every frame of those queues is dropped until 'vrss port set %s ...'\n",
+		fmt.Fprintf(stdout, "created AF_XDP port %s: %s queues %d-%d, owner %d:%d; their unicast frames are dropped until 'vrss port set %s ...'\n",
 			p.Name, p.Dev, p.QueueStart, p.QueueStart+p.Queues-1, p.OwnerUID, p.OwnerGID, p.Name)
 		if p.Slice != nil {
 			fmt.Fprintf(stdout, "sliced %s: RSS context %d over queues %d-%d; its ntuple rules follow the port policy's addresses\n", p.Dev, p.Slice.Context, p.QueueStart, p.QueueStart+p.Queues-1)
