@@ -142,30 +142,7 @@ func afxdpList(args []string, stdout io.Writer) error {
 	fs := newFlagSet("afxdp list", "[--json]", "List the AF_XDP ports you may see (all of them for root and admins).")
 	asJSON := fs.Bool("json", false, "print JSON: a list of what 'vrss afxdp show --json' prints")
 	socket := fs.String("socket", "", socketHelp)
-	pos, err := fs.parse(args, stdout)
-	if err != nil {
-		return err
-	}
-	if err := noArgs(pos); err != nil {
-		return err
-	}
-	c, ctx, cancel, err := dial(*socket)
-	if err != nil {
-		return err
-	}
-	defer cancel()
-	defer c.Close()
-	ports, err := c.AFXDPList(ctx)
-	if err != nil {
-		return daemonError(err)
-	}
-	if *asJSON {
-		if ports == nil {
-			ports = []api.AFXDPPort{}
-		}
-		return writeJSON(stdout, ports)
-	}
-	return printAFXDP(stdout, ports)
+	return listFromDaemon(fs, args, stdout, asJSON, socket, (*client.Client).AFXDPList, printAFXDP)
 }
 
 // printAFXDP prints ports as a table, namespaces under it.

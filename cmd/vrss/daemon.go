@@ -42,6 +42,36 @@ func dial(socket string) (*client.Client, context.Context, context.CancelFunc, e
 	return c, ctx, cancel, nil
 }
 
+// listFromDaemon serves a list command whose flag set has --json (asJSON)
+// and --socket: no arguments, one call to vrssd, its answer as JSON (an
+// empty list, never null) or printed.
+func listFromDaemon[T any](fs *flagSet, args []string, stdout io.Writer, asJSON *bool, socket *string, list func(*client.Client, context.Context) ([]T, error), print func(io.Writer, []T) error) error {
+	pos, err := fs.parse(args, stdout)
+	if err != nil {
+		return err
+	}
+	if err := noArgs(pos); err != nil {
+		return err
+	}
+	c, ctx, cancel, err := dial(*socket)
+	if err != nil {
+		return err
+	}
+	defer cancel()
+	defer c.Close()
+	items, err := list(c, ctx)
+	if err != nil {
+		return daemonError(err)
+	}
+	if *asJSON {
+		if items == nil {
+			items = []T{}
+		}
+		return writeJSON(stdout, items)
+	}
+	return print(stdout, items)
+}
+
 // daemonError marks refusals the daemon explains as failed operations (exit
 // 1), except malformed requests, which are the user's input (exit 2).
 func daemonError(err error) error {

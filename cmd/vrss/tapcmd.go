@@ -6,6 +6,7 @@ import (
 	"text/tabwriter"
 
 	"github.com/vrss-dev/vrss/agent/api"
+	"github.com/vrss-dev/vrss/agent/client"
 	"github.com/vrss-dev/vrss/tap"
 )
 
@@ -208,29 +209,11 @@ configuration map locks as "map_bytes". A TAP in another network namespace
 as "netns".`)
 	asJSON := fs.Bool("json", false, "print JSON")
 	socket := fs.String("socket", "", socketHelp)
-	pos, err := fs.parse(args, stdout)
-	if err != nil {
-		return err
-	}
-	if err := noArgs(pos); err != nil {
-		return err
-	}
-	c, ctx, cancel, err := dial(*socket)
-	if err != nil {
-		return err
-	}
-	defer cancel()
-	defer c.Close()
-	taps, err := c.List(ctx)
-	if err != nil {
-		return daemonError(err)
-	}
-	if *asJSON {
-		if taps == nil {
-			taps = []api.TAP{}
-		}
-		return writeJSON(stdout, taps)
-	}
+	return listFromDaemon(fs, args, stdout, asJSON, socket, (*client.Client).List, printTAPs)
+}
+
+// printTAPs prints taps as a table, what vrssd says about each under it.
+func printTAPs(stdout io.Writer, taps []api.TAP) error {
 	w := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
 	// ENABLED is what the kernel reports: the queues other processes (a
 	// VMM) hold enabled, which steering picks from.
