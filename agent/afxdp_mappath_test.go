@@ -390,26 +390,9 @@ func afxdpMapPathHelper(a helperArgs, res *helperResult) error {
 		}
 	}
 	fmt.Fprintf(os.Stdout, "READY %s\n", capEff)
-	done := make(chan struct{})
-	go func() {
-		io.Copy(io.Discard, os.Stdin)
-		close(done)
-	}()
-	got := make([][]int, len(socks))
-	var deadline time.Time
-	for deadline.IsZero() || time.Now().Before(deadline) {
-		for i, s := range socks {
-			if _, err := s.Receive(5*time.Millisecond, func(f []byte) { got[i] = append(got[i], afxdpTag(f)) }); err != nil {
-				return err
-			}
-		}
-		select {
-		case <-done:
-			if deadline.IsZero() {
-				deadline = time.Now().Add(300 * time.Millisecond)
-			}
-		default:
-		}
+	got, err := receiveUntilStdinCloses(socks, afxdpTag)
+	if err != nil {
+		return err
 	}
 	res.Result = mustJSON(map[string]any{"sockets": got})
 	return nil

@@ -345,6 +345,18 @@ func afxdpVMMHelper(ctx context.Context, c *client.Client, a helperArgs, res *he
 		socks = append(socks, s)
 	}
 	os.Stdout.WriteString("READY\n")
+	got, err := receiveUntilStdinCloses(socks, afxdpTag)
+	if err != nil {
+		return err
+	}
+	res.Result = mustJSON(map[string]any{"sockets": got})
+	return nil
+}
+
+// receiveUntilStdinCloses is an owner helper's receive loop: it receives
+// on every socket, recording tag(frame) per socket, until the helper's
+// standard input closes, and for 300 ms more.
+func receiveUntilStdinCloses(socks []*xsk.Socket, tag func([]byte) int) ([][]int, error) {
 	done := make(chan struct{})
 	go func() {
 		io.Copy(io.Discard, os.Stdin)
@@ -352,10 +364,10 @@ func afxdpVMMHelper(ctx context.Context, c *client.Client, a helperArgs, res *he
 	}()
 	got := make([][]int, len(socks))
 	var deadline time.Time
-	for {
+	for deadline.IsZero() || time.Now().Before(deadline) {
 		for i, s := range socks {
-			if _, err := s.Receive(5*time.Millisecond, func(f []byte) { got[i] = append(got[i], afxdpTag(f)) }); err != nil {
-				return err
+			if _, err := s.Receive(5*time.Millisecond, func(f []byte) { got[i] = append(got[i], tag(f)) }); err != nil {
+				return nil, err
 			}
 		}
 		select {
@@ -365,12 +377,8 @@ func afxdpVMMHelper(ctx context.Context, c *client.Client, a helperArgs, res *he
 			}
 		default:
 		}
-		if !deadline.IsZero() && time.Now().After(deadline) {
-			break
-		}
 	}
-	res.Result = mustJSON(map[string]any{"sockets": got})
-	return nil
+	return got, nil
 }
 
 // startAFXDPOwner starts afxdpVMMHelper as uid (and gid) owner on the
