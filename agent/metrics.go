@@ -18,6 +18,7 @@ import (
 
 	"github.com/vrss-dev/vrss/agent/api"
 	"github.com/vrss-dev/vrss/port"
+	"github.com/vrss-dev/vrss/portxdp"
 	"github.com/vrss-dev/vrss/steering"
 )
 
@@ -286,13 +287,7 @@ func portMetrics(d *device) []prometheus.Metric {
 		counter(descPortRedirected, c.Redirected, tap, ns),
 		counter(descPortUnconfigured, c.Unconfigured, tap, ns),
 	}
-	for r := port.Reason(1); r < port.NumReasons; r++ {
-		out = append(out, counter(descPortPackets, c.Reasons[r], tap, ns, r.String()))
-	}
-	for i := range d.port.pol.Rules {
-		out = append(out, counter(descPortRuleHits, c.Rules[i], tap, ns, strconv.Itoa(i)))
-	}
-	return out
+	return append(out, judgedMetrics(descPortPackets, descPortRuleHits, c, len(d.port.pol.Rules), tap, ns)...)
 }
 
 // afxdpMetrics are a's metrics: its pending and orphaned queues, and the
@@ -317,11 +312,18 @@ func afxdpMetrics(a *afxdpPort) []prometheus.Metric {
 		counter(descAFXDPRedirected, c.XSKRedirected, name, ns),
 		counter(descAFXDPOtherQueue, c.OtherQueue, name, ns),
 	)
+	return append(out, judgedMetrics(descAFXDPPackets, descAFXDPRuleHits, c, len(a.policy().Rules), name, ns)...)
+}
+
+// judgedMetrics are a port program's frames by reason and the hits of
+// each of its policy's rules, labelled with the port's labels.
+func judgedMetrics(byReason, ruleHits *prometheus.Desc, c portxdp.Counters, rules int, labels ...string) []prometheus.Metric {
+	var out []prometheus.Metric
 	for r := port.Reason(1); r < port.NumReasons; r++ {
-		out = append(out, counter(descAFXDPPackets, c.Reasons[r], name, ns, r.String()))
+		out = append(out, counter(byReason, c.Reasons[r], append(labels, r.String())...))
 	}
-	for i := range a.policy().Rules {
-		out = append(out, counter(descAFXDPRuleHits, c.Rules[i], name, ns, strconv.Itoa(i)))
+	for i := range rules {
+		out = append(out, counter(ruleHits, c.Rules[i], append(labels, strconv.Itoa(i))...))
 	}
 	return out
 }
